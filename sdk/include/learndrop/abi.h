@@ -1,0 +1,38 @@
+#pragma once
+
+#include <cstdint>
+
+#include <torch/version.h>
+
+namespace ld {
+
+/// Version of the binary interface between the host and plugins. Bumped
+/// whenever an SDK interface changes its layout or virtual functions; the host
+/// refuses a plugin built against another version.
+constexpr std::uint32_t kSdkAbiVersion = 1;
+
+/// What a plugin library was built against. Plain integers only, so that the
+/// host can read it before it trusts any C++ type from the library.
+struct AbiStamp {
+  std::uint32_t sdk_abi;
+  std::uint32_t torch_major;
+  std::uint32_t torch_minor;
+  std::uint32_t torch_patch;
+  std::uint32_t cxx11_abi;  ///< The value of `_GLIBCXX_USE_CXX11_ABI`.
+};
+
+/// The stamp of the translation unit that includes this header.
+constexpr AbiStamp current_abi_stamp() {
+  return AbiStamp{kSdkAbiVersion,
+                  TORCH_VERSION_MAJOR,
+                  TORCH_VERSION_MINOR,
+                  TORCH_VERSION_PATCH,
+#if defined(_GLIBCXX_USE_CXX11_ABI)
+                  static_cast<std::uint32_t>(_GLIBCXX_USE_CXX11_ABI)
+#else
+                  0
+#endif
+  };
+}
+
+}  // namespace ld

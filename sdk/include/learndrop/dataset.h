@@ -1,0 +1,65 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+
+#include "learndrop/export.h"
+
+namespace ld {
+
+/// Which part of a dataset.
+enum class Split { kTrain, kTest };
+
+/// Returns "train" or "test".
+inline const char* to_string(Split split) { return split == Split::kTrain ? "train" : "test"; }
+
+/// What a dataset plugin learns from the host when it is created.
+struct DatasetContext {
+  /// Value of the `LEARNDROP_DATA` environment variable ("" when unset): the
+  /// folder under which datasets live by default (`$LEARNDROP_DATA/<name>`).
+  std::string data_root;
+  std::uint64_t seed = 0;
+};
+
+/// A batch of samples: `images` is float32 [B, C, H, W] (normalised),
+/// `labels` is int64 [B].
+struct Batch {
+  at::Tensor images;
+  at::Tensor labels;
+};
+
+/// A labelled image dataset with a train and a test split.
+///
+/// Implementations must be safe to call `get_batch` from several threads at
+/// once, and deterministic: the same indices and `augment_seed` give the same
+/// batch.
+class LEARNDROP_VISIBLE Dataset {
+ public:
+  virtual ~Dataset() = default;
+
+  /// Number of samples in `split`.
+  virtual std::int64_t size(Split split) const = 0;
+
+  /// Number of classes; labels are in [0, num_classes).
+  virtual std::int64_t num_classes() const = 0;
+
+  /// Shape of one sample as [C, H, W].
+  virtual std::vector<std::int64_t> sample_shape() const = 0;
+
+  /// Samples `indices` of `split`. Random training transforms (augmentation)
+  /// draw from `augment_seed` only, so a batch is reproducible.
+  virtual Batch get_batch(Split split, const std::vector<std::int64_t>& indices,
+                          std::uint64_t augment_seed) const = 0;
+
+  /// Whether the training transform is random. A feature cache built from
+  /// such a dataset would freeze one draw of the augmentation.
+  virtual bool random_train_transform() const { return false; }
+
+  /// One line for logs, e.g. "Fashion-MNIST idx at /usr/share/... (60000/10000)".
+  virtual std::string describe() const { return ""; }
+};
+
+}  // namespace ld

@@ -1,0 +1,4 @@
+#pragma once
+
+/// Everything a LearnDrop plugin needs.
+#include "learndrop/plugin.h"
