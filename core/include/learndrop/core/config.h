@@ -1,0 +1,97 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <yaml-cpp/yaml.h>
+
+#include "learndrop/manifest.h"
+#include "learndrop/options.h"
+
+namespace ld::core {
+
+class PluginHost;
+
+/// A config file as loaded, with `--set` overrides applied, before validation.
+struct ConfigTree {
+  YAML::Node root;
+  std::string file;                    ///< Path of the YAML file ("" for a string).
+  std::vector<std::string> overrides;  ///< Dotted keys set with --set.
+};
+
+/// Loads a YAML config file. Throws ld::Error naming the file and line.
+ConfigTree load_config(const std::string& file);
+
+/// Parses YAML text; `origin` names it in errors.
+ConfigTree parse_config(const std::string& text, const std::string& origin);
+
+/// Applies `KEY=VALUE` (KEY dotted, VALUE in YAML syntax) to the tree.
+void apply_override(ConfigTree& tree, const std::string& assignment);
+
+/// A plugin section: which plugin, and its validated options.
+struct PluginChoice {
+  std::string plugin;
+  Options options;
+};
+
+/// Training settings (the `train` section).
+struct TrainSettings {
+  std::int64_t epochs = 0;
+  std::int64_t batch_size = 0;
+  std::int64_t eval_batch_size = 0;
+  std::string optimizer;
+  double lr = 0;
+  double momentum = 0;
+  bool nesterov = false;
+  double weight_decay = 0;
+  std::string lr_schedule;
+  std::int64_t lr_step_epochs = 0;
+  double lr_gamma = 0;
+  double warmup_epochs = 0;
+};
+
+/// A validated config: every key known, typed and in range, defaults filled.
+struct RunConfig {
+  std::string file;
+  std::string name;
+  std::uint64_t seed = 0;
+  int threads = 1;              ///< Resolved from runtime.threads (auto = hardware cores).
+  std::string threads_setting;  ///< As written: "auto" or a number.
+  TrainSettings train;
+  PluginChoice model, dataset, policy, cache;
+  std::string cache_dtype;  ///< float32 | float16 | bfloat16
+  std::vector<std::string> plugin_paths;  ///< Absolute paths from plugins.paths.
+  std::vector<std::string> warnings;      ///< Keys left out (see resolve_config).
+
+  /// The effective config as YAML (every key, defaults included).
+  std::string effective_yaml() const;
+  /// Stable hash of the effective config (identifies a run with its seed).
+  std::string hash() const;
+};
+
+/// The keys of the host's own sections (experiment, runtime, train, plugins)
+/// and of the host keys in plugin sections (`plugin`, `cache.dtype`).
+const std::vector<ConfigKey>& host_section_keys(const std::string& section);
+
+/// Reads `plugins.paths` (resolved against the config file's folder).
+std::vector<std::string> plugin_paths(const ConfigTree& tree);
+
+/// Validates the tree against the host's keys and the chosen plugins'
+/// manifests. Throws ld::Error naming file, line, key and what was expected.
+RunConfig resolve_config(const ConfigTree& tree, const PluginHost& host);
+
+/// Validates one mapping against `keys` (unknown keys, types, ranges) and
+/// returns the options with defaults filled. `label` names the owner in
+/// messages, e.g. "policy 'learn-drop'". Keys in `skip` are ignored.
+Options validate_section(const ConfigTree& tree, const std::string& section, const YAML::Node& node,
+                         const std::vector<ConfigKey>& keys, const std::string& label,
+                         const std::vector<std::string>& skip = {});
+
+/// Parses a default or override value written as a YAML scalar into `key`'s type.
+Value parse_value(const ConfigKey& key, const std::string& text, const std::string& where);
+
+/// Renders a Value as YAML/JSON-compatible text.
+std::string value_to_string(const Value& value);
+
+}  // namespace ld::core

@@ -1,0 +1,33 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace ld::core {
+
+/// Edit distance between two strings (insertions, deletions, substitutions).
+std::size_t edit_distance(const std::string& a, const std::string& b);
+
+/// The candidate closest to `word`, or "" when none is plausibly a typo of it.
+std::string closest_match(const std::string& word, const std::vector<std::string>& candidates);
+
+/// "; did you mean 'x'?" or "" (for error messages).
+std::string did_you_mean(const std::string& word, const std::vector<std::string>& candidates);
+
+/// Joins with ", ", each item quoted: 'a', 'b'.
+std::string quoted_list(const std::vector<std::string>& items);
+
+/// 1.23 GFLOP, 456 MFLOP ... (decimal units).
+std::string format_flops(double flops);
+
+/// 1.5 MiB, 20 KiB ... (binary units).
+std::string format_bytes(double bytes);
+
+/// 1:05:03 or 4:07 (h:mm:ss / m:ss).
+std::string format_duration(double seconds);
+
+/// 64-bit FNV-1a hash as 16 hex digits (stable across runs and platforms).
+std::string fnv1a_hex(const std::string& data);
+
+}  // namespace ld::core

@@ -1,0 +1,448 @@
+#include "learndrop/core/config.h"
+
+#include <cmath>
+#include <filesystem>
+#include <map>
+#include <thread>
+
+#include "learndrop/core/plugin_host.h"
+#include "learndrop/core/text.h"
+#include "learndrop/error.h"
+
+namespace ld::core {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+const std::vector<std::string> kSections = {"experiment", "runtime", "model", "dataset",
+                                            "train",      "policy",  "cache", "plugins"};
+const std::vector<std::string> kPluginSections = {"model", "dataset", "policy", "cache"};
+
+PluginKind kind_of(const std::string& section) {
+  if (section == "model") return PluginKind::kModel;
+  if (section == "dataset") return PluginKind::kDataset;
+  if (section == "policy") return PluginKind::kPolicy;
+  return PluginKind::kCache;
+}
+
+// "file:line: " for a node, or "file: " when it has no position (--set).
+std::string where(const ConfigTree& tree, const YAML::Node& node, const std::string& key) {
+  std::string w = tree.file.empty() ? "config" : tree.file;
+  bool overridden = false;
+  for (const auto& o : tree.overrides) overridden = overridden || o == key;
+  if (overridden) return w + ": " + key + " (from --set)";
+  if (node.IsDefined() && node.Mark().line >= 0) w += ":" + std::to_string(node.Mark().line + 1);
+  return w + ": " + key;
+}
+
+std::string describe_expected(const ConfigKey& key) {
+  std::string s = std::string(key.type == ValueType::kInt ? "an " : "a ") + to_string(key.type);
+  if (!key.choices.empty()) s = "one of " + quoted_list(key.choices);
+  if (key.min && key.max) {
+    s += " in [" + value_to_string(key.type == ValueType::kInt ? Value(static_cast<std::int64_t>(*key.min))
+                                                                : Value(*key.min)) +
+         ", " +
+         value_to_string(key.type == ValueType::kInt ? Value(static_cast<std::int64_t>(*key.max))
+                                                     : Value(*key.max)) +
+         "]";
+  }
+  return s;
+}
+
+}  // namespace
+
+std::string value_to_string(const Value& value) {
+  if (auto* b = std::get_if<bool>(&value)) return *b ? "true" : "false";
+  if (auto* i = std::get_if<std::int64_t>(&value)) return std::to_string(*i);
+  if (auto* d = std::get_if<double>(&value)) {
+    YAML::Emitter e;
+    e << *d;
+    return e.c_str();
+  }
+  return std::get<std::string>(value);
+}
+
+Value parse_value(const ConfigKey& key, const std::string& text, const std::string& where_text) {
+  auto fail = [&](const std::string& got) -> Error {
+    return Error(where_text + ": expected " + describe_expected(key) + ", got " + got);
+  };
+  Value v;
+  switch (key.type) {
+    case ValueType::kBool:
+      if (text == "true" || text == "yes" || text == "on") {
+        v = true;
+      } else if (text == "false" || text == "no" || text == "off") {
+        v = false;
+      } else {
+        throw fail("'" + text + "'");
+      }
+      break;
+    case ValueType::kInt: {
+      std::size_t used = 0;
+      std::int64_t i = 0;
+      try {
+        i = std::stoll(text, &used);
+      } catch (...) {
+        used = 0;
+      }
+      if (used == 0 || used != text.size()) throw fail("'" + text + "'");
+      v = i;
+      if ((key.min && i < *key.min) || (key.max && i > *key.max)) throw fail(text);
+      break;
+    }
+    case ValueType::kFloat: {
+      std::size_t used = 0;
+      double d = 0;
+      try {
+        d = std::stod(text, &used);
+      } catch (...) {
+        used = 0;
+      }
+      if (used == 0 || used != text.size() || !std::isfinite(d)) throw fail("'" + text + "'");
+      v = d;
+      if ((key.min && d < *key.min) || (key.max && d > *key.max)) throw fail(text);
+      break;
+    }
+    case ValueType::kString:
+      if (!key.choices.empty() &&
+          std::find(key.choices.begin(), key.choices.end(), text) == key.choices.end()) {
+        throw Error(where_text + ": expected one of " + quoted_list(key.choices) + ", got '" + text + "'" +
+                    did_you_mean(text, key.choices));
+      }
+      v = text;
+      break;
+  }
+  return v;
+}
+
+ConfigTree parse_config(const std::string& text, const std::string& origin) {
+  ConfigTree tree;
+  tree.file = origin;
+  try {
+    tree.root = YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    throw Error(origin + ":" + std::to_string(e.mark.line + 1) + ": invalid YAML: " + e.msg);
+  }
+  if (tree.root.IsNull()) tree.root = YAML::Node(YAML::NodeType::Map);
+  if (!tree.root.IsMap()) throw Error(origin + ": expected a mapping of sections at the top level");
+  return tree;
+}
+
+ConfigTree load_config(const std::string& file) {
+  if (!fs::is_regular_file(file)) throw Error(file + ": config file does not exist");
+  ConfigTree tree;
+  tree.file = file;
+  try {
+    tree.root = YAML::LoadFile(file);
+  } catch (const YAML::BadFile&) {
+    throw Error(file + ": cannot read config file");
+  } catch (const YAML::Exception& e) {
+    throw Error(file + ":" + std::to_string(e.mark.line + 1) + ": invalid YAML: " + e.msg);
+  }
+  if (tree.root.IsNull()) tree.root = YAML::Node(YAML::NodeType::Map);
+  if (!tree.root.IsMap()) throw Error(file + ": expected a mapping of sections at the top level");
+  return tree;
+}
+
+void apply_override(ConfigTree& tree, const std::string& assignment) {
+  auto eq = assignment.find('=');
+  if (eq == std::string::npos || eq == 0) {
+    throw Error("--set " + assignment + ": expected KEY=VALUE, e.g. --set train.epochs=3");
+  }
+  std::string key = assignment.substr(0, eq);
+  std::string text = assignment.substr(eq + 1);
+  std::vector<std::string> parts;
+  std::size_t start = 0;
+  while (true) {
+    auto dot = key.find('.', start);
+    parts.push_back(key.substr(start, dot - start));
+    if (dot == std::string::npos) break;
+    start = dot + 1;
+  }
+  for (const auto& p : parts) {
+    if (p.empty()) throw Error("--set " + assignment + ": empty component in key '" + key + "'");
+  }
+  if (parts.size() != 2) {
+    throw Error("--set " + assignment + ": expected SECTION.KEY=VALUE (e.g. train.epochs=3), got key '" +
+                key + "'");
+  }
+  YAML::Node value;
+  try {
+    value = YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    throw Error("--set " + assignment + ": invalid value: " + e.msg);
+  }
+  if (text.empty()) value = YAML::Node(std::string());
+  YAML::Node section = tree.root[parts[0]];
+  if (section.IsDefined() && !section.IsNull() && !section.IsMap()) {
+    throw Error("--set " + assignment + ": section '" + parts[0] + "' is not a mapping");
+  }
+  tree.root[parts[0]][parts[1]] = value;
+  tree.overrides.push_back(key);
+}
+
+const std::vector<ConfigKey>& host_section_keys(const std::string& section) {
+  static const std::map<std::string, std::vector<ConfigKey>> keys = {
+      {"experiment",
+       {ConfigKey("name", ValueType::kString, "run", "name of the experiment (default run folder runs/<name>)"),
+        ConfigKey("seed", ValueType::kInt, "0", "seed of initialisation, shuffling and augmentation")
+            .range(0, 9.0e18)}},
+      {"runtime",
+       {ConfigKey("threads", ValueType::kString, "auto",
+                  "intra-op threads for LibTorch and TBB: auto (hardware cores) or a number")}},
+      {"train",
+       {ConfigKey("epochs", ValueType::kInt, "10", "number of training epochs").range(1, 100000),
+        ConfigKey("batch_size", ValueType::kInt, "128", "training batch size").range(2, 1 << 20),
+        ConfigKey("eval_batch_size", ValueType::kInt, "512", "test batch size").range(1, 1 << 20),
+        ConfigKey("optimizer", ValueType::kString, "sgd", "sgd | adam | adamw").one_of({"sgd", "adam", "adamw"}),
+        ConfigKey("lr", ValueType::kFloat, "0.05", "base learning rate").range(0, 100),
+        ConfigKey("momentum", ValueType::kFloat, "0.9", "SGD momentum").range(0, 1),
+        ConfigKey("nesterov", ValueType::kBool, "false", "Nesterov momentum (sgd)"),
+        ConfigKey("weight_decay", ValueType::kFloat, "0.0005", "L2 weight decay").range(0, 1),
+        ConfigKey("lr_schedule", ValueType::kString, "cosine",
+                  "constant | step (x lr_gamma every lr_step_epochs) | cosine (to 0 at the last epoch)")
+            .one_of({"constant", "step", "cosine"}),
+        ConfigKey("lr_step_epochs", ValueType::kInt, "30", "epochs between steps of the step schedule")
+            .range(1, 100000),
+        ConfigKey("lr_gamma", ValueType::kFloat, "0.1", "factor of the step schedule").range(0, 1),
+        ConfigKey("warmup_epochs", ValueType::kFloat, "0", "linear learning-rate warm-up, in epochs")
+            .range(0, 100000)}},
+      {"model", {ConfigKey("plugin", ValueType::kString, "vgg", "model plugin")}},
+      {"dataset", {ConfigKey("plugin", ValueType::kString, "mnist", "dataset plugin")}},
+      {"policy", {ConfigKey("plugin", ValueType::kString, "learn-drop", "drop policy plugin (none = full training)")}},
+      {"cache",
+       {ConfigKey("plugin", ValueType::kString, "ram", "feature-cache plugin"),
+        ConfigKey("dtype", ValueType::kString, "float32", "storage type of cached features")
+            .one_of({"float32", "float16", "bfloat16"})}},
+      {"plugins", {}},
+  };
+  auto it = keys.find(section);
+  if (it == keys.end()) throw Error("no config section named '" + section + "'");
+  return it->second;
+}
+
+Options validate_section(const ConfigTree& tree, const std::string& section, const YAML::Node& node,
+                         const std::vector<ConfigKey>& keys, const std::string& label,
+                         const std::vector<std::string>& skip) {
+  std::map<std::string, Value> values;
+  std::vector<std::string> names;
+  for (const auto& k : keys) names.push_back(k.name);
+  if (node.IsDefined() && !node.IsNull()) {
+    if (!node.IsMap()) throw Error(where(tree, node, section) + ": expected a mapping of keys");
+    for (const auto& kv : node) {
+      std::string name = kv.first.as<std::string>();
+      if (std::find(skip.begin(), skip.end(), name) != skip.end()) continue;
+      std::string dotted = section + "." + name;
+      auto key = std::find_if(keys.begin(), keys.end(), [&](const ConfigKey& k) { return k.name == name; });
+      if (key == keys.end()) {
+        std::vector<std::string> all = names;
+        all.insert(all.end(), skip.begin(), skip.end());
+        throw Error(where(tree, kv.first, dotted) + ": unknown key for " + label + did_you_mean(name, all) +
+                    (all.empty() ? " (it accepts no keys)" : " (known: " + quoted_list(all) + ")"));
+      }
+      if (!kv.second.IsScalar()) {
+        throw Error(where(tree, kv.second, dotted) + ": expected " + describe_expected(*key) +
+                    ", got a " + (kv.second.IsSequence() ? "list" : kv.second.IsMap() ? "mapping" : "null"));
+      }
+      values[name] = parse_value(*key, kv.second.Scalar(), where(tree, kv.second, dotted));
+    }
+  }
+  for (const auto& k : keys) {
+    if (values.count(k.name)) continue;
+    if (k.default_value.empty() && k.type != ValueType::kString) {
+      throw Error(where(tree, node, section + "." + k.name) + ": required key is missing for " + label +
+                  " (" + k.meaning + ")");
+    }
+    values[k.name] = parse_value(k, k.default_value, label + " default of " + k.name);
+  }
+  return Options(section, std::move(values));
+}
+
+std::vector<std::string> plugin_paths(const ConfigTree& tree) {
+  std::vector<std::string> out;
+  YAML::Node section = tree.root["plugins"];
+  if (!section.IsDefined() || section.IsNull()) return out;
+  if (!section.IsMap()) throw Error(where(tree, section, "plugins") + ": expected a mapping with key 'paths'");
+  for (const auto& kv : section) {
+    std::string name = kv.first.as<std::string>();
+    if (name != "paths") {
+      throw Error(where(tree, kv.first, "plugins." + name) + ": unknown key for plugins" +
+                  did_you_mean(name, {"paths"}) + " (known: 'paths')");
+    }
+  }
+  YAML::Node paths = section["paths"];
+  fs::path base = tree.file.empty() ? fs::current_path() : fs::absolute(tree.file).parent_path();
+  auto add = [&](const std::string& p) { out.push_back((fs::path(p).is_absolute() ? fs::path(p) : base / p).string()); };
+  if (paths.IsScalar()) {
+    add(paths.Scalar());
+  } else if (paths.IsSequence()) {
+    for (const auto& p : paths) {
+      if (!p.IsScalar()) throw Error(where(tree, p, "plugins.paths") + ": expected a list of paths");
+      add(p.Scalar());
+    }
+  } else if (!paths.IsNull()) {
+    throw Error(where(tree, paths, "plugins.paths") + ": expected a list of paths");
+  }
+  return out;
+}
+
+RunConfig resolve_config(const ConfigTree& tree, const PluginHost& host) {
+  for (const auto& kv : tree.root) {
+    std::string name = kv.first.as<std::string>();
+    if (std::find(kSections.begin(), kSections.end(), name) == kSections.end()) {
+      throw Error(where(tree, kv.first, name) + ": unknown section" + did_you_mean(name, kSections) +
+                  " (known: " + quoted_list(kSections) + ")");
+    }
+  }
+  RunConfig rc;
+  rc.file = tree.file;
+  rc.plugin_paths = plugin_paths(tree);
+
+  Options experiment = validate_section(tree, "experiment", tree.root["experiment"],
+                                        host_section_keys("experiment"), "section 'experiment'");
+  rc.name = experiment.get_string("name");
+  rc.seed = static_cast<std::uint64_t>(experiment.get_int("seed"));
+
+  Options runtime =
+      validate_section(tree, "runtime", tree.root["runtime"], host_section_keys("runtime"), "section 'runtime'");
+  rc.threads_setting = runtime.get_string("threads");
+  if (rc.threads_setting == "auto") {
+    rc.threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  } else {
+    std::size_t used = 0;
+    int n = 0;
+    try {
+      n = std::stoi(rc.threads_setting, &used);
+    } catch (...) {
+      used = 0;
+    }
+    if (used == 0 || used != rc.threads_setting.size() || n < 1 || n > 1024) {
+      throw Error(where(tree, tree.root["runtime"]["threads"], "runtime.threads") +
+                  ": expected 'auto' or a thread count in [1, 1024], got '" + rc.threads_setting + "'");
+    }
+    rc.threads = n;
+  }
+
+  Options train = validate_section(tree, "train", tree.root["train"], host_section_keys("train"), "section 'train'");
+  TrainSettings& t = rc.train;
+  t.epochs = train.get_int("epochs");
+  t.batch_size = train.get_int("batch_size");
+  t.eval_batch_size = train.get_int("eval_batch_size");
+  t.optimizer = train.get_string("optimizer");
+  t.lr = train.get_float("lr");
+  t.momentum = train.get_float("momentum");
+  t.nesterov = train.get_bool("nesterov");
+  t.weight_decay = train.get_float("weight_decay");
+  t.lr_schedule = train.get_string("lr_schedule");
+  t.lr_step_epochs = train.get_int("lr_step_epochs");
+  t.lr_gamma = train.get_float("lr_gamma");
+  t.warmup_epochs = train.get_float("warmup_epochs");
+  if (t.nesterov && (t.optimizer != "sgd" || t.momentum == 0)) {
+    throw Error(where(tree, tree.root["train"]["nesterov"], "train.nesterov") +
+                ": Nesterov momentum needs optimizer 'sgd' with momentum > 0");
+  }
+
+  for (const auto& section : kPluginSections) {
+    YAML::Node node = tree.root[section];
+    const auto& host_keys = host_section_keys(section);
+    std::vector<std::string> plugin_keys;
+    if (node.IsDefined() && node.IsMap()) {
+      for (const auto& kv : node) {
+        std::string k = kv.first.as<std::string>();
+        bool is_host = std::any_of(host_keys.begin(), host_keys.end(), [&](const ConfigKey& h) { return h.name == k; });
+        if (!is_host) plugin_keys.push_back(k);
+      }
+    }
+    Options host_opts = validate_section(tree, section, node, host_keys, "section '" + section + "'", plugin_keys);
+    std::string plugin = host_opts.get_string("plugin");
+    const PluginInfo* info = nullptr;
+    try {
+      info = &host.find(kind_of(section), plugin);
+    } catch (const Error& e) {
+      throw Error(where(tree, node.IsDefined() && node.IsMap() ? node["plugin"] : node, section + ".plugin") +
+                  ": " + e.what());
+    }
+    std::vector<std::string> host_names;
+    for (const auto& h : host_keys) host_names.push_back(h.name);
+    // `--set SECTION.plugin=X` switches plugins: the file's keys for the
+    // previous plugin that X does not accept are left out, with a warning.
+    const bool switched = std::find(tree.overrides.begin(), tree.overrides.end(), section + ".plugin") !=
+                          tree.overrides.end();
+    std::vector<std::string> ignored = host_names;
+    for (const auto& k : plugin_keys) {
+      bool known = std::any_of(info->manifest.keys.begin(), info->manifest.keys.end(),
+                               [&](const ConfigKey& m) { return m.name == k; });
+      bool overridden = std::find(tree.overrides.begin(), tree.overrides.end(), section + "." + k) !=
+                        tree.overrides.end();
+      if (switched && !known && !overridden) {
+        ignored.push_back(k);
+        rc.warnings.push_back(where(tree, node[k], section + "." + k) + ": ignored, not a key of " + section +
+                              " '" + plugin + "' (the plugin was changed with --set)");
+      }
+    }
+    PluginChoice choice;
+    choice.plugin = plugin;
+    choice.options = validate_section(tree, section, node, info->manifest.keys,
+                                      section + " '" + plugin + "'", ignored);
+    if (section == "model") rc.model = choice;
+    if (section == "dataset") rc.dataset = choice;
+    if (section == "policy") rc.policy = choice;
+    if (section == "cache") {
+      rc.cache = choice;
+      rc.cache_dtype = host_opts.get_string("dtype");
+    }
+  }
+  return rc;
+}
+
+namespace {
+void emit_options(YAML::Emitter& e, const std::string& section, const PluginChoice& choice,
+                  const std::vector<std::pair<std::string, std::string>>& extra = {}) {
+  e << YAML::Key << section << YAML::Value << YAML::BeginMap;
+  e << YAML::Key << "plugin" << YAML::Value << choice.plugin;
+  for (const auto& [k, v] : extra) e << YAML::Key << k << YAML::Value << v;
+  for (const auto& [k, v] : choice.options.values()) {
+    e << YAML::Key << k << YAML::Value;
+    std::visit([&](const auto& x) { e << x; }, v);
+  }
+  e << YAML::EndMap;
+}
+}  // namespace
+
+std::string RunConfig::effective_yaml() const {
+  YAML::Emitter e;
+  e << YAML::BeginMap;
+  e << YAML::Key << "experiment" << YAML::Value << YAML::BeginMap << YAML::Key << "name" << YAML::Value << name
+    << YAML::Key << "seed" << YAML::Value << seed << YAML::EndMap;
+  e << YAML::Key << "runtime" << YAML::Value << YAML::BeginMap << YAML::Key << "threads" << YAML::Value
+    << threads_setting << YAML::EndMap;
+  emit_options(e, "model", model);
+  emit_options(e, "dataset", dataset);
+  e << YAML::Key << "train" << YAML::Value << YAML::BeginMap;
+  e << YAML::Key << "epochs" << YAML::Value << train.epochs;
+  e << YAML::Key << "batch_size" << YAML::Value << train.batch_size;
+  e << YAML::Key << "eval_batch_size" << YAML::Value << train.eval_batch_size;
+  e << YAML::Key << "optimizer" << YAML::Value << train.optimizer;
+  e << YAML::Key << "lr" << YAML::Value << train.lr;
+  e << YAML::Key << "momentum" << YAML::Value << train.momentum;
+  e << YAML::Key << "nesterov" << YAML::Value << train.nesterov;
+  e << YAML::Key << "weight_decay" << YAML::Value << train.weight_decay;
+  e << YAML::Key << "lr_schedule" << YAML::Value << train.lr_schedule;
+  e << YAML::Key << "lr_step_epochs" << YAML::Value << train.lr_step_epochs;
+  e << YAML::Key << "lr_gamma" << YAML::Value << train.lr_gamma;
+  e << YAML::Key << "warmup_epochs" << YAML::Value << train.warmup_epochs;
+  e << YAML::EndMap;
+  emit_options(e, "policy", policy);
+  emit_options(e, "cache", cache, {{"dtype", cache_dtype}});
+  if (!plugin_paths.empty()) {
+    e << YAML::Key << "plugins" << YAML::Value << YAML::BeginMap << YAML::Key << "paths" << YAML::Value
+      << plugin_paths << YAML::EndMap;
+  }
+  e << YAML::EndMap;
+  return std::string(e.c_str()) + "\n";
+}
+
+std::string RunConfig::hash() const { return fnv1a_hex(effective_yaml()); }
+
+}  // namespace ld::core
