@@ -1,0 +1,39 @@
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include <torch/optim/optimizer.h>
+
+#include "learndrop/core/config.h"
+#include "learndrop/model.h"
+
+namespace ld::core {
+
+/// The optimizer over the trainable stages and the head, one parameter group
+/// per stage, so that dropped stages can leave it.
+class StagedOptimizer {
+ public:
+  StagedOptimizer(StagedModel& model, const TrainSettings& settings);
+
+  /// Removes the parameter groups (and their state) of stages [0, cut).
+  void drop_stages_before(std::size_t cut);
+
+  /// Sets the learning rate of every group.
+  void set_lr(double lr);
+
+  void zero_grad() { optimizer_->zero_grad(); }
+  void step() { optimizer_->step(); }
+
+  /// Parameters the optimizer currently updates.
+  std::vector<at::Tensor> parameters() const;
+
+ private:
+  std::unique_ptr<torch::optim::Optimizer> optimizer_;
+  std::vector<std::size_t> group_stage_;  ///< Stage of each group (num_stages for the head).
+};
+
+/// Learning rate at fractional `epoch` (0-based) of `settings.epochs`.
+double learning_rate(const TrainSettings& settings, double epoch);
+
+}  // namespace ld::core

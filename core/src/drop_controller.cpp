@@ -1,0 +1,120 @@
+#include "learndrop/core/drop_controller.h"
+
+#include <chrono>
+#include <numeric>
+
+#include <ATen/ATen.h>
+#include <torch/nn/module.h>
+
+#include "learndrop/error.h"
+
+namespace ld::core {
+
+at::Tensor to_storage_layout(const at::Tensor& batch) {
+  if (batch.dim() != 4) return batch.contiguous();
+  return batch.permute({0, 2, 3, 1}).contiguous();  // a plain copy when already channels-last
+}
+
+at::Tensor from_storage_layout(const at::Tensor& stored, const std::vector<std::int64_t>& model_shape) {
+  if (model_shape.size() != 3) return stored;
+  return stored.permute({0, 3, 1, 2});  // NCHW view with channels-last strides
+}
+
+namespace {
+std::vector<std::int64_t> storage_shape(const std::vector<std::int64_t>& model_shape) {
+  if (model_shape.size() != 3) return model_shape;
+  return {model_shape[1], model_shape[2], model_shape[0]};
+}
+}  // namespace
+
+DropController::DropController(StagedModel& model, const Dataset& dataset, CacheMaker make_cache,
+                               at::ScalarType dtype, std::vector<std::int64_t> stage_flops,
+                               std::vector<std::vector<std::int64_t>> stage_shapes, std::int64_t build_batch,
+                               std::uint64_t seed)
+    : model_(model),
+      dataset_(dataset),
+      make_cache_(std::move(make_cache)),
+      dtype_(dtype),
+      stage_flops_(std::move(stage_flops)),
+      stage_shapes_(std::move(stage_shapes)),
+      build_batch_(build_batch),
+      seed_(seed) {}
+
+void DropController::keep_dropped_in_eval() {
+  for (std::size_t i = 0; i < cut_; ++i) model_.stage_module(i)->eval();
+}
+
+at::Tensor DropController::to_model_layout(const at::Tensor& stored) const {
+  return from_storage_layout(stored, stage_shapes_.at(cut_ - 1));
+}
+
+at::Tensor DropController::inputs(const std::vector<std::int64_t>& indices, std::uint64_t augment_seed) const {
+  if (cut_ == 0) {
+    at::Tensor x = dataset_.get_batch(Split::kTrain, indices, augment_seed).images;
+    return x.dim() == 4 ? x.contiguous(at::MemoryFormat::ChannelsLast) : x;
+  }
+  return to_model_layout(cache_->get(indices));
+}
+
+std::unique_ptr<BatchReader> DropController::reader(std::vector<std::int64_t> order,
+                                                    std::int64_t batch_size) const {
+  if (cut_ == 0) throw Error("internal: no feature cache before the first drop");
+  return cache_->reader(std::move(order), batch_size);
+}
+
+DropReport DropController::advance(std::size_t new_cut) {
+  if (new_cut <= cut_ || new_cut > model_.num_stages()) {
+    throw Error("internal: invalid drop from cut " + std::to_string(cut_) + " to " + std::to_string(new_cut) +
+                " of " + std::to_string(model_.num_stages()) + " stages");
+  }
+  auto start = std::chrono::steady_clock::now();
+  DropReport report;
+  report.from_cut = cut_;
+  report.to_cut = new_cut;
+
+  // Freeze the newly dropped stages before computing their outputs.
+  for (std::size_t i = cut_; i < new_cut; ++i) {
+    auto stage = model_.stage_module(i);
+    stage->eval();
+    for (auto& p : stage->parameters()) p.set_requires_grad(false);
+  }
+
+  const std::int64_t count = dataset_.size(Split::kTrain);
+  std::shared_ptr<FeatureCache> next = make_cache_();
+  const auto& out_shape = stage_shapes_.at(new_cut - 1);
+  next->begin(new_cut, count, storage_shape(out_shape), dtype_);
+  std::vector<at::Tensor> labels;
+  const std::int64_t per_sample =
+      std::accumulate(stage_flops_.begin() + static_cast<std::ptrdiff_t>(cut_),
+                      stage_flops_.begin() + static_cast<std::ptrdiff_t>(new_cut), std::int64_t{0});
+  {
+    at::NoGradGuard no_grad;
+    for (std::int64_t begin = 0; begin < count; begin += build_batch_) {
+      std::int64_t end = std::min(count, begin + build_batch_);
+      std::vector<std::int64_t> idx(static_cast<std::size_t>(end - begin));
+      std::iota(idx.begin(), idx.end(), begin);
+      at::Tensor x;
+      if (cut_ == 0) {
+        // The un-augmented training transform: augmenting datasets are refused before training.
+        Batch b = dataset_.get_batch(Split::kTrain, idx, seed_);
+        x = b.images.dim() == 4 ? b.images.contiguous(at::MemoryFormat::ChannelsLast) : b.images;
+        labels.push_back(b.labels);
+      } else {
+        x = to_model_layout(cache_->get(idx));
+      }
+      for (std::size_t s = cut_; s < new_cut; ++s) x = model_.forward_stage(s, x);
+      next->put(idx, to_storage_layout(x));
+      report.flops += per_sample * (end - begin);
+    }
+  }
+  next->finish();
+  if (cut_ == 0) labels_ = at::cat(labels);
+  cache_ = std::move(next);  // the old cache is released here
+  cut_ = new_cut;
+  report.cache_bytes = cache_->bytes();
+  report.cache_description = cache_->describe();
+  report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return report;
+}
+
+}  // namespace ld::core
