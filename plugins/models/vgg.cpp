@@ -1,0 +1,155 @@
+// Model plugin `vgg`: VGG-11/13/16/19 with and without batch norm, one stage
+// per conv layer (conv, bn, relu and the max-pool that follows it), the
+// classifier as the head.
+
+#include <cmath>
+#include <map>
+
+#include <torch/nn/init.h>
+#include <torch/nn/modules/activation.h>
+#include <torch/nn/modules/adaptive.h>
+#include <torch/nn/modules/batchnorm.h>
+#include <torch/nn/modules/conv.h>
+#include <torch/nn/modules/dropout.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/modules/pooling.h>
+
+#include "learndrop/sdk.h"
+
+namespace {
+
+namespace nn = torch::nn;
+
+// Channel counts per conv layer; 0 marks a max-pool (torchvision's "M").
+const std::map<std::string, std::vector<int>> kLayouts = {
+    {"vgg11", {64, 0, 128, 0, 256, 256, 0, 512, 512, 0, 512, 512, 0}},
+    {"vgg13", {64, 64, 0, 128, 128, 0, 256, 256, 0, 512, 512, 0, 512, 512, 0}},
+    {"vgg16", {64, 64, 0, 128, 128, 0, 256, 256, 256, 0, 512, 512, 512, 0, 512, 512, 512, 0}},
+    {"vgg19", {64, 64, 0, 128, 128, 0, 256, 256, 256, 256, 0, 512, 512, 512, 512, 0, 512, 512, 512, 512, 0}},
+};
+
+/// Options of the vgg plugin, read from its config section.
+struct VggOptions {
+  std::string variant;
+  double width = 1.0;
+  std::string classifier;
+  double dropout = 0.5;
+  std::string init;
+
+  static VggOptions from(const ld::Options& o) {
+    VggOptions v;
+    v.variant = o.get_string("variant");
+    v.width = o.get_float("width");
+    v.classifier = o.get_string("classifier");
+    v.dropout = o.get_float("dropout");
+    v.init = o.get_string("init");
+    return v;
+  }
+};
+
+std::int64_t scaled(double channels, double width) {
+  return std::max<std::int64_t>(1, std::llround(channels * width));
+}
+
+class Vgg : public ld::StagedModel {
+ public:
+  Vgg(const VggOptions& o, const ld::ModelContext& ctx) {
+    bool bn = o.variant.size() > 3 && o.variant.substr(o.variant.size() - 3) == "_bn";
+    const std::vector<int>& layout = kLayouts.at(bn ? o.variant.substr(0, o.variant.size() - 3) : o.variant);
+    std::int64_t in = ctx.in_channels, h = ctx.height, w = ctx.width;
+    int conv_index = 0;
+    for (std::size_t i = 0; i < layout.size(); ++i) {
+      if (layout[i] == 0) continue;
+      std::int64_t out = scaled(layout[i], o.width);
+      nn::Sequential stage;
+      stage->push_back(nn::Conv2d(nn::Conv2dOptions(in, out, 3).padding(1)));
+      if (bn) stage->push_back(nn::BatchNorm2d(out));
+      stage->push_back(nn::ReLU(nn::ReLUOptions(true)));
+      // A pool that would shrink a side below one pixel is left out (inputs
+      // smaller than 32 px, e.g. MNIST's 28, reach 1 px before the last pool).
+      if (i + 1 < layout.size() && layout[i + 1] == 0 && h >= 2 && w >= 2) {
+        stage->push_back(nn::MaxPool2d(nn::MaxPool2dOptions(2).stride(2)));
+        h /= 2;
+        w /= 2;
+      }
+      add_stage("conv" + std::to_string(++conv_index), stage);
+      in = out;
+    }
+    nn::Sequential head;
+    if (o.classifier == "full") {
+      // torchvision's classifier: 7x7 average pool, 4096-4096 hidden layers.
+      std::int64_t hidden = scaled(4096, o.width);
+      head->push_back(nn::AdaptiveAvgPool2d(nn::AdaptiveAvgPool2dOptions({7, 7})));
+      head->push_back(nn::Flatten());
+      head->push_back(nn::Linear(in * 49, hidden));
+      head->push_back(nn::ReLU(nn::ReLUOptions(true)));
+      head->push_back(nn::Dropout(o.dropout));
+      head->push_back(nn::Linear(hidden, hidden));
+      head->push_back(nn::ReLU(nn::ReLUOptions(true)));
+      head->push_back(nn::Dropout(o.dropout));
+      head->push_back(nn::Linear(hidden, ctx.num_classes));
+    } else {
+      // Compact classifier for small images: global average pool, one hidden layer.
+      head->push_back(nn::AdaptiveAvgPool2d(nn::AdaptiveAvgPool2dOptions({1, 1})));
+      head->push_back(nn::Flatten());
+      head->push_back(nn::Linear(in, in));
+      head->push_back(nn::ReLU(nn::ReLUOptions(true)));
+      head->push_back(nn::Dropout(o.dropout));
+      head->push_back(nn::Linear(in, ctx.num_classes));
+    }
+    set_head(head);
+    if (o.init == "torchvision") init_torchvision();
+  }
+
+ private:
+  // torchvision's VGG initialisation: Kaiming-normal (fan out) convolutions,
+  // unit batch norm, N(0, 0.01) linear layers, zero biases.
+  void init_torchvision() {
+    torch::NoGradGuard no_grad;
+    for (auto& m : modules(false)) {
+      if (auto* conv = m->as<nn::Conv2d>()) {
+        nn::init::kaiming_normal_(conv->weight, 0.0, torch::kFanOut, torch::kReLU);
+        nn::init::zeros_(conv->bias);
+      } else if (auto* bn = m->as<nn::BatchNorm2d>()) {
+        nn::init::ones_(bn->weight);
+        nn::init::zeros_(bn->bias);
+      } else if (auto* fc = m->as<nn::Linear>()) {
+        nn::init::normal_(fc->weight, 0.0, 0.01);
+        nn::init::zeros_(fc->bias);
+      }
+    }
+  }
+};
+
+ld::Manifest manifest() {
+  ld::Manifest m;
+  m.kind = ld::PluginKind::kModel;
+  m.name = "vgg";
+  m.version = "1.0.0";
+  m.description = "VGG-11/13/16/19 (optionally with batch norm); one stage per conv layer";
+  m.keys = {
+      ld::ConfigKey("variant", ld::ValueType::kString, "vgg11_bn", "architecture")
+          .one_of({"vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn"}),
+      ld::ConfigKey("width", ld::ValueType::kFloat, "1.0", "channel multiplier (1.0 = the published widths)")
+          .range(0.01, 16),
+      ld::ConfigKey("classifier", ld::ValueType::kString, "full",
+                    "full = torchvision's 7x7-pool + 4096-4096 head; compact = global pool + one hidden layer "
+                    "(for small images)")
+          .one_of({"full", "compact"}),
+      ld::ConfigKey("dropout", ld::ValueType::kFloat, "0.5", "dropout probability in the head").range(0, 1),
+      ld::ConfigKey("init", ld::ValueType::kString, "torchvision",
+                    "torchvision = torchvision's initialisation; default = LibTorch's layer defaults")
+          .one_of({"torchvision", "default"}),
+  };
+  return m;
+}
+
+void register_plugins(ld::Registrar& r) {
+  r.add_model(manifest(), [](const ld::Options& o, const ld::ModelContext& ctx) {
+    return std::make_unique<Vgg>(VggOptions::from(o), ctx);
+  });
+}
+
+}  // namespace
+
+LEARNDROP_PLUGIN(register_plugins)
