@@ -1,0 +1,120 @@
+// ldrop: the LearnDrop command line.
+
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+
+#include "commands.h"
+#include "learndrop/core/config.h"
+#include "learndrop/core/plugin_host.h"
+#include "learndrop/core/trainer.h"
+#include "learndrop/error.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+
+// Exit codes: 0 success, 1 a failure while running, 2 bad input (usage, config).
+constexpr int kFailed = 1;
+constexpr int kBadInput = 2;
+
+
+// Loads plugins (built-in, LEARNDROP_PLUGIN_PATH, then the config's
+// plugins.paths) and validates the config against their manifests.
+ld::core::RunConfig prepare(ld::core::PluginHost& host, const std::string& file, const std::vector<std::string>& sets) {
+  ld::core::ConfigTree tree = ld::core::load_config(file);
+  for (const auto& s : sets) ld::core::apply_override(tree, s);
+  host.load_standard_paths();
+  for (const auto& p : ld::core::plugin_paths(tree)) {
+    try {
+      host.load_path(p);
+    } catch (const ld::Error& e) {
+      throw ld::Error(file + ": plugins.paths: " + e.what());
+    }
+  }
+  ld::core::RunConfig cfg = ld::core::resolve_config(tree, host);
+  for (const auto& w : cfg.warnings) spdlog::warn("{}", w);
+  return cfg;
+}
+
+std::string default_out_dir(const ld::core::RunConfig& cfg) {
+  return (fs::path("runs") / (cfg.name + "-" + cfg.hash().substr(0, 8))).string();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  spdlog::set_pattern("[%H:%M:%S] %^%l%$ %v");
+  CLI::App app{"LearnDrop: faster CNN training by dropping layers that stopped learning"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "ldrop 0.1.0");
+
+  std::string config_file, out_dir, plugin_name;
+  std::vector<std::string> sets;
+  bool quiet = false, json = false;
+
+  auto* run = app.add_subcommand("run", "train a model as the config says");
+  run->add_option("config", config_file, "YAML config file")->required();
+  run->add_option("--set", sets, "override a config key, e.g. --set train.epochs=3 (repeatable)");
+  run->add_option("--out", out_dir, "run folder (default runs/<experiment.name>-<config hash>)");
+  run->add_flag("--quiet", quiet, "no per-epoch progress lines");
+
+  auto* check = app.add_subcommand("check", "validate a config and print the effective config");
+  check->add_option("config", config_file, "YAML config file")->required();
+  check->add_option("--set", sets, "override a config key (repeatable)");
+
+  std::string baseline;
+  std::vector<std::string> compared;
+  auto* compare = app.add_subcommand("compare", "compare finished runs with a baseline run (time, FLOPs, accuracy)");
+  compare->add_option("baseline", baseline, "run folder of the baseline (e.g. policy none)")->required();
+  compare->add_option("runs", compared, "run folders to compare with it")->required();
+
+  auto* plugins = app.add_subcommand("plugins", "list and describe the available plugins");
+  plugins->require_subcommand(1);
+  auto* list = plugins->add_subcommand("list", "every loaded plugin with its kind, version and description");
+  list->add_flag("--json", json, "print JSON");
+  auto* describe = plugins->add_subcommand("describe", "a plugin's manifest and config keys");
+  describe->add_option("name", plugin_name, "plugin name")->required();
+  describe->add_flag("--json", json, "print JSON");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : kBadInput;
+  }
+
+  ld::core::PluginHost host;
+  ld::core::RunConfig cfg;
+  try {
+    if (*compare) return ld::cli::compare_runs(baseline, compared);
+    if (*plugins) {
+      host.load_standard_paths();
+      if (*list) return ld::cli::plugins_list(host, json);
+      return ld::cli::plugins_describe(host, plugin_name, json);
+    }
+    cfg = prepare(host, config_file, sets);
+  } catch (const ld::Error& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return kBadInput;
+  }
+  if (*check) {
+    std::cout << cfg.effective_yaml();
+    std::printf("# config hash %s\n", cfg.hash().c_str());
+    return 0;
+  }
+  try {
+    ld::core::RunOptions options;
+    options.out_dir = out_dir.empty() ? default_out_dir(cfg) : out_dir;
+    options.progress = !quiet;
+    ld::core::run_training(cfg, host, options);
+    std::printf("results in %s (summary.json, metrics.jsonl, model.pt, config.yaml)\n", options.out_dir.c_str());
+  } catch (const std::exception& e) {
+    std::fflush(stdout);
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return kFailed;
+  }
+  return 0;
+}
