@@ -1,0 +1,125 @@
+// The ldrop command line, run as a user would.
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cstdio>
+#include <fstream>
+
+#include <sys/wait.h>
+
+#include <nlohmann/json.hpp>
+
+#include "idx_fixture.h"
+#include "test_env.h"
+
+namespace {
+
+struct Result {
+  int code = -1;
+  std::string output;  // stdout and stderr
+};
+
+Result ldrop(const std::string& args) {
+  Result r;
+  std::string cmd = std::string(LDROP_EXE) + " " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  std::array<char, 4096> buf{};
+  while (std::fgets(buf.data(), buf.size(), p) != nullptr) r.output += buf.data();
+  int status = pclose(p);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+class Cli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ld::test::write_idx_fixture(data_.str());
+    config_ = (dir_.path() / "tiny.yaml").string();
+    std::ofstream(config_) << ld::test::tiny_config(data_.str());
+  }
+  ld::test::TempDir data_, dir_;
+  std::string config_;
+};
+
+}  // namespace
+
+TEST_F(Cli, RunTrainsAndWritesTheRunFolder) {
+  std::string out = (dir_.path() / "run").string();
+  Result r = ldrop("run " + config_ + " --out " + out + " --set train.epochs=2");
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("epoch   1/2"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("epoch   2/2"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("img/s"), std::string::npos) << r.output;
+  std::ifstream in(out + "/summary.json");
+  nlohmann::json summary = nlohmann::json::parse(in);
+  EXPECT_EQ(summary["epochs"], 2);
+  EXPECT_EQ(summary["dataset"], "mnist");
+  std::ifstream cfg(out + "/config.yaml");
+  std::string text((std::istreambuf_iterator<char>(cfg)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("epochs: 2"), std::string::npos) << text;
+}
+
+TEST_F(Cli, BadConfigExitsNonZeroAndWritesNothing) {
+  std::string out = (dir_.path() / "bad").string();
+  Result r = ldrop("run " + config_ + " --out " + out + " --set policy.treshold=0.2 --set policy.plugin=learn-drop");
+  EXPECT_EQ(r.code, 2) << r.output;
+  EXPECT_NE(r.output.find("error: "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("did you mean 'threshold'?"), std::string::npos) << r.output;
+  EXPECT_FALSE(std::filesystem::exists(out));
+}
+
+TEST_F(Cli, FailingRunExitsNonZeroWithoutASummary) {
+  std::string out = (dir_.path() / "fail").string();
+  Result r = ldrop("run " + config_ + " --out " + out + " --set dataset.root=" + (dir_.path() / "missing").string());
+  EXPECT_EQ(r.code, 1) << r.output;
+  EXPECT_NE(r.output.find("does not exist"), std::string::npos) << r.output;
+  EXPECT_FALSE(std::filesystem::exists(out + "/summary.json"));
+}
+
+TEST_F(Cli, MissingConfigFileIsNamed) {
+  Result r = ldrop("run /nonexistent/cfg.yaml");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.output.find("/nonexistent/cfg.yaml: config file does not exist"), std::string::npos) << r.output;
+}
+
+TEST(CliPlugins, ListAsJsonHasEveryManifest) {
+  Result r = ldrop("plugins list --json");
+  ASSERT_EQ(r.code, 0) << r.output;
+  auto list = nlohmann::json::parse(r.output);
+  std::set<std::string> names;
+  for (const auto& p : list) {
+    names.insert(p["kind"].get<std::string>() + "/" + p["name"].get<std::string>());
+    EXPECT_TRUE(p.contains("version") && p.contains("description") && p.contains("keys"));
+  }
+  EXPECT_EQ(names, (std::set<std::string>{"model/vgg", "dataset/mnist", "policy/none", "policy/learn-drop", "cache/ram"}));
+}
+
+TEST(CliPlugins, DescribeShowsKeysWithTypesAndDefaults) {
+  Result r = ldrop("plugins describe learn-drop");
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("threshold"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("default 0.5"), std::string::npos) << r.output;  // threshold
+  r = ldrop("plugins describe vgg --json");
+  ASSERT_EQ(r.code, 0) << r.output;
+  auto m = nlohmann::json::parse(r.output);
+  EXPECT_EQ(m["kind"], "model");
+  bool has_variant = false;
+  for (const auto& k : m["keys"]) has_variant = has_variant || k["name"] == "variant";
+  EXPECT_TRUE(has_variant);
+  r = ldrop("plugins describe vgj");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.output.find("did you mean 'vgg'?"), std::string::npos) << r.output;
+}
+
+TEST(CliPlugins, EnvironmentPathPluginIsListed) {
+  Result r = ldrop("plugins list");
+  EXPECT_EQ(r.output.find("scripted"), std::string::npos);
+  std::string env = "LEARNDROP_PLUGIN_PATH=" + std::string(LEARNDROP_TEST_PLUGIN_DIR) + "/scripted_policy ";
+  std::string cmd = env + LDROP_EXE + " plugins list 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  std::string out;
+  std::array<char, 4096> buf{};
+  while (std::fgets(buf.data(), buf.size(), p) != nullptr) out += buf.data();
+  EXPECT_EQ(pclose(p), 0);
+  EXPECT_NE(out.find("scripted"), std::string::npos) << out;
+}

@@ -1,0 +1,43 @@
+#include "test_env.h"
+
+#include <atomic>
+#include <random>
+
+#include <unistd.h>
+
+namespace ld::test {
+
+TempDir::TempDir() {
+  static std::atomic<int> counter{0};
+  std::random_device rd;
+  path_ = std::filesystem::temp_directory_path() /
+          ("learndrop-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter++) + "-" + std::to_string(rd()));
+  std::filesystem::create_directories(path_);
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
+std::unique_ptr<core::PluginHost> builtin_host() {
+  auto host = std::make_unique<core::PluginHost>();
+  host->load_directory(core::PluginHost::builtin_directory());
+  return host;
+}
+
+std::string test_plugin(const std::string& name) {
+  return std::string(LEARNDROP_TEST_PLUGIN_DIR) + "/" + name + "/ldp_" + name + ".so";
+}
+
+std::string tiny_config(const std::string& data_dir, const std::string& extra) {
+  return "experiment:\n  name: tiny\n  seed: 3\n"
+         "runtime:\n  threads: 1\n"
+         "model:\n  plugin: vgg\n  variant: vgg11_bn\n  width: 0.0625\n  classifier: compact\n  dropout: 0.0\n"
+         "dataset:\n  plugin: mnist\n  root: " + data_dir + "\n"
+         "train:\n  epochs: 3\n  batch_size: 32\n  lr: 0.05\n  lr_schedule: constant\n"
+         "policy:\n  plugin: none\n"
+         "cache:\n  plugin: ram\n" + extra;
+}
+
+}  // namespace ld::test

@@ -1,0 +1,32 @@
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include "learndrop/core/plugin_host.h"
+
+namespace ld::test {
+
+/// A fresh temporary folder, removed when the object dies.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  const std::filesystem::path& path() const { return path_; }
+  std::string str() const { return path_.string(); }
+
+ private:
+  std::filesystem::path path_;
+};
+
+/// A plugin host with the built-in plugins loaded.
+std::unique_ptr<core::PluginHost> builtin_host();
+
+/// Path of test plugin `name` (built into tests/plugins/<name>/ldp_<name>.so).
+std::string test_plugin(const std::string& name);
+
+/// A config for a tiny VGG on the idx fixture in `data_dir` (YAML text).
+std::string tiny_config(const std::string& data_dir, const std::string& extra = "");
+
+}  // namespace ld::test

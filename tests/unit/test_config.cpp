@@ -1,0 +1,134 @@
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "learndrop/core/config.h"
+#include "learndrop/error.h"
+#include "test_env.h"
+
+namespace ld::core {
+
+namespace {
+
+// The message of the ld::Error that resolving `yaml` (with `sets`) throws.
+std::string error_of(const std::string& yaml, const std::vector<std::string>& sets = {}) {
+  static auto host = test::builtin_host();
+  try {
+    ConfigTree tree = parse_config(yaml, "cfg.yaml");
+    for (const auto& s : sets) apply_override(tree, s);
+    resolve_config(tree, *host);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+RunConfig resolve(const std::string& yaml, const std::vector<std::string>& sets = {}) {
+  static auto host = test::builtin_host();
+  ConfigTree tree = parse_config(yaml, "cfg.yaml");
+  for (const auto& s : sets) apply_override(tree, s);
+  return resolve_config(tree, *host);
+}
+
+}  // namespace
+
+TEST(Config, UnknownKeyNamesFileLineKeyAndSuggestion) {
+  std::string e = error_of("policy:\n  plugin: learn-drop\n  treshold: 0.3\n");
+  EXPECT_NE(e.find("cfg.yaml:3"), std::string::npos) << e;
+  EXPECT_NE(e.find("policy.treshold"), std::string::npos) << e;
+  EXPECT_NE(e.find("unknown key for policy 'learn-drop'"), std::string::npos) << e;
+  EXPECT_NE(e.find("did you mean 'threshold'?"), std::string::npos) << e;
+}
+
+TEST(Config, WrongTypeNamesExpectedType) {
+  std::string e = error_of("train:\n  epochs: many\n");
+  EXPECT_NE(e.find("cfg.yaml:2: train.epochs"), std::string::npos) << e;
+  EXPECT_NE(e.find("expected an int"), std::string::npos) << e;
+  EXPECT_NE(e.find("'many'"), std::string::npos) << e;
+  EXPECT_NE(error_of("train:\n  epochs: 2.5\n").find("expected an int"), std::string::npos);
+  EXPECT_NE(error_of("train:\n  nesterov: maybe\n").find("expected a bool"), std::string::npos);
+  EXPECT_NE(error_of("train:\n  lr: [1, 2]\n").find("got a list"), std::string::npos);
+}
+
+TEST(Config, OutOfRangeNamesTheRange) {
+  std::string e = error_of("policy:\n  plugin: learn-drop\n  max_fraction: 1.5\n");
+  EXPECT_NE(e.find("policy.max_fraction"), std::string::npos) << e;
+  EXPECT_NE(e.find("in [0, 1]"), std::string::npos) << e;
+  EXPECT_NE(e.find("got 1.5"), std::string::npos) << e;
+  EXPECT_NE(error_of("train:\n  epochs: 0\n").find("in [1, 100000]"), std::string::npos);
+}
+
+TEST(Config, ChoiceKeysListTheChoices) {
+  std::string e = error_of("train:\n  optimizer: sdg\n");
+  EXPECT_NE(e.find("one of 'sgd', 'adam', 'adamw'"), std::string::npos) << e;
+  EXPECT_NE(e.find("did you mean 'sgd'?"), std::string::npos) << e;
+}
+
+TEST(Config, UnknownPluginAndSectionAreNamed) {
+  std::string e = error_of("model:\n  plugin: vgj\n");
+  EXPECT_NE(e.find("cfg.yaml:2: model.plugin"), std::string::npos) << e;
+  EXPECT_NE(e.find("no model plugin named 'vgj'; did you mean 'vgg'?"), std::string::npos) << e;
+  e = error_of("trian:\n  epochs: 1\n");
+  EXPECT_NE(e.find("unknown section; did you mean 'train'?"), std::string::npos) << e;
+}
+
+TEST(Config, ThreadsAreAutoOrAPositiveCount) {
+  EXPECT_EQ(resolve("runtime:\n  threads: 3\n").threads, 3);
+  EXPECT_EQ(resolve("runtime:\n  threads: auto\n").threads,
+            static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  EXPECT_NE(error_of("runtime:\n  threads: three\n").find("expected 'auto' or a thread count"), std::string::npos);
+  EXPECT_NE(error_of("runtime:\n  threads: 0\n").find("runtime.threads"), std::string::npos);
+}
+
+TEST(Config, SetOverridesAnyKeyAndIsNamedInErrors) {
+  RunConfig rc = resolve("train:\n  epochs: 5\n", {"train.epochs=3", "policy.plugin=none", "model.width=0.25"});
+  EXPECT_EQ(rc.train.epochs, 3);
+  EXPECT_EQ(rc.policy.plugin, "none");
+  EXPECT_DOUBLE_EQ(rc.model.options.get_float("width"), 0.25);
+  std::string e = error_of("", {"train.epochs=x"});
+  EXPECT_NE(e.find("train.epochs (from --set)"), std::string::npos) << e;
+  EXPECT_NE(error_of("", {"train.epochs"}).find("expected KEY=VALUE"), std::string::npos);
+  EXPECT_NE(error_of("", {"epochs=3"}).find("expected SECTION.KEY=VALUE"), std::string::npos);
+}
+
+TEST(Config, SwitchingPluginWithSetLeavesOutTheOldPluginsKeys) {
+  RunConfig rc = resolve("policy:\n  plugin: learn-drop\n  threshold: 0.3\n", {"policy.plugin=none"});
+  EXPECT_EQ(rc.policy.plugin, "none");
+  ASSERT_EQ(rc.warnings.size(), 1u);
+  EXPECT_NE(rc.warnings[0].find("policy.threshold: ignored"), std::string::npos) << rc.warnings[0];
+  // Without a switch the same key for the wrong plugin stays an error.
+  EXPECT_NE(error_of("policy:\n  plugin: none\n  threshold: 0.3\n").find("unknown key"), std::string::npos);
+}
+
+TEST(Config, DefaultsAreFilledFromManifests) {
+  RunConfig rc = resolve("policy:\n  plugin: learn-drop\n");
+  EXPECT_EQ(rc.policy.options.get_int("window"), 1);
+  EXPECT_DOUBLE_EQ(rc.policy.options.get_float("threshold"), 0.5);
+  EXPECT_EQ(rc.policy.options.get_string("reference"), "peak");
+  EXPECT_EQ(rc.train.optimizer, "sgd");
+  EXPECT_EQ(rc.cache.plugin, "ram");
+  EXPECT_EQ(rc.cache_dtype, "float32");
+}
+
+TEST(Config, EffectiveConfigResolvesToTheSameRun) {
+  RunConfig a = resolve("experiment:\n  seed: 7\ntrain:\n  epochs: 4\n", {"policy.window=3"});
+  RunConfig b = resolve(a.effective_yaml());
+  EXPECT_EQ(a.hash(), b.hash());
+  EXPECT_EQ(b.seed, 7u);
+  EXPECT_EQ(b.policy.options.get_int("window"), 3);
+  RunConfig c = resolve(a.effective_yaml(), {"experiment.seed=8"});
+  EXPECT_NE(a.hash(), c.hash());
+}
+
+TEST(Config, InvalidYamlNamesTheLine) {
+  std::string e;
+  try {
+    parse_config("train:\n  epochs: [1\n", "bad.yaml");
+  } catch (const Error& err) {
+    e = err.what();
+  }
+  EXPECT_NE(e.find("bad.yaml:"), std::string::npos) << e;
+  EXPECT_NE(e.find("invalid YAML"), std::string::npos) << e;
+}
+
+}  // namespace ld::core

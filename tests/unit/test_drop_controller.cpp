@@ -1,0 +1,212 @@
+// The host's drop invariants (ARCHITECTURE.md), each as its own test, on a
+// narrow VGG-11-BN from the real plugin and an in-memory dataset.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <numeric>
+
+#include <torch/nn/functional/loss.h>
+
+#include "learndrop/core/config.h"
+#include "learndrop/core/drop_controller.h"
+#include "learndrop/core/flops.h"
+#include "learndrop/core/optimizer.h"
+#include "learndrop/registrar.h"
+#include "test_env.h"
+
+namespace ld::core {
+
+namespace {
+
+// Random images; counts how often the host reads raw training samples.
+class CountingDataset : public Dataset {
+ public:
+  CountingDataset(std::int64_t n, std::int64_t size) {
+    at::manual_seed(11);
+    images_ = at::randn({n, 1, size, size});
+    labels_ = at::randint(0, 4, {n}, at::kLong);
+  }
+  std::int64_t size(Split) const override { return images_.size(0); }
+  std::int64_t num_classes() const override { return 4; }
+  std::vector<std::int64_t> sample_shape() const override { return {1, images_.size(2), images_.size(3)}; }
+  Batch get_batch(Split, const std::vector<std::int64_t>& idx, std::uint64_t) const override {
+    ++reads;
+    at::Tensor i = at::tensor(idx, at::kLong);
+    return {images_.index_select(0, i), labels_.index_select(0, i)};
+  }
+  mutable std::atomic<int> reads{0};
+  at::Tensor images_, labels_;
+};
+
+struct Fixture {
+  std::unique_ptr<PluginHost> host = test::builtin_host();
+  CountingDataset data{48, 16};
+  std::shared_ptr<StagedModel> model;
+  ModelProfile profile;
+  std::unique_ptr<DropController> controller;
+
+  explicit Fixture(std::int64_t build_batch = 256, const std::string& variant = "vgg11_bn") {
+    at::manual_seed(5);
+    const PluginInfo& info = host->find(PluginKind::kModel, "vgg");
+    std::map<std::string, Value> v;
+    for (const auto& k : info.manifest.keys) v[k.name] = parse_value(k, k.default_value, k.name);
+    v["variant"] = variant;
+    v["width"] = 0.0625;
+    v["classifier"] = std::string("compact");
+    model = host->create_model("vgg", Options("model", v), ModelContext{1, 16, 16, 4});
+    for (auto& p : model->parameters()) {
+      if (p.dim() == 4) p.set_data(p.contiguous(at::MemoryFormat::ChannelsLast));
+    }
+    profile = profile_model(*model, data.sample_shape());
+    controller = std::make_unique<DropController>(
+        *model, data, [this] { return host->create_cache("ram", Options(), CacheContext{}); }, at::kFloat,
+        profile.stage_flops, profile.stage_output_shapes, build_batch, 1);
+  }
+
+  std::vector<std::int64_t> all() const {
+    std::vector<std::int64_t> idx(static_cast<std::size_t>(data.size(Split::kTrain)));
+    std::iota(idx.begin(), idx.end(), 0);
+    return idx;
+  }
+
+  at::Tensor images() const { return data.images_.contiguous(at::MemoryFormat::ChannelsLast); }
+
+  // A few SGD steps at the current cut, with batch norm in training mode.
+  void train_steps(StagedOptimizer& opt, int steps) {
+    model->train();
+    controller->keep_dropped_in_eval();
+    for (int s = 0; s < steps; ++s) {
+      std::vector<std::int64_t> idx = all();
+      at::Tensor x = controller->inputs(idx, 0);
+      at::Tensor loss = torch::nn::functional::cross_entropy(model->forward(x, controller->cut()), data.labels_);
+      opt.zero_grad();
+      loss.backward();
+      opt.step();
+    }
+  }
+};
+
+TrainSettings sgd() {
+  TrainSettings t;
+  t.epochs = 1;
+  t.optimizer = "sgd";
+  t.lr = 0.1;
+  t.momentum = 0.9;
+  t.weight_decay = 1e-3;
+  t.lr_schedule = "constant";
+  return t;
+}
+
+}  // namespace
+
+TEST(DropInvariants, CachedFeaturesGiveTheFullModelsLogitsAtEveryCut) {
+  Fixture f;
+  f.model->eval();
+  at::NoGradGuard no_grad;
+  at::Tensor full = f.model->forward(f.images(), 0);
+  for (std::size_t k = 1; k <= f.model->num_stages(); ++k) {
+    f.controller->advance(k);
+    at::Tensor logits = f.model->forward(f.controller->inputs(f.all(), 0), k);
+    EXPECT_TRUE(logits.equal(full)) << "cut " << k << ": max difference "
+                                    << (logits - full).abs().max().item<float>();
+  }
+}
+
+TEST(DropInvariants, EquivalenceHoldsWhenTheCacheIsBuiltInSmallBatches) {
+  Fixture f(/*build_batch=*/7);
+  f.model->eval();
+  at::NoGradGuard no_grad;
+  at::Tensor full = f.model->forward(f.images(), 0);
+  for (std::size_t k : {2u, 5u, 8u}) {
+    f.controller->advance(k);
+    at::Tensor logits = f.model->forward(f.controller->inputs(f.all(), 0), k);
+    EXPECT_TRUE(logits.equal(full)) << "cut " << k;
+  }
+}
+
+TEST(DropInvariants, DroppedStagesAreFrozenBitForBit) {
+  Fixture f;
+  StagedOptimizer opt(*f.model, sgd());
+  f.train_steps(opt, 2);
+  f.controller->advance(3);
+  opt.drop_stages_before(3);
+  std::vector<at::Tensor> before;
+  for (std::size_t i = 0; i < 3; ++i) {
+    for (const auto& t : f.model->stage_module(i)->parameters()) before.push_back(t.clone());
+    for (const auto& t : f.model->stage_module(i)->buffers()) before.push_back(t.clone());
+  }
+  at::Tensor trained_before = f.model->stage_module(3)->parameters()[0].clone();
+  f.train_steps(opt, 3);
+
+  std::size_t j = 0;
+  for (std::size_t i = 0; i < 3; ++i) {
+    EXPECT_FALSE(f.model->stage_module(i)->is_training()) << "stage " << i << " left eval mode";
+    for (const auto& t : f.model->stage_module(i)->parameters()) {
+      EXPECT_FALSE(t.requires_grad());
+      EXPECT_TRUE(t.equal(before[j++])) << "stage " << i << " parameter changed";
+    }
+    for (const auto& t : f.model->stage_module(i)->buffers()) {
+      EXPECT_TRUE(t.equal(before[j++])) << "stage " << i << " buffer (batch-norm statistics) changed";
+    }
+  }
+  EXPECT_FALSE(f.model->stage_module(3)->parameters()[0].equal(trained_before)) << "stage 3 should still train";
+  EXPECT_TRUE(f.model->stage_module(3)->is_training());
+}
+
+TEST(DropInvariants, DroppedStagesLeaveTheOptimizer) {
+  Fixture f;
+  StagedOptimizer opt(*f.model, sgd());
+  std::size_t all_params = opt.parameters().size();
+  f.controller->advance(2);
+  opt.drop_stages_before(2);
+  std::size_t dropped = f.model->stage_module(0)->parameters().size() + f.model->stage_module(1)->parameters().size();
+  EXPECT_EQ(opt.parameters().size(), all_params - dropped);
+  for (const auto& p : opt.parameters()) {
+    for (std::size_t i = 0; i < 2; ++i) {
+      for (const auto& q : f.model->stage_module(i)->parameters()) {
+        EXPECT_NE(p.unsafeGetTensorImpl(), q.unsafeGetTensorImpl());
+      }
+    }
+  }
+}
+
+TEST(DropInvariants, NewCutIsBuiltFromThePreviousCacheThroughNewStagesOnly) {
+  Fixture f(/*build_batch=*/16);
+  DropReport first = f.controller->advance(2);
+  EXPECT_EQ(f.data.reads.load(), 3);  // 48 samples in batches of 16, read once
+  EXPECT_EQ(first.flops, 48 * f.profile.stage_range_flops(0, 2));
+  DropReport second = f.controller->advance(5);
+  EXPECT_EQ(f.data.reads.load(), 3) << "the new cut read raw samples again";
+  EXPECT_EQ(second.flops, 48 * f.profile.stage_range_flops(2, 5));
+  EXPECT_EQ(second.from_cut, 2u);
+  EXPECT_EQ(f.controller->cut(), 5u);
+  const auto& shape = f.profile.stage_output_shapes[4];
+  EXPECT_EQ(second.cache_bytes, 48 * shape[0] * shape[1] * shape[2] * 4);
+}
+
+TEST(DropInvariants, OnlyForwardMovesOfTheCutAreAccepted) {
+  Fixture f;
+  f.controller->advance(2);
+  EXPECT_THROW(f.controller->advance(2), Error);
+  EXPECT_THROW(f.controller->advance(1), Error);
+  EXPECT_THROW(f.controller->advance(f.model->num_stages() + 1), Error);
+  EXPECT_EQ(f.controller->cut(), 2u);
+}
+
+TEST(DropInvariants, LabelsFollowTheCachedSamples) {
+  Fixture f;
+  f.controller->advance(1);
+  EXPECT_TRUE(f.controller->train_labels().equal(f.data.labels_));
+}
+
+TEST(StorageLayout, RoundTripIsExactAndChannelsLast) {
+  at::Tensor x = at::randn({3, 5, 4, 2}).contiguous(at::MemoryFormat::ChannelsLast);
+  at::Tensor stored = to_storage_layout(x);
+  EXPECT_TRUE(stored.is_contiguous());
+  EXPECT_EQ(stored.sizes(), (at::IntArrayRef{3, 4, 2, 5}));
+  at::Tensor back = from_storage_layout(stored, {5, 4, 2});
+  EXPECT_TRUE(back.equal(x));
+  EXPECT_TRUE(back.is_contiguous(at::MemoryFormat::ChannelsLast));
+}
+
+}  // namespace ld::core

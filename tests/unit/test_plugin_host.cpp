@@ -1,0 +1,182 @@
+#include <gtest/gtest.h>
+
+#include "idx_fixture.h"
+#include "learndrop/core/config.h"
+#include "learndrop/core/plugin_host.h"
+#include "learndrop/abi.h"
+#include "learndrop/registrar.h"
+#include "test_env.h"
+
+namespace ld::core {
+
+namespace {
+
+std::string load_error(const std::string& plugin) {
+  auto host = test::builtin_host();
+  try {
+    host->load_library(test::test_plugin(plugin));
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+Options defaults(const PluginInfo& info, const std::map<std::string, std::string>& set = {}) {
+  std::map<std::string, Value> values;
+  for (const auto& k : info.manifest.keys) {
+    auto it = set.find(k.name);
+    values[k.name] = parse_value(k, it != set.end() ? it->second : k.default_value, k.name);
+  }
+  return Options(to_string(info.manifest.kind), values);
+}
+
+}  // namespace
+
+TEST(PluginHost, LoadsEveryBuiltinPlugin) {
+  auto host = test::builtin_host();
+  std::vector<std::string> names;
+  for (const auto& p : host->plugins()) names.push_back(std::string(to_string(p.manifest.kind)) + "/" + p.manifest.name);
+  std::vector<std::string> expected = {"model/vgg", "dataset/mnist", "policy/learn-drop", "policy/none", "cache/ram"};
+  EXPECT_EQ(names, expected);
+  for (const auto& p : host->plugins()) {
+    EXPECT_FALSE(p.manifest.version.empty()) << p.manifest.name;
+    EXPECT_FALSE(p.manifest.description.empty()) << p.manifest.name;
+    EXPECT_NE(p.library.find("ldp_"), std::string::npos) << p.library;
+  }
+}
+
+TEST(PluginHost, MissingEntrySymbolIsNamed) {
+  std::string e = load_error("missing_symbol");
+  EXPECT_NE(e.find("ldp_missing_symbol.so"), std::string::npos) << e;
+  EXPECT_NE(e.find("does not export 'learndrop_plugin_entry'"), std::string::npos) << e;
+}
+
+TEST(PluginHost, NewerAbiIsRefusedWithBothVersions) {
+  std::string e = load_error("newer_abi");
+  EXPECT_NE(e.find("ldp_newer_abi.so"), std::string::npos) << e;
+  EXPECT_NE(e.find("SDK ABI " + std::to_string(kSdkAbiVersion + 1)), std::string::npos) << e;
+  EXPECT_NE(e.find("this host has SDK ABI " + std::to_string(kSdkAbiVersion)), std::string::npos) << e;
+}
+
+TEST(PluginHost, OtherLibTorchIsRefused) {
+  std::string e = load_error("other_torch");
+  EXPECT_NE(e.find("ldp_other_torch.so"), std::string::npos) << e;
+  EXPECT_NE(e.find("built against LibTorch " + std::to_string(TORCH_VERSION_MAJOR) + "." +
+                   std::to_string(TORCH_VERSION_MINOR + 1)),
+            std::string::npos)
+      << e;
+}
+
+TEST(PluginHost, DuplicateNameNamesBothLibraries) {
+  std::string e = load_error("duplicate_name");
+  EXPECT_NE(e.find("ldp_duplicate_name.so registers policy 'none'"), std::string::npos) << e;
+  EXPECT_NE(e.find("ldp_none.so already registered"), std::string::npos) << e;
+}
+
+TEST(PluginHost, FailedLibraryAddsNothing) {
+  auto host = test::builtin_host();
+  std::size_t before = host->plugins().size();
+  EXPECT_THROW(host->load_library(test::test_plugin("duplicate_name")), Error);
+  EXPECT_EQ(host->plugins().size(), before);
+  EXPECT_NE(host->find(PluginKind::kPolicy, "none").library.find("ldp_none.so"), std::string::npos);
+}
+
+TEST(PluginHost, ThrowingFactoryIsNamedWithItsLibrary) {
+  auto host = test::builtin_host();
+  host->load_library(test::test_plugin("throwing_factory"));
+  try {
+    host->create_policy("throwing", Options(), PolicyContext{});
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    std::string m = e.what();
+    EXPECT_NE(m.find("policy plugin 'throwing'"), std::string::npos) << m;
+    EXPECT_NE(m.find("ldp_throwing_factory.so"), std::string::npos) << m;
+    EXPECT_NE(m.find("this test plugin always fails"), std::string::npos) << m;
+  }
+}
+
+TEST(PluginHost, UnknownNameListsKnownOnes) {
+  auto host = test::builtin_host();
+  try {
+    host->find(PluginKind::kPolicy, "learndrop");
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    std::string m = e.what();
+    EXPECT_NE(m.find("did you mean 'learn-drop'?"), std::string::npos) << m;
+    EXPECT_NE(m.find("known: 'learn-drop', 'none'"), std::string::npos) << m;
+  }
+}
+
+TEST(PluginHost, MissingFileAndFolderAreNamed) {
+  PluginHost host;
+  EXPECT_THROW(host.load_library("/nonexistent/ldp_x.so"), Error);
+  try {
+    host.load_directory("/nonexistent-plugins");
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("/nonexistent-plugins does not exist"), std::string::npos);
+  }
+}
+
+TEST(PluginHost, ObjectsKeepTheirLibraryLoaded) {
+  std::shared_ptr<DropPolicy> policy;
+  {
+    PluginHost host;
+    host.load_library(test::test_plugin("scripted_policy"));
+    const PluginInfo& info = host.find(PluginKind::kPolicy, "scripted");
+    policy = host.create_policy("scripted", defaults(info, {{"cuts", "2,5"}}), PolicyContext{});
+  }  // the host and its registry are gone; the library must not be
+  PolicyInput in;
+  in.eval_point = 2;
+  EXPECT_EQ(policy->decide(in).cut, 5u);
+  EXPECT_EQ(policy->decide(in).reason, "scripted");
+}
+
+TEST(PluginHost, EnvironmentPathAddsPlugins) {
+  setenv("LEARNDROP_PLUGIN_PATH", (std::string(LEARNDROP_TEST_PLUGIN_DIR) + "/scripted_policy:").c_str(), 1);
+  PluginHost host;
+  host.load_standard_paths();
+  unsetenv("LEARNDROP_PLUGIN_PATH");
+  EXPECT_NO_THROW(host.find(PluginKind::kPolicy, "scripted"));
+  EXPECT_NO_THROW(host.find(PluginKind::kModel, "vgg"));
+}
+
+// Caffe's habit: every registered plugin can be created from its defaults.
+TEST(PluginHost, EveryBuiltinPluginCreatesFromItsDefaults) {
+  test::TempDir dir;
+  test::write_idx_fixture(dir.str());
+  auto host = test::builtin_host();
+  for (const auto& info : host->plugins()) {
+    SCOPED_TRACE(info.manifest.name);
+    switch (info.manifest.kind) {
+      case PluginKind::kModel: {
+        auto model = host->create_model(info.manifest.name, defaults(info), ModelContext{3, 32, 32, 10});
+        EXPECT_GT(model->num_stages(), 0u);
+        break;
+      }
+      case PluginKind::kDataset: {
+        auto ds = host->create_dataset(info.manifest.name, defaults(info, {{"root", dir.str()}}), DatasetContext{});
+        EXPECT_GT(ds->size(Split::kTrain), 0);
+        break;
+      }
+      case PluginKind::kPolicy: {
+        auto p = host->create_policy(info.manifest.name, defaults(info), PolicyContext{8, 10, 3});
+        PolicyInput in;
+        in.eval_point = 1;
+        in.stages.resize(8);
+        EXPECT_EQ(p->decide(in).cut, 0u);  // nothing has stopped learning at the first point
+        break;
+      }
+      case PluginKind::kCache: {
+        auto c = host->create_cache(info.manifest.name, defaults(info), CacheContext{dir.str(), 1});
+        c->begin(1, 2, {3}, at::kFloat);
+        c->put({1, 0}, at::arange(6, at::kFloat).reshape({2, 3}));
+        c->finish();
+        EXPECT_TRUE(c->get({0}).equal(at::tensor({3.f, 4.f, 5.f}).reshape({1, 3})));
+        break;
+      }
+    }
+  }
+}
+
+}  // namespace ld::core
