@@ -2,9 +2,7 @@
 
 #include <chrono>
 #include <cstdio>
-#include <future>
 #include <numeric>
-#include <random>
 
 #include <unistd.h>
 
@@ -14,6 +12,7 @@
 #include <torch/nn/functional/loss.h>
 #include <torch/utils.h>
 
+#include "learndrop/core/batch_feed.h"
 #include "learndrop/core/drop_controller.h"
 #include "learndrop/core/flops.h"
 #include "learndrop/core/optimizer.h"
@@ -32,28 +31,8 @@ using json = nlohmann::json;
 
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
-std::uint64_t mix(std::uint64_t a, std::uint64_t b) {
-  std::uint64_t x = a ^ (b + 0x9e3779b97f4a7c15ULL + (a << 6) + (a >> 2));
-  x ^= x >> 33;
-  x *= 0xff51afd7ed558ccdULL;
-  x ^= x >> 33;
-  return x;
-}
-
-// The epoch's sample order: a Fisher-Yates shuffle from the run seed and epoch.
-std::vector<std::int64_t> epoch_order(std::int64_t n, std::uint64_t seed, std::int64_t epoch) {
-  std::vector<std::int64_t> order(static_cast<std::size_t>(n));
-  std::iota(order.begin(), order.end(), 0);
-  std::mt19937_64 rng(mix(seed, static_cast<std::uint64_t>(epoch) + 1));
-  for (std::size_t i = order.size(); i > 1; --i) {
-    std::size_t j = static_cast<std::size_t>(rng() % i);
-    std::swap(order[i - 1], order[j]);
-  }
-  return order;
-}
-
-// Converts 4-D parameters and buffers to channels-last, the fast layout of
-// oneDNN convolutions on CPU.
+// Converts 4-D parameters to channels-last, the fast layout of oneDNN
+// convolutions on CPU.
 void to_channels_last(torch::nn::Module& model) {
   at::NoGradGuard no_grad;
   for (auto& p : model.parameters()) {
@@ -61,87 +40,26 @@ void to_channels_last(torch::nn::Module& model) {
   }
 }
 
+at::Tensor model_layout(const at::Tensor& images) {
+  return images.dim() == 4 ? images.contiguous(at::MemoryFormat::ChannelsLast) : images;
+}
+
 std::string model_label(const PluginChoice& model) {
   return model.options.has("variant") ? model.options.get_string("variant") : model.plugin;
 }
 
-// Feeds training batches of one epoch: from the dataset (the next batch is
-// prepared in the background while the current one trains) at cut 0, from
-// the feature cache's reader afterwards.
-class Feed {
- public:
-  Feed(const DropController& controller, const Dataset& dataset, std::int64_t batch_size)
-      : controller_(controller), dataset_(dataset), batch_size_(batch_size) {}
-
-  /// Starts feeding `order` from batch `first_step`; batches cover
-  /// [step*B, (step+1)*B) and stop at `steps`.
-  void start(const std::vector<std::int64_t>& order, std::int64_t first_step, std::int64_t steps,
-             std::uint64_t epoch_seed) {
-    if (pending_.valid()) pending_.wait();
-    order_ = &order;
-    step_ = first_step;
-    steps_ = steps;
-    epoch_seed_ = epoch_seed;
-    reader_.reset();
-    if (controller_.cut() > 0 && step_ < steps_) {
-      auto begin = order.begin() + step_ * batch_size_;
-      auto end = order.begin() + std::min<std::int64_t>(steps_ * batch_size_, static_cast<std::int64_t>(order.size()));
-      reader_ = controller_.reader(std::vector<std::int64_t>(begin, end), batch_size_);
-    } else if (step_ < steps_) {
-      prefetch(step_);
-    }
-  }
-
-  /// The next batch; false after the last step.
-  bool next(at::Tensor& x, at::Tensor& y) {
-    if (step_ >= steps_) return false;
-    std::vector<std::int64_t> idx = indices(step_);
-    if (reader_) {
-      x = controller_.to_model_layout(reader_->next());
-      y = controller_.train_labels().index_select(0, at::tensor(idx, at::kLong));
-    } else {
-      Batch b = pending_.get();
-      if (step_ + 1 < steps_) prefetch(step_ + 1);
-      x = b.images.dim() == 4 ? b.images.contiguous(at::MemoryFormat::ChannelsLast) : b.images;
-      y = b.labels;
-    }
-    ++step_;
-    return true;
-  }
-
-  ~Feed() {
-    if (pending_.valid()) pending_.wait();
-  }
-
- private:
-  std::vector<std::int64_t> indices(std::int64_t step) const {
-    std::int64_t begin = step * batch_size_;
-    std::int64_t end = std::min<std::int64_t>(begin + batch_size_, static_cast<std::int64_t>(order_->size()));
-    return std::vector<std::int64_t>(order_->begin() + begin, order_->begin() + end);
-  }
-  void prefetch(std::int64_t step) {
-    std::uint64_t seed = mix(epoch_seed_, static_cast<std::uint64_t>(step));
-    pending_ = std::async(std::launch::async, [this, idx = indices(step), seed] {
-      return dataset_.get_batch(Split::kTrain, idx, seed);
-    });
-  }
-
-  const DropController& controller_;
-  const Dataset& dataset_;
-  std::int64_t batch_size_;
-  const std::vector<std::int64_t>* order_ = nullptr;
-  std::int64_t step_ = 0;
-  std::int64_t steps_ = 0;
-  std::uint64_t epoch_seed_ = 0;
-  std::unique_ptr<BatchReader> reader_;
-  std::future<Batch> pending_;
-};
+at::ScalarType storage_type(const std::string& name) {
+  if (name == "float16") return at::kHalf;
+  if (name == "bfloat16") return at::kBFloat16;
+  return at::kFloat;
+}
 
 struct EvalResult {
   double loss = 0;
   double accuracy = 0;
 };
 
+// Test loss and accuracy of the full model (every stage, eval mode).
 EvalResult evaluate(StagedModel& model, const Dataset& dataset, std::int64_t batch_size) {
   model.eval();
   at::NoGradGuard no_grad;
@@ -153,8 +71,7 @@ EvalResult evaluate(StagedModel& model, const Dataset& dataset, std::int64_t bat
     std::vector<std::int64_t> idx(static_cast<std::size_t>(end - begin));
     std::iota(idx.begin(), idx.end(), begin);
     Batch b = dataset.get_batch(Split::kTest, idx, 0);
-    at::Tensor x = b.images.dim() == 4 ? b.images.contiguous(at::MemoryFormat::ChannelsLast) : b.images;
-    at::Tensor logits = model.forward(x, 0);
+    at::Tensor logits = model.forward(model_layout(b.images), 0);
     loss += torch::nn::functional::cross_entropy(
                 logits, b.labels, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
                 .item<double>();
@@ -163,235 +80,311 @@ EvalResult evaluate(StagedModel& model, const Dataset& dataset, std::int64_t bat
   return {n ? loss / n : 0.0, n ? static_cast<double>(correct) / n : 0.0};
 }
 
-at::ScalarType storage_type(const std::string& name) {
-  if (name == "float16") return at::kHalf;
-  if (name == "bfloat16") return at::kBFloat16;
-  return at::kFloat;
-}
+// Running totals of one epoch.
+struct EpochTally {
+  double loss = 0;
+  std::int64_t correct = 0;
+  std::int64_t seen = 0;
+  std::int64_t flops = 0;
+};
 
-}  // namespace
+/// One training run: plugins, model, drop controller and bookkeeping.
+class Trainer {
+ public:
+  Trainer(const RunConfig& cfg, const PluginHost& host, const RunOptions& opts);
+  json run();
 
-json run_training(const RunConfig& cfg, const PluginHost& host, const RunOptions& opts) {
-  const auto run_start = Clock::now();
+ private:
+  void train_epoch(std::int64_t epoch);
+  void evaluation_point(std::int64_t epoch, std::int64_t step_in_epoch, EpochTally& tally);
+  void drop_to(std::size_t target, const PolicyInput& in, const Decision& d, EpochTally& tally);
+  void print_epoch(std::int64_t epoch, const EpochTally& t, double train_seconds, double epoch_seconds);
+  void print_live(std::int64_t epoch, std::int64_t s, const EpochTally& t, Clock::time_point start);
+  json summary(double wall_seconds) const;
+
+  const RunConfig& cfg_;
+  const PluginHost& host_;
+  const RunOptions& opts_;
+  tbb::global_control tbb_threads_;
+  std::shared_ptr<Dataset> dataset_;
+  std::shared_ptr<StagedModel> model_;
+  ModelProfile profile_;
+  std::int64_t n_train_ = 0;
+  std::int64_t steps_per_epoch_ = 0;
+  std::shared_ptr<DropPolicy> policy_;
+  std::unique_ptr<RunOutput> out_;
+  std::unique_ptr<DropController> controller_;
+  std::unique_ptr<StagedOptimizer> optimizer_;
+  std::unique_ptr<StageStatsTracker> tracker_;
+  std::unique_ptr<BatchFeed> feed_;
+  const bool live_;
+
+  // Run state.
+  std::vector<std::int64_t> order_;
+  std::uint64_t epoch_seed_ = 0;
+  std::int64_t flops_ = 0, flops_full_ = 0, eval_flops_ = 0, step_ = 0, eval_point_ = 0;
+  double loss_since_point_ = 0;
+  std::int64_t steps_since_point_ = 0;
+  double train_seconds_ = 0, cache_seconds_ = 0;
+  json drops_ = json::array();
+  EvalResult last_eval_;
+};
+
+Trainer::Trainer(const RunConfig& cfg, const PluginHost& host, const RunOptions& opts)
+    : cfg_(cfg),
+      host_(host),
+      opts_(opts),
+      tbb_threads_(tbb::global_control::max_allowed_parallelism, static_cast<std::size_t>(cfg.threads)),
+      live_(opts.progress && ::isatty(STDOUT_FILENO)) {
   at::set_num_threads(cfg.threads);
-  tbb::global_control tbb_threads(tbb::global_control::max_allowed_parallelism,
-                                  static_cast<std::size_t>(cfg.threads));
   torch::manual_seed(cfg.seed);
 
-  // Plugins.
   DatasetContext dctx;
   if (const char* root = std::getenv("LEARNDROP_DATA")) dctx.data_root = root;
   dctx.seed = cfg.seed;
-  auto dataset = host.create_dataset(cfg.dataset.plugin, cfg.dataset.options, dctx);
-  const std::vector<std::int64_t> sample_shape = dataset->sample_shape();
-  if (sample_shape.size() != 3) throw Error("dataset '" + cfg.dataset.plugin + "' reports a sample shape that is not [C, H, W]");
-  ModelContext mctx{sample_shape[0], sample_shape[1], sample_shape[2], dataset->num_classes()};
-  auto model = host.create_model(cfg.model.plugin, cfg.model.options, mctx);
-  if (model->num_stages() == 0) throw Error("model '" + cfg.model.plugin + "' has no stages");
-  to_channels_last(*model);
-  const ModelProfile profile = profile_model(*model, sample_shape);
+  dataset_ = host.create_dataset(cfg.dataset.plugin, cfg.dataset.options, dctx);
+  const std::vector<std::int64_t> shape = dataset_->sample_shape();
+  if (shape.size() != 3)
+    throw Error("dataset '" + cfg.dataset.plugin + "' reports a sample shape that is not [C, H, W]");
+  model_ = host.create_model(cfg.model.plugin, cfg.model.options,
+                             ModelContext{shape[0], shape[1], shape[2], dataset_->num_classes()});
+  if (model_->num_stages() == 0) throw Error("model '" + cfg.model.plugin + "' has no stages");
+  to_channels_last(*model_);
+  profile_ = profile_model(*model_, shape);
 
-  const std::int64_t n_train = dataset->size(Split::kTrain);
+  n_train_ = dataset_->size(Split::kTrain);
   const std::int64_t batch = cfg.train.batch_size;
-  // A last batch of one sample cannot train batch norm; it is left out of that epoch.
-  const std::int64_t steps_per_epoch = n_train / batch + (n_train % batch >= 2 ? 1 : 0);
-  if (steps_per_epoch == 0) {
-    throw Error("dataset '" + cfg.dataset.plugin + "' has " + std::to_string(n_train) +
+  // A last batch of one sample cannot train batch norm; it is left out of its epoch.
+  steps_per_epoch_ = n_train_ / batch + (n_train_ % batch >= 2 ? 1 : 0);
+  if (steps_per_epoch_ == 0) {
+    throw Error("dataset '" + cfg.dataset.plugin + "' has " + std::to_string(n_train_) +
                 " training samples; at least 2 are needed");
   }
-  PolicyContext pctx{model->num_stages(), steps_per_epoch, cfg.train.epochs};
-  auto policy = host.create_policy(cfg.policy.plugin, cfg.policy.options, pctx);
-  const std::int64_t period = policy->period_steps();
-  if (dataset->random_train_transform() && cfg.policy.plugin != "none") {
+  policy_ = host.create_policy(cfg.policy.plugin, cfg.policy.options,
+                               PolicyContext{model_->num_stages(), steps_per_epoch_, cfg.train.epochs});
+  if (dataset_->random_train_transform() && cfg.policy.plugin != "none") {
     throw Error("dataset '" + cfg.dataset.plugin +
                 "' applies a random training transform (augmentation), and a feature cache would freeze "
                 "one draw of it; cached augmented views are not built yet, so use policy.plugin=none or "
                 "turn the dataset's augmentation off");
   }
 
-  RunOutput out(opts.out_dir);
-  out.write_config(cfg.effective_yaml());
-  CacheContext cctx{out.dir().string(), cfg.threads};
-  DropController controller(
-      *model, *dataset, [&] { return host.create_cache(cfg.cache.plugin, cfg.cache.options, cctx); },
-      storage_type(cfg.cache_dtype), profile.stage_flops, profile.stage_output_shapes,
+  out_ = std::make_unique<RunOutput>(opts.out_dir);
+  out_->write_config(cfg.effective_yaml());
+  CacheContext cctx{out_->dir().string(), cfg.threads};
+  controller_ = std::make_unique<DropController>(
+      *model_, *dataset_, [this, cctx] { return host_.create_cache(cfg_.cache.plugin, cfg_.cache.options, cctx); },
+      storage_type(cfg.cache_dtype), profile_.stage_flops, profile_.stage_output_shapes,
       std::max<std::int64_t>(batch, 256), cfg.seed);
-  StagedOptimizer optimizer(*model, cfg.train);
-  StageStatsTracker tracker(*model);
+  optimizer_ = std::make_unique<StagedOptimizer>(*model_, cfg.train);
+  tracker_ = std::make_unique<StageStatsTracker>(*model_);
+  feed_ = std::make_unique<BatchFeed>(*controller_, *dataset_, batch);
+}
 
-  spdlog::info("run {}: {} on {} ({}), policy {}, {} threads, seed {}", out.dir().string(), model_label(cfg.model),
-               cfg.dataset.plugin, dataset->describe(), cfg.policy.plugin, cfg.threads, cfg.seed);
-  spdlog::info("model: {} stages + head, {} per sample forward (head {})", model->num_stages(),
-               format_flops(static_cast<double>(profile.flops_from(0))), format_flops(static_cast<double>(profile.head_flops)));
+json Trainer::run() {
+  const auto start = Clock::now();
+  spdlog::info("run {}: {} on {} ({}), policy {}, {} threads, seed {}", out_->dir().string(), model_label(cfg_.model),
+               cfg_.dataset.plugin, dataset_->describe(), cfg_.policy.plugin, cfg_.threads, cfg_.seed);
+  spdlog::info("model: {} stages + head, {} per sample forward (head {})", model_->num_stages(),
+               format_flops(static_cast<double>(profile_.flops_from(0))),
+               format_flops(static_cast<double>(profile_.head_flops)));
+  for (std::int64_t epoch = 0; epoch < cfg_.train.epochs; ++epoch) train_epoch(epoch);
+  out_->save_model(*model_);
+  json s = summary(seconds_since(start));
+  out_->write_summary(s);
+  spdlog::info(
+      "done: test accuracy {:.2f}%, {} stages dropped of {}, forward {} vs {} full ({:.1f}% less), train {:.1f}s",
+      100.0 * last_eval_.accuracy, controller_->cut(), model_->num_stages(), format_flops(static_cast<double>(flops_)),
+      format_flops(static_cast<double>(flops_full_)), 100.0 * s["flops_reduction"].get<double>(), train_seconds_);
+  return s;
+}
 
-  std::int64_t flops = 0, flops_full = 0, eval_flops = 0, step = 0, eval_point = 0;
-  double loss_since_point = 0;
-  std::int64_t steps_since_point = 0;
-  double train_seconds = 0, cache_seconds = 0;
-  json drops = json::array();
-  EvalResult last_eval;
-  const bool live = opts.progress && ::isatty(STDOUT_FILENO);
-  Feed feed(controller, *dataset, batch);
-
-  for (std::int64_t epoch = 0; epoch < cfg.train.epochs; ++epoch) {
-    const auto epoch_start = Clock::now();
-    const std::uint64_t epoch_seed = mix(cfg.seed, 1000003ULL * static_cast<std::uint64_t>(epoch + 1));
-    const std::vector<std::int64_t> order = epoch_order(n_train, cfg.seed, epoch);
-    model->train();
-    controller.keep_dropped_in_eval();
-    feed.start(order, 0, steps_per_epoch, epoch_seed);
-    double epoch_loss = 0;
-    std::int64_t epoch_correct = 0, epoch_seen = 0, epoch_flops = 0, s = 0;
-    at::Tensor x, y;
-    auto last_live = Clock::now();
-    while (feed.next(x, y)) {
-      const double lr = learning_rate(cfg.train, static_cast<double>(epoch) + static_cast<double>(s) / steps_per_epoch);
-      optimizer.set_lr(lr);
-      const std::size_t cut = controller.cut();
-      at::Tensor logits = model->forward(x, cut);
-      at::Tensor loss = torch::nn::functional::cross_entropy(logits, y);
-      optimizer.zero_grad();
-      loss.backward();
-      optimizer.step();
-      const std::int64_t b = y.size(0);
-      const double loss_value = loss.item<double>();
-      epoch_loss += loss_value * b;
-      epoch_correct += logits.argmax(1).eq(y).sum().item<std::int64_t>();
-      epoch_seen += b;
-      epoch_flops += b * profile.flops_from(cut);
-      flops_full += b * profile.flops_from(0);
-      loss_since_point += loss_value;
-      ++steps_since_point;
-      ++step;
-      ++s;
-
-      const bool at_point = period > 0 ? step % period == 0 : s == steps_per_epoch;
-      if (at_point) {
-        PolicyInput in;
-        in.eval_point = ++eval_point;
-        in.step = step;
-        in.epoch = static_cast<double>(epoch) + static_cast<double>(s) / steps_per_epoch;
-        in.cut = cut;
-        in.train_loss = loss_since_point / static_cast<double>(steps_since_point);
-        in.stages = tracker.measure(cut);
-        loss_since_point = 0;
-        steps_since_point = 0;
-        Decision d;
-        try {
-          d = policy->decide(in);
-        } catch (const std::exception& e) {
-          throw Error("policy '" + cfg.policy.plugin + "' failed at evaluation point " + std::to_string(in.eval_point) +
-                      ": " + e.what());
-        }
-        json stage_stats = json::array();
-        for (const auto& st : in.stages) {
-          stage_stats.push_back({{"name", st.name}, {"dropped", st.dropped}, {"relative_change", st.relative_change},
-                                 {"param_norm", st.param_norm}, {"grad_norm", st.grad_norm}});
-        }
-        out.append_stats({{"eval_point", in.eval_point}, {"step", step}, {"epoch", in.epoch}, {"cut", cut},
-                          {"train_loss", in.train_loss}, {"decision", d.cut}, {"reason", d.reason},
-                          {"stages", stage_stats}});
-        std::size_t target = d.cut;
-        if (target > model->num_stages()) {
-          spdlog::warn("policy '{}' asked for cut {} but the model has {} stages; clamped", cfg.policy.plugin, target,
-                       model->num_stages());
-          target = model->num_stages();
-        }
-        if (target < cut) {
-          spdlog::warn("policy '{}' asked for cut {} below the current cut {}; drops are monotone, keeping {}",
-                       cfg.policy.plugin, target, cut, cut);
-        } else if (target > cut) {
-          DropReport r = controller.advance(target);
-          optimizer.drop_stages_before(target);
-          model->train();
-          controller.keep_dropped_in_eval();
-          epoch_flops += r.flops;
-          cache_seconds += r.seconds;
-          if (live) std::printf("\r\033[K");
-          spdlog::info("drop at epoch {:.2f} (step {}): stages {}..{} frozen ({} -> {}), cache {} ({}) built in {:.1f}s, {}{}",
-                       in.epoch, step, model->stage_name(r.from_cut), model->stage_name(target - 1), r.from_cut, target,
-                       format_bytes(static_cast<double>(r.cache_bytes)), r.cache_description, r.seconds,
-                       format_flops(static_cast<double>(r.flops)), d.reason.empty() ? "" : "; " + d.reason);
-          drops.push_back({{"epoch", in.epoch}, {"step", step}, {"from_cut", r.from_cut}, {"to_cut", target},
-                           {"cache_bytes", r.cache_bytes}, {"cache_build_seconds", r.seconds},
-                           {"cache_build_flops", r.flops}, {"reason", d.reason}});
-          feed.start(order, s, steps_per_epoch, epoch_seed);
-        }
-      }
-      if (live && seconds_since(last_live) > 0.5) {
-        last_live = Clock::now();
-        double elapsed = seconds_since(epoch_start);
-        std::printf("\r\033[Kepoch %lld/%lld  step %lld/%lld  loss %.4f  cut %zu/%zu  %.0f img/s", static_cast<long long>(epoch + 1),
-                    static_cast<long long>(cfg.train.epochs), static_cast<long long>(s), static_cast<long long>(steps_per_epoch),
-                    epoch_loss / epoch_seen, controller.cut(), model->num_stages(), epoch_seen / elapsed);
-        std::fflush(stdout);
-      }
-    }
-    const double epoch_train_seconds = seconds_since(epoch_start);
-    train_seconds += epoch_train_seconds;
-    flops += epoch_flops;
-    last_eval = evaluate(*model, *dataset, cfg.train.eval_batch_size);
-    eval_flops += dataset->size(Split::kTest) * profile.flops_from(0);
-    const double epoch_seconds = seconds_since(epoch_start);
-    const double mean_epoch = train_seconds / static_cast<double>(epoch + 1);
-    json line = {{"epoch", epoch + 1},
-                 {"train_loss", epoch_loss / epoch_seen},
-                 {"train_accuracy", static_cast<double>(epoch_correct) / epoch_seen},
-                 {"test_loss", last_eval.loss},
-                 {"test_accuracy", last_eval.accuracy},
-                 {"cut", controller.cut()},
-                 {"lr", learning_rate(cfg.train, static_cast<double>(epoch + 1))},
-                 {"epoch_seconds", epoch_seconds},
-                 {"train_seconds", epoch_train_seconds},
-                 {"images_per_second", epoch_seen / epoch_train_seconds},
-                 {"forward_flops", epoch_flops},
-                 {"forward_flops_total", flops},
-                 {"forward_flops_full_total", flops_full}};
-    out.append_metrics(line);
-    if (opts.progress) {
-      if (live) std::printf("\r\033[K");
-      std::printf("epoch %3lld/%lld  loss %.4f  train %5.2f%%  test %5.2f%%  cut %zu/%zu  %6.0f img/s  %5.1fs  ETA %s\n",
-                  static_cast<long long>(epoch + 1), static_cast<long long>(cfg.train.epochs), epoch_loss / epoch_seen,
-                  100.0 * epoch_correct / epoch_seen, 100.0 * last_eval.accuracy, controller.cut(), model->num_stages(),
-                  epoch_seen / epoch_train_seconds, epoch_seconds,
-                  format_duration(mean_epoch * static_cast<double>(cfg.train.epochs - epoch - 1)).c_str());
-      std::fflush(stdout);
+void Trainer::train_epoch(std::int64_t epoch) {
+  const auto epoch_start = Clock::now();
+  epoch_seed_ = mix_seed(cfg_.seed, 1000003ULL * static_cast<std::uint64_t>(epoch + 1));
+  order_ = epoch_order(n_train_, cfg_.seed, epoch);
+  model_->train();
+  controller_->keep_dropped_in_eval();
+  feed_->start(order_, 0, steps_per_epoch_, epoch_seed_);
+  EpochTally tally;
+  std::int64_t s = 0;
+  at::Tensor x, y;
+  auto last_live = Clock::now();
+  while (feed_->next(x, y)) {
+    optimizer_->set_lr(
+        learning_rate(cfg_.train, static_cast<double>(epoch) + static_cast<double>(s) / steps_per_epoch_));
+    const std::size_t cut = controller_->cut();
+    at::Tensor logits = model_->forward(x, cut);
+    at::Tensor loss = torch::nn::functional::cross_entropy(logits, y);
+    optimizer_->zero_grad();
+    loss.backward();
+    optimizer_->step();
+    const std::int64_t b = y.size(0);
+    const double loss_value = loss.item<double>();
+    tally.loss += loss_value * b;
+    tally.correct += logits.argmax(1).eq(y).sum().item<std::int64_t>();
+    tally.seen += b;
+    tally.flops += b * profile_.flops_from(cut);
+    flops_full_ += b * profile_.flops_from(0);
+    loss_since_point_ += loss_value;
+    ++steps_since_point_;
+    ++step_;
+    ++s;
+    const std::int64_t period = policy_->period_steps();
+    if (period > 0 ? step_ % period == 0 : s == steps_per_epoch_) evaluation_point(epoch, s, tally);
+    if (live_ && seconds_since(last_live) > 0.5) {
+      last_live = Clock::now();
+      print_live(epoch, s, tally, epoch_start);
     }
   }
+  const double train_seconds = seconds_since(epoch_start);
+  train_seconds_ += train_seconds;
+  flops_ += tally.flops;
+  last_eval_ = evaluate(*model_, *dataset_, cfg_.train.eval_batch_size);
+  eval_flops_ += dataset_->size(Split::kTest) * profile_.flops_from(0);
+  const double epoch_seconds = seconds_since(epoch_start);
+  out_->append_metrics({{"epoch", epoch + 1},
+                        {"train_loss", tally.loss / tally.seen},
+                        {"train_accuracy", static_cast<double>(tally.correct) / tally.seen},
+                        {"test_loss", last_eval_.loss},
+                        {"test_accuracy", last_eval_.accuracy},
+                        {"cut", controller_->cut()},
+                        {"lr", learning_rate(cfg_.train, static_cast<double>(epoch + 1))},
+                        {"epoch_seconds", epoch_seconds},
+                        {"train_seconds", train_seconds},
+                        {"images_per_second", tally.seen / train_seconds},
+                        {"forward_flops", tally.flops},
+                        {"forward_flops_total", flops_},
+                        {"forward_flops_full_total", flops_full_}});
+  print_epoch(epoch, tally, train_seconds, epoch_seconds);
+}
 
-  out.save_model(*model);
-  const double reduction = flops_full > 0 ? 1.0 - static_cast<double>(flops) / static_cast<double>(flops_full) : 0.0;
-  json summary = {{"model", model_label(cfg.model)},
-                  {"model_plugin", cfg.model.plugin},
-                  {"dataset", cfg.dataset.plugin},
-                  {"policy", cfg.policy.plugin},
-                  {"cache", cfg.cache.plugin},
-                  {"experiment", cfg.name},
-                  {"seed", cfg.seed},
-                  {"config_hash", cfg.hash()},
-                  {"threads", cfg.threads},
-                  {"epochs", cfg.train.epochs},
-                  {"train_samples", n_train},
-                  {"test_samples", dataset->size(Split::kTest)},
-                  {"num_stages", model->num_stages()},
-                  {"dropped_stages", controller.cut()},
-                  {"drops", drops},
-                  {"test_accuracy", last_eval.accuracy},
-                  {"test_loss", last_eval.loss},
-                  {"train_seconds", train_seconds},
-                  {"cache_build_seconds", cache_seconds},
-                  {"wall_seconds", seconds_since(run_start)},
-                  {"forward_flops", flops},
-                  {"forward_flops_full", flops_full},
-                  {"flops_reduction", reduction},
-                  {"eval_forward_flops", eval_flops},
-                  {"stage_forward_flops", profile.stage_flops},
-                  {"head_forward_flops", profile.head_flops}};
-  out.write_summary(summary);
-  spdlog::info("done: test accuracy {:.2f}%, {} stages dropped of {}, forward {} vs {} full ({:.1f}% less), train {:.1f}s",
-               100.0 * last_eval.accuracy, controller.cut(), model->num_stages(), format_flops(static_cast<double>(flops)),
-               format_flops(static_cast<double>(flops_full)), 100.0 * reduction, train_seconds);
-  return summary;
+void Trainer::evaluation_point(std::int64_t epoch, std::int64_t step_in_epoch, EpochTally& tally) {
+  const std::size_t cut = controller_->cut();
+  PolicyInput in;
+  in.eval_point = ++eval_point_;
+  in.step = step_;
+  in.epoch = static_cast<double>(epoch) + static_cast<double>(step_in_epoch) / steps_per_epoch_;
+  in.cut = cut;
+  in.train_loss = loss_since_point_ / static_cast<double>(steps_since_point_);
+  in.stages = tracker_->measure(cut);
+  loss_since_point_ = 0;
+  steps_since_point_ = 0;
+  Decision d;
+  try {
+    d = policy_->decide(in);
+  } catch (const std::exception& e) {
+    throw Error("policy '" + cfg_.policy.plugin + "' failed at evaluation point " + std::to_string(in.eval_point) +
+                ": " + e.what());
+  }
+  json stages = json::array();
+  for (const auto& st : in.stages) {
+    stages.push_back({{"name", st.name},
+                      {"dropped", st.dropped},
+                      {"relative_change", st.relative_change},
+                      {"param_norm", st.param_norm},
+                      {"grad_norm", st.grad_norm}});
+  }
+  out_->append_stats({{"eval_point", in.eval_point},
+                      {"step", step_},
+                      {"epoch", in.epoch},
+                      {"cut", cut},
+                      {"train_loss", in.train_loss},
+                      {"decision", d.cut},
+                      {"reason", d.reason},
+                      {"stages", stages}});
+  std::size_t target = d.cut;
+  if (target > model_->num_stages()) {
+    spdlog::warn("policy '{}' asked for cut {} but the model has {} stages; clamped", cfg_.policy.plugin, target,
+                 model_->num_stages());
+    target = model_->num_stages();
+  }
+  if (target < cut) {
+    spdlog::warn("policy '{}' asked for cut {} below the current cut {}; drops are monotone, keeping {}",
+                 cfg_.policy.plugin, target, cut, cut);
+  } else if (target > cut) {
+    drop_to(target, in, d, tally);
+    feed_->start(order_, step_in_epoch, steps_per_epoch_, epoch_seed_);  // the rest of the epoch from the cache
+  }
+}
+
+void Trainer::drop_to(std::size_t target, const PolicyInput& in, const Decision& d, EpochTally& tally) {
+  DropReport r = controller_->advance(target);
+  optimizer_->drop_stages_before(target);
+  model_->train();
+  controller_->keep_dropped_in_eval();
+  tally.flops += r.flops;
+  cache_seconds_ += r.seconds;
+  if (live_) std::printf("\r\033[K");
+  spdlog::info("drop at epoch {:.2f} (step {}): stages {}..{} frozen ({} -> {}), cache {} ({}) built in {:.1f}s, {}{}",
+               in.epoch, step_, model_->stage_name(r.from_cut), model_->stage_name(target - 1), r.from_cut, target,
+               format_bytes(static_cast<double>(r.cache_bytes)), r.cache_description, r.seconds,
+               format_flops(static_cast<double>(r.flops)), d.reason.empty() ? "" : "; " + d.reason);
+  drops_.push_back({{"epoch", in.epoch},
+                    {"step", step_},
+                    {"from_cut", r.from_cut},
+                    {"to_cut", target},
+                    {"cache_bytes", r.cache_bytes},
+                    {"cache_build_seconds", r.seconds},
+                    {"cache_build_flops", r.flops},
+                    {"reason", d.reason}});
+}
+
+void Trainer::print_live(std::int64_t epoch, std::int64_t s, const EpochTally& t, Clock::time_point start) {
+  std::printf("\r\033[Kepoch %lld/%lld  step %lld/%lld  loss %.4f  cut %zu/%zu  %.0f img/s",
+              static_cast<long long>(epoch + 1), static_cast<long long>(cfg_.train.epochs), static_cast<long long>(s),
+              static_cast<long long>(steps_per_epoch_), t.loss / t.seen, controller_->cut(), model_->num_stages(),
+              t.seen / seconds_since(start));
+  std::fflush(stdout);
+}
+
+void Trainer::print_epoch(std::int64_t epoch, const EpochTally& t, double train_seconds, double epoch_seconds) {
+  if (!opts_.progress) return;
+  const double mean_epoch = train_seconds_ / static_cast<double>(epoch + 1);
+  if (live_) std::printf("\r\033[K");
+  std::printf("epoch %3lld/%lld  loss %.4f  train %5.2f%%  test %5.2f%%  cut %zu/%zu  %6.0f img/s  %5.1fs  ETA %s\n",
+              static_cast<long long>(epoch + 1), static_cast<long long>(cfg_.train.epochs), t.loss / t.seen,
+              100.0 * t.correct / t.seen, 100.0 * last_eval_.accuracy, controller_->cut(), model_->num_stages(),
+              t.seen / train_seconds, epoch_seconds,
+              format_duration(mean_epoch * static_cast<double>(cfg_.train.epochs - epoch - 1)).c_str());
+  std::fflush(stdout);
+}
+
+json Trainer::summary(double wall_seconds) const {
+  const double reduction = flops_full_ > 0 ? 1.0 - static_cast<double>(flops_) / static_cast<double>(flops_full_) : 0.0;
+  return {{"model", model_label(cfg_.model)},
+          {"model_plugin", cfg_.model.plugin},
+          {"dataset", cfg_.dataset.plugin},
+          {"policy", cfg_.policy.plugin},
+          {"cache", cfg_.cache.plugin},
+          {"experiment", cfg_.name},
+          {"seed", cfg_.seed},
+          {"config_hash", cfg_.hash()},
+          {"threads", cfg_.threads},
+          {"epochs", cfg_.train.epochs},
+          {"train_samples", n_train_},
+          {"test_samples", dataset_->size(Split::kTest)},
+          {"num_stages", model_->num_stages()},
+          {"dropped_stages", controller_->cut()},
+          {"drops", drops_},
+          {"test_accuracy", last_eval_.accuracy},
+          {"test_loss", last_eval_.loss},
+          {"train_seconds", train_seconds_},
+          {"cache_build_seconds", cache_seconds_},
+          {"wall_seconds", wall_seconds},
+          {"forward_flops", flops_},
+          {"forward_flops_full", flops_full_},
+          {"flops_reduction", reduction},
+          {"eval_forward_flops", eval_flops_},
+          {"stage_forward_flops", profile_.stage_flops},
+          {"head_forward_flops", profile_.head_flops}};
+}
+
+}  // namespace
+
+json run_training(const RunConfig& config, const PluginHost& host, const RunOptions& options) {
+  Trainer trainer(config, host, options);
+  return trainer.run();
 }
 
 }  // namespace ld::core
