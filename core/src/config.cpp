@@ -40,11 +40,10 @@ std::string describe_expected(const ConfigKey& key) {
   std::string s = std::string(key.type == ValueType::kInt ? "an " : "a ") + to_string(key.type);
   if (!key.choices.empty()) s = "one of " + quoted_list(key.choices);
   if (key.min && key.max) {
-    s += " in [" + value_to_string(key.type == ValueType::kInt ? Value(static_cast<std::int64_t>(*key.min))
-                                                                : Value(*key.min)) +
+    s += " in [" +
+         value_to_string(key.type == ValueType::kInt ? Value(static_cast<std::int64_t>(*key.min)) : Value(*key.min)) +
          ", " +
-         value_to_string(key.type == ValueType::kInt ? Value(static_cast<std::int64_t>(*key.max))
-                                                     : Value(*key.max)) +
+         value_to_string(key.type == ValueType::kInt ? Value(static_cast<std::int64_t>(*key.max)) : Value(*key.max)) +
          "]";
   }
   return s;
@@ -105,8 +104,7 @@ Value parse_value(const ConfigKey& key, const std::string& text, const std::stri
       break;
     }
     case ValueType::kString:
-      if (!key.choices.empty() &&
-          std::find(key.choices.begin(), key.choices.end(), text) == key.choices.end()) {
+      if (!key.choices.empty() && std::find(key.choices.begin(), key.choices.end(), text) == key.choices.end()) {
         throw Error(where_text + ": expected one of " + quoted_list(key.choices) + ", got '" + text + "'" +
                     did_you_mean(text, key.choices));
       }
@@ -164,8 +162,7 @@ void apply_override(ConfigTree& tree, const std::string& assignment) {
     if (p.empty()) throw Error("--set " + assignment + ": empty component in key '" + key + "'");
   }
   if (parts.size() != 2) {
-    throw Error("--set " + assignment + ": expected SECTION.KEY=VALUE (e.g. train.epochs=3), got key '" +
-                key + "'");
+    throw Error("--set " + assignment + ": expected SECTION.KEY=VALUE (e.g. train.epochs=3), got key '" + key + "'");
   }
   YAML::Node value;
   try {
@@ -242,8 +239,10 @@ Options validate_section(const ConfigTree& tree, const std::string& section, con
                     (all.empty() ? " (it accepts no keys)" : " (known: " + quoted_list(all) + ")"));
       }
       if (!kv.second.IsScalar()) {
-        throw Error(where(tree, kv.second, dotted) + ": expected " + describe_expected(*key) +
-                    ", got a " + (kv.second.IsSequence() ? "list" : kv.second.IsMap() ? "mapping" : "null"));
+        throw Error(where(tree, kv.second, dotted) + ": expected " + describe_expected(*key) + ", got a " +
+                    (kv.second.IsSequence() ? "list"
+                     : kv.second.IsMap()    ? "mapping"
+                                            : "null"));
       }
       values[name] = parse_value(*key, kv.second.Scalar(), where(tree, kv.second, dotted));
     }
@@ -251,8 +250,8 @@ Options validate_section(const ConfigTree& tree, const std::string& section, con
   for (const auto& k : keys) {
     if (values.count(k.name)) continue;
     if (k.default_value.empty() && k.type != ValueType::kString) {
-      throw Error(where(tree, node, section + "." + k.name) + ": required key is missing for " + label +
-                  " (" + k.meaning + ")");
+      throw Error(where(tree, node, section + "." + k.name) + ": required key is missing for " + label + " (" +
+                  k.meaning + ")");
     }
     values[k.name] = parse_value(k, k.default_value, label + " default of " + k.name);
   }
@@ -273,7 +272,9 @@ std::vector<std::string> plugin_paths(const ConfigTree& tree) {
   }
   YAML::Node paths = section["paths"];
   fs::path base = tree.file.empty() ? fs::current_path() : fs::absolute(tree.file).parent_path();
-  auto add = [&](const std::string& p) { out.push_back((fs::path(p).is_absolute() ? fs::path(p) : base / p).string()); };
+  auto add = [&](const std::string& p) {
+    out.push_back((fs::path(p).is_absolute() ? fs::path(p) : base / p).string());
+  };
   if (paths.IsScalar()) {
     add(paths.Scalar());
   } else if (paths.IsSequence()) {
@@ -299,8 +300,8 @@ RunConfig resolve_config(const ConfigTree& tree, const PluginHost& host) {
   rc.file = tree.file;
   rc.plugin_paths = plugin_paths(tree);
 
-  Options experiment = validate_section(tree, "experiment", tree.root["experiment"],
-                                        host_section_keys("experiment"), "section 'experiment'");
+  Options experiment = validate_section(tree, "experiment", tree.root["experiment"], host_section_keys("experiment"),
+                                        "section 'experiment'");
   rc.name = experiment.get_string("name");
   rc.seed = static_cast<std::uint64_t>(experiment.get_int("seed"));
 
@@ -360,31 +361,30 @@ RunConfig resolve_config(const ConfigTree& tree, const PluginHost& host) {
     try {
       info = &host.find(kind_of(section), plugin);
     } catch (const Error& e) {
-      throw Error(where(tree, node.IsDefined() && node.IsMap() ? node["plugin"] : node, section + ".plugin") +
-                  ": " + e.what());
+      throw Error(where(tree, node.IsDefined() && node.IsMap() ? node["plugin"] : node, section + ".plugin") + ": " +
+                  e.what());
     }
     std::vector<std::string> host_names;
     for (const auto& h : host_keys) host_names.push_back(h.name);
     // `--set SECTION.plugin=X` switches plugins: the file's keys for the
     // previous plugin that X does not accept are left out, with a warning.
-    const bool switched = std::find(tree.overrides.begin(), tree.overrides.end(), section + ".plugin") !=
-                          tree.overrides.end();
+    const bool switched =
+        std::find(tree.overrides.begin(), tree.overrides.end(), section + ".plugin") != tree.overrides.end();
     std::vector<std::string> ignored = host_names;
     for (const auto& k : plugin_keys) {
       bool known = std::any_of(info->manifest.keys.begin(), info->manifest.keys.end(),
                                [&](const ConfigKey& m) { return m.name == k; });
-      bool overridden = std::find(tree.overrides.begin(), tree.overrides.end(), section + "." + k) !=
-                        tree.overrides.end();
+      bool overridden =
+          std::find(tree.overrides.begin(), tree.overrides.end(), section + "." + k) != tree.overrides.end();
       if (switched && !known && !overridden) {
         ignored.push_back(k);
-        rc.warnings.push_back(where(tree, node[k], section + "." + k) + ": ignored, not a key of " + section +
-                              " '" + plugin + "' (the plugin was changed with --set)");
+        rc.warnings.push_back(where(tree, node[k], section + "." + k) + ": ignored, not a key of " + section + " '" +
+                              plugin + "' (the plugin was changed with --set)");
       }
     }
     PluginChoice choice;
     choice.plugin = plugin;
-    choice.options = validate_section(tree, section, node, info->manifest.keys,
-                                      section + " '" + plugin + "'", ignored);
+    choice.options = validate_section(tree, section, node, info->manifest.keys, section + " '" + plugin + "'", ignored);
     if (section == "model") rc.model = choice;
     if (section == "dataset") rc.dataset = choice;
     if (section == "policy") rc.policy = choice;
@@ -436,8 +436,8 @@ std::string RunConfig::effective_yaml() const {
   emit_options(e, "policy", policy);
   emit_options(e, "cache", cache, {{"dtype", cache_dtype}});
   if (!plugin_paths.empty()) {
-    e << YAML::Key << "plugins" << YAML::Value << YAML::BeginMap << YAML::Key << "paths" << YAML::Value
-      << plugin_paths << YAML::EndMap;
+    e << YAML::Key << "plugins" << YAML::Value << YAML::BeginMap << YAML::Key << "paths" << YAML::Value << plugin_paths
+      << YAML::EndMap;
   }
   e << YAML::EndMap;
   return std::string(e.c_str()) + "\n";

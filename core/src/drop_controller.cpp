@@ -27,8 +27,8 @@ std::vector<std::int64_t> storage_shape(const std::vector<std::int64_t>& model_s
 }
 }  // namespace
 
-DropController::DropController(StagedModel& model, const Dataset& dataset, CacheMaker make_cache,
-                               at::ScalarType dtype, std::vector<std::int64_t> stage_flops,
+DropController::DropController(StagedModel& model, const Dataset& dataset, CacheMaker make_cache, at::ScalarType dtype,
+                               std::vector<std::int64_t> stage_flops,
                                std::vector<std::vector<std::int64_t>> stage_shapes, std::int64_t build_batch,
                                std::uint64_t seed)
     : model_(model),
@@ -56,16 +56,15 @@ at::Tensor DropController::inputs(const std::vector<std::int64_t>& indices, std:
   return to_model_layout(cache_->get(indices));
 }
 
-std::unique_ptr<BatchReader> DropController::reader(std::vector<std::int64_t> order,
-                                                    std::int64_t batch_size) const {
+std::unique_ptr<BatchReader> DropController::reader(std::vector<std::int64_t> order, std::int64_t batch_size) const {
   if (cut_ == 0) throw Error("internal: no feature cache before the first drop");
   return cache_->reader(std::move(order), batch_size);
 }
 
 DropReport DropController::advance(std::size_t new_cut) {
   if (new_cut <= cut_ || new_cut > model_.num_stages()) {
-    throw Error("internal: invalid drop from cut " + std::to_string(cut_) + " to " + std::to_string(new_cut) +
-                " of " + std::to_string(model_.num_stages()) + " stages");
+    throw Error("internal: invalid drop from cut " + std::to_string(cut_) + " to " + std::to_string(new_cut) + " of " +
+                std::to_string(model_.num_stages()) + " stages");
   }
   auto start = std::chrono::steady_clock::now();
   DropReport report;

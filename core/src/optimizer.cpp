@@ -22,11 +22,11 @@ StagedOptimizer::StagedOptimizer(StagedModel& model, const TrainSettings& t) {
   for (std::size_t i = 0; i < model.num_stages(); ++i) add_group(model.stage_module(i), i);
   add_group(model.head_module(), model.num_stages());
   if (t.optimizer == "adam") {
-    optimizer_ = std::make_unique<torch::optim::Adam>(
-        std::move(groups), torch::optim::AdamOptions(t.lr).weight_decay(t.weight_decay));
+    optimizer_ = std::make_unique<torch::optim::Adam>(std::move(groups),
+                                                      torch::optim::AdamOptions(t.lr).weight_decay(t.weight_decay));
   } else if (t.optimizer == "adamw") {
-    optimizer_ = std::make_unique<torch::optim::AdamW>(
-        std::move(groups), torch::optim::AdamWOptions(t.lr).weight_decay(t.weight_decay));
+    optimizer_ = std::make_unique<torch::optim::AdamW>(std::move(groups),
+                                                       torch::optim::AdamWOptions(t.lr).weight_decay(t.weight_decay));
   } else {
     optimizer_ = std::make_unique<torch::optim::SGD>(
         std::move(groups),

@@ -21,28 +21,26 @@ using Library = std::shared_ptr<boost::dll::shared_library>;
 namespace {
 
 std::string stamp_torch(const AbiStamp& s) {
-  return std::to_string(s.torch_major) + "." + std::to_string(s.torch_minor) + "." +
-         std::to_string(s.torch_patch);
+  return std::to_string(s.torch_major) + "." + std::to_string(s.torch_minor) + "." + std::to_string(s.torch_patch);
 }
 
 // Throws when a library's stamp does not match the host's.
 void check_stamp(const AbiStamp& plugin, const std::string& library) {
   const AbiStamp host = current_abi_stamp();
   if (plugin.sdk_abi != host.sdk_abi) {
-    throw Error("plugin library " + library + " was built for LearnDrop SDK ABI " +
-                std::to_string(plugin.sdk_abi) + ", but this host has SDK ABI " +
-                std::to_string(host.sdk_abi) + "; rebuild the plugin against this SDK");
+    throw Error("plugin library " + library + " was built for LearnDrop SDK ABI " + std::to_string(plugin.sdk_abi) +
+                ", but this host has SDK ABI " + std::to_string(host.sdk_abi) +
+                "; rebuild the plugin against this SDK");
   }
   if (plugin.torch_major != host.torch_major || plugin.torch_minor != host.torch_minor ||
       plugin.torch_patch != host.torch_patch) {
     throw Error("plugin library " + library + " was built against LibTorch " + stamp_torch(plugin) +
-                ", but this host uses LibTorch " + stamp_torch(host) +
-                "; plugins must use the host's LibTorch");
+                ", but this host uses LibTorch " + stamp_torch(host) + "; plugins must use the host's LibTorch");
   }
   if (plugin.cxx11_abi != host.cxx11_abi) {
-    throw Error("plugin library " + library + " was built with _GLIBCXX_USE_CXX11_ABI=" +
-                std::to_string(plugin.cxx11_abi) + ", but this host uses _GLIBCXX_USE_CXX11_ABI=" +
-                std::to_string(host.cxx11_abi));
+    throw Error("plugin library " + library +
+                " was built with _GLIBCXX_USE_CXX11_ABI=" + std::to_string(plugin.cxx11_abi) +
+                ", but this host uses _GLIBCXX_USE_CXX11_ABI=" + std::to_string(host.cxx11_abi));
   }
 }
 
@@ -67,21 +65,16 @@ struct Registered {
 // entry succeeded.
 class CollectingRegistrar final : public Registrar {
  public:
-  CollectingRegistrar(Library library, std::string path)
-      : library_(std::move(library)), path_(std::move(path)) {}
+  CollectingRegistrar(Library library, std::string path) : library_(std::move(library)), path_(std::move(path)) {}
 
-  void add_model(Manifest m, ModelFactory f) override {
-    add(std::move(m), PluginKind::kModel).model = std::move(f);
-  }
+  void add_model(Manifest m, ModelFactory f) override { add(std::move(m), PluginKind::kModel).model = std::move(f); }
   void add_dataset(Manifest m, DatasetFactory f) override {
     add(std::move(m), PluginKind::kDataset).dataset = std::move(f);
   }
   void add_policy(Manifest m, PolicyFactory f) override {
     add(std::move(m), PluginKind::kPolicy).policy = std::move(f);
   }
-  void add_cache(Manifest m, CacheFactory f) override {
-    add(std::move(m), PluginKind::kCache).cache = std::move(f);
-  }
+  void add_cache(Manifest m, CacheFactory f) override { add(std::move(m), PluginKind::kCache).cache = std::move(f); }
 
   std::vector<Registered> take() { return std::move(collected_); }
 
@@ -116,8 +109,8 @@ struct PluginHost::Impl {
       known.push_back(r.info.manifest.name);
     }
     std::sort(known.begin(), known.end());
-    throw Error(std::string("no ") + to_string(kind) + " plugin named '" + name + "'" +
-                did_you_mean(name, known) + " (known: " + quoted_list(known) + ")");
+    throw Error(std::string("no ") + to_string(kind) + " plugin named '" + name + "'" + did_you_mean(name, known) +
+                " (known: " + quoted_list(known) + ")");
   }
 
   // Calls a plugin factory, turning whatever it throws into an ld::Error
@@ -159,8 +152,8 @@ void PluginHost::load_library(const fs::path& file) {
     throw Error("cannot load plugin library " + path + ": " + e.what());
   }
   if (!library->has(LEARNDROP_ENTRY_SYMBOL)) {
-    throw Error("plugin library " + path + " is not a LearnDrop plugin: it does not export '" +
-                LEARNDROP_ENTRY_SYMBOL + "' (declare it with LEARNDROP_PLUGIN(...))");
+    throw Error("plugin library " + path + " is not a LearnDrop plugin: it does not export '" + LEARNDROP_ENTRY_SYMBOL +
+                "' (declare it with LEARNDROP_PLUGIN(...))");
   }
   const PluginEntry* entry = nullptr;
   try {
@@ -186,14 +179,13 @@ void PluginHost::load_library(const fs::path& file) {
     const Manifest& m = added[i].info.manifest;
     for (const auto& existing : impl_->plugins) {
       if (existing.info.manifest.kind == m.kind && existing.info.manifest.name == m.name) {
-        throw Error("plugin library " + path + " registers " + to_string(m.kind) + " '" + m.name +
-                    "', which " + existing.info.library + " already registered");
+        throw Error("plugin library " + path + " registers " + to_string(m.kind) + " '" + m.name + "', which " +
+                    existing.info.library + " already registered");
       }
     }
     for (std::size_t j = 0; j < i; ++j) {
       if (added[j].info.manifest.kind == m.kind && added[j].info.manifest.name == m.name) {
-        throw Error("plugin library " + path + " registers " + to_string(m.kind) + " '" + m.name +
-                    "' twice");
+        throw Error("plugin library " + path + " registers " + to_string(m.kind) + " '" + m.name + "' twice");
       }
     }
   }

@@ -23,8 +23,8 @@ class RamCache : public ld::FeatureCache {
     try {
       buffer_ = at::empty(sizes, at::TensorOptions().dtype(dtype));
     } catch (const std::exception& e) {
-      throw ld::Error("cache ram: cannot allocate " + std::to_string(count) + " samples at cut " +
-                      std::to_string(cut) + ": " + e.what());
+      throw ld::Error("cache ram: cannot allocate " + std::to_string(count) + " samples at cut " + std::to_string(cut) +
+                      ": " + e.what());
     }
     row_bytes_ = static_cast<std::size_t>(buffer_.numel() / std::max<std::int64_t>(count, 1)) * buffer_.element_size();
     written_.assign(static_cast<std::size_t>(count), false);
@@ -36,7 +36,8 @@ class RamCache : public ld::FeatureCache {
                       std::to_string(batch.size(0)));
     }
     at::Tensor rows = batch.to(buffer_.scalar_type()).contiguous();
-    if (static_cast<std::size_t>(rows.numel() / std::max<std::int64_t>(rows.size(0), 1)) * rows.element_size() != row_bytes_) {
+    if (static_cast<std::size_t>(rows.numel() / std::max<std::int64_t>(rows.size(0), 1)) * rows.element_size() !=
+        row_bytes_) {
       throw ld::Error("cache ram: put of a batch whose samples do not match the cache shape");
     }
     const char* src = static_cast<const char*>(rows.data_ptr());
@@ -44,7 +45,8 @@ class RamCache : public ld::FeatureCache {
     for (std::size_t r = 0; r < indices.size(); ++r) {
       std::int64_t i = indices[r];
       check(i);
-      if (written_[static_cast<std::size_t>(i)]) throw ld::Error("cache ram: sample " + std::to_string(i) + " written twice");
+      if (written_[static_cast<std::size_t>(i)])
+        throw ld::Error("cache ram: sample " + std::to_string(i) + " written twice");
       written_[static_cast<std::size_t>(i)] = true;
       std::memcpy(dst + static_cast<std::size_t>(i) * row_bytes_, src + r * row_bytes_, row_bytes_);
     }
@@ -64,18 +66,20 @@ class RamCache : public ld::FeatureCache {
     for (auto i : indices) check(i);
     const char* src = static_cast<const char*>(buffer_.data_ptr());
     char* dst = static_cast<char*>(out.data_ptr());
-    tbb::parallel_for(tbb::blocked_range<std::size_t>(0, indices.size(), 16), [&](const tbb::blocked_range<std::size_t>& r) {
-      for (std::size_t k = r.begin(); k < r.end(); ++k) {
-        std::memcpy(dst + k * row_bytes_, src + static_cast<std::size_t>(indices[k]) * row_bytes_, row_bytes_);
-      }
-    });
+    tbb::parallel_for(
+        tbb::blocked_range<std::size_t>(0, indices.size(), 16), [&](const tbb::blocked_range<std::size_t>& r) {
+          for (std::size_t k = r.begin(); k < r.end(); ++k) {
+            std::memcpy(dst + k * row_bytes_, src + static_cast<std::size_t>(indices[k]) * row_bytes_, row_bytes_);
+          }
+        });
     return out.scalar_type() == at::kFloat ? out : out.to(at::kFloat);
   }
 
   std::int64_t bytes() const override { return buffer_.defined() ? buffer_.numel() * buffer_.element_size() : 0; }
 
   std::string describe() const override {
-    std::string s = "ram, " + std::string(c10::toString(buffer_.scalar_type())) + " [";
+    std::string s =
+        "ram, cut " + std::to_string(cut_) + ", " + std::string(c10::toString(buffer_.scalar_type())) + " [";
     for (std::size_t i = 0; i < shape_.size(); ++i) s += (i ? "," : "") + std::to_string(shape_[i]);
     return s + "] x " + std::to_string(buffer_.size(0));
   }
@@ -83,7 +87,8 @@ class RamCache : public ld::FeatureCache {
  private:
   void check(std::int64_t i) const {
     if (i < 0 || i >= buffer_.size(0)) {
-      throw ld::Error("cache ram: index " + std::to_string(i) + " out of range [0, " + std::to_string(buffer_.size(0)) + ")");
+      throw ld::Error("cache ram: index " + std::to_string(i) + " out of range [0, " + std::to_string(buffer_.size(0)) +
+                      ")");
     }
   }
 

@@ -66,8 +66,9 @@ class IdxReader {
   void expect_end() {
     unsigned char extra;
     if (gzread(file_, &extra, 1) == 1) {
-      throw ld::Error("dataset mnist: " + path_.string() + " has more data than its header announces (extra bytes at offset " +
-                      std::to_string(offset_) + ")");
+      throw ld::Error("dataset mnist: " + path_.string() +
+                      " has more data than its header announces (extra bytes at offset " + std::to_string(offset_) +
+                      ")");
     }
   }
 
@@ -93,8 +94,12 @@ std::pair<at::Tensor, at::Tensor> load_split(const fs::path& root, const std::st
   IdxReader images(find_file(root, prefix + "-images-idx3-ubyte"));
   std::uint32_t magic = images.read_u32("magic number");
   if (magic != 0x00000803) {
-    throw ld::Error("dataset mnist: " + images.path().string() + ": bad magic number at byte offset 0: expected 0x00000803 (idx3 ubyte images), found 0x" +
-                    [&] { char b[9]; std::snprintf(b, sizeof b, "%08x", magic); return std::string(b); }());
+    throw ld::Error("dataset mnist: " + images.path().string() +
+                    ": bad magic number at byte offset 0: expected 0x00000803 (idx3 ubyte images), found 0x" + [&] {
+                      char b[9];
+                      std::snprintf(b, sizeof b, "%08x", magic);
+                      return std::string(b);
+                    }());
   }
   std::int64_t n = images.read_u32("image count");
   std::int64_t h = images.read_u32("row count");
@@ -106,8 +111,12 @@ std::pair<at::Tensor, at::Tensor> load_split(const fs::path& root, const std::st
   IdxReader labels(find_file(root, prefix + "-labels-idx1-ubyte"));
   std::uint32_t lmagic = labels.read_u32("magic number");
   if (lmagic != 0x00000801) {
-    throw ld::Error("dataset mnist: " + labels.path().string() + ": bad magic number at byte offset 0: expected 0x00000801 (idx1 ubyte labels), found 0x" +
-                    [&] { char b[9]; std::snprintf(b, sizeof b, "%08x", lmagic); return std::string(b); }());
+    throw ld::Error("dataset mnist: " + labels.path().string() +
+                    ": bad magic number at byte offset 0: expected 0x00000801 (idx1 ubyte labels), found 0x" + [&] {
+                      char b[9];
+                      std::snprintf(b, sizeof b, "%08x", lmagic);
+                      return std::string(b);
+                    }());
   }
   std::int64_t nl = labels.read_u32("label count");
   if (nl != n) {
@@ -133,8 +142,9 @@ class MnistDataset : public ld::Dataset {
     root_ = o.root;
     if (root_.empty()) {
       if (ctx.data_root.empty()) {
-        throw ld::Error("dataset.root is not set and LEARNDROP_DATA is unset: point dataset.root at a folder with "
-                        "train-images-idx3-ubyte[.gz] and the other idx files");
+        throw ld::Error(
+            "dataset.root is not set and LEARNDROP_DATA is unset: point dataset.root at a folder with "
+            "train-images-idx3-ubyte[.gz] and the other idx files");
       }
       root_ = fs::path(ctx.data_root) / "mnist";
     }
@@ -171,7 +181,8 @@ class MnistDataset : public ld::Dataset {
     at::Tensor idx = at::tensor(indices, at::kLong);
     std::int64_t n = size(s);
     for (auto i : indices) {
-      if (i < 0 || i >= n) throw ld::Error("dataset mnist: index " + std::to_string(i) + " out of range [0, " + std::to_string(n) + ")");
+      if (i < 0 || i >= n)
+        throw ld::Error("dataset mnist: index " + std::to_string(i) + " out of range [0, " + std::to_string(n) + ")");
     }
     return {images_[index(s)].index_select(0, idx), labels_[index(s)].index_select(0, idx)};
   }

@@ -47,9 +47,7 @@ struct VggOptions {
   }
 };
 
-std::int64_t scaled(double channels, double width) {
-  return std::max<std::int64_t>(1, std::llround(channels * width));
-}
+std::int64_t scaled(double channels, double width) { return std::max<std::int64_t>(1, std::llround(channels * width)); }
 
 class Vgg : public ld::StagedModel {
  public:

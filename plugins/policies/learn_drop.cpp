@@ -19,9 +19,10 @@ struct LearnDropOptions {
   bool peak_reference = true;
 
   static LearnDropOptions from(const ld::Options& o) {
-    return {o.get_int("period"),   o.get_float("threshold"),    o.get_float("min_slope"), o.get_int("window"),
-            o.get_int("patience"), o.get_float("max_fraction"), o.get_float("warmup"),
-            o.get_string("reference") == "peak"};
+    return {o.get_int("period"),      o.get_float("threshold"),
+            o.get_float("min_slope"), o.get_int("window"),
+            o.get_int("patience"),    o.get_float("max_fraction"),
+            o.get_float("warmup"),    o.get_string("reference") == "peak"};
   }
 };
 

@@ -76,6 +76,19 @@ TEST_F(Cli, FailingRunExitsNonZeroWithoutASummary) {
   EXPECT_FALSE(std::filesystem::exists(out + "/summary.json"));
 }
 
+TEST_F(Cli, PluginPathsInTheConfigAreLoadedRelativeToIt) {
+  std::filesystem::create_directories(dir_.path() / "plugins");
+  std::filesystem::copy_file(ld::test::test_plugin("scripted_policy"), dir_.path() / "plugins" / "ldp_scripted.so");
+  std::string cfg = (dir_.path() / "with-plugins.yaml").string();
+  std::ofstream(cfg) << ld::test::tiny_config(data_.str(), "plugins:\n  paths: [plugins]\n");
+  std::string out = (dir_.path() / "scripted").string();
+  Result r = ldrop("run " + cfg + " --out " + out +
+                   " --set policy.plugin=scripted --set policy.cuts=1 --set train.epochs=2 --quiet");
+  ASSERT_EQ(r.code, 0) << r.output;
+  std::ifstream in(out + "/summary.json");
+  EXPECT_EQ(nlohmann::json::parse(in)["dropped_stages"], 1);
+}
+
 TEST_F(Cli, MissingConfigFileIsNamed) {
   Result r = ldrop("run /nonexistent/cfg.yaml");
   EXPECT_EQ(r.code, 2);
@@ -91,7 +104,8 @@ TEST(CliPlugins, ListAsJsonHasEveryManifest) {
     names.insert(p["kind"].get<std::string>() + "/" + p["name"].get<std::string>());
     EXPECT_TRUE(p.contains("version") && p.contains("description") && p.contains("keys"));
   }
-  EXPECT_EQ(names, (std::set<std::string>{"model/vgg", "dataset/mnist", "policy/none", "policy/learn-drop", "cache/ram"}));
+  EXPECT_EQ(names,
+            (std::set<std::string>{"model/vgg", "dataset/mnist", "policy/none", "policy/learn-drop", "cache/ram"}));
 }
 
 TEST(CliPlugins, DescribeShowsKeysWithTypesAndDefaults) {

@@ -25,7 +25,7 @@ struct RunResult {
 };
 
 RunResult train(const std::string& data, const std::string& out, const std::vector<std::string>& sets,
-          const std::string& extra = "") {
+                const std::string& extra = "") {
   static auto host = [] {
     auto h = test::builtin_host();
     h->load_library(test::test_plugin("scripted_policy"));
@@ -105,8 +105,8 @@ TEST_F(TrainingRun, SameConfigAndSeedGiveTheSameMetrics) {
       EXPECT_EQ(a.metrics[i][key], b.metrics[i][key]) << key << " at epoch " << i + 1;
     }
   }
-  RunResult c = train(data_.str(), out2.str(), {"policy.plugin=scripted", "policy.cuts=0,2", "train.epochs=2",
-                                          "experiment.seed=4"});
+  RunResult c = train(data_.str(), out2.str(),
+                      {"policy.plugin=scripted", "policy.cuts=0,2", "train.epochs=2", "experiment.seed=4"});
   EXPECT_NE(a.metrics[0]["train_loss"], c.metrics[0]["train_loss"]) << "the seed has no effect";
 }
 
@@ -154,12 +154,11 @@ TEST_F(TrainingRun, LearnsTheFixtureAndWritesEveryOutput) {
 
 TEST_F(TrainingRun, LearnDropDropsOnTheFixture) {
   RunResult r = train(data_.str(), out_.str(),
-                {"policy.plugin=learn-drop", "policy.warmup=1", "policy.window=1", "policy.patience=1",
-                 "policy.min_slope=0.1", "policy.threshold=0.3", "policy.max_fraction=0.75", "train.epochs=10"});
+                      {"policy.plugin=learn-drop", "policy.warmup=1", "policy.window=1", "policy.patience=1",
+                       "policy.min_slope=0.1", "policy.threshold=0.3", "policy.max_fraction=0.75", "train.epochs=10"});
   EXPECT_GE(r.summary["dropped_stages"].get<int>(), 1);
   EXPECT_GT(r.summary["flops_reduction"].get<double>(), 0.0);
   EXPECT_EQ(r.metrics[0]["cut"], 0) << "dropped during warm-up";
 }
-
 
 }  // namespace ld::core

@@ -32,7 +32,8 @@ std::uint8_t fixture_pixel(const IdxFixture& f, const std::string& split, int i,
   int half = f.size / 2;
   int by = (label / 2) % 2, bx = label % 2;
   bool lit = (y / half == by) && (x / half == bx);
-  std::uint32_t noise = hash(f.seed, split_id(split), static_cast<std::uint32_t>(i), static_cast<std::uint32_t>(y * f.size + x)) % 96;
+  std::uint32_t noise =
+      hash(f.seed, split_id(split), static_cast<std::uint32_t>(i), static_cast<std::uint32_t>(y * f.size + x)) % 96;
   return static_cast<std::uint8_t>((lit ? 150 : 0) + noise);
 }
 
@@ -47,7 +48,8 @@ void write_idx_file(const std::string& path, std::uint32_t magic, const std::vec
   bytes.insert(bytes.end(), payload.begin(), payload.end());
   gzFile out = gzopen(path.c_str(), gzip ? "wb6" : "wbT");  // T: write without compression
   if (out == nullptr) throw std::runtime_error("cannot write " + path);
-  if (!bytes.empty() && gzwrite(out, bytes.data(), static_cast<unsigned>(bytes.size())) != static_cast<int>(bytes.size())) {
+  if (!bytes.empty() &&
+      gzwrite(out, bytes.data(), static_cast<unsigned>(bytes.size())) != static_cast<int>(bytes.size())) {
     gzclose(out);
     throw std::runtime_error("cannot write " + path);
   }
@@ -66,8 +68,10 @@ void write_idx_fixture(const std::string& dir, const IdxFixture& f) {
         for (int x = 0; x < f.size; ++x) pixels.push_back(fixture_pixel(f, split, i, y, x));
     }
     auto s = static_cast<std::uint32_t>(f.size);
-    write_idx_file(dir + "/" + split + "-images-idx3-ubyte" + ext, 0x803, {static_cast<std::uint32_t>(n), s, s}, pixels, f.gzip);
-    write_idx_file(dir + "/" + split + "-labels-idx1-ubyte" + ext, 0x801, {static_cast<std::uint32_t>(n)}, labels, f.gzip);
+    write_idx_file(dir + "/" + split + "-images-idx3-ubyte" + ext, 0x803, {static_cast<std::uint32_t>(n), s, s}, pixels,
+                   f.gzip);
+    write_idx_file(dir + "/" + split + "-labels-idx1-ubyte" + ext, 0x801, {static_cast<std::uint32_t>(n)}, labels,
+                   f.gzip);
   }
 }
 

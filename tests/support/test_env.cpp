@@ -10,8 +10,8 @@ namespace ld::test {
 TempDir::TempDir() {
   static std::atomic<int> counter{0};
   std::random_device rd;
-  path_ = std::filesystem::temp_directory_path() /
-          ("learndrop-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter++) + "-" + std::to_string(rd()));
+  path_ = std::filesystem::temp_directory_path() / ("learndrop-test-" + std::to_string(::getpid()) + "-" +
+                                                    std::to_string(counter++) + "-" + std::to_string(rd()));
   std::filesystem::create_directories(path_);
 }
 
@@ -34,10 +34,13 @@ std::string tiny_config(const std::string& data_dir, const std::string& extra) {
   return "experiment:\n  name: tiny\n  seed: 3\n"
          "runtime:\n  threads: 1\n"
          "model:\n  plugin: vgg\n  variant: vgg11_bn\n  width: 0.0625\n  classifier: compact\n  dropout: 0.0\n"
-         "dataset:\n  plugin: mnist\n  root: " + data_dir + "\n"
+         "dataset:\n  plugin: mnist\n  root: " +
+         data_dir +
+         "\n"
          "train:\n  epochs: 3\n  batch_size: 32\n  lr: 0.05\n  lr_schedule: constant\n"
          "policy:\n  plugin: none\n"
-         "cache:\n  plugin: ram\n" + extra;
+         "cache:\n  plugin: ram\n" +
+         extra;
 }
 
 }  // namespace ld::test

@@ -107,8 +107,7 @@ TEST(DropInvariants, CachedFeaturesGiveTheFullModelsLogitsAtEveryCut) {
   for (std::size_t k = 1; k <= f.model->num_stages(); ++k) {
     f.controller->advance(k);
     at::Tensor logits = f.model->forward(f.controller->inputs(f.all(), 0), k);
-    EXPECT_TRUE(logits.equal(full)) << "cut " << k << ": max difference "
-                                    << (logits - full).abs().max().item<float>();
+    EXPECT_TRUE(logits.equal(full)) << "cut " << k << ": max difference " << (logits - full).abs().max().item<float>();
   }
 }
 

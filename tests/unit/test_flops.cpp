@@ -2,7 +2,6 @@
 
 #include <torch/nn/modules/conv.h>
 #include <torch/nn/modules/linear.h>
-#include <torch/nn/modules/linear.h>
 
 #include "learndrop/core/flops.h"
 #include "learndrop/model.h"
@@ -17,8 +16,7 @@ class HandNet : public StagedModel {
  public:
   HandNet() {
     add_stage("a", nn::Sequential(nn::Conv2d(nn::Conv2dOptions(1, 2, 3).padding(1))));
-    add_stage("b", nn::Sequential(nn::Conv2d(nn::Conv2dOptions(2, 4, 3).stride(2).padding(1).groups(2)),
-                                  nn::ReLU()));
+    add_stage("b", nn::Sequential(nn::Conv2d(nn::Conv2dOptions(2, 4, 3).stride(2).padding(1).groups(2)), nn::ReLU()));
     set_head(nn::Sequential(nn::Flatten(), nn::Linear(16, 3)));
   }
 };

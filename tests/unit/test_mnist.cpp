@@ -78,7 +78,8 @@ TEST(Mnist, LimitsAndNormalisation) {
 TEST(Mnist, BadMagicNamesFileAndOffset) {
   test::TempDir dir;
   test::write_idx_fixture(dir.str(), test::IdxFixture{});
-  test::write_idx_file(dir.str() + "/train-images-idx3-ubyte.gz", 0x0801, {2, 16, 16}, std::vector<std::uint8_t>(512), true);
+  test::write_idx_file(dir.str() + "/train-images-idx3-ubyte.gz", 0x0801, {2, 16, 16}, std::vector<std::uint8_t>(512),
+                       true);
   std::string e = error_of(dir.str());
   EXPECT_NE(e.find("train-images-idx3-ubyte.gz: bad magic number at byte offset 0"), std::string::npos) << e;
   EXPECT_NE(e.find("expected 0x00000803"), std::string::npos) << e;
@@ -89,7 +90,8 @@ TEST(Mnist, TruncatedFileNamesOffsetAndSizes) {
   test::IdxFixture f;
   f.gzip = false;
   test::write_idx_fixture(dir.str(), f);
-  test::write_idx_file(dir.str() + "/t10k-images-idx3-ubyte", 0x0803, {64, 16, 16}, std::vector<std::uint8_t>(1000), false);
+  test::write_idx_file(dir.str() + "/t10k-images-idx3-ubyte", 0x0803, {64, 16, 16}, std::vector<std::uint8_t>(1000),
+                       false);
   std::string e = error_of(dir.str());
   EXPECT_NE(e.find("t10k-images-idx3-ubyte is truncated"), std::string::npos) << e;
   EXPECT_NE(e.find("expected 16384 bytes of pixels at byte offset 16, found 1000"), std::string::npos) << e;
@@ -110,7 +112,8 @@ TEST(Mnist, SizeDisagreeingWithHeaderIsAnError) {
 
 TEST(Mnist, MissingFilesAndFolderAreNamed) {
   test::TempDir dir;
-  EXPECT_NE(error_of(dir.str()).find("has no train-images-idx3-ubyte or train-images-idx3-ubyte.gz"), std::string::npos);
+  EXPECT_NE(error_of(dir.str()).find("has no train-images-idx3-ubyte or train-images-idx3-ubyte.gz"),
+            std::string::npos);
   EXPECT_NE(error_of(dir.str() + "/nope").find("does not exist"), std::string::npos);
 }
 

@@ -1,9 +1,9 @@
 #include <gtest/gtest.h>
 
 #include "idx_fixture.h"
+#include "learndrop/abi.h"
 #include "learndrop/core/config.h"
 #include "learndrop/core/plugin_host.h"
-#include "learndrop/abi.h"
 #include "learndrop/registrar.h"
 #include "test_env.h"
 
@@ -35,7 +35,8 @@ Options defaults(const PluginInfo& info, const std::map<std::string, std::string
 TEST(PluginHost, LoadsEveryBuiltinPlugin) {
   auto host = test::builtin_host();
   std::vector<std::string> names;
-  for (const auto& p : host->plugins()) names.push_back(std::string(to_string(p.manifest.kind)) + "/" + p.manifest.name);
+  for (const auto& p : host->plugins())
+    names.push_back(std::string(to_string(p.manifest.kind)) + "/" + p.manifest.name);
   std::vector<std::string> expected = {"model/vgg", "dataset/mnist", "policy/learn-drop", "policy/none", "cache/ram"};
   EXPECT_EQ(names, expected);
   for (const auto& p : host->plugins()) {

@@ -4,8 +4,8 @@
 #include <filesystem>
 #include <iostream>
 
-#include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
+#include <CLI/CLI.hpp>
 
 #include "commands.h"
 #include "learndrop/core/config.h"
@@ -20,7 +20,6 @@ namespace fs = std::filesystem;
 // Exit codes: 0 success, 1 a failure while running, 2 bad input (usage, config).
 constexpr int kFailed = 1;
 constexpr int kBadInput = 2;
-
 
 // Loads plugins (built-in, LEARNDROP_PLUGIN_PATH, then the config's
 // plugins.paths) and validates the config against their manifests.

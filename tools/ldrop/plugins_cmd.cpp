@@ -16,13 +16,14 @@ nlohmann::json to_json(const core::PluginInfo& info) {
   const Manifest& m = info.manifest;
   nlohmann::json keys = nlohmann::json::array();
   for (const auto& k : m.keys) {
-    nlohmann::json key = {{"name", k.name}, {"type", to_string(k.type)}, {"default", k.default_value}, {"meaning", k.meaning}};
+    nlohmann::json key = {
+        {"name", k.name}, {"type", to_string(k.type)}, {"default", k.default_value}, {"meaning", k.meaning}};
     if (k.min) key["min"] = *k.min;
     if (k.max) key["max"] = *k.max;
     if (!k.choices.empty()) key["choices"] = k.choices;
     keys.push_back(key);
   }
-  return {{"kind", to_string(m.kind)}, {"name", m.name},   {"version", m.version},
+  return {{"kind", to_string(m.kind)},    {"name", m.name},          {"version", m.version},
           {"description", m.description}, {"library", info.library}, {"keys", keys}};
 }
 
@@ -49,8 +50,8 @@ int plugins_describe(const core::PluginHost& host, const std::string& name, bool
   if (found.empty()) {
     std::vector<std::string> names;
     for (const auto& p : host.plugins()) names.push_back(p.manifest.name);
-    throw Error("no plugin named '" + name + "'" + core::did_you_mean(name, names) + " (known: " + core::quoted_list(names) +
-                ")");
+    throw Error("no plugin named '" + name + "'" + core::did_you_mean(name, names) +
+                " (known: " + core::quoted_list(names) + ")");
   }
   if (json) {
     nlohmann::json out = nlohmann::json::array();
@@ -71,7 +72,11 @@ int plugins_describe(const core::PluginHost& host, const std::string& name, bool
       std::string type = to_string(k.type);
       if (!k.choices.empty()) type = core::quoted_list(k.choices);
       std::string range;
-      if (k.min && k.max) range = " in [" + std::to_string(*k.min) + ", " + std::to_string(*k.max) + "]";
+      if (k.min && k.max) {
+        char buf[96];
+        std::snprintf(buf, sizeof buf, " in [%g, %g]", *k.min, *k.max);
+        range = buf;
+      }
       std::printf("    %-14s %s%s, default %s\n      %s\n", k.name.c_str(), type.c_str(), range.c_str(),
                   k.default_value.empty() ? "(none)" : k.default_value.c_str(), k.meaning.c_str());
     }

@@ -23,14 +23,12 @@ struct AbiStamp {
 
 /// The stamp of the translation unit that includes this header.
 constexpr AbiStamp current_abi_stamp() {
-  return AbiStamp{kSdkAbiVersion,
-                  TORCH_VERSION_MAJOR,
-                  TORCH_VERSION_MINOR,
-                  TORCH_VERSION_PATCH,
+  return AbiStamp {
+    kSdkAbiVersion, TORCH_VERSION_MAJOR, TORCH_VERSION_MINOR, TORCH_VERSION_PATCH,
 #if defined(_GLIBCXX_USE_CXX11_ABI)
-                  static_cast<std::uint32_t>(_GLIBCXX_USE_CXX11_ABI)
+        static_cast<std::uint32_t>(_GLIBCXX_USE_CXX11_ABI)
 #else
-                  0
+        0
 #endif
   };
 }

@@ -52,8 +52,7 @@ class LEARNDROP_VISIBLE FeatureCache {
 
   /// A reader over `order` in batches of `batch_size` (the last may be
   /// smaller). The default reads each batch with `get` when asked.
-  virtual std::unique_ptr<BatchReader> reader(std::vector<std::int64_t> order,
-                                              std::int64_t batch_size);
+  virtual std::unique_ptr<BatchReader> reader(std::vector<std::int64_t> order, std::int64_t batch_size);
 
   /// Bytes the cache holds.
   virtual std::int64_t bytes() const = 0;
@@ -83,8 +82,7 @@ class SequentialReader final : public BatchReader {
 };
 }  // namespace detail
 
-inline std::unique_ptr<BatchReader> FeatureCache::reader(std::vector<std::int64_t> order,
-                                                         std::int64_t batch_size) {
+inline std::unique_ptr<BatchReader> FeatureCache::reader(std::vector<std::int64_t> order, std::int64_t batch_size) {
   return std::make_unique<detail::SequentialReader>(*this, std::move(order), batch_size);
 }
 

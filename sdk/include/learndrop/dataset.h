@@ -51,8 +51,7 @@ class LEARNDROP_VISIBLE Dataset {
 
   /// Samples `indices` of `split`. Random training transforms (augmentation)
   /// draw from `augment_seed` only, so a batch is reproducible.
-  virtual Batch get_batch(Split split, const std::vector<std::int64_t>& indices,
-                          std::uint64_t augment_seed) const = 0;
+  virtual Batch get_batch(Split split, const std::vector<std::int64_t>& indices, std::uint64_t augment_seed) const = 0;
 
   /// Whether the training transform is random. A feature cache built from
   /// such a dataset would freeze one draw of the augmentation.

@@ -14,10 +14,14 @@ enum class PluginKind { kModel, kDataset, kPolicy, kCache };
 /// Returns "model", "dataset", "policy" or "cache".
 inline const char* to_string(PluginKind kind) {
   switch (kind) {
-    case PluginKind::kModel: return "model";
-    case PluginKind::kDataset: return "dataset";
-    case PluginKind::kPolicy: return "policy";
-    case PluginKind::kCache: return "cache";
+    case PluginKind::kModel:
+      return "model";
+    case PluginKind::kDataset:
+      return "dataset";
+    case PluginKind::kPolicy:
+      return "policy";
+    case PluginKind::kCache:
+      return "cache";
   }
   return "?";
 }
@@ -28,10 +32,14 @@ enum class ValueType { kBool, kInt, kFloat, kString };
 /// Returns "bool", "int", "float" or "string".
 inline const char* to_string(ValueType type) {
   switch (type) {
-    case ValueType::kBool: return "bool";
-    case ValueType::kInt: return "int";
-    case ValueType::kFloat: return "float";
-    case ValueType::kString: return "string";
+    case ValueType::kBool:
+      return "bool";
+    case ValueType::kInt:
+      return "int";
+    case ValueType::kFloat:
+      return "float";
+    case ValueType::kString:
+      return "string";
   }
   return "?";
 }
@@ -45,10 +53,7 @@ inline const char* to_string(ValueType type) {
 /// ```
 struct LEARNDROP_VISIBLE ConfigKey {
   ConfigKey(std::string name, ValueType type, std::string default_value, std::string meaning)
-      : name(std::move(name)),
-        type(type),
-        default_value(std::move(default_value)),
-        meaning(std::move(meaning)) {}
+      : name(std::move(name)), type(type), default_value(std::move(default_value)), meaning(std::move(meaning)) {}
 
   /// Inclusive numeric bounds (int and float keys).
   ConfigKey& range(double lo, double hi) {

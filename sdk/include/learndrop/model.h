@@ -63,9 +63,7 @@ class LEARNDROP_VISIBLE StagedModel : public torch::nn::Module {
   const std::string& stage_name(std::size_t i) const { return stage_names_.at(i); }
 
   /// Runs stage `i` alone.
-  torch::Tensor forward_stage(std::size_t i, torch::Tensor x) {
-    return stages_.at(i).forward(std::move(x));
-  }
+  torch::Tensor forward_stage(std::size_t i, torch::Tensor x) { return stages_.at(i).forward(std::move(x)); }
 
   /// Runs the head (classifier) alone.
   torch::Tensor forward_head(torch::Tensor x) { return head_.forward(std::move(x)); }

@@ -28,11 +28,11 @@ struct PluginEntry {
 /// void register_plugins(ld::Registrar& r) { r.add_policy(manifest(), factory); }
 /// LEARNDROP_PLUGIN(register_plugins)
 /// ```
-#define LEARNDROP_PLUGIN(register_fn)                                                         \
-  namespace learndrop_entry_detail {                                                          \
-  const ::ld::PluginEntry* learndrop_entry() {                                                \
-    static const ::ld::PluginEntry entry{::ld::current_abi_stamp(), &register_fn};            \
-    return &entry;                                                                            \
-  }                                                                                           \
-  }                                                                                           \
+#define LEARNDROP_PLUGIN(register_fn)                                              \
+  namespace learndrop_entry_detail {                                               \
+  const ::ld::PluginEntry* learndrop_entry() {                                     \
+    static const ::ld::PluginEntry entry{::ld::current_abi_stamp(), &register_fn}; \
+    return &entry;                                                                 \
+  }                                                                                \
+  }                                                                                \
   BOOST_DLL_ALIAS(learndrop_entry_detail::learndrop_entry, learndrop_plugin_entry)

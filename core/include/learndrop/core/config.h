@@ -60,7 +60,7 @@ struct RunConfig {
   std::string threads_setting;  ///< As written: "auto" or a number.
   TrainSettings train;
   PluginChoice model, dataset, policy, cache;
-  std::string cache_dtype;  ///< float32 | float16 | bfloat16
+  std::string cache_dtype;                ///< float32 | float16 | bfloat16
   std::vector<std::string> plugin_paths;  ///< Absolute paths from plugins.paths.
   std::vector<std::string> warnings;      ///< Keys left out (see resolve_config).
 
