@@ -5,6 +5,8 @@
 
 #include <unistd.h>
 
+#include "learndrop/core/config.h"
+
 namespace ld::test {
 
 TempDir::TempDir() {
@@ -24,6 +26,20 @@ std::unique_ptr<core::PluginHost> builtin_host() {
   auto host = std::make_unique<core::PluginHost>();
   host->load_directory(core::PluginHost::builtin_directory());
   return host;
+}
+
+Options plugin_options(const core::PluginHost& host, PluginKind kind, const std::string& name,
+                       const std::map<std::string, std::string>& set) {
+  const core::PluginInfo& info = host.find(kind, name);
+  std::map<std::string, Value> values;
+  for (const auto& k : info.manifest.keys) {
+    auto it = set.find(k.name);
+    values[k.name] = core::parse_value(k, it != set.end() ? it->second : k.default_value, k.name);
+  }
+  for (const auto& [k, v] : set) {
+    if (!values.count(k)) throw Error("test: plugin " + name + " has no key " + k);
+  }
+  return Options(to_string(kind), values);
 }
 
 std::string test_plugin(const std::string& name) {

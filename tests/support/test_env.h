@@ -1,6 +1,7 @@
 #pragma once
 
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -22,6 +23,11 @@ class TempDir {
 
 /// A plugin host with the built-in plugins loaded.
 std::unique_ptr<core::PluginHost> builtin_host();
+
+/// Options of plugin `name` of `kind`: the manifest's defaults with `set`
+/// (key -> YAML scalar) applied.
+Options plugin_options(const core::PluginHost& host, PluginKind kind, const std::string& name,
+                       const std::map<std::string, std::string>& set = {});
 
 /// Path of test plugin `name` (built into tests/plugins/<name>/ldp_<name>.so).
 std::string test_plugin(const std::string& name);

@@ -14,14 +14,9 @@ namespace {
 
 std::shared_ptr<Dataset> open(const std::string& root, std::map<std::string, std::string> set = {}) {
   static auto host = test::builtin_host();
-  const PluginInfo& info = host->find(PluginKind::kDataset, "mnist");
-  std::map<std::string, Value> v;
   set["root"] = root;
-  for (const auto& k : info.manifest.keys) {
-    auto it = set.find(k.name);
-    v[k.name] = parse_value(k, it != set.end() ? it->second : k.default_value, k.name);
-  }
-  return host->create_dataset("mnist", Options("dataset", v), DatasetContext{});
+  return host->create_dataset("mnist", test::plugin_options(*host, PluginKind::kDataset, "mnist", set),
+                              DatasetContext{});
 }
 
 std::string error_of(const std::string& root) {

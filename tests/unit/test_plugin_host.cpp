@@ -21,15 +21,6 @@ std::string load_error(const std::string& plugin) {
   return "(no error)";
 }
 
-Options defaults(const PluginInfo& info, const std::map<std::string, std::string>& set = {}) {
-  std::map<std::string, Value> values;
-  for (const auto& k : info.manifest.keys) {
-    auto it = set.find(k.name);
-    values[k.name] = parse_value(k, it != set.end() ? it->second : k.default_value, k.name);
-  }
-  return Options(to_string(info.manifest.kind), values);
-}
-
 }  // namespace
 
 TEST(PluginHost, LoadsEveryBuiltinPlugin) {
@@ -37,7 +28,8 @@ TEST(PluginHost, LoadsEveryBuiltinPlugin) {
   std::vector<std::string> names;
   for (const auto& p : host->plugins())
     names.push_back(std::string(to_string(p.manifest.kind)) + "/" + p.manifest.name);
-  std::vector<std::string> expected = {"model/vgg", "dataset/mnist", "policy/learn-drop", "policy/none", "cache/ram"};
+  std::vector<std::string> expected = {"model/resnet",      "model/vgg",   "dataset/mnist",
+                                       "policy/learn-drop", "policy/none", "cache/ram"};
   EXPECT_EQ(names, expected);
   for (const auto& p : host->plugins()) {
     EXPECT_FALSE(p.manifest.version.empty()) << p.manifest.name;
@@ -124,8 +116,8 @@ TEST(PluginHost, ObjectsKeepTheirLibraryLoaded) {
   {
     PluginHost host;
     host.load_library(test::test_plugin("scripted_policy"));
-    const PluginInfo& info = host.find(PluginKind::kPolicy, "scripted");
-    policy = host.create_policy("scripted", defaults(info, {{"cuts", "2,5"}}), PolicyContext{});
+    policy = host.create_policy(
+        "scripted", test::plugin_options(host, PluginKind::kPolicy, "scripted", {{"cuts", "2,5"}}), PolicyContext{});
   }  // the host and its registry are gone; the library must not be
   PolicyInput in;
   in.eval_point = 2;
@@ -151,17 +143,24 @@ TEST(PluginHost, EveryBuiltinPluginCreatesFromItsDefaults) {
     SCOPED_TRACE(info.manifest.name);
     switch (info.manifest.kind) {
       case PluginKind::kModel: {
-        auto model = host->create_model(info.manifest.name, defaults(info), ModelContext{3, 32, 32, 10});
+        auto model =
+            host->create_model(info.manifest.name, test::plugin_options(*host, info.manifest.kind, info.manifest.name),
+                               ModelContext{3, 32, 32, 10});
         EXPECT_GT(model->num_stages(), 0u);
         break;
       }
       case PluginKind::kDataset: {
-        auto ds = host->create_dataset(info.manifest.name, defaults(info, {{"root", dir.str()}}), DatasetContext{});
+        auto ds = host->create_dataset(
+            info.manifest.name,
+            test::plugin_options(*host, info.manifest.kind, info.manifest.name, {{"root", dir.str()}}),
+            DatasetContext{});
         EXPECT_GT(ds->size(Split::kTrain), 0);
         break;
       }
       case PluginKind::kPolicy: {
-        auto p = host->create_policy(info.manifest.name, defaults(info), PolicyContext{8, 10, 3});
+        auto p =
+            host->create_policy(info.manifest.name, test::plugin_options(*host, info.manifest.kind, info.manifest.name),
+                                PolicyContext{8, 10, 3});
         PolicyInput in;
         in.eval_point = 1;
         in.stages.resize(8);
@@ -169,7 +168,9 @@ TEST(PluginHost, EveryBuiltinPluginCreatesFromItsDefaults) {
         break;
       }
       case PluginKind::kCache: {
-        auto c = host->create_cache(info.manifest.name, defaults(info), CacheContext{dir.str(), 1});
+        auto c =
+            host->create_cache(info.manifest.name, test::plugin_options(*host, info.manifest.kind, info.manifest.name),
+                               CacheContext{dir.str(), 1});
         c->begin(1, 2, {3}, at::kFloat);
         c->put({1, 0}, at::arange(6, at::kFloat).reshape({2, 3}));
         c->finish();
