@@ -39,6 +39,12 @@ ld::core::RunConfig prepare(ld::core::PluginHost& host, const std::string& file,
   return cfg;
 }
 
+// The first line of an exception message (LibTorch appends a backtrace).
+std::string first_line(const char* what) {
+  std::string s(what);
+  return s.substr(0, s.find('\n'));
+}
+
 std::string default_out_dir(const ld::core::RunConfig& cfg) {
   return (fs::path("runs") / (cfg.name + "-" + cfg.hash().substr(0, 8))).string();
 }
@@ -71,6 +77,19 @@ int main(int argc, char** argv) {
   compare->add_option("baseline", baseline, "run folder of the baseline (e.g. policy none)")->required();
   compare->add_option("runs", compared, "run folders to compare with it")->required();
 
+  ld::cli::ModelSummaryArgs summary_args;
+  auto* model = app.add_subcommand("model", "inspect model plugins");
+  model->require_subcommand(1);
+  auto* summary = model->add_subcommand("summary", "stages with output shape, parameters and forward FLOPs");
+  summary->add_option("--variant", summary_args.variant, "e.g. vgg11_bn, resnet50")->required();
+  summary->add_option("--stem", summary_args.stem, "imagenet | cifar (resnet)")
+      ->check(CLI::IsMember({"imagenet", "cifar"}));
+  summary->add_option("--input-size", summary_args.input_size, "input height and width")->check(CLI::Range(1, 4096));
+  summary->add_option("--in-channels", summary_args.in_channels, "input channels")->check(CLI::Range(1, 4096));
+  summary->add_option("--num-classes", summary_args.num_classes, "classes")->check(CLI::Range(1, 1000000));
+  summary->add_option("--width", summary_args.width, "channel multiplier");
+  summary->add_flag("--json", summary_args.json, "print JSON");
+
   auto* plugins = app.add_subcommand("plugins", "list and describe the available plugins");
   plugins->require_subcommand(1);
   auto* list = plugins->add_subcommand("list", "every loaded plugin with its kind, version and description");
@@ -89,14 +108,18 @@ int main(int argc, char** argv) {
   ld::core::RunConfig cfg;
   try {
     if (*compare) return ld::cli::compare_runs(baseline, compared);
+    if (*summary) {
+      host.load_standard_paths();
+      return ld::cli::model_summary(host, summary_args);
+    }
     if (*plugins) {
       host.load_standard_paths();
       if (*list) return ld::cli::plugins_list(host, json);
       return ld::cli::plugins_describe(host, plugin_name, json);
     }
     cfg = prepare(host, config_file, sets);
-  } catch (const ld::Error& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", first_line(e.what()).c_str());
     return kBadInput;
   }
   if (*check) {
@@ -112,7 +135,7 @@ int main(int argc, char** argv) {
     std::printf("results in %s (summary.json, metrics.jsonl, model.pt, config.yaml)\n", options.out_dir.c_str());
   } catch (const std::exception& e) {
     std::fflush(stdout);
-    std::fprintf(stderr, "error: %s\n", e.what());
+    std::fprintf(stderr, "error: %s\n", first_line(e.what()).c_str());
     return kFailed;
   }
   return 0;
