@@ -15,6 +15,7 @@
 #include <torch/nn/modules/pooling.h>
 
 #include "learndrop/sdk.h"
+#include "learndrop/weights.h"
 
 namespace {
 
@@ -35,6 +36,7 @@ struct VggOptions {
   std::string classifier;
   double dropout = 0.5;
   std::string init;
+  std::string weights;
 
   static VggOptions from(const ld::Options& o) {
     VggOptions v;
@@ -43,6 +45,7 @@ struct VggOptions {
     v.classifier = o.get_string("classifier");
     v.dropout = o.get_float("dropout");
     v.init = o.get_string("init");
+    v.weights = o.get_string("weights");
     return v;
   }
 };
@@ -56,8 +59,14 @@ class Vgg : public ld::StagedModel {
     const std::vector<int>& layout = kLayouts.at(bn ? o.variant.substr(0, o.variant.size() - 3) : o.variant);
     std::int64_t in = ctx.in_channels, h = ctx.height, w = ctx.width;
     int conv_index = 0;
+    int feature_index = 0;  // index of the layer in torchvision's `features`
     for (std::size_t i = 0; i < layout.size(); ++i) {
-      if (layout[i] == 0) continue;
+      if (layout[i] == 0) {
+        ++feature_index;
+        continue;
+      }
+      feature_base_.push_back(feature_index);
+      feature_index += bn ? 3 : 2;
       std::int64_t out = scaled(layout[i], o.width);
       nn::Sequential stage;
       stage->push_back(nn::Conv2d(nn::Conv2dOptions(in, out, 3).padding(1)));
@@ -97,9 +106,24 @@ class Vgg : public ld::StagedModel {
     }
     set_head(head);
     if (o.init == "torchvision") init_torchvision();
+    if (!o.weights.empty()) {
+      if (o.classifier != "full") throw ld::Error("model.weights: torchvision weights need classifier: full");
+      ld::load_state_dict(*this, o.weights, [this](const std::string& n) { return rename(n); });
+    }
   }
 
  private:
+  // "stage3.layers.1.weight" -> "features.<index>.weight", "head.layers.5.bias" -> "classifier.3.bias".
+  std::string rename(const std::string& name) const {
+    std::size_t dot = name.find('.');
+    std::size_t layer_dot = name.find('.', dot + 8);  // after "layers."
+    int layer = std::stoi(name.substr(dot + 8, layer_dot - dot - 8));
+    std::string rest = name.substr(layer_dot);
+    if (name.rfind("head.", 0) == 0) return "classifier." + std::to_string(layer - 2) + rest;
+    std::size_t stage = std::stoul(name.substr(5, dot - 5));
+    return "features." + std::to_string(feature_base_.at(stage) + layer) + rest;
+  }
+
   // torchvision's VGG initialisation: Kaiming-normal (fan out) convolutions,
   // unit batch norm, N(0, 0.01) linear layers, zero biases.
   void init_torchvision() {
@@ -117,6 +141,8 @@ class Vgg : public ld::StagedModel {
       }
     }
   }
+
+  std::vector<int> feature_base_;
 };
 
 ld::Manifest manifest() {
@@ -138,6 +164,8 @@ ld::Manifest manifest() {
       ld::ConfigKey("init", ld::ValueType::kString, "torchvision",
                     "torchvision = torchvision's initialisation; default = LibTorch's layer defaults")
           .one_of({"torchvision", "default"}),
+      ld::ConfigKey("weights", ld::ValueType::kString, "",
+                    "start from a state dict saved by PyTorch with torchvision's names (fine-tuning; classifier full)"),
   };
   return m;
 }
