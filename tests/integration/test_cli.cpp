@@ -104,8 +104,8 @@ TEST(CliPlugins, ListAsJsonHasEveryManifest) {
     names.insert(p["kind"].get<std::string>() + "/" + p["name"].get<std::string>());
     EXPECT_TRUE(p.contains("version") && p.contains("description") && p.contains("keys"));
   }
-  EXPECT_EQ(names,
-            (std::set<std::string>{"model/vgg", "dataset/mnist", "policy/none", "policy/learn-drop", "cache/ram"}));
+  EXPECT_EQ(names, (std::set<std::string>{"model/vgg", "model/resnet", "dataset/mnist", "policy/none",
+                                          "policy/learn-drop", "cache/ram"}));
 }
 
 TEST(CliPlugins, DescribeShowsKeysWithTypesAndDefaults) {
@@ -123,6 +123,25 @@ TEST(CliPlugins, DescribeShowsKeysWithTypesAndDefaults) {
   r = ldrop("plugins describe vgj");
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.output.find("did you mean 'vgg'?"), std::string::npos) << r.output;
+}
+
+TEST(CliModel, SummaryPrintsEveryStageAndTotals) {
+  Result r = ldrop("model summary --variant resnet18 --json");
+  ASSERT_EQ(r.code, 0) << r.output;
+  auto j = nlohmann::json::parse(r.output);
+  EXPECT_EQ(j["params"], 11689512);
+  EXPECT_EQ(j["forward_flops"], 2 * 1814073344LL);
+  EXPECT_EQ(j["stages"].size(), 9u);
+  std::int64_t sum = j["head"]["forward_flops"];
+  for (const auto& s : j["stages"]) sum += s["forward_flops"].get<std::int64_t>();
+  EXPECT_EQ(sum, j["forward_flops"]);
+  r = ldrop("model summary --variant vgg11_bn --input-size 32 --num-classes 10 --stem cifar");
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("conv8"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("total: "), std::string::npos) << r.output;
+  r = ldrop("model summary --variant resnet51");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.output.find("did you mean 'resnet50'?"), std::string::npos) << r.output;
 }
 
 TEST(CliPlugins, EnvironmentPathPluginIsListed) {

@@ -161,4 +161,14 @@ TEST_F(TrainingRun, LearnDropDropsOnTheFixture) {
   EXPECT_EQ(r.metrics[0]["cut"], 0) << "dropped during warm-up";
 }
 
+TEST_F(TrainingRun, LearnDropDropsResidualBlocksOfANarrowResNet) {
+  RunResult r = train(data_.str(), out_.str(),
+                      {"model.plugin=resnet", "model.variant=resnet18", "model.width=0.0625", "model.stem=cifar",
+                       "policy.plugin=learn-drop", "policy.window=1", "policy.patience=1", "policy.min_slope=0.1",
+                       "policy.threshold=0.3", "policy.max_fraction=0.75", "train.epochs=10"});
+  EXPECT_EQ(r.summary["num_stages"], 9);
+  EXPECT_GE(r.summary["dropped_stages"].get<int>(), 2) << "the stem and at least one block";
+  EXPECT_GT(r.summary["flops_reduction"].get<double>(), 0.0);
+}
+
 }  // namespace ld::core

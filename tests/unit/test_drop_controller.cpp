@@ -45,15 +45,12 @@ struct Fixture {
   ModelProfile profile;
   std::unique_ptr<DropController> controller;
 
-  explicit Fixture(std::int64_t build_batch = 256, const std::string& variant = "vgg11_bn") {
+  explicit Fixture(std::int64_t build_batch = 256, const std::string& plugin = "vgg",
+                   const std::map<std::string, std::string>& model_keys = {
+                       {"variant", "vgg11_bn"}, {"width", "0.0625"}, {"classifier", "compact"}}) {
     at::manual_seed(5);
-    const PluginInfo& info = host->find(PluginKind::kModel, "vgg");
-    std::map<std::string, Value> v;
-    for (const auto& k : info.manifest.keys) v[k.name] = parse_value(k, k.default_value, k.name);
-    v["variant"] = variant;
-    v["width"] = 0.0625;
-    v["classifier"] = std::string("compact");
-    model = host->create_model("vgg", Options("model", v), ModelContext{1, 16, 16, 4});
+    model = host->create_model(plugin, test::plugin_options(*host, PluginKind::kModel, plugin, model_keys),
+                               ModelContext{1, 16, 16, 4});
     for (auto& p : model->parameters()) {
       if (p.dim() == 4) p.set_data(p.contiguous(at::MemoryFormat::ChannelsLast));
     }
@@ -108,6 +105,21 @@ TEST(DropInvariants, CachedFeaturesGiveTheFullModelsLogitsAtEveryCut) {
     f.controller->advance(k);
     at::Tensor logits = f.model->forward(f.controller->inputs(f.all(), 0), k);
     EXPECT_TRUE(logits.equal(full)) << "cut " << k << ": max difference " << (logits - full).abs().max().item<float>();
+  }
+}
+
+TEST(DropInvariants, CachedFeaturesGiveTheFullModelsLogitsAtEveryCutOfAResNet) {
+  for (const char* variant : {"resnet18", "resnet50"}) {
+    SCOPED_TRACE(variant);
+    Fixture f(/*build_batch=*/256, "resnet", {{"variant", variant}, {"width", "0.0625"}, {"stem", "cifar"}});
+    f.model->eval();
+    at::NoGradGuard no_grad;
+    at::Tensor full = f.model->forward(f.images(), 0);
+    for (std::size_t k = 1; k <= f.model->num_stages(); ++k) {
+      f.controller->advance(k);
+      at::Tensor logits = f.model->forward(f.controller->inputs(f.all(), 0), k);
+      EXPECT_TRUE(logits.equal(full)) << "cut " << k;
+    }
   }
 }
 

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -8,6 +9,21 @@ class PluginHost;
 }
 
 namespace ld::cli {
+
+/// Arguments of `ldrop model summary`.
+struct ModelSummaryArgs {
+  std::string variant;
+  std::string stem = "imagenet";
+  std::int64_t input_size = 224;
+  std::int64_t in_channels = 3;
+  std::int64_t num_classes = 1000;
+  std::string width = "1.0";
+  bool json = false;
+};
+
+/// `ldrop model summary`: one row per stage with output shape, parameters,
+/// forward FLOPs and share, plus totals.
+int model_summary(const core::PluginHost& host, const ModelSummaryArgs& args);
 
 /// `ldrop plugins list [--json]`.
 int plugins_list(const core::PluginHost& host, bool json);

@@ -1,0 +1,105 @@
+#include <cstdio>
+#include <iostream>
+
+#include <nlohmann/json.hpp>
+
+#include "commands.h"
+#include "learndrop/core/config.h"
+#include "learndrop/core/flops.h"
+#include "learndrop/core/plugin_host.h"
+#include "learndrop/core/text.h"
+#include "learndrop/registrar.h"
+
+namespace ld::cli {
+
+namespace {
+
+std::int64_t count_params(const std::shared_ptr<torch::nn::Module>& m) {
+  std::int64_t n = 0;
+  for (const auto& p : m->parameters()) n += p.numel();
+  return n;
+}
+
+std::string shape_text(const std::vector<std::int64_t>& s) {
+  std::string out;
+  for (std::size_t i = 0; i < s.size(); ++i) out += (i ? "x" : "") + std::to_string(s[i]);
+  return out;
+}
+
+// The model plugin whose `variant` key accepts `variant`.
+const core::PluginInfo& plugin_for(const core::PluginHost& host, const std::string& variant) {
+  std::vector<std::string> all;
+  for (const auto& info : host.plugins(PluginKind::kModel)) {
+    for (const auto& k : info.manifest.keys) {
+      if (k.name != "variant") continue;
+      for (const auto& c : k.choices) {
+        if (c == variant) return host.find(PluginKind::kModel, info.manifest.name);
+        all.push_back(c);
+      }
+    }
+  }
+  throw Error("--variant: no model plugin has variant '" + variant + "'" + core::did_you_mean(variant, all) +
+              " (known: " + core::quoted_list(all) + ")");
+}
+
+}  // namespace
+
+int model_summary(const core::PluginHost& host, const ModelSummaryArgs& a) {
+  const core::PluginInfo& info = plugin_for(host, a.variant);
+  std::map<std::string, Value> values;
+  for (const auto& k : info.manifest.keys) {
+    std::string text = k.default_value;
+    if (k.name == "variant") text = a.variant;
+    if (k.name == "stem") text = a.stem;
+    if (k.name == "width") text = a.width;
+    values[k.name] = core::parse_value(k, text, "--" + k.name);
+  }
+  auto model = host.create_model(info.manifest.name, Options("model", values),
+                                 ModelContext{a.in_channels, a.input_size, a.input_size, a.num_classes});
+  core::ModelProfile profile = core::profile_model(*model, {a.in_channels, a.input_size, a.input_size});
+  const std::int64_t params = count_params(model->shared_from_this());
+  const double total = static_cast<double>(profile.flops_from(0));
+
+  nlohmann::json stages = nlohmann::json::array();
+  for (std::size_t i = 0; i < model->num_stages(); ++i) {
+    stages.push_back({{"index", i},
+                      {"name", model->stage_name(i)},
+                      {"output_shape", profile.stage_output_shapes[i]},
+                      {"params", count_params(model->stage_module(i))},
+                      {"forward_flops", profile.stage_flops[i]}});
+  }
+  nlohmann::json head = {{"params", count_params(model->head_module())}, {"forward_flops", profile.head_flops}};
+  if (a.json) {
+    nlohmann::json out = {{"variant", a.variant},
+                          {"plugin", info.manifest.name},
+                          {"input", {a.in_channels, a.input_size, a.input_size}},
+                          {"num_classes", a.num_classes},
+                          {"params", params},
+                          {"forward_flops", profile.flops_from(0)},
+                          {"num_stages", model->num_stages()},
+                          {"stages", stages},
+                          {"head", head},
+                          {"flop_convention", "2 x multiply-accumulates of conv and linear layers, per image"}};
+    std::cout << out.dump(2) << "\n";
+    return 0;
+  }
+  std::printf("%s (%s plugin), input %lldx%lldx%lld, %lld classes, %zu stages + head\n", a.variant.c_str(),
+              info.manifest.name.c_str(), static_cast<long long>(a.in_channels), static_cast<long long>(a.input_size),
+              static_cast<long long>(a.input_size), static_cast<long long>(a.num_classes), model->num_stages());
+  std::printf("%5s  %-12s %-14s %12s %16s %7s\n", "stage", "name", "output", "params", "forward FLOPs", "share");
+  for (const auto& s : stages) {
+    double f = s["forward_flops"].get<double>();
+    std::printf("%5zu  %-12s %-14s %12lld %16lld %6.2f%%\n", s["index"].get<std::size_t>(),
+                s["name"].get<std::string>().c_str(), shape_text(s["output_shape"]).c_str(),
+                static_cast<long long>(s["params"].get<std::int64_t>()), static_cast<long long>(f), 100.0 * f / total);
+  }
+  std::printf("%5s  %-12s %-14s %12lld %16lld %6.2f%%\n", "", "head", shape_text({a.num_classes}).c_str(),
+              static_cast<long long>(head["params"].get<std::int64_t>()), static_cast<long long>(profile.head_flops),
+              100.0 * profile.head_flops / total);
+  std::printf("total: %lld parameters, %lld forward FLOPs per image (%s; 2 x MACs of conv and linear layers)\n",
+              static_cast<long long>(params), static_cast<long long>(profile.flops_from(0)),
+              core::format_flops(total).c_str());
+  return 0;
+}
+
+}  // namespace ld::cli
