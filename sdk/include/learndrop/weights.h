@@ -13,8 +13,9 @@
 
 namespace ld {
 
-/// Loads a state dict saved by PyTorch (`torch.save(model.state_dict(), path)`)
-/// into `module`. `to_file_name` maps each of the module's parameter and
+/// Loads a state dict saved by PyTorch as a plain dict
+/// (`torch.save(dict(model.state_dict()), path)`; LibTorch 1.13 cannot read
+/// the OrderedDict that `state_dict()` returns, see pytorch#100741) into `module`. `to_file_name` maps each of the module's parameter and
 /// buffer names to the name it has in the file (e.g. torchvision's). Every
 /// name must be present with the same shape; keys of the file that are not
 /// used are an error too, so a wrong architecture cannot load silently.
@@ -32,7 +33,14 @@ inline void load_state_dict(torch::nn::Module& module, const std::string& path,
   try {
     loaded = torch::jit::pickle_load(bytes);
   } catch (const std::exception& e) {
-    throw Error("weights: " + path + " is not a state dict saved with torch.save: " + e.what());
+    std::string what = e.what();
+    if (what.find("Expected GenericDict but got None") != std::string::npos) {
+      // LibTorch before 2.6 unpickles collections.OrderedDict as None (pytorch#100741).
+      throw Error("weights: " + path +
+                  " holds an OrderedDict, which LibTorch 1.13 cannot read; save it as a plain dict: "
+                  "torch.save(dict(model.state_dict()), path)");
+    }
+    throw Error("weights: " + path + " is not a state dict saved with torch.save: " + what.substr(0, what.find('\n')));
   }
   if (!loaded.isGenericDict()) throw Error("weights: " + path + " does not hold a dict of tensors");
   std::map<std::string, at::Tensor> file;
