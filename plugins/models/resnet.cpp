@@ -59,7 +59,7 @@ class StemImpl : public nn::Module {
         bn1(register_module("bn1", nn::BatchNorm2d(out))),
         pool_(imagenet) {}
   torch::Tensor forward(torch::Tensor x) {
-    x = torch::relu(bn1(conv1(x)));
+    x = bn1(conv1(x)).relu_();
     return pool_ ? torch::max_pool2d(x, 3, 2, 1) : x;
   }
   nn::Conv2d conv1;
@@ -95,8 +95,8 @@ class BlockImpl : public nn::Module {
       // blocks the shortcut subsamples first and convolves with stride 1:
       // the same function, parameters and multiply-accumulates.
       subsample_ = stride != 1 && in < 8;
-      downsample = register_module(
-          "downsample", nn::Sequential(conv(in, out, 1, subsample_ ? 1 : stride, 0), nn::BatchNorm2d(out)));
+      downsample = register_module("downsample",
+                                   nn::Sequential(conv(in, out, 1, subsample_ ? 1 : stride, 0), nn::BatchNorm2d(out)));
     }
   }
   torch::Tensor forward(torch::Tensor x) {
@@ -104,14 +104,15 @@ class BlockImpl : public nn::Module {
     if (downsample) {
       identity = downsample->forward(subsample_ ? x.slice(2, 0, c10::nullopt, 2).slice(3, 0, c10::nullopt, 2) : x);
     }
-    torch::Tensor y = torch::relu(bn1(conv1(x)));
+    // In-place ReLUs and residual add, as torchvision does.
+    torch::Tensor y = bn1(conv1(x)).relu_();
     if (bottleneck_) {
-      y = torch::relu(bn2(conv2(y)));
+      y = bn2(conv2(y)).relu_();
       y = bn3(conv3(y));
     } else {
       y = bn2(conv2(y));
     }
-    return torch::relu(y + identity);
+    return y.add_(identity).relu_();
   }
   nn::Conv2d conv1{nullptr}, conv2{nullptr}, conv3{nullptr};
   nn::BatchNorm2d bn1{nullptr}, bn2{nullptr}, bn3{nullptr};

@@ -63,7 +63,9 @@ TEST(ModelWeights, FullSizeCasesWhenAsked) {
 
 TEST(ModelWeights, OrderedDictGetsAMessageWithTheFix) {
   static auto host = test::builtin_host();
-  std::map<std::string, std::string> keys = {{"variant", "resnet18"}, {"width", "0.0625"}, {"stem", "cifar"},
+  std::map<std::string, std::string> keys = {{"variant", "resnet18"},
+                                             {"width", "0.0625"},
+                                             {"stem", "cifar"},
                                              {"weights", kFixture + "/weights-ordereddict.pt"}};
   try {
     host->create_model("resnet", test::plugin_options(*host, PluginKind::kModel, "resnet", keys),

@@ -1,8 +1,13 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
+
+namespace ld {
+class StagedModel;
+}
 
 namespace ld::core {
 class PluginHost;
@@ -24,6 +29,14 @@ struct ModelSummaryArgs {
 /// `ldrop model summary`: one row per stage with output shape, parameters,
 /// forward FLOPs and share, plus totals.
 int model_summary(const core::PluginHost& host, const ModelSummaryArgs& args);
+
+/// The model `args` describes (a model plugin whose `variant` key accepts it,
+/// other keys at their defaults).
+std::shared_ptr<StagedModel> create_summary_model(const core::PluginHost& host, const ModelSummaryArgs& args);
+
+/// `ldrop model bench`: training images/s of the model on random data.
+int model_bench(const core::PluginHost& host, const ModelSummaryArgs& args, std::int64_t batch, std::int64_t steps,
+                int threads);
 
 /// `ldrop plugins list [--json]`.
 int plugins_list(const core::PluginHost& host, bool json);

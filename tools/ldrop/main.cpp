@@ -90,6 +90,20 @@ int main(int argc, char** argv) {
   summary->add_option("--width", summary_args.width, "channel multiplier");
   summary->add_flag("--json", summary_args.json, "print JSON");
 
+  std::int64_t bench_batch = 128, bench_steps = 20;
+  int bench_threads = 2;
+  auto* bench = model->add_subcommand("bench", "training images/s of a model on random data (SGD, channels-last)");
+  bench->add_option("--variant", summary_args.variant, "e.g. vgg11_bn, resnet18")->required();
+  bench->add_option("--stem", summary_args.stem, "imagenet | cifar (resnet)")
+      ->check(CLI::IsMember({"imagenet", "cifar"}));
+  bench->add_option("--input-size", summary_args.input_size, "input height and width")->check(CLI::Range(1, 4096));
+  bench->add_option("--in-channels", summary_args.in_channels, "input channels")->check(CLI::Range(1, 4096));
+  bench->add_option("--num-classes", summary_args.num_classes, "classes")->check(CLI::Range(1, 1000000));
+  bench->add_option("--width", summary_args.width, "channel multiplier");
+  bench->add_option("--batch", bench_batch, "batch size")->check(CLI::Range(2, 1 << 20));
+  bench->add_option("--steps", bench_steps, "timed steps (after 3 warm-up steps)")->check(CLI::Range(1, 1 << 20));
+  bench->add_option("--threads", bench_threads, "intra-op threads")->check(CLI::Range(1, 1024));
+
   auto* plugins = app.add_subcommand("plugins", "list and describe the available plugins");
   plugins->require_subcommand(1);
   auto* list = plugins->add_subcommand("list", "every loaded plugin with its kind, version and description");
@@ -111,6 +125,10 @@ int main(int argc, char** argv) {
     if (*summary) {
       host.load_standard_paths();
       return ld::cli::model_summary(host, summary_args);
+    }
+    if (*bench) {
+      host.load_standard_paths();
+      return ld::cli::model_bench(host, summary_args, bench_batch, bench_steps, bench_threads);
     }
     if (*plugins) {
       host.load_standard_paths();

@@ -44,7 +44,7 @@ const core::PluginInfo& plugin_for(const core::PluginHost& host, const std::stri
 
 }  // namespace
 
-int model_summary(const core::PluginHost& host, const ModelSummaryArgs& a) {
+std::shared_ptr<StagedModel> create_summary_model(const core::PluginHost& host, const ModelSummaryArgs& a) {
   const core::PluginInfo& info = plugin_for(host, a.variant);
   std::map<std::string, Value> values;
   for (const auto& k : info.manifest.keys) {
@@ -54,8 +54,13 @@ int model_summary(const core::PluginHost& host, const ModelSummaryArgs& a) {
     if (k.name == "width") text = a.width;
     values[k.name] = core::parse_value(k, text, "--" + k.name);
   }
-  auto model = host.create_model(info.manifest.name, Options("model", values),
-                                 ModelContext{a.in_channels, a.input_size, a.input_size, a.num_classes});
+  return host.create_model(info.manifest.name, Options("model", values),
+                           ModelContext{a.in_channels, a.input_size, a.input_size, a.num_classes});
+}
+
+int model_summary(const core::PluginHost& host, const ModelSummaryArgs& a) {
+  const core::PluginInfo& info = plugin_for(host, a.variant);
+  auto model = create_summary_model(host, a);
   core::ModelProfile profile = core::profile_model(*model, {a.in_channels, a.input_size, a.input_size});
   const std::int64_t params = count_params(model->shared_from_this());
   const double total = static_cast<double>(profile.flops_from(0));
