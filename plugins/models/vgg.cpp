@@ -52,6 +52,32 @@ struct VggOptions {
 
 std::int64_t scaled(double channels, double width) { return std::max<std::int64_t>(1, std::llround(channels * width)); }
 
+// torchvision's classifier. When the features arrive as 1x1 maps (inputs of
+// 32 px and less), the 7x7 average pool only replicates each value 49 times,
+// so the first linear layer equals one on the un-replicated features with its
+// weight summed over the 49 positions: the same function, 49x fewer
+// multiply-accumulates in that layer, and gradients that flow to the same
+// parameters. Registered as "layers" so parameter names match the
+// SequentialStage layout (and torchvision's "classifier.N" by renaming).
+class FullClassifierImpl : public nn::Module {
+ public:
+  explicit FullClassifierImpl(nn::Sequential layers) : layers(register_module("layers", std::move(layers))) {
+    fc1_ = this->layers[2]->as<nn::Linear>();
+  }
+  torch::Tensor forward(torch::Tensor x) {
+    if (x.dim() != 4 || x.size(2) != 1 || x.size(3) != 1) return layers->forward(std::move(x));
+    const auto& w = fc1_->weight;
+    torch::Tensor h = torch::linear(x.flatten(1), w.view({w.size(0), x.size(1), 49}).sum(2), fc1_->bias);
+    for (auto it = layers->begin() + 3; it != layers->end(); ++it) h = it->forward(h);
+    return h;
+  }
+  nn::Sequential layers;
+
+ private:
+  nn::LinearImpl* fc1_ = nullptr;
+};
+TORCH_MODULE(FullClassifier);
+
 class Vgg : public ld::StagedModel {
  public:
   Vgg(const VggOptions& o, const ld::ModelContext& ctx) {
@@ -104,7 +130,11 @@ class Vgg : public ld::StagedModel {
       head->push_back(nn::Dropout(o.dropout));
       head->push_back(nn::Linear(in, ctx.num_classes));
     }
-    set_head(head);
+    if (o.classifier == "full") {
+      set_head(FullClassifier(head));
+    } else {
+      set_head(head);
+    }
     if (o.init == "torchvision") init_torchvision();
     if (!o.weights.empty()) {
       if (o.classifier != "full") throw ld::Error("model.weights: torchvision weights need classifier: full");

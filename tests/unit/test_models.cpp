@@ -3,6 +3,8 @@
 // external facts (torchvision 0.14, the same numbers as its model cards).
 #include <gtest/gtest.h>
 
+#include <torch/csrc/autograd/autograd.h>
+
 #include "learndrop/core/flops.h"
 #include "learndrop/registrar.h"
 #include "test_env.h"
@@ -74,6 +76,27 @@ TEST(ModelZoo, InputChannelsAndClassesComeFromTheDataset) {
   m->eval();
   at::Tensor y = m->forward(at::randn({2, 1, 28, 28}), 0);
   EXPECT_EQ(y.sizes(), (at::IntArrayRef{2, 7}));
+}
+
+TEST(ModelZoo, VggClassifierOnOnePixelFeaturesEqualsTorchvisionsReplication) {
+  auto m = make("vgg11_bn", {{"width", "0.125"}, {"dropout", "0"}}, ModelContext{3, 32, 32, 10});
+  auto params = m->named_parameters();
+  at::Tensor f = at::randn({4, 64, 1, 1}, at::TensorOptions().requires_grad(true));
+  // torchvision: replicate to 7x7, flatten, three linear layers.
+  auto reference = [&](const at::Tensor& x) {
+    at::Tensor h = at::adaptive_avg_pool2d(x, {7, 7}).flatten(1);
+    h = at::relu(at::linear(h, params["head.layers.2.weight"], params["head.layers.2.bias"]));
+    h = at::relu(at::linear(h, params["head.layers.5.weight"], params["head.layers.5.bias"]));
+    return at::linear(h, params["head.layers.8.weight"], params["head.layers.8.bias"]);
+  };
+  at::Tensor expected = reference(f);
+  at::Tensor got = m->forward_head(f);
+  EXPECT_TRUE(at::allclose(got, expected, 1e-5, 1e-6)) << (got - expected).abs().max().item<float>();
+  // The same gradients reach the first layer's full 49-position weight.
+  at::Tensor w = params["head.layers.2.weight"];
+  at::Tensor g_ref = torch::autograd::grad({expected.sum()}, {w})[0];
+  at::Tensor g_got = torch::autograd::grad({got.sum()}, {w})[0];
+  EXPECT_TRUE(at::allclose(g_got, g_ref, 1e-4, 1e-6)) << (g_got - g_ref).abs().max().item<float>();
 }
 
 }  // namespace ld::core
