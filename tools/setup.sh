@@ -15,6 +15,7 @@ packages=(
   nlohmann-json3-dev               # metrics.jsonl, summary.json, plugins --json
   libcli11-dev                     # command-line parsing
   zlib1g-dev                       # .gz idx files
+  libarchive-dev                   # cifar-10-binary.tar.gz
   libgtest-dev libgmock-dev        # tests
   dataset-fashion-mnist            # the quickstart's data (/usr/share/datasets/fashion-mnist)
 )

@@ -104,7 +104,7 @@ TEST(CliPlugins, ListAsJsonHasEveryManifest) {
     names.insert(p["kind"].get<std::string>() + "/" + p["name"].get<std::string>());
     EXPECT_TRUE(p.contains("version") && p.contains("description") && p.contains("keys"));
   }
-  EXPECT_EQ(names, (std::set<std::string>{"model/vgg", "model/resnet", "dataset/mnist", "policy/none",
+  EXPECT_EQ(names, (std::set<std::string>{"model/vgg", "model/resnet", "dataset/mnist", "dataset/cifar10", "policy/none",
                                           "policy/learn-drop", "cache/ram"}));
 }
 

@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include "cifar_fixture.h"
 #include "idx_fixture.h"
 #include "learndrop/abi.h"
 #include "learndrop/core/config.h"
@@ -28,7 +29,7 @@ TEST(PluginHost, LoadsEveryBuiltinPlugin) {
   std::vector<std::string> names;
   for (const auto& p : host->plugins())
     names.push_back(std::string(to_string(p.manifest.kind)) + "/" + p.manifest.name);
-  std::vector<std::string> expected = {"model/resnet",      "model/vgg",   "dataset/mnist",
+  std::vector<std::string> expected = {"model/resnet",      "model/vgg",   "dataset/cifar10", "dataset/mnist",
                                        "policy/learn-drop", "policy/none", "cache/ram"};
   EXPECT_EQ(names, expected);
   for (const auto& p : host->plugins()) {
@@ -138,6 +139,7 @@ TEST(PluginHost, EnvironmentPathAddsPlugins) {
 TEST(PluginHost, EveryBuiltinPluginCreatesFromItsDefaults) {
   test::TempDir dir;
   test::write_idx_fixture(dir.str());
+  test::write_cifar_fixture(dir.str());  // both read the same root
   auto host = test::builtin_host();
   for (const auto& info : host->plugins()) {
     SCOPED_TRACE(info.manifest.name);
