@@ -21,12 +21,12 @@ c10::Dict<c10::IValue, c10::IValue> read_io(const std::string& path) {
 }
 
 std::shared_ptr<StagedModel> load(const std::string& folder, const std::string& variant_override = "",
-                                  const std::string& width_override = "") {
+                                  const std::string& width_override = "", const std::string& file = "weights.pt") {
   static auto host = test::builtin_host();
   auto io = read_io(folder + "/io.pt");
   std::string variant = variant_override.empty() ? io.at("variant").toStringRef() : variant_override;
   std::string plugin = variant.rfind("resnet", 0) == 0 ? "resnet" : "vgg";
-  std::map<std::string, std::string> keys = {{"variant", variant}, {"weights", folder + "/weights.pt"}};
+  std::map<std::string, std::string> keys = {{"variant", variant}, {"weights", folder + "/" + file}};
   keys["width"] = width_override.empty() ? std::to_string(io.at("width").toDouble()) : width_override;
   if (plugin == "resnet") keys["stem"] = io.at("stem").toStringRef();
   std::int64_t size = io.at("input_size").toInt();
@@ -34,10 +34,10 @@ std::shared_ptr<StagedModel> load(const std::string& folder, const std::string& 
                             ModelContext{3, size, size, io.at("num_classes").toInt()});
 }
 
-void expect_torchvision_output(const std::string& folder) {
-  SCOPED_TRACE(folder);
+void expect_torchvision_output(const std::string& folder, const std::string& file) {
+  SCOPED_TRACE(folder + "/" + file);
   auto io = read_io(folder + "/io.pt");
-  auto model = load(folder);
+  auto model = load(folder, "", "", file);
   for (auto& p : model->parameters()) {
     if (p.dim() == 4) p.set_data(p.contiguous(at::MemoryFormat::ChannelsLast));
   }
@@ -53,27 +53,33 @@ const std::string kFixture = std::string(LEARNDROP_SOURCE_DIR) + "/tests/fixture
 
 }  // namespace
 
-TEST(ModelWeights, TorchvisionStateDictGivesTorchvisionsOutput) { expect_torchvision_output(kFixture); }
+TEST(ModelWeights, TorchvisionStateDictGivesTorchvisionsOutput) {
+  expect_torchvision_output(kFixture, "weights.pt");              // torch.save(dict(model.state_dict()))
+  expect_torchvision_output(kFixture, "weights-ordereddict.pt");  // torch.save(model.state_dict())
+}
 
 TEST(ModelWeights, FullSizeCasesWhenAsked) {
   const char* dir = std::getenv("LEARNDROP_WEIGHTS_CHECK");
   if (dir == nullptr) GTEST_SKIP() << "set LEARNDROP_WEIGHTS_CHECK (see tools/checks/torchvision_weights.py)";
-  for (const auto& e : std::filesystem::directory_iterator(dir)) expect_torchvision_output(e.path().string());
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    expect_torchvision_output(e.path().string(), "weights.pt");
+    expect_torchvision_output(e.path().string(), "weights-ordereddict.pt");
+  }
 }
 
-TEST(ModelWeights, OrderedDictGetsAMessageWithTheFix) {
+TEST(ModelWeights, OrderedDictStateDictLoadsLikeAPlainDict) {
+  // torch.save(model.state_dict()) writes an OrderedDict, which LibTorch 1.13 cannot unpickle by itself.
   static auto host = test::builtin_host();
-  std::map<std::string, std::string> keys = {{"variant", "resnet18"},
-                                             {"width", "0.0625"},
-                                             {"stem", "cifar"},
-                                             {"weights", kFixture + "/weights-ordereddict.pt"}};
-  try {
-    host->create_model("resnet", test::plugin_options(*host, PluginKind::kModel, "resnet", keys),
-                       ModelContext{3, 16, 16, 10});
-    FAIL() << "no error";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("torch.save(dict(model.state_dict()), path)"), std::string::npos) << e.what();
-  }
+  auto make = [&](const std::string& file) {
+    std::map<std::string, std::string> keys = {
+        {"variant", "resnet18"}, {"width", "0.0625"}, {"stem", "cifar"}, {"weights", kFixture + "/" + file}};
+    return host->create_model("resnet", test::plugin_options(*host, PluginKind::kModel, "resnet", keys),
+                              ModelContext{3, 16, 16, 10});
+  };
+  auto ordered = make("weights-ordereddict.pt")->named_parameters();
+  auto plain = make("weights.pt")->named_parameters();
+  ASSERT_EQ(ordered.size(), plain.size());
+  for (const auto& p : plain) EXPECT_TRUE(p.value().equal(ordered[p.key()])) << p.key();
 }
 
 TEST(ModelWeights, AnotherArchitectureIsRefused) {

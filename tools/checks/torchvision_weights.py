@@ -11,8 +11,8 @@ Run with Debian's /usr/bin/python3 (python3-torchvision):
     LEARNDROP_WEIGHTS_CHECK=/tmp/tv build/bin/ldrop_tests --gtest_filter='ModelWeights.*'
 
 Each case is a folder with weights.pt (torch.save(dict(model.state_dict()))),
-weights-ordereddict.pt (torch.save(model.state_dict()), which LibTorch 1.13
-refuses with a message saying how to convert it) and
+weights-ordereddict.pt (torch.save(model.state_dict()), the usual way, which
+LibTorch 1.13's unpickler cannot read by itself; see learndrop/weights.h) and
 io.pt (input, output, and the model's settings).
 """
 import argparse
@@ -68,7 +68,6 @@ def write_case(folder, model, settings, input_size, seed=0):
         # architectures, not two convolution algorithms' rounding.
         y = model.to(memory_format=torch.channels_last)(x.to(memory_format=torch.channels_last))
         model.to(memory_format=torch.contiguous_format)
-    # A plain dict: LibTorch 1.13 reads a pickled OrderedDict as None (pytorch#100741).
     torch.save(dict(model.state_dict()), os.path.join(folder, "weights.pt"))
     torch.save(model.state_dict(), os.path.join(folder, "weights-ordereddict.pt"))
     io = dict(settings, input=x, output=y, input_size=input_size)
