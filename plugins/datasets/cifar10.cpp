@@ -147,15 +147,7 @@ std::vector<int> parse_batch_list(const std::string& text) {
 class Cifar10Dataset : public ld::Dataset {
  public:
   Cifar10Dataset(const CifarOptions& o, const ld::DatasetContext& ctx) : o_(o) {
-    fs::path root = o.root;
-    if (root.empty()) {
-      if (ctx.data_root.empty()) {
-        throw ld::Error(
-            "dataset.root is not set and LEARNDROP_DATA is unset: point dataset.root at "
-            "cifar-10-batches-bin/ or cifar-10-binary.tar.gz");
-      }
-      root = fs::path(ctx.data_root) / "cifar10";
-    }
+    fs::path root = ld::dataset_root(o.root, ctx, "cifar10", "cifar-10-batches-bin/ or cifar-10-binary.tar.gz");
     Source src(root);
     source_ = src.describe();
     std::string where;

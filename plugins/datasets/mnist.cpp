@@ -139,15 +139,8 @@ std::pair<at::Tensor, at::Tensor> load_split(const fs::path& root, const std::st
 class MnistDataset : public ld::Dataset {
  public:
   MnistDataset(const MnistOptions& o, const ld::DatasetContext& ctx) {
-    root_ = o.root;
-    if (root_.empty()) {
-      if (ctx.data_root.empty()) {
-        throw ld::Error(
-            "dataset.root is not set and LEARNDROP_DATA is unset: point dataset.root at a folder with "
-            "train-images-idx3-ubyte[.gz] and the other idx files");
-      }
-      root_ = fs::path(ctx.data_root) / "mnist";
-    }
+    root_ =
+        ld::dataset_root(o.root, ctx, "mnist", "a folder with train-images-idx3-ubyte[.gz] and the other idx files");
     if (!fs::is_directory(root_)) throw ld::Error("dataset.root: folder " + root_.string() + " does not exist");
     auto [train_img, train_lab] = load_split(root_, "train", o.train_limit);
     auto [test_img, test_lab] = load_split(root_, "t10k", o.test_limit);

@@ -105,6 +105,21 @@ TEST(Mnist, SizeDisagreeingWithHeaderIsAnError) {
   EXPECT_NE(e.find("announces 63 labels but"), std::string::npos) << e;
 }
 
+TEST(Mnist, RootDefaultsToLearndropData) {
+  test::TempDir dir;
+  test::write_idx_fixture(dir.str() + "/mnist");
+  auto host = test::builtin_host();
+  Options opts = test::plugin_options(*host, PluginKind::kDataset, "mnist");
+  EXPECT_EQ(host->create_dataset("mnist", opts, DatasetContext{dir.str(), 0})->size(Split::kTrain), 256);
+  try {
+    host->create_dataset("mnist", opts, DatasetContext{});
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("dataset.root is not set and LEARNDROP_DATA is unset"), std::string::npos)
+        << e.what();
+  }
+}
+
 TEST(Mnist, MissingFilesAndFolderAreNamed) {
   test::TempDir dir;
   EXPECT_NE(error_of(dir.str()).find("has no train-images-idx3-ubyte or train-images-idx3-ubyte.gz"),

@@ -6,6 +6,7 @@
 
 #include <ATen/core/Tensor.h>
 
+#include "learndrop/error.h"
 #include "learndrop/export.h"
 
 namespace ld {
@@ -23,6 +24,18 @@ struct DatasetContext {
   std::string data_root;
   std::uint64_t seed = 0;
 };
+
+/// Where a dataset's files are: `root` when the config sets it, otherwise
+/// `$LEARNDROP_DATA/<folder>`. `expected` says what root should point at, for
+/// the error when neither is set.
+inline std::string dataset_root(const std::string& root, const DatasetContext& ctx, const std::string& folder,
+                                const std::string& expected) {
+  if (!root.empty()) return root;
+  if (ctx.data_root.empty()) {
+    throw Error("dataset.root is not set and LEARNDROP_DATA is unset: point dataset.root at " + expected);
+  }
+  return ctx.data_root + "/" + folder;
+}
 
 /// A batch of samples: `images` is float32 [B, C, H, W] (normalised),
 /// `labels` is int64 [B].
