@@ -1,11 +1,7 @@
 // The ldrop command line, run as a user would.
 #include <gtest/gtest.h>
 
-#include <array>
-#include <cstdio>
 #include <fstream>
-
-#include <sys/wait.h>
 
 #include <nlohmann/json.hpp>
 
@@ -14,21 +10,9 @@
 
 namespace {
 
-struct Result {
-  int code = -1;
-  std::string output;  // stdout and stderr
-};
+using Result = ld::test::LdropResult;
 
-Result ldrop(const std::string& args) {
-  Result r;
-  std::string cmd = std::string(LDROP_EXE) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  std::array<char, 4096> buf{};
-  while (std::fgets(buf.data(), buf.size(), p) != nullptr) r.output += buf.data();
-  int status = pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
+Result ldrop(const std::string& args) { return ld::test::run_ldrop(args); }
 
 class Cli : public ::testing::Test {
  protected:
@@ -104,8 +88,8 @@ TEST(CliPlugins, ListAsJsonHasEveryManifest) {
     names.insert(p["kind"].get<std::string>() + "/" + p["name"].get<std::string>());
     EXPECT_TRUE(p.contains("version") && p.contains("description") && p.contains("keys"));
   }
-  EXPECT_EQ(names, (std::set<std::string>{"model/vgg", "model/resnet", "dataset/mnist", "dataset/cifar10", "policy/none",
-                                          "policy/learn-drop", "cache/ram"}));
+  EXPECT_EQ(names, (std::set<std::string>{"model/vgg", "model/resnet", "dataset/mnist", "dataset/cifar10",
+                                          "policy/none", "policy/learn-drop", "cache/ram"}));
 }
 
 TEST(CliPlugins, DescribeShowsKeysWithTypesAndDefaults) {
@@ -147,12 +131,8 @@ TEST(CliModel, SummaryPrintsEveryStageAndTotals) {
 TEST(CliPlugins, EnvironmentPathPluginIsListed) {
   Result r = ldrop("plugins list");
   EXPECT_EQ(r.output.find("scripted"), std::string::npos);
-  std::string env = "LEARNDROP_PLUGIN_PATH=" + std::string(LEARNDROP_TEST_PLUGIN_DIR) + "/scripted_policy ";
-  std::string cmd = env + LDROP_EXE + " plugins list 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  std::array<char, 4096> buf{};
-  while (std::fgets(buf.data(), buf.size(), p) != nullptr) out += buf.data();
-  EXPECT_EQ(pclose(p), 0);
-  EXPECT_NE(out.find("scripted"), std::string::npos) << out;
+  Result with = ld::test::run_ldrop(
+      "plugins list", "LEARNDROP_PLUGIN_PATH=" + std::string(LEARNDROP_TEST_PLUGIN_DIR) + "/scripted_policy ");
+  EXPECT_EQ(with.code, 0);
+  EXPECT_NE(with.output.find("scripted"), std::string::npos) << with.output;
 }

@@ -1,8 +1,11 @@
 #include "test_env.h"
 
+#include <array>
 #include <atomic>
+#include <cstdio>
 #include <random>
 
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "learndrop/core/config.h"
@@ -44,6 +47,17 @@ Options plugin_options(const core::PluginHost& host, PluginKind kind, const std:
 
 std::string test_plugin(const std::string& name) {
   return std::string(LEARNDROP_TEST_PLUGIN_DIR) + "/" + name + "/ldp_" + name + ".so";
+}
+
+LdropResult run_ldrop(const std::string& args, const std::string& env) {
+  LdropResult r;
+  std::string cmd = env + LDROP_EXE + " " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  std::array<char, 4096> buf{};
+  while (std::fgets(buf.data(), buf.size(), p) != nullptr) r.output += buf.data();
+  int status = pclose(p);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
 }
 
 std::string tiny_config(const std::string& data_dir, const std::string& extra) {

@@ -32,6 +32,15 @@ Options plugin_options(const core::PluginHost& host, PluginKind kind, const std:
 /// Path of test plugin `name` (built into tests/plugins/<name>/ldp_<name>.so).
 std::string test_plugin(const std::string& name);
 
+/// What a run of the ldrop command line printed (stdout and stderr) and its exit code.
+struct LdropResult {
+  int code = -1;
+  std::string output;
+};
+
+/// Runs `ldrop ARGS`, with `env` (e.g. "NAME=value ") before the command.
+LdropResult run_ldrop(const std::string& args, const std::string& env = "");
+
 /// A config for a tiny VGG on the idx fixture in `data_dir` (YAML text).
 std::string tiny_config(const std::string& data_dir, const std::string& extra = "");
 

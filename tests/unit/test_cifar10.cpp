@@ -171,14 +171,9 @@ TEST(Cifar10, AugmentingWithADroppingPolicyIsRefused) {
                             dir.str() +
                             ", augment: crop_flip}\n"
                             "train: {epochs: 1, batch_size: 8}\npolicy: {plugin: learn-drop}\n";
-  std::string cmd = std::string(LDROP_EXE) + " run " + cfg + " --out " + out.str() + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string output;
-  char buf[4096];
-  while (std::fgets(buf, sizeof buf, p) != nullptr) output += buf;
-  int status = pclose(p);
-  EXPECT_NE(status, 0);
-  EXPECT_NE(output.find("applies a random training transform"), std::string::npos) << output;
+  test::LdropResult r = test::run_ldrop("run " + cfg + " --out " + out.str());
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.output.find("applies a random training transform"), std::string::npos) << r.output;
   EXPECT_FALSE(std::filesystem::exists(out.path() / "summary.json"));
 }
 
