@@ -68,6 +68,26 @@ struct Fixture {
 
   at::Tensor images() const { return data.images_.contiguous(at::MemoryFormat::ChannelsLast); }
 
+  // Advances through `cuts` (ascending) and checks, in eval mode, that the
+  // cached features at each cut give exactly the full model's logits.
+  void expect_equivalence_at(const std::vector<std::size_t>& cuts) {
+    model->eval();
+    at::NoGradGuard no_grad;
+    at::Tensor full = model->forward(images(), 0);
+    for (std::size_t k : cuts) {
+      controller->advance(k);
+      at::Tensor logits = model->forward(controller->inputs(all(), 0), k);
+      EXPECT_TRUE(logits.equal(full)) << "cut " << k << ": max difference "
+                                      << (logits - full).abs().max().item<float>();
+    }
+  }
+
+  std::vector<std::size_t> every_cut() const {
+    std::vector<std::size_t> cuts(model->num_stages());
+    std::iota(cuts.begin(), cuts.end(), 1);
+    return cuts;
+  }
+
   // A few SGD steps at the current cut, with batch norm in training mode.
   void train_steps(StagedOptimizer& opt, int steps) {
     model->train();
@@ -98,41 +118,20 @@ TrainSettings sgd() {
 
 TEST(DropInvariants, CachedFeaturesGiveTheFullModelsLogitsAtEveryCut) {
   Fixture f;
-  f.model->eval();
-  at::NoGradGuard no_grad;
-  at::Tensor full = f.model->forward(f.images(), 0);
-  for (std::size_t k = 1; k <= f.model->num_stages(); ++k) {
-    f.controller->advance(k);
-    at::Tensor logits = f.model->forward(f.controller->inputs(f.all(), 0), k);
-    EXPECT_TRUE(logits.equal(full)) << "cut " << k << ": max difference " << (logits - full).abs().max().item<float>();
-  }
+  f.expect_equivalence_at(f.every_cut());
 }
 
 TEST(DropInvariants, CachedFeaturesGiveTheFullModelsLogitsAtEveryCutOfAResNet) {
   for (const char* variant : {"resnet18", "resnet50"}) {
     SCOPED_TRACE(variant);
     Fixture f(/*build_batch=*/256, "resnet", {{"variant", variant}, {"width", "0.0625"}, {"stem", "cifar"}});
-    f.model->eval();
-    at::NoGradGuard no_grad;
-    at::Tensor full = f.model->forward(f.images(), 0);
-    for (std::size_t k = 1; k <= f.model->num_stages(); ++k) {
-      f.controller->advance(k);
-      at::Tensor logits = f.model->forward(f.controller->inputs(f.all(), 0), k);
-      EXPECT_TRUE(logits.equal(full)) << "cut " << k;
-    }
+    f.expect_equivalence_at(f.every_cut());
   }
 }
 
 TEST(DropInvariants, EquivalenceHoldsWhenTheCacheIsBuiltInSmallBatches) {
   Fixture f(/*build_batch=*/7);
-  f.model->eval();
-  at::NoGradGuard no_grad;
-  at::Tensor full = f.model->forward(f.images(), 0);
-  for (std::size_t k : {2u, 5u, 8u}) {
-    f.controller->advance(k);
-    at::Tensor logits = f.model->forward(f.controller->inputs(f.all(), 0), k);
-    EXPECT_TRUE(logits.equal(full)) << "cut " << k;
-  }
+  f.expect_equivalence_at({2, 5, 8});
 }
 
 TEST(DropInvariants, DroppedStagesAreFrozenBitForBit) {
