@@ -171,8 +171,8 @@ class Cifar10Dataset : public ld::Dataset {
         if (!line.empty()) class_names_.push_back(line);
       }
     }
-    train_count_ = limit(static_cast<std::int64_t>(train_labels_.size()), o.train_limit);
-    test_count_ = limit(static_cast<std::int64_t>(test_labels_.size()), o.test_limit);
+    train_count_ = ld::limited_count(static_cast<std::int64_t>(train_labels_.size()), o.train_limit);
+    test_count_ = ld::limited_count(static_cast<std::int64_t>(test_labels_.size()), o.test_limit);
   }
 
   std::int64_t size(ld::Split s) const override { return s == ld::Split::kTrain ? train_count_ : test_count_; }
@@ -231,8 +231,6 @@ class Cifar10Dataset : public ld::Dataset {
   }
 
  private:
-  static std::int64_t limit(std::int64_t n, std::int64_t lim) { return lim > 0 && lim < n ? lim : n; }
-
   void write_sample(const std::uint8_t* src, float* dst, const Augmentation& a) const {
     for (int c = 0; c < 3; ++c) {
       const float scale = o_.normalize ? 1.0f / (255.0f * kStd[c]) : 1.0f / 255.0f;
@@ -269,10 +267,6 @@ ld::Manifest manifest() {
                     "cifar-10-batches-bin/, its parent, or cifar-10-binary.tar.gz; default $LEARNDROP_DATA/cifar10"),
       ld::ConfigKey("batches", ld::ValueType::kString, "all",
                     "training batches to use: all (every data_batch_N.bin present) or a list such as 1,2"),
-      ld::ConfigKey("train_limit", ld::ValueType::kInt, "0", "use only the first N training samples (0 = all)")
-          .range(0, 1e12),
-      ld::ConfigKey("test_limit", ld::ValueType::kInt, "0", "use only the first N test samples (0 = all)")
-          .range(0, 1e12),
       ld::ConfigKey("normalize", ld::ValueType::kBool, "true",
                     "per-channel mean/std of CIFAR-10 (0.4914, 0.4822, 0.4465 / 0.2470, 0.2435, 0.2616)"),
       ld::ConfigKey("augment", ld::ValueType::kString, "none",
@@ -280,6 +274,8 @@ ld::Manifest manifest() {
                     "then flip)")
           .one_of({"none", "flip", "crop_flip"}),
   };
+  auto limits = ld::sample_limit_keys();
+  m.keys.insert(m.keys.begin() + 1, limits.begin(), limits.end());  // after root, as documented
   return m;
 }
 

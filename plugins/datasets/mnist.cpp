@@ -129,9 +129,10 @@ std::pair<at::Tensor, at::Tensor> load_split(const fs::path& root, const std::st
   at::Tensor lab = at::empty({n}, at::kByte);
   labels.read(lab.data_ptr<std::uint8_t>(), static_cast<std::size_t>(n), "labels");
   labels.expect_end();
-  if (limit > 0 && limit < n) {
-    img = img.narrow(0, 0, limit).clone();
-    lab = lab.narrow(0, 0, limit).clone();
+  const std::int64_t used = ld::limited_count(n, limit);
+  if (used < n) {
+    img = img.narrow(0, 0, used).clone();
+    lab = lab.narrow(0, 0, used).clone();
   }
   return {img, lab.to(at::kLong)};
 }
@@ -201,13 +202,11 @@ ld::Manifest manifest() {
   m.keys = {
       ld::ConfigKey("root", ld::ValueType::kString, "",
                     "folder with {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]; default $LEARNDROP_DATA/mnist"),
-      ld::ConfigKey("train_limit", ld::ValueType::kInt, "0", "use only the first N training samples (0 = all)")
-          .range(0, 1e12),
-      ld::ConfigKey("test_limit", ld::ValueType::kInt, "0", "use only the first N test samples (0 = all)")
-          .range(0, 1e12),
       ld::ConfigKey("normalize", ld::ValueType::kBool, "true",
                     "subtract the training pixels' mean and divide by their standard deviation"),
   };
+  auto limits = ld::sample_limit_keys();
+  m.keys.insert(m.keys.begin() + 1, limits.begin(), limits.end());  // after root, as documented
   return m;
 }
 

@@ -8,6 +8,7 @@
 
 #include "learndrop/error.h"
 #include "learndrop/export.h"
+#include "learndrop/manifest.h"
 
 namespace ld {
 
@@ -35,6 +36,18 @@ inline std::string dataset_root(const std::string& root, const DatasetContext& c
     throw Error("dataset.root is not set and LEARNDROP_DATA is unset: point dataset.root at " + expected);
   }
   return ctx.data_root + "/" + folder;
+}
+
+/// The `train_limit` and `test_limit` keys every dataset plugin accepts.
+inline std::vector<ConfigKey> sample_limit_keys() {
+  return {
+      ConfigKey("train_limit", ValueType::kInt, "0", "use only the first N training samples (0 = all)").range(0, 1e12),
+      ConfigKey("test_limit", ValueType::kInt, "0", "use only the first N test samples (0 = all)").range(0, 1e12)};
+}
+
+/// The number of samples used of `available` under a `limit` key (0 = all).
+inline std::int64_t limited_count(std::int64_t available, std::int64_t limit) {
+  return limit > 0 && limit < available ? limit : available;
 }
 
 /// A batch of samples: `images` is float32 [B, C, H, W] (normalised),
