@@ -16,6 +16,7 @@ packages=(
   libcli11-dev                     # command-line parsing
   zlib1g-dev                       # .gz idx files
   libarchive-dev                   # cifar-10-binary.tar.gz
+  libturbojpeg0-dev pkg-config     # Imagenette JPEGs (libjpeg-turbo, DCT scaling)
   libgtest-dev libgmock-dev        # tests
   dataset-fashion-mnist            # the quickstart's data (/usr/share/datasets/fashion-mnist)
 )

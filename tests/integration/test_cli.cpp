@@ -89,7 +89,7 @@ TEST(CliPlugins, ListAsJsonHasEveryManifest) {
     EXPECT_TRUE(p.contains("version") && p.contains("description") && p.contains("keys"));
   }
   EXPECT_EQ(names, (std::set<std::string>{"model/vgg", "model/resnet", "dataset/mnist", "dataset/cifar10",
-                                          "policy/none", "policy/learn-drop", "cache/ram"}));
+                                          "dataset/imagenette", "policy/none", "policy/learn-drop", "cache/ram"}));
 }
 
 TEST(CliPlugins, DescribeShowsKeysWithTypesAndDefaults) {

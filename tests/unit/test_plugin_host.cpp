@@ -29,8 +29,8 @@ TEST(PluginHost, LoadsEveryBuiltinPlugin) {
   std::vector<std::string> names;
   for (const auto& p : host->plugins())
     names.push_back(std::string(to_string(p.manifest.kind)) + "/" + p.manifest.name);
-  std::vector<std::string> expected = {"model/resnet",      "model/vgg",   "dataset/cifar10", "dataset/mnist",
-                                       "policy/learn-drop", "policy/none", "cache/ram"};
+  std::vector<std::string> expected = {"model/resnet",  "model/vgg",         "dataset/cifar10", "dataset/imagenette",
+                                       "dataset/mnist", "policy/learn-drop", "policy/none",     "cache/ram"};
   EXPECT_EQ(names, expected);
   for (const auto& p : host->plugins()) {
     EXPECT_FALSE(p.manifest.version.empty()) << p.manifest.name;
