@@ -6,6 +6,7 @@
 #include <ATen/ATen.h>
 
 #include "learndrop/core/drop_controller.h"
+#include "learndrop/error.h"
 
 namespace ld::core {
 
@@ -28,57 +29,116 @@ std::vector<std::int64_t> epoch_order(std::int64_t n, std::uint64_t seed, std::i
   return order;
 }
 
-BatchFeed::BatchFeed(const DropController& controller, const Dataset& dataset, std::int64_t batch_size)
-    : controller_(controller), dataset_(dataset), batch_size_(batch_size) {}
+BatchFeed::BatchFeed(const DropController& controller, const Dataset& dataset, const FeedSettings& settings)
+    : controller_(controller),
+      dataset_(dataset),
+      settings_(settings),
+      arena_(std::make_unique<tbb::task_arena>(std::max(1, settings.loader_threads))) {}
 
-BatchFeed::~BatchFeed() {
-  if (pending_.valid()) pending_.wait();
+BatchFeed::~BatchFeed() { stop(); }
+
+void BatchFeed::stop() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stopping_ = true;
+  }
+  changed_.notify_all();
+  if (producer_.joinable()) producer_.join();
+  queue_.clear();
+  stopping_ = false;
 }
 
 void BatchFeed::start(const std::vector<std::int64_t>& order, std::int64_t first_step, std::int64_t steps,
                       std::uint64_t epoch_seed) {
-  if (pending_.valid()) pending_.wait();
-  pending_ = {};
+  stop();
   order_ = &order;
-  step_ = first_step;
+  step_ = produced_ = first_step;
   steps_ = steps;
   epoch_seed_ = epoch_seed;
   reader_.reset();
   if (step_ >= steps_) return;
   if (controller_.cut() > 0) {
-    auto begin = order.begin() + step_ * batch_size_;
-    auto end = order.begin() + std::min<std::int64_t>(steps_ * batch_size_, static_cast<std::int64_t>(order.size()));
-    reader_ = controller_.reader(std::vector<std::int64_t>(begin, end), batch_size_);
-  } else {
-    prefetch(step_);
+    auto begin = order.begin() + step_ * settings_.batch_size;
+    auto end =
+        order.begin() + std::min<std::int64_t>(steps_ * settings_.batch_size, static_cast<std::int64_t>(order.size()));
+    reader_ = controller_.reader(std::vector<std::int64_t>(begin, end), settings_.batch_size, epoch_seed_);
+  }
+  if (settings_.prefetch > 0) producer_ = std::thread([this] { produce(); });
+}
+
+BatchFeed::Item BatchFeed::make(std::int64_t step) {
+  Item item;
+  try {
+    const std::vector<std::int64_t> idx = indices(step);
+    if (reader_) {
+      at::Tensor stored = reader_->next();
+      if (!stored.defined() || stored.size(0) != static_cast<std::int64_t>(idx.size())) {
+        throw Error("cache reader returned " +
+                    (stored.defined() ? std::to_string(stored.size(0)) + " samples" : std::string("no batch")) +
+                    " for batch " + std::to_string(step) + " of " + std::to_string(idx.size()));
+      }
+      item.images = controller_.to_model_layout(stored);
+      item.labels = controller_.train_labels().index_select(0, at::tensor(idx, at::kLong));
+    } else {
+      // The augmentation of a batch depends on the epoch and the step only.
+      const std::uint64_t seed = mix_seed(epoch_seed_, static_cast<std::uint64_t>(step));
+      Batch b = arena_->execute([&] { return dataset_.get_batch(Split::kTrain, idx, seed); });
+      item.images = b.images.dim() == 4 ? b.images.contiguous(at::MemoryFormat::ChannelsLast) : b.images;
+      item.labels = b.labels;
+    }
+  } catch (...) {
+    item.error = std::current_exception();
+  }
+  return item;
+}
+
+void BatchFeed::produce() {
+  for (;;) {
+    std::int64_t step = 0;
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      changed_.wait(lock, [&] { return stopping_ || static_cast<std::int64_t>(queue_.size()) < settings_.prefetch; });
+      if (stopping_ || produced_ >= steps_) return;
+      step = produced_++;
+    }
+    Item item = make(step);
+    const bool failed = item.error != nullptr;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      queue_.push_back(std::move(item));
+    }
+    changed_.notify_all();
+    if (failed) return;
   }
 }
 
 bool BatchFeed::next(at::Tensor& images, at::Tensor& labels) {
   if (step_ >= steps_) return false;
-  if (reader_) {
-    images = controller_.to_model_layout(reader_->next());
-    labels = controller_.train_labels().index_select(0, at::tensor(indices(step_), at::kLong));
+  Item item;
+  if (settings_.prefetch == 0) {
+    item = make(step_);
   } else {
-    Batch b = pending_.get();
-    if (step_ + 1 < steps_) prefetch(step_ + 1);
-    images = b.images.dim() == 4 ? b.images.contiguous(at::MemoryFormat::ChannelsLast) : b.images;
-    labels = b.labels;
+    std::unique_lock<std::mutex> lock(mutex_);
+    changed_.wait(lock, [&] { return !queue_.empty(); });
+    item = std::move(queue_.front());
+    queue_.pop_front();
+    lock.unlock();
+    changed_.notify_all();
   }
+  if (item.error) {
+    step_ = steps_;
+    std::rethrow_exception(item.error);
+  }
+  images = item.images;
+  labels = item.labels;
   ++step_;
   return true;
 }
 
 std::vector<std::int64_t> BatchFeed::indices(std::int64_t step) const {
-  std::int64_t begin = step * batch_size_;
-  std::int64_t end = std::min<std::int64_t>(begin + batch_size_, static_cast<std::int64_t>(order_->size()));
+  std::int64_t begin = step * settings_.batch_size;
+  std::int64_t end = std::min<std::int64_t>(begin + settings_.batch_size, static_cast<std::int64_t>(order_->size()));
   return std::vector<std::int64_t>(order_->begin() + begin, order_->begin() + end);
-}
-
-void BatchFeed::prefetch(std::int64_t step) {
-  std::uint64_t seed = mix_seed(epoch_seed_, static_cast<std::uint64_t>(step));
-  pending_ = std::async(std::launch::async,
-                        [this, idx = indices(step), seed] { return dataset_.get_batch(Split::kTrain, idx, seed); });
 }
 
 }  // namespace ld::core

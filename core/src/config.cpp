@@ -49,6 +49,23 @@ std::string describe_expected(const ConfigKey& key) {
   return s;
 }
 
+// A thread count setting of section runtime: "auto" (= `automatic`) or a number in [1, 1024].
+int thread_count(const ConfigTree& tree, const std::string& key, const std::string& setting, int automatic) {
+  if (setting == "auto") return automatic;
+  std::size_t used = 0;
+  int n = 0;
+  try {
+    n = std::stoi(setting, &used);
+  } catch (...) {
+    used = 0;
+  }
+  if (used == 0 || used != setting.size() || n < 1 || n > 1024) {
+    throw Error(where(tree, tree.root["runtime"][key], "runtime." + key) +
+                ": expected 'auto' or a thread count in [1, 1024], got '" + setting + "'");
+  }
+  return n;
+}
+
 }  // namespace
 
 std::string value_to_string(const Value& value) {
@@ -187,7 +204,12 @@ const std::vector<ConfigKey>& host_section_keys(const std::string& section) {
             .range(0, 9.0e18)}},
       {"runtime",
        {ConfigKey("threads", ValueType::kString, "auto",
-                  "intra-op threads for LibTorch and TBB: auto (hardware cores) or a number")}},
+                  "intra-op threads for LibTorch and TBB: auto (hardware cores) or a number"),
+        ConfigKey("loader_threads", ValueType::kString, "auto",
+                  "TBB threads decoding and transforming samples: auto (= threads) or a number"),
+        ConfigKey("prefetch", ValueType::kInt, "2",
+                  "batches prepared in the background while the model trains (0 = load in the training thread)")
+            .range(0, 64)}},
       {"train",
        {ConfigKey("epochs", ValueType::kInt, "10", "number of training epochs").range(1, 100000),
         ConfigKey("batch_size", ValueType::kInt, "128", "training batch size").range(2, 1 << 20),
@@ -211,7 +233,11 @@ const std::vector<ConfigKey>& host_section_keys(const std::string& section) {
       {"cache",
        {ConfigKey("plugin", ValueType::kString, "ram", "feature-cache plugin"),
         ConfigKey("dtype", ValueType::kString, "float32", "storage type of cached features")
-            .one_of({"float32", "float16", "bfloat16"})}},
+            .one_of({"float32", "float16", "bfloat16"}),
+        ConfigKey("views", ValueType::kInt, "1",
+                  "augmented views of each training sample cached at a drop; each epoch draws one per sample "
+                  "(1 = every epoch after a drop sees the same augmentation)")
+            .range(1, 64)}},
       {"plugins", {}},
   };
   auto it = keys.find(section);
@@ -308,22 +334,11 @@ RunConfig resolve_config(const ConfigTree& tree, const PluginHost& host) {
   Options runtime =
       validate_section(tree, "runtime", tree.root["runtime"], host_section_keys("runtime"), "section 'runtime'");
   rc.threads_setting = runtime.get_string("threads");
-  if (rc.threads_setting == "auto") {
-    rc.threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  } else {
-    std::size_t used = 0;
-    int n = 0;
-    try {
-      n = std::stoi(rc.threads_setting, &used);
-    } catch (...) {
-      used = 0;
-    }
-    if (used == 0 || used != rc.threads_setting.size() || n < 1 || n > 1024) {
-      throw Error(where(tree, tree.root["runtime"]["threads"], "runtime.threads") +
-                  ": expected 'auto' or a thread count in [1, 1024], got '" + rc.threads_setting + "'");
-    }
-    rc.threads = n;
-  }
+  rc.threads = thread_count(tree, "threads", rc.threads_setting,
+                            static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  rc.loader_threads_setting = runtime.get_string("loader_threads");
+  rc.loader_threads = thread_count(tree, "loader_threads", rc.loader_threads_setting, rc.threads);
+  rc.prefetch = runtime.get_int("prefetch");
 
   Options train = validate_section(tree, "train", tree.root["train"], host_section_keys("train"), "section 'train'");
   TrainSettings& t = rc.train;
@@ -391,6 +406,7 @@ RunConfig resolve_config(const ConfigTree& tree, const PluginHost& host) {
     if (section == "cache") {
       rc.cache = choice;
       rc.cache_dtype = host_opts.get_string("dtype");
+      rc.cache_views = host_opts.get_int("views");
     }
   }
   return rc;
@@ -416,7 +432,8 @@ std::string RunConfig::effective_yaml() const {
   e << YAML::Key << "experiment" << YAML::Value << YAML::BeginMap << YAML::Key << "name" << YAML::Value << name
     << YAML::Key << "seed" << YAML::Value << seed << YAML::EndMap;
   e << YAML::Key << "runtime" << YAML::Value << YAML::BeginMap << YAML::Key << "threads" << YAML::Value
-    << threads_setting << YAML::EndMap;
+    << threads_setting << YAML::Key << "loader_threads" << YAML::Value << loader_threads_setting << YAML::Key
+    << "prefetch" << YAML::Value << prefetch << YAML::EndMap;
   emit_options(e, "model", model);
   emit_options(e, "dataset", dataset);
   e << YAML::Key << "train" << YAML::Value << YAML::BeginMap;
@@ -434,7 +451,7 @@ std::string RunConfig::effective_yaml() const {
   e << YAML::Key << "warmup_epochs" << YAML::Value << train.warmup_epochs;
   e << YAML::EndMap;
   emit_options(e, "policy", policy);
-  emit_options(e, "cache", cache, {{"dtype", cache_dtype}});
+  emit_options(e, "cache", cache, {{"dtype", cache_dtype}, {"views", std::to_string(cache_views)}});
   if (!plugin_paths.empty()) {
     e << YAML::Key << "plugins" << YAML::Value << YAML::BeginMap << YAML::Key << "paths" << YAML::Value << plugin_paths
       << YAML::EndMap;

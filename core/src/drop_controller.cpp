@@ -6,6 +6,7 @@
 #include <ATen/ATen.h>
 #include <torch/nn/module.h>
 
+#include "learndrop/core/batch_feed.h"
 #include "learndrop/error.h"
 
 namespace ld::core {
@@ -27,18 +28,41 @@ std::vector<std::int64_t> storage_shape(const std::vector<std::int64_t>& model_s
 }
 }  // namespace
 
-DropController::DropController(StagedModel& model, const Dataset& dataset, CacheMaker make_cache, at::ScalarType dtype,
+DropController::DropController(StagedModel& model, const Dataset& dataset, CacheMaker make_cache,
                                std::vector<std::int64_t> stage_flops,
-                               std::vector<std::vector<std::int64_t>> stage_shapes, std::int64_t build_batch,
-                               std::uint64_t seed)
+                               std::vector<std::vector<std::int64_t>> stage_shapes, const DropSettings& settings)
     : model_(model),
       dataset_(dataset),
       make_cache_(std::move(make_cache)),
-      dtype_(dtype),
       stage_flops_(std::move(stage_flops)),
       stage_shapes_(std::move(stage_shapes)),
-      build_batch_(build_batch),
-      seed_(seed) {}
+      settings_(settings) {
+  if (settings_.views < 1) throw Error("internal: cache views must be at least 1");
+  if (settings_.build_batch < 1) throw Error("internal: cache build batch must be at least 1");
+}
+
+std::uint64_t DropController::view_seed(std::int64_t v) const {
+  return mix_seed(settings_.seed, 0x76696577ULL + static_cast<std::uint64_t>(v));  // "view"
+}
+
+std::int64_t DropController::view_of(std::uint64_t epoch_seed, std::int64_t sample) const {
+  if (settings_.views == 1) return 0;
+  return static_cast<std::int64_t>(mix_seed(epoch_seed, static_cast<std::uint64_t>(sample)) %
+                                   static_cast<std::uint64_t>(settings_.views));
+}
+
+std::vector<std::int64_t> DropController::rows(const std::vector<std::int64_t>& samples,
+                                               std::uint64_t epoch_seed) const {
+  const std::int64_t n = dataset_.size(Split::kTrain);
+  std::vector<std::int64_t> r(samples.size());
+  for (std::size_t k = 0; k < samples.size(); ++k) r[k] = view_of(epoch_seed, samples[k]) * n + samples[k];
+  return r;
+}
+
+at::Tensor DropController::cached_rows(const std::vector<std::int64_t>& rows) const {
+  if (cut_ == 0) throw Error("internal: no feature cache before the first drop");
+  return to_model_layout(cache_->get(rows));
+}
 
 void DropController::keep_dropped_in_eval() {
   for (std::size_t i = 0; i < cut_; ++i) model_.stage_module(i)->eval();
@@ -48,17 +72,18 @@ at::Tensor DropController::to_model_layout(const at::Tensor& stored) const {
   return from_storage_layout(stored, stage_shapes_.at(cut_ - 1));
 }
 
-at::Tensor DropController::inputs(const std::vector<std::int64_t>& indices, std::uint64_t augment_seed) const {
+at::Tensor DropController::inputs(const std::vector<std::int64_t>& indices, std::uint64_t epoch_seed) const {
   if (cut_ == 0) {
-    at::Tensor x = dataset_.get_batch(Split::kTrain, indices, augment_seed).images;
+    at::Tensor x = dataset_.get_batch(Split::kTrain, indices, epoch_seed).images;
     return x.dim() == 4 ? x.contiguous(at::MemoryFormat::ChannelsLast) : x;
   }
-  return to_model_layout(cache_->get(indices));
+  return to_model_layout(cache_->get(rows(indices, epoch_seed)));
 }
 
-std::unique_ptr<BatchReader> DropController::reader(std::vector<std::int64_t> order, std::int64_t batch_size) const {
+std::unique_ptr<BatchReader> DropController::reader(const std::vector<std::int64_t>& order, std::int64_t batch_size,
+                                                    std::uint64_t epoch_seed) const {
   if (cut_ == 0) throw Error("internal: no feature cache before the first drop");
-  return cache_->reader(std::move(order), batch_size);
+  return cache_->reader(rows(order, epoch_seed), batch_size);
 }
 
 DropReport DropController::advance(std::size_t new_cut) {
@@ -78,31 +103,36 @@ DropReport DropController::advance(std::size_t new_cut) {
     for (auto& p : stage->parameters()) p.set_requires_grad(false);
   }
 
-  const std::int64_t count = dataset_.size(Split::kTrain);
+  // Rows v * N + i hold view v of sample i.
+  const std::int64_t n = dataset_.size(Split::kTrain);
+  const std::int64_t count = n * settings_.views;
   std::shared_ptr<FeatureCache> next = make_cache_();
   const auto& out_shape = stage_shapes_.at(new_cut - 1);
-  next->begin(new_cut, count, storage_shape(out_shape), dtype_);
+  next->begin(new_cut, count, storage_shape(out_shape), settings_.dtype);
   std::vector<at::Tensor> labels;
   const std::int64_t per_sample =
       std::accumulate(stage_flops_.begin() + static_cast<std::ptrdiff_t>(cut_),
                       stage_flops_.begin() + static_cast<std::ptrdiff_t>(new_cut), std::int64_t{0});
   {
     at::NoGradGuard no_grad;
-    for (std::int64_t begin = 0; begin < count; begin += build_batch_) {
-      std::int64_t end = std::min(count, begin + build_batch_);
-      std::vector<std::int64_t> idx(static_cast<std::size_t>(end - begin));
-      std::iota(idx.begin(), idx.end(), begin);
+    for (std::int64_t begin = 0, end = 0; begin < count; begin = end) {
+      // A batch never spans two views, so that it is one call of the dataset.
+      const std::int64_t view = begin / n;
+      end = std::min({count, begin + settings_.build_batch, (view + 1) * n});
+      std::vector<std::int64_t> row(static_cast<std::size_t>(end - begin));
+      std::iota(row.begin(), row.end(), begin);
       at::Tensor x;
       if (cut_ == 0) {
-        // The un-augmented training transform: augmenting datasets are refused before training.
-        Batch b = dataset_.get_batch(Split::kTrain, idx, seed_);
+        std::vector<std::int64_t> idx(row.size());
+        for (std::size_t k = 0; k < row.size(); ++k) idx[k] = row[k] - view * n;
+        Batch b = dataset_.get_batch(Split::kTrain, idx, view_seed(view));
         x = b.images.dim() == 4 ? b.images.contiguous(at::MemoryFormat::ChannelsLast) : b.images;
-        labels.push_back(b.labels);
+        if (view == 0) labels.push_back(b.labels);
       } else {
-        x = to_model_layout(cache_->get(idx));
+        x = to_model_layout(cache_->get(row));
       }
       for (std::size_t s = cut_; s < new_cut; ++s) x = model_.forward_stage(s, x);
-      next->put(idx, to_storage_layout(x));
+      next->put(row, to_storage_layout(x));
       report.flops += per_sample * (end - begin);
     }
   }

@@ -118,6 +118,8 @@ class Trainer {
   std::unique_ptr<StageStatsTracker> tracker_;
   std::unique_ptr<BatchFeed> feed_;
   const bool live_;
+  std::int64_t views_ = 1;
+  std::string augmentation_after_drop_;
 
   // Run state.
   std::vector<std::int64_t> order_;
@@ -162,29 +164,49 @@ Trainer::Trainer(const RunConfig& cfg, const PluginHost& host, const RunOptions&
   }
   policy_ = host.create_policy(cfg.policy.plugin, cfg.policy.options,
                                PolicyContext{model_->num_stages(), steps_per_epoch_, cfg.train.epochs});
-  if (dataset_->random_train_transform() && cfg.policy.plugin != "none") {
-    throw Error("dataset '" + cfg.dataset.plugin +
-                "' applies a random training transform (augmentation), and a feature cache would freeze "
-                "one draw of it; cached augmented views are not built yet, so use policy.plugin=none or "
-                "turn the dataset's augmentation off");
+  views_ = cfg.cache_views;
+  if (!dataset_->random_train_transform()) {
+    if (views_ > 1) {
+      spdlog::warn(
+          "cache.views is {} but dataset '{}' has no random training transform: the views would be "
+          "identical, caching 1",
+          views_, cfg.dataset.plugin);
+    }
+    views_ = 1;
+    augmentation_after_drop_ = "none: the dataset does not augment";
+  } else if (views_ == 1) {
+    augmentation_after_drop_ = "frozen: 1 cached view per sample, every epoch after a drop sees the same draw";
+    if (cfg.policy.plugin != "none") {
+      spdlog::warn(
+          "dataset '{}' augments its training samples but cache.views is 1: after a drop, every epoch "
+          "trains on the same augmented draw of each sample (set cache.views: K to cache K draws)",
+          cfg.dataset.plugin);
+    }
+  } else {
+    augmentation_after_drop_ = std::to_string(views_) + " cached views per sample, one drawn per epoch";
   }
 
   out_ = std::make_unique<RunOutput>(opts.out_dir);
   out_->write_config(cfg.effective_yaml());
   CacheContext cctx{out_->dir().string(), cfg.threads};
+  DropSettings drop;
+  drop.dtype = storage_type(cfg.cache_dtype);
+  drop.build_batch = std::max<std::int64_t>(batch, 256);
+  drop.seed = cfg.seed;
+  drop.views = views_;
   controller_ = std::make_unique<DropController>(
       *model_, *dataset_, [this, cctx] { return host_.create_cache(cfg_.cache.plugin, cfg_.cache.options, cctx); },
-      storage_type(cfg.cache_dtype), profile_.stage_flops, profile_.stage_output_shapes,
-      std::max<std::int64_t>(batch, 256), cfg.seed);
+      profile_.stage_flops, profile_.stage_output_shapes, drop);
   optimizer_ = std::make_unique<StagedOptimizer>(*model_, cfg.train);
   tracker_ = std::make_unique<StageStatsTracker>(*model_);
-  feed_ = std::make_unique<BatchFeed>(*controller_, *dataset_, batch);
+  feed_ = std::make_unique<BatchFeed>(*controller_, *dataset_, FeedSettings{batch, cfg.prefetch, cfg.loader_threads});
 }
 
 json Trainer::run() {
   const auto start = Clock::now();
-  spdlog::info("run {}: {} on {} ({}), policy {}, {} threads, seed {}", out_->dir().string(), model_label(cfg_.model),
-               cfg_.dataset.plugin, dataset_->describe(), cfg_.policy.plugin, cfg_.threads, cfg_.seed);
+  spdlog::info("run {}: {} on {} ({}), policy {}, {} threads ({} loading, {} batches ahead), seed {}",
+               out_->dir().string(), model_label(cfg_.model), cfg_.dataset.plugin, dataset_->describe(),
+               cfg_.policy.plugin, cfg_.threads, cfg_.loader_threads, cfg_.prefetch, cfg_.seed);
   spdlog::info("model: {} stages + head, {} per sample forward (head {})", model_->num_stages(),
                format_flops(static_cast<double>(profile_.flops_from(0))),
                format_flops(static_cast<double>(profile_.head_flops)));
@@ -316,10 +338,12 @@ void Trainer::drop_to(std::size_t target, const PolicyInput& in, const Decision&
   tally.flops += r.flops;
   cache_seconds_ += r.seconds;
   if (live_) std::printf("\r\033[K");
-  spdlog::info("drop at epoch {:.2f} (step {}): stages {}..{} frozen ({} -> {}), cache {} ({}) built in {:.1f}s, {}{}",
-               in.epoch, step_, model_->stage_name(r.from_cut), model_->stage_name(target - 1), r.from_cut, target,
-               format_bytes(static_cast<double>(r.cache_bytes)), r.cache_description, r.seconds,
-               format_flops(static_cast<double>(r.flops)), d.reason.empty() ? "" : "; " + d.reason);
+  spdlog::info(
+      "drop at epoch {:.2f} (step {}): stages {}..{} frozen ({} -> {}), cache {} ({}{}) built in {:.1f}s, {}{}",
+      in.epoch, step_, model_->stage_name(r.from_cut), model_->stage_name(target - 1), r.from_cut, target,
+      format_bytes(static_cast<double>(r.cache_bytes)), r.cache_description,
+      views_ > 1 ? ", " + std::to_string(views_) + " views per sample" : "", r.seconds,
+      format_flops(static_cast<double>(r.flops)), d.reason.empty() ? "" : "; " + d.reason);
   drops_.push_back({{"epoch", in.epoch},
                     {"step", step_},
                     {"from_cut", r.from_cut},
@@ -357,6 +381,8 @@ json Trainer::summary(double wall_seconds) const {
           {"dataset", cfg_.dataset.plugin},
           {"policy", cfg_.policy.plugin},
           {"cache", cfg_.cache.plugin},
+          {"cache_views", views_},
+          {"augmentation_after_drop", augmentation_after_drop_},
           {"experiment", cfg_.name},
           {"seed", cfg_.seed},
           {"config_hash", cfg_.hash()},

@@ -3,6 +3,8 @@
 
 #include <fstream>
 
+#include <nlohmann/json.hpp>
+
 #include "cifar_fixture.h"
 #include "learndrop/registrar.h"
 #include "test_env.h"
@@ -161,20 +163,39 @@ TEST(Cifar10, CropOffsetsStayWithinThePadding) {
   EXPECT_GT(offsets.size(), 20u) << "crop offsets do not vary";
 }
 
-TEST(Cifar10, AugmentingWithADroppingPolicyIsRefused) {
-  // Run through the trainer: an augmenting dataset and a feature cache never mix silently.
-  test::TempDir dir, out;
+TEST(Cifar10, AugmentationAfterADropComesFromCachedViewsAndIsReported) {
+  // Through the trainer: an augmenting dataset with a drop after the first
+  // epoch, as K cached views, and the log and summary say what happened.
+  test::TempDir dir;
   test::write_cifar_fixture(dir.str());
   std::string cfg = (dir.path() / "augment.yaml").string();
   std::ofstream(cfg) << "model: {plugin: vgg, variant: vgg11_bn, width: 0.0625, classifier: compact}\n"
                         "dataset: {plugin: cifar10, root: " +
                             dir.str() +
                             ", augment: crop_flip}\n"
-                            "train: {epochs: 1, batch_size: 8}\npolicy: {plugin: learn-drop}\n";
-  test::LdropResult r = test::run_ldrop("run " + cfg + " --out " + out.str());
-  EXPECT_NE(r.code, 0);
-  EXPECT_NE(r.output.find("applies a random training transform"), std::string::npos) << r.output;
-  EXPECT_FALSE(std::filesystem::exists(out.path() / "summary.json"));
+                            "train: {epochs: 2, batch_size: 8}\npolicy: {plugin: scripted, cuts: 2}\n";
+  const std::string env = "LEARNDROP_PLUGIN_PATH=" + test::test_plugin("scripted_policy") + " ";
+  struct Case {
+    std::string set, log;
+    std::int64_t views;
+    std::string after;
+  };
+  for (const Case& c :
+       {Case{"cache.views=1", "every epoch trains on the same augmented draw", 1, "frozen: 1 cached view"},
+        Case{"cache.views=3", "3 views per sample", 3, "3 cached views per sample, one drawn per epoch"},
+        Case{"dataset.augment=none --set cache.views=3", "the views would be identical", 1, "none: the dataset"}}) {
+    SCOPED_TRACE(c.set);
+    test::TempDir out;
+    test::LdropResult r = test::run_ldrop("run " + cfg + " --set " + c.set + " --out " + out.str(), env);
+    ASSERT_EQ(r.code, 0) << r.output;
+    EXPECT_NE(r.output.find(c.log), std::string::npos) << r.output;
+    std::ifstream in(out.path() / "summary.json");
+    nlohmann::json summary = nlohmann::json::parse(in);
+    EXPECT_EQ(summary["dropped_stages"], 2);
+    EXPECT_EQ(summary["cache_views"], c.views);
+    EXPECT_EQ(summary["augmentation_after_drop"].get<std::string>().rfind(c.after, 0), 0u)
+        << summary["augmentation_after_drop"];
+  }
 }
 
 }  // namespace ld::core

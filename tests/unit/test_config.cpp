@@ -78,6 +78,20 @@ TEST(Config, ThreadsAreAutoOrAPositiveCount) {
             static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
   EXPECT_NE(error_of("runtime:\n  threads: three\n").find("expected 'auto' or a thread count"), std::string::npos);
   EXPECT_NE(error_of("runtime:\n  threads: 0\n").find("runtime.threads"), std::string::npos);
+  // Loader threads default to the training threads.
+  EXPECT_EQ(resolve("runtime:\n  threads: 3\n").loader_threads, 3);
+  EXPECT_EQ(resolve("runtime:\n  threads: 3\n  loader_threads: 1\n").loader_threads, 1);
+  EXPECT_NE(error_of("runtime:\n  loader_threads: -2\n").find("runtime.loader_threads: expected 'auto'"),
+            std::string::npos);
+  EXPECT_NE(error_of("runtime:\n  prefetch: 100\n").find("runtime.prefetch"), std::string::npos);
+}
+
+TEST(Config, CacheViewsArePartOfTheEffectiveConfig) {
+  RunConfig rc = resolve("cache:\n  views: 4\n");
+  EXPECT_EQ(rc.cache_views, 4);
+  EXPECT_NE(rc.effective_yaml().find("views: 4"), std::string::npos) << rc.effective_yaml();
+  EXPECT_NE(rc.hash(), resolve("cache:\n  views: 2\n").hash());
+  EXPECT_NE(error_of("cache:\n  views: 0\n").find("cache.views"), std::string::npos);
 }
 
 TEST(Config, SetOverridesAnyKeyAndIsNamedInErrors) {

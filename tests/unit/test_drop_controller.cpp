@@ -55,9 +55,12 @@ struct Fixture {
       if (p.dim() == 4) p.set_data(p.contiguous(at::MemoryFormat::ChannelsLast));
     }
     profile = profile_model(*model, data.sample_shape());
+    DropSettings settings;
+    settings.build_batch = build_batch;
+    settings.seed = 1;
     controller = std::make_unique<DropController>(
-        *model, data, [this] { return host->create_cache("ram", Options(), CacheContext{}); }, at::kFloat,
-        profile.stage_flops, profile.stage_output_shapes, build_batch, 1);
+        *model, data, [this] { return host->create_cache("ram", Options(), CacheContext{}); }, profile.stage_flops,
+        profile.stage_output_shapes, settings);
   }
 
   std::vector<std::int64_t> all() const {

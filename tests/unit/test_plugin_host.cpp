@@ -2,6 +2,7 @@
 
 #include "cifar_fixture.h"
 #include "idx_fixture.h"
+#include "jpeg_fixture.h"
 #include "learndrop/abi.h"
 #include "learndrop/core/config.h"
 #include "learndrop/core/plugin_host.h"
@@ -139,7 +140,8 @@ TEST(PluginHost, EnvironmentPathAddsPlugins) {
 TEST(PluginHost, EveryBuiltinPluginCreatesFromItsDefaults) {
   test::TempDir dir;
   test::write_idx_fixture(dir.str());
-  test::write_cifar_fixture(dir.str());  // both read the same root
+  test::write_cifar_fixture(dir.str());       // all three read the same root
+  test::write_imagenette_fixture(dir.str());  // (as its imagenette2/ subfolder)
   auto host = test::builtin_host();
   for (const auto& info : host->plugins()) {
     SCOPED_TRACE(info.manifest.name);

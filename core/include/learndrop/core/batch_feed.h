@@ -1,11 +1,17 @@
 #pragma once
 
+#include <condition_variable>
 #include <cstdint>
-#include <future>
+#include <deque>
+#include <exception>
 #include <memory>
+#include <mutex>
+#include <thread>
 #include <vector>
 
 #include <ATen/core/Tensor.h>
+
+#include <tbb/task_arena.h>
 
 #include "learndrop/cache.h"
 #include "learndrop/dataset.h"
@@ -21,12 +27,27 @@ std::uint64_t mix_seed(std::uint64_t a, std::uint64_t b);
 /// seed and the epoch (identical on every run with the same seed).
 std::vector<std::int64_t> epoch_order(std::int64_t n, std::uint64_t seed, std::int64_t epoch);
 
+/// How batches are prepared.
+struct FeedSettings {
+  std::int64_t batch_size = 128;
+  /// Batches prepared ahead of training by a background thread (0 = each
+  /// batch is prepared in the training thread when asked for).
+  std::int64_t prefetch = 2;
+  /// TBB threads the dataset may use for one batch (its decode and
+  /// transform run in a task arena of this size).
+  int loader_threads = 1;
+};
+
 /// Feeds the training batches of one epoch in model layout: from the dataset
-/// at cut 0 (the next batch is prepared in the background while the current
-/// one trains), from the feature cache's reader after a drop.
+/// at cut 0, from the feature cache's reader after a drop.
+///
+/// A producer thread prepares batches in step order into a queue of at most
+/// `prefetch` batches while the model trains on the current one. A batch
+/// depends only on its indices and seeds, never on thread timing, so the
+/// batches are the same for any prefetch depth and thread count.
 class BatchFeed {
  public:
-  BatchFeed(const DropController& controller, const Dataset& dataset, std::int64_t batch_size);
+  BatchFeed(const DropController& controller, const Dataset& dataset, const FeedSettings& settings);
   ~BatchFeed();
   BatchFeed(const BatchFeed&) = delete;
   BatchFeed& operator=(const BatchFeed&) = delete;
@@ -37,22 +58,36 @@ class BatchFeed {
   void start(const std::vector<std::int64_t>& order, std::int64_t first_step, std::int64_t steps,
              std::uint64_t epoch_seed);
 
-  /// The next batch; false after the last one.
+  /// The next batch; false after the last one. Rethrows what preparing it
+  /// threw (e.g. a corrupt file).
   bool next(at::Tensor& images, at::Tensor& labels);
 
  private:
+  struct Item {
+    at::Tensor images, labels;
+    std::exception_ptr error;
+  };
   std::vector<std::int64_t> indices(std::int64_t step) const;
-  void prefetch(std::int64_t step);
+  Item make(std::int64_t step);
+  void produce();
+  void stop();
 
   const DropController& controller_;
   const Dataset& dataset_;
-  std::int64_t batch_size_;
+  FeedSettings settings_;
+  std::unique_ptr<tbb::task_arena> arena_;
   const std::vector<std::int64_t>* order_ = nullptr;
-  std::int64_t step_ = 0;
+  std::int64_t step_ = 0;      // next batch handed out
+  std::int64_t produced_ = 0;  // next batch the producer prepares
   std::int64_t steps_ = 0;
   std::uint64_t epoch_seed_ = 0;
   std::unique_ptr<BatchReader> reader_;
-  std::future<Batch> pending_;
+
+  std::thread producer_;
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::deque<Item> queue_;
+  bool stopping_ = false;
 };
 
 }  // namespace ld::core

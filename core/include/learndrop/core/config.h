@@ -56,11 +56,15 @@ struct RunConfig {
   std::string file;
   std::string name;
   std::uint64_t seed = 0;
-  int threads = 1;              ///< Resolved from runtime.threads (auto = hardware cores).
-  std::string threads_setting;  ///< As written: "auto" or a number.
+  int threads = 1;                     ///< Resolved from runtime.threads (auto = hardware cores).
+  std::string threads_setting;         ///< As written: "auto" or a number.
+  int loader_threads = 1;              ///< Resolved from runtime.loader_threads (auto = threads).
+  std::string loader_threads_setting;  ///< As written.
+  std::int64_t prefetch = 2;           ///< Batches prepared ahead of training (0 = none).
   TrainSettings train;
   PluginChoice model, dataset, policy, cache;
   std::string cache_dtype;                ///< float32 | float16 | bfloat16
+  std::int64_t cache_views = 1;           ///< Augmented views cached per training sample.
   std::vector<std::string> plugin_paths;  ///< Absolute paths from plugins.paths.
   std::vector<std::string> warnings;      ///< Keys left out (see resolve_config).
 

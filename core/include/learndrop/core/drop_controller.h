@@ -19,6 +19,16 @@ namespace ld::core {
 at::Tensor to_storage_layout(const at::Tensor& batch);
 at::Tensor from_storage_layout(const at::Tensor& stored, const std::vector<std::int64_t>& model_shape);
 
+/// How a DropController builds its caches.
+struct DropSettings {
+  at::ScalarType dtype = at::kFloat;  ///< Storage type of cached features.
+  std::int64_t build_batch = 256;     ///< Samples per forward pass while building.
+  std::uint64_t seed = 0;             ///< The run seed (augmented views draw from it).
+  /// Augmented views per training sample. View v of sample i is the training
+  /// transform drawn with view_seed(v); the cache holds row v * N + i.
+  std::int64_t views = 1;
+};
+
 /// What one drop did.
 struct DropReport {
   std::size_t from_cut = 0;
@@ -37,11 +47,10 @@ class DropController {
  public:
   using CacheMaker = std::function<std::shared_ptr<FeatureCache>()>;
 
-  /// `stage_flops` and `stage_shapes` come from profile_model; the cache is
-  /// built in batches of `build_batch`, stored as `dtype`.
-  DropController(StagedModel& model, const Dataset& dataset, CacheMaker make_cache, at::ScalarType dtype,
+  /// `stage_flops` and `stage_shapes` come from profile_model.
+  DropController(StagedModel& model, const Dataset& dataset, CacheMaker make_cache,
                  std::vector<std::int64_t> stage_flops, std::vector<std::vector<std::int64_t>> stage_shapes,
-                 std::int64_t build_batch, std::uint64_t seed);
+                 const DropSettings& settings);
 
   std::size_t cut() const { return cut_; }
 
@@ -53,12 +62,28 @@ class DropController {
   /// Puts dropped stages back in eval mode (call after `model.train()`).
   void keep_dropped_in_eval();
 
-  /// Training inputs `indices` at the current cut: raw images at cut 0,
-  /// cached features (in model layout) afterwards.
-  at::Tensor inputs(const std::vector<std::int64_t>& indices, std::uint64_t augment_seed) const;
+  /// Training inputs `indices` in the epoch of `epoch_seed`: the dataset's
+  /// training transform at cut 0, afterwards each sample's cached view drawn
+  /// for the epoch (view_of), in model layout.
+  at::Tensor inputs(const std::vector<std::int64_t>& indices, std::uint64_t epoch_seed) const;
 
-  /// A reader over cached features (model layout) for `order`; cut must be > 0.
-  std::unique_ptr<BatchReader> reader(std::vector<std::int64_t> order, std::int64_t batch_size) const;
+  /// A reader over the cached views of `order` drawn for the epoch of
+  /// `epoch_seed`, in storage layout; cut must be > 0.
+  std::unique_ptr<BatchReader> reader(const std::vector<std::int64_t>& order, std::int64_t batch_size,
+                                      std::uint64_t epoch_seed) const;
+
+  /// Number of cached views per sample.
+  std::int64_t views() const { return settings_.views; }
+
+  /// The augmentation seed of view `v` (also the seed of the single view).
+  std::uint64_t view_seed(std::int64_t v) const;
+
+  /// The view of `sample` that training reads in the epoch of `epoch_seed`:
+  /// uniform over [0, views), independent between samples and epochs.
+  std::int64_t view_of(std::uint64_t epoch_seed, std::int64_t sample) const;
+
+  /// Cached features (model layout) of rows v * N + i; for inspection.
+  at::Tensor cached_rows(const std::vector<std::int64_t>& rows) const;
 
   /// Converts a batch from the cache reader into model layout.
   at::Tensor to_model_layout(const at::Tensor& stored) const;
@@ -70,14 +95,14 @@ class DropController {
   const FeatureCache* cache() const { return cache_.get(); }
 
  private:
+  std::vector<std::int64_t> rows(const std::vector<std::int64_t>& samples, std::uint64_t epoch_seed) const;
+
   StagedModel& model_;
   const Dataset& dataset_;
   CacheMaker make_cache_;
-  at::ScalarType dtype_;
   std::vector<std::int64_t> stage_flops_;
   std::vector<std::vector<std::int64_t>> stage_shapes_;
-  std::int64_t build_batch_;
-  std::uint64_t seed_;
+  DropSettings settings_;
   std::size_t cut_ = 0;
   std::shared_ptr<FeatureCache> cache_;
   at::Tensor labels_;
