@@ -43,6 +43,16 @@ TEST_F(Cli, RunTrainsAndWritesTheRunFolder) {
   EXPECT_NE(text.find("epochs: 2"), std::string::npos) << text;
 }
 
+TEST_F(Cli, DataBenchMeasuresTheConfigsLoader) {
+  Result r = ldrop("data bench " + config_ + " --threads 2 --samples 64 --set train.batch_size=16");
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("mnist: 4 batches of 16 at 1x16x16, 2 threads: "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find(" samples/s"), std::string::npos) << r.output;
+  r = ldrop("data bench " + config_ + " --set dataset.root=" + (dir_.path() / "missing").string());
+  EXPECT_EQ(r.code, 1) << r.output;
+  EXPECT_NE(r.output.find("does not exist"), std::string::npos) << r.output;
+}
+
 TEST_F(Cli, BadConfigExitsNonZeroAndWritesNothing) {
   std::string out = (dir_.path() / "bad").string();
   Result r = ldrop("run " + config_ + " --out " + out + " --set policy.treshold=0.2 --set policy.plugin=learn-drop");

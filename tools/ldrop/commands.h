@@ -11,7 +11,8 @@ class StagedModel;
 
 namespace ld::core {
 class PluginHost;
-}
+struct RunConfig;
+}  // namespace ld::core
 
 namespace ld::cli {
 
@@ -37,6 +38,11 @@ std::shared_ptr<StagedModel> create_summary_model(const core::PluginHost& host, 
 /// `ldrop model bench`: training images/s of the model on random data.
 int model_bench(const core::PluginHost& host, const ModelSummaryArgs& args, std::int64_t batch, std::int64_t steps,
                 int threads);
+
+/// `ldrop data bench`: training samples/s of the config's dataset (decode,
+/// transform, batch) with `threads` TBB and intra-op threads, over `samples`
+/// samples (0 = one epoch).
+int data_bench(const core::PluginHost& host, const core::RunConfig& cfg, int threads, std::int64_t samples);
 
 /// `ldrop plugins list [--json]`.
 int plugins_list(const core::PluginHost& host, bool json);

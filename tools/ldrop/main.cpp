@@ -103,6 +103,17 @@ int main(int argc, char** argv) {
   bench->add_option("--batch", bench_batch, "batch size")->check(CLI::Range(2, 1 << 20));
   bench->add_option("--steps", bench_steps, "timed steps (after 3 warm-up steps)")->check(CLI::Range(1, 1 << 20));
   bench->add_option("--threads", bench_threads, "intra-op threads")->check(CLI::Range(1, 1024));
+  int data_threads = 1;
+  std::int64_t data_samples = 0;
+  auto* data = app.add_subcommand("data", "inspect dataset plugins");
+  data->require_subcommand(1);
+  auto* data_bench =
+      data->add_subcommand("bench", "training samples/s of a config's dataset (decode + transform + batch)");
+  data_bench->add_option("config", config_file, "YAML config file")->required();
+  data_bench->add_option("--set", sets, "override a config key (repeatable)");
+  data_bench->add_option("--threads", data_threads, "loader threads")->check(CLI::Range(1, 1024));
+  data_bench->add_option("--samples", data_samples, "samples to load (default one epoch)")
+      ->check(CLI::Range(0, 1 << 30));
 
   auto* plugins = app.add_subcommand("plugins", "list and describe the available plugins");
   plugins->require_subcommand(1);
@@ -139,6 +150,14 @@ int main(int argc, char** argv) {
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", first_line(e.what()).c_str());
     return kBadInput;
+  }
+  if (*data_bench) {
+    try {
+      return ld::cli::data_bench(host, cfg, data_threads, data_samples);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "error: %s\n", first_line(e.what()).c_str());
+      return kFailed;
+    }
   }
   if (*check) {
     std::cout << cfg.effective_yaml();
