@@ -1,12 +1,14 @@
 #include "learndrop/core/drop_controller.h"
 
 #include <chrono>
+#include <cstdio>
 #include <numeric>
 
 #include <ATen/ATen.h>
 #include <torch/nn/module.h>
 
 #include "learndrop/core/batch_feed.h"
+#include "learndrop/core/interrupt.h"
 #include "learndrop/error.h"
 
 namespace ld::core {
@@ -59,6 +61,28 @@ std::vector<std::int64_t> DropController::rows(const std::vector<std::int64_t>& 
   return r;
 }
 
+std::string DropController::cache_key(std::size_t cut) const {
+  std::uint64_t h = 0xcbf29ce484222325ULL;  // FNV-1a, 64 bits
+  auto add = [&h](const void* data, std::size_t n) {
+    const auto* p = static_cast<const unsigned char*>(data);
+    for (std::size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 0x100000001b3ULL;
+  };
+  auto add_tensor = [&](const at::Tensor& t) {
+    at::Tensor c = t.contiguous();
+    add(c.data_ptr(), static_cast<std::size_t>(c.numel() * c.element_size()));
+  };
+  for (std::size_t i = 0; i < cut; ++i) {
+    for (const auto& p : model_.stage_module(i)->parameters()) add_tensor(p);
+    for (const auto& b : model_.stage_module(i)->buffers()) add_tensor(b);
+  }
+  const std::string rest = settings_.data_key + "|views=" + std::to_string(settings_.views) +
+                           "|cut=" + std::to_string(cut) + "|dtype=" + c10::toString(settings_.dtype);
+  add(rest.data(), rest.size());
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(h));
+  return hex;
+}
+
 at::Tensor DropController::cached_rows(const std::vector<std::int64_t>& rows) const {
   if (cut_ == 0) throw Error("internal: no feature cache before the first drop");
   return to_model_layout(cache_->get(rows));
@@ -108,7 +132,13 @@ DropReport DropController::advance(std::size_t new_cut) {
   const std::int64_t count = n * settings_.views;
   std::shared_ptr<FeatureCache> next = make_cache_();
   const auto& out_shape = stage_shapes_.at(new_cut - 1);
-  next->begin(new_cut, count, storage_shape(out_shape), settings_.dtype);
+  CacheLayout layout;
+  layout.cut = new_cut;
+  layout.count = count;
+  layout.shape = storage_shape(out_shape);
+  layout.dtype = settings_.dtype;
+  layout.key = cache_key(new_cut);
+  next->begin(layout);
   std::vector<at::Tensor> labels;
   const std::int64_t per_sample =
       std::accumulate(stage_flops_.begin() + static_cast<std::ptrdiff_t>(cut_),
@@ -116,6 +146,7 @@ DropReport DropController::advance(std::size_t new_cut) {
   {
     at::NoGradGuard no_grad;
     for (std::int64_t begin = 0, end = 0; begin < count; begin = end) {
+      throw_if_interrupted();
       // A batch never spans two views, so that it is one call of the dataset.
       const std::int64_t view = begin / n;
       end = std::min({count, begin + settings_.build_batch, (view + 1) * n});

@@ -15,6 +15,7 @@
 #include "learndrop/core/batch_feed.h"
 #include "learndrop/core/drop_controller.h"
 #include "learndrop/core/flops.h"
+#include "learndrop/core/interrupt.h"
 #include "learndrop/core/optimizer.h"
 #include "learndrop/core/plugin_host.h"
 #include "learndrop/core/run_output.h"
@@ -67,6 +68,7 @@ EvalResult evaluate(StagedModel& model, const Dataset& dataset, std::int64_t bat
   double loss = 0;
   std::int64_t correct = 0;
   for (std::int64_t begin = 0; begin < n; begin += batch_size) {
+    throw_if_interrupted();
     std::int64_t end = std::min(n, begin + batch_size);
     std::vector<std::int64_t> idx(static_cast<std::size_t>(end - begin));
     std::iota(idx.begin(), idx.end(), begin);
@@ -194,6 +196,7 @@ Trainer::Trainer(const RunConfig& cfg, const PluginHost& host, const RunOptions&
   drop.build_batch = std::max<std::int64_t>(batch, 256);
   drop.seed = cfg.seed;
   drop.views = views_;
+  drop.data_key = cfg.dataset.plugin + "|" + std::to_string(cfg.seed) + "|" + cfg.effective_yaml();
   controller_ = std::make_unique<DropController>(
       *model_, *dataset_, [this, cctx] { return host_.create_cache(cfg_.cache.plugin, cfg_.cache.options, cctx); },
       profile_.stage_flops, profile_.stage_output_shapes, drop);
@@ -233,6 +236,7 @@ void Trainer::train_epoch(std::int64_t epoch) {
   at::Tensor x, y;
   auto last_live = Clock::now();
   while (feed_->next(x, y)) {
+    throw_if_interrupted();
     optimizer_->set_lr(
         learning_rate(cfg_.train, static_cast<double>(epoch) + static_cast<double>(s) / steps_per_epoch_));
     const std::size_t cut = controller_->cut();

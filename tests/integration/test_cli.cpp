@@ -99,7 +99,7 @@ TEST(CliPlugins, ListAsJsonHasEveryManifest) {
     EXPECT_TRUE(p.contains("version") && p.contains("description") && p.contains("keys"));
   }
   EXPECT_EQ(names, (std::set<std::string>{"model/vgg", "model/resnet", "dataset/mnist", "dataset/cifar10",
-                                          "dataset/imagenette", "policy/none", "policy/learn-drop", "cache/ram"}));
+                                          "dataset/imagenette", "policy/none", "policy/learn-drop", "cache/ram", "cache/disk", "cache/auto"}));
 }
 
 TEST(CliPlugins, DescribeShowsKeysWithTypesAndDefaults) {

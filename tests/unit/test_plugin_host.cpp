@@ -31,7 +31,8 @@ TEST(PluginHost, LoadsEveryBuiltinPlugin) {
   for (const auto& p : host->plugins())
     names.push_back(std::string(to_string(p.manifest.kind)) + "/" + p.manifest.name);
   std::vector<std::string> expected = {"model/resnet",  "model/vgg",         "dataset/cifar10", "dataset/imagenette",
-                                       "dataset/mnist", "policy/learn-drop", "policy/none",     "cache/ram"};
+                                       "dataset/mnist", "policy/learn-drop", "policy/none",     "cache/auto",
+                                       "cache/disk",    "cache/ram"};
   EXPECT_EQ(names, expected);
   for (const auto& p : host->plugins()) {
     EXPECT_FALSE(p.manifest.version.empty()) << p.manifest.name;
@@ -175,7 +176,7 @@ TEST(PluginHost, EveryBuiltinPluginCreatesFromItsDefaults) {
         auto c =
             host->create_cache(info.manifest.name, test::plugin_options(*host, info.manifest.kind, info.manifest.name),
                                CacheContext{dir.str(), 1});
-        c->begin(1, 2, {3}, at::kFloat);
+        c->begin(CacheLayout{1, 2, {3}, at::kFloat, "0123456789abcdef"});
         c->put({1, 0}, at::arange(6, at::kFloat).reshape({2, 3}));
         c->finish();
         EXPECT_TRUE(c->get({0}).equal(at::tensor({3.f, 4.f, 5.f}).reshape({1, 3})));

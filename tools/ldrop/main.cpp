@@ -9,6 +9,7 @@
 
 #include "commands.h"
 #include "learndrop/core/config.h"
+#include "learndrop/core/interrupt.h"
 #include "learndrop/core/plugin_host.h"
 #include "learndrop/core/trainer.h"
 #include "learndrop/error.h"
@@ -168,8 +169,13 @@ int main(int argc, char** argv) {
     ld::core::RunOptions options;
     options.out_dir = out_dir.empty() ? default_out_dir(cfg) : out_dir;
     options.progress = !quiet;
+    ld::core::install_interrupt_handlers();
     ld::core::run_training(cfg, host, options);
     std::printf("results in %s (summary.json, metrics.jsonl, model.pt, config.yaml)\n", options.out_dir.c_str());
+  } catch (const ld::core::Interrupted& e) {
+    std::fflush(stdout);
+    std::fprintf(stderr, "\nerror: %s; stopped, temporary files removed, no summary written\n", e.what());
+    return 128 + e.signal();
   } catch (const std::exception& e) {
     std::fflush(stdout);
     std::fprintf(stderr, "error: %s\n", first_line(e.what()).c_str());

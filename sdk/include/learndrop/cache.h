@@ -6,6 +6,7 @@
 #include <vector>
 
 #include <ATen/core/Tensor.h>
+#include <c10/core/ScalarType.h>
 
 #include "learndrop/export.h"
 
@@ -15,6 +16,32 @@ namespace ld {
 struct CacheContext {
   std::string run_dir;  ///< The run's output folder.
   int threads = 1;      ///< Worker threads the cache may use.
+};
+
+/// What one cache holds, fixed by `begin`.
+struct CacheLayout {
+  std::size_t cut = 0;                ///< Stages before the cached features.
+  std::int64_t count = 0;             ///< Rows (samples x views).
+  std::vector<std::int64_t> shape;    ///< One row's shape (storage layout, no batch dimension).
+  at::ScalarType dtype = at::kFloat;  ///< Storage type: float32, float16 or bfloat16.
+  /// Hex digest of everything that produced the rows (frozen weights, data
+  /// config, seed, views, cut): a stored cache with another key is foreign.
+  std::string key;
+
+  std::int64_t row_elements() const {
+    std::int64_t n = 1;
+    for (auto d : shape) n *= d;
+    return n;
+  }
+  std::int64_t row_bytes() const { return row_elements() * static_cast<std::int64_t>(c10::elementSize(dtype)); }
+};
+
+/// What a cache has read since it was built (for delivered bandwidth).
+struct CacheStats {
+  std::int64_t bytes_read = 0;  ///< Stored bytes read by get and readers.
+  /// Wall time callers waited for rows in get and BatchReader::next (reads
+  /// hidden behind training by a prefetching reader do not count).
+  double read_seconds = 0;
 };
 
 /// Yields the cached features of an epoch's order, batch after batch.
@@ -27,38 +54,41 @@ class LEARNDROP_VISIBLE BatchReader {
 
 /// Storage of the feature maps at one cut, for every training sample.
 ///
-/// Life cycle: `begin` once, `put` until every index in [0, count) has been
+/// Life cycle: `begin` once, `put` until every row in [0, count) has been
 /// written exactly once (in any order, from one thread), `finish`, then any
-/// number of `get` calls and readers. Features are stored per sample as a
-/// contiguous row of `shape`; `get` returns them bit-identical for a float32
-/// cache.
+/// number of `get` calls and readers (from one thread at a time, while
+/// readers may work in the background). Rows are stored as contiguous
+/// `shape`; `get` returns them bit-identical for a float32 cache, and
+/// rounded to the storage type otherwise. Errors (I/O, corruption) are
+/// thrown as ld::Error naming the file.
 class LEARNDROP_VISIBLE FeatureCache {
  public:
   virtual ~FeatureCache() = default;
 
-  /// Prepares storage for `count` samples of `shape` (without the batch
-  /// dimension), stored as `dtype` (float32, float16 or bfloat16).
-  virtual void begin(std::size_t cut, std::int64_t count, const std::vector<std::int64_t>& shape,
-                     at::ScalarType dtype) = 0;
+  /// Prepares storage for `layout.count` rows.
+  virtual void begin(const CacheLayout& layout) = 0;
 
-  /// Stores `batch` ([B, shape...], float32) as samples `indices`.
-  virtual void put(const std::vector<std::int64_t>& indices, const at::Tensor& batch) = 0;
+  /// Stores `batch` ([B, shape...], float32) as rows `rows`.
+  virtual void put(const std::vector<std::int64_t>& rows, const at::Tensor& batch) = 0;
 
   /// Ends writing; the cache is readable afterwards.
   virtual void finish() = 0;
 
-  /// The samples `indices` as float32 [B, shape...].
-  virtual at::Tensor get(const std::vector<std::int64_t>& indices) = 0;
+  /// Rows `rows` as float32 [B, shape...].
+  virtual at::Tensor get(const std::vector<std::int64_t>& rows) = 0;
 
   /// A reader over `order` in batches of `batch_size` (the last may be
   /// smaller). The default reads each batch with `get` when asked.
   virtual std::unique_ptr<BatchReader> reader(std::vector<std::int64_t> order, std::int64_t batch_size);
 
-  /// Bytes the cache holds.
+  /// Bytes the cache holds (in memory or on disk).
   virtual std::int64_t bytes() const = 0;
 
   /// One line for logs.
   virtual std::string describe() const { return ""; }
+
+  /// Reads so far.
+  virtual CacheStats stats() const { return {}; }
 };
 
 namespace detail {

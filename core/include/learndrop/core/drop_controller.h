@@ -27,6 +27,9 @@ struct DropSettings {
   /// Augmented views per training sample. View v of sample i is the training
   /// transform drawn with view_seed(v); the cache holds row v * N + i.
   std::int64_t views = 1;
+  /// What, besides the frozen weights, determines the cached rows (the
+  /// dataset section and seed): part of every cache's key.
+  std::string data_key;
 };
 
 /// What one drop did.
@@ -81,6 +84,10 @@ class DropController {
   /// The view of `sample` that training reads in the epoch of `epoch_seed`:
   /// uniform over [0, views), independent between samples and epochs.
   std::int64_t view_of(std::uint64_t epoch_seed, std::int64_t sample) const;
+
+  /// The key of a cache at `cut` built from the current weights of stages
+  /// [0, cut): a digest of those weights, the data key, the views and dtype.
+  std::string cache_key(std::size_t cut) const;
 
   /// Cached features (model layout) of rows v * N + i; for inspection.
   at::Tensor cached_rows(const std::vector<std::int64_t>& rows) const;

@@ -1,0 +1,41 @@
+#include "learndrop/core/interrupt.h"
+
+#include <csignal>
+#include <cstring>
+#include <string>
+
+#include <unistd.h>
+
+namespace ld::core {
+
+namespace {
+
+volatile std::sig_atomic_t g_signal = 0;
+
+extern "C" void on_signal(int sig) {
+  if (g_signal != 0) _exit(128 + sig);  // a second signal: stop now
+  g_signal = sig;
+}
+
+}  // namespace
+
+Interrupted::Interrupted(int signal)
+    : Error(std::string("interrupted by ") + (signal == SIGINT ? "SIGINT" : signal == SIGTERM ? "SIGTERM" : "a signal")),
+      signal_(signal) {}
+
+void install_interrupt_handlers() {
+  struct sigaction sa {};
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+  std::signal(SIGXFSZ, SIG_IGN);
+}
+
+int pending_signal() { return g_signal; }
+
+void throw_if_interrupted() {
+  if (g_signal != 0) throw Interrupted(g_signal);
+}
+
+}  // namespace ld::core

@@ -1,0 +1,155 @@
+// Cache plugins `ram`, `disk` and `auto` (ram while the cut fits a budget,
+// disk otherwise), in one library so that `auto` can use both.
+
+#include <fstream>
+#include <sstream>
+
+#include <spdlog/spdlog.h>
+
+#include "disk_cache.h"
+#include "learndrop/sdk.h"
+#include "ram_cache.h"
+
+namespace ldcache {
+
+namespace {
+
+// Bytes of memory available (MemAvailable of /proc/meminfo), 0 if unknown.
+std::int64_t available_memory() {
+  std::ifstream in("/proc/meminfo");
+  std::string key;
+  std::int64_t kib = 0;
+  std::string unit;
+  while (in >> key >> kib >> unit) {
+    if (key == "MemAvailable:") return kib * 1024;
+  }
+  return 0;
+}
+
+// "auto", a byte count or a size such as 512MiB, 8GiB, 2.5GB.
+std::int64_t parse_budget(const std::string& text) {
+  if (text == "auto") return available_memory() / 2;
+  std::istringstream in(text);
+  double value = 0;
+  std::string unit;
+  if (!(in >> value) || value < 0) {
+    throw ld::Error("cache.ram_budget: expected 'auto' or a size such as 4GiB, got '" + text + "'");
+  }
+  in >> unit;
+  const std::pair<const char*, double> units[] = {
+      {"", 1},     {"B", 1},    {"KiB", 1024.0}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1024.0 * (1 << 30)},
+      {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9},     {"TB", 1e12}};
+  for (const auto& [name, factor] : units) {
+    if (unit == name) return static_cast<std::int64_t>(value * factor);
+  }
+  throw ld::Error("cache.ram_budget: unknown unit '" + unit + "' in '" + text +
+                  "' (use B, KiB, MiB, GiB, TiB, KB, MB, GB, TB)");
+}
+
+DiskOptions disk_options(const ld::Options& o) {
+  return {o.get_string("dir"), o.get_int("prefetch"), o.get_bool("drop_page_cache")};
+}
+
+std::vector<ld::ConfigKey> disk_keys() {
+  return {ld::ConfigKey("dir", ld::ValueType::kString, "",
+                        "folder for the cache files (default: <run folder>/cache); put it on a fast local disk"),
+          ld::ConfigKey("prefetch", ld::ValueType::kInt, "4", "batches each epoch's reader reads ahead").range(1, 256),
+          ld::ConfigKey("drop_page_cache", ld::ValueType::kBool, "false",
+                        "evict the cache file from the OS page cache after writing it and after each epoch, so "
+                        "reads come from the device (benchmarks)")};
+}
+
+// `auto`: a RamCache while the cut fits ram_budget, a DiskCache otherwise;
+// when the disk cache cannot be created (full disk, unwritable folder) and the
+// cut fits in available memory, a RamCache with a warning.
+class AutoCache : public ld::FeatureCache {
+ public:
+  AutoCache(std::string budget, DiskOptions disk, ld::CacheContext ctx)
+      : budget_text_(std::move(budget)),
+        budget_(parse_budget(budget_text_)),
+        disk_(std::move(disk)),
+        ctx_(std::move(ctx)) {}
+
+  void begin(const ld::CacheLayout& layout) override {
+    const std::int64_t need = layout.count * layout.row_bytes();
+    if (need <= budget_) {
+      impl_ = std::make_unique<RamCache>();
+      reason_ = bytes_text(static_cast<double>(need)) + " <= ram_budget " + bytes_text(static_cast<double>(budget_));
+      impl_->begin(layout);
+      return;
+    }
+    reason_ = bytes_text(static_cast<double>(need)) + " > ram_budget " + bytes_text(static_cast<double>(budget_));
+    try {
+      auto disk = std::make_unique<DiskCache>(disk_, ctx_);
+      disk->begin(layout);
+      impl_ = std::move(disk);
+    } catch (const ld::Error& e) {
+      const std::int64_t available = available_memory();
+      if (need > available * 4 / 5) {
+        throw ld::Error(std::string(e.what()) + "; and the cut (" + bytes_text(static_cast<double>(need)) +
+                        ") does not fit in available memory (" + bytes_text(static_cast<double>(available)) + ")");
+      }
+      spdlog::warn("cache auto: {}; keeping the cut-{} cache in RAM instead ({} of {} available)", e.what(), layout.cut,
+                   bytes_text(static_cast<double>(need)), bytes_text(static_cast<double>(available)));
+      reason_ += ", disk failed";
+      impl_ = std::make_unique<RamCache>();
+      impl_->begin(layout);
+    }
+  }
+  void put(const std::vector<std::int64_t>& rows, const at::Tensor& batch) override { impl_->put(rows, batch); }
+  void finish() override { impl_->finish(); }
+  at::Tensor get(const std::vector<std::int64_t>& rows) override { return impl_->get(rows); }
+  std::unique_ptr<ld::BatchReader> reader(std::vector<std::int64_t> order, std::int64_t batch_size) override {
+    return impl_->reader(std::move(order), batch_size);
+  }
+  std::int64_t bytes() const override { return impl_ ? impl_->bytes() : 0; }
+  std::string describe() const override { return "auto (" + reason_ + "): " + (impl_ ? impl_->describe() : ""); }
+  ld::CacheStats stats() const override { return impl_ ? impl_->stats() : ld::CacheStats{}; }
+
+ private:
+  std::string budget_text_;
+  std::int64_t budget_;
+  DiskOptions disk_;
+  ld::CacheContext ctx_;
+  std::unique_ptr<ld::FeatureCache> impl_;
+  std::string reason_;
+};
+
+void register_plugins(ld::Registrar& r) {
+  ld::Manifest ram;
+  ram.kind = ld::PluginKind::kCache;
+  ram.name = "ram";
+  ram.version = "1.1.0";
+  ram.description = "feature maps in one contiguous RAM buffer per cut, TBB-parallel gather";
+  r.add_cache(ram, [](const ld::Options&, const ld::CacheContext&) { return std::make_unique<RamCache>(); });
+
+  ld::Manifest disk;
+  disk.kind = ld::PluginKind::kCache;
+  disk.name = "disk";
+  disk.version = "1.0.0";
+  disk.description = "a checksummed record file per cut, parallel pread with batches read ahead";
+  disk.keys = disk_keys();
+  r.add_cache(disk, [](const ld::Options& o, const ld::CacheContext& ctx) {
+    return std::make_unique<DiskCache>(disk_options(o), ctx);
+  });
+
+  ld::Manifest autom;
+  autom.kind = ld::PluginKind::kCache;
+  autom.name = "auto";
+  autom.version = "1.0.0";
+  autom.description = "ram while a cut fits ram_budget, disk otherwise (ram if the disk fails and memory allows)";
+  autom.keys = disk_keys();
+  autom.keys.insert(
+      autom.keys.begin(),
+      ld::ConfigKey("ram_budget", ld::ValueType::kString, "auto",
+                    "largest cut kept in RAM: auto (half of the available memory) or a size such as 8GiB"));
+  r.add_cache(autom, [](const ld::Options& o, const ld::CacheContext& ctx) {
+    return std::make_unique<AutoCache>(o.get_string("ram_budget"), disk_options(o), ctx);
+  });
+}
+
+}  // namespace
+
+}  // namespace ldcache
+
+LEARNDROP_PLUGIN(ldcache::register_plugins)

@@ -1,0 +1,67 @@
+#pragma once
+
+#include <atomic>
+#include <filesystem>
+#include <mutex>
+#include <vector>
+
+#include "learndrop/cache.h"
+
+namespace ldcache {
+
+struct DiskOptions {
+  std::string dir;               ///< "" = <run folder>/cache
+  std::int64_t prefetch = 4;     ///< Batches a reader reads ahead.
+  bool drop_page_cache = false;  ///< Evict the file from the page cache after writing and after each epoch.
+};
+
+/// Cache `disk`: one record file per cut (see docs/caches.md for the format):
+/// a 4 KiB header, fixed-size rows, a CRC-32 per row. Rows are written and
+/// read with pwrite/pread in parallel (TBB); readers read `prefetch` batches
+/// ahead. The file is written under a temporary name, renamed when complete,
+/// and removed when the cache is destroyed.
+class DiskCache : public ld::FeatureCache {
+ public:
+  DiskCache(DiskOptions options, const ld::CacheContext& ctx);
+  ~DiskCache() override;
+
+  void begin(const ld::CacheLayout& layout) override;
+  void put(const std::vector<std::int64_t>& rows, const at::Tensor& batch) override;
+  void finish() override;
+  at::Tensor get(const std::vector<std::int64_t>& rows) override;
+  std::unique_ptr<ld::BatchReader> reader(std::vector<std::int64_t> order, std::int64_t batch_size) override;
+  std::int64_t bytes() const override;
+  std::string describe() const override;
+  ld::CacheStats stats() const override;
+
+  /// Reads `rows` in storage dtype, checking the file and every row's CRC
+  /// (thread-safe).
+  at::Tensor read(const std::vector<std::int64_t>& rows);
+  /// Adds time a caller waited for rows.
+  void add_wait(double seconds);
+  /// Evicts the file's pages from the page cache (drop_page_cache).
+  void evict();
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::int64_t offset(std::int64_t row) const;
+  void write_header(bool complete);
+  void verify_file();
+  void remove_stale_files() const;
+  [[noreturn]] void io_error(const std::string& what, int err) const;
+
+  DiskOptions options_;
+  ld::CacheContext ctx_;
+  ld::CacheLayout layout_;
+  std::filesystem::path dir_, path_;
+  int fd_ = -1;
+  bool complete_ = false;
+  std::int64_t data_offset_ = 0, crc_offset_ = 0, file_bytes_ = 0;
+  std::vector<std::uint32_t> crc_;
+  std::vector<bool> written_;
+  std::atomic<std::int64_t> bytes_read_{0};
+  mutable std::mutex stats_mutex_;
+  double wait_seconds_ = 0;
+};
+
+}  // namespace ldcache

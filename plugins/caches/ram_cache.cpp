@@ -1,0 +1,108 @@
+#include "ram_cache.h"
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+
+#include <ATen/ATen.h>
+#include <tbb/blocked_range.h>
+#include <tbb/parallel_for.h>
+
+#include "learndrop/error.h"
+
+namespace ldcache {
+
+std::string shape_text(const ld::CacheLayout& layout) {
+  std::string s = "[";
+  for (std::size_t i = 0; i < layout.shape.size(); ++i) s += (i ? "," : "") + std::to_string(layout.shape[i]);
+  return s + "] x " + std::to_string(layout.count);
+}
+
+std::string bytes_text(double bytes) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  int u = 0;
+  while (bytes >= 1024 && u < 4) {
+    bytes /= 1024;
+    ++u;
+  }
+  char buf[32];
+  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.1f %s", bytes, units[u]);
+  return buf;
+}
+
+void RamCache::begin(const ld::CacheLayout& layout) {
+  layout_ = layout;
+  std::vector<std::int64_t> sizes = {layout.count};
+  sizes.insert(sizes.end(), layout.shape.begin(), layout.shape.end());
+  try {
+    buffer_ = at::empty(sizes, at::TensorOptions().dtype(layout.dtype));
+  } catch (const std::exception& e) {
+    throw ld::Error("cache ram: cannot allocate " + bytes_text(static_cast<double>(layout.count * layout.row_bytes())) +
+                    " for " + std::to_string(layout.count) + " rows at cut " + std::to_string(layout.cut) + ": " +
+                    e.what());
+  }
+  row_bytes_ = static_cast<std::size_t>(layout.row_bytes());
+  written_.assign(static_cast<std::size_t>(layout.count), false);
+}
+
+void RamCache::put(const std::vector<std::int64_t>& rows, const at::Tensor& batch) {
+  if (batch.size(0) != static_cast<std::int64_t>(rows.size())) {
+    throw ld::Error("cache ram: put of " + std::to_string(rows.size()) + " rows with a batch of " +
+                    std::to_string(batch.size(0)));
+  }
+  at::Tensor data = batch.to(buffer_.scalar_type()).contiguous();
+  if (static_cast<std::size_t>(data.numel() / std::max<std::int64_t>(data.size(0), 1)) * data.element_size() !=
+      row_bytes_) {
+    throw ld::Error("cache ram: put of a batch whose rows do not match the cache shape");
+  }
+  const char* src = static_cast<const char*>(data.data_ptr());
+  char* dst = static_cast<char*>(buffer_.data_ptr());
+  for (std::size_t r = 0; r < rows.size(); ++r) {
+    std::int64_t i = rows[r];
+    check(i);
+    if (written_[static_cast<std::size_t>(i)])
+      throw ld::Error("cache ram: row " + std::to_string(i) + " written twice");
+    written_[static_cast<std::size_t>(i)] = true;
+    std::memcpy(dst + static_cast<std::size_t>(i) * row_bytes_, src + r * row_bytes_, row_bytes_);
+  }
+}
+
+void RamCache::finish() {
+  auto missing = std::count(written_.begin(), written_.end(), false);
+  if (missing != 0) throw ld::Error("cache ram: finish with " + std::to_string(missing) + " rows never written");
+  written_.clear();
+  written_.shrink_to_fit();
+}
+
+at::Tensor RamCache::get(const std::vector<std::int64_t>& rows) {
+  const auto start = std::chrono::steady_clock::now();
+  std::vector<std::int64_t> sizes = {static_cast<std::int64_t>(rows.size())};
+  sizes.insert(sizes.end(), layout_.shape.begin(), layout_.shape.end());
+  at::Tensor out = at::empty(sizes, buffer_.options());
+  for (auto i : rows) check(i);
+  const char* src = static_cast<const char*>(buffer_.data_ptr());
+  char* dst = static_cast<char*>(out.data_ptr());
+  tbb::parallel_for(tbb::blocked_range<std::size_t>(0, rows.size(), 16), [&](const tbb::blocked_range<std::size_t>& r) {
+    for (std::size_t k = r.begin(); k < r.end(); ++k) {
+      std::memcpy(dst + k * row_bytes_, src + static_cast<std::size_t>(rows[k]) * row_bytes_, row_bytes_);
+    }
+  });
+  stats_.bytes_read += static_cast<std::int64_t>(rows.size() * row_bytes_);
+  stats_.read_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return out.scalar_type() == at::kFloat ? out : out.to(at::kFloat);
+}
+
+std::int64_t RamCache::bytes() const { return buffer_.defined() ? buffer_.numel() * buffer_.element_size() : 0; }
+
+std::string RamCache::describe() const {
+  return "ram, cut " + std::to_string(layout_.cut) + ", " + std::string(c10::toString(layout_.dtype)) + " " +
+         shape_text(layout_);
+}
+
+void RamCache::check(std::int64_t i) const {
+  if (i < 0 || i >= layout_.count) {
+    throw ld::Error("cache ram: row " + std::to_string(i) + " out of range [0, " + std::to_string(layout_.count) + ")");
+  }
+}
+
+}  // namespace ldcache

@@ -1,0 +1,37 @@
+#pragma once
+
+#include <vector>
+
+#include "learndrop/cache.h"
+
+namespace ldcache {
+
+/// Cache `ram`: one contiguous buffer per cut; batches are gathered with
+/// TBB-parallel row copies.
+class RamCache : public ld::FeatureCache {
+ public:
+  void begin(const ld::CacheLayout& layout) override;
+  void put(const std::vector<std::int64_t>& rows, const at::Tensor& batch) override;
+  void finish() override;
+  at::Tensor get(const std::vector<std::int64_t>& rows) override;
+  std::int64_t bytes() const override;
+  std::string describe() const override;
+  ld::CacheStats stats() const override { return stats_; }
+
+ private:
+  void check(std::int64_t row) const;
+
+  ld::CacheLayout layout_;
+  at::Tensor buffer_;
+  std::size_t row_bytes_ = 0;
+  std::vector<bool> written_;
+  ld::CacheStats stats_;
+};
+
+/// "[C,H,W] x N" for descriptions.
+std::string shape_text(const ld::CacheLayout& layout);
+
+/// Bytes as "1.5 GiB".
+std::string bytes_text(double bytes);
+
+}  // namespace ldcache

@@ -1,0 +1,269 @@
+// The cache plugins (ram, disk, auto) through the SDK interface.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include <sys/resource.h>
+
+#include <ATen/ATen.h>
+
+#include "learndrop/core/interrupt.h"
+#include "learndrop/registrar.h"
+#include "test_env.h"
+
+namespace ld::core {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+std::shared_ptr<FeatureCache> make(const std::string& plugin, const std::string& dir,
+                                   std::map<std::string, std::string> set = {}) {
+  static auto host = test::builtin_host();
+  if (plugin != "ram" && set.count("dir") == 0) set["dir"] = dir;
+  return host->create_cache(plugin, test::plugin_options(*host, PluginKind::kCache, plugin, set), CacheContext{dir, 2});
+}
+
+CacheLayout layout(std::int64_t count, std::vector<std::int64_t> shape, at::ScalarType dtype = at::kFloat,
+                   const std::string& key = "00000000000000aa") {
+  return CacheLayout{1, count, std::move(shape), dtype, key};
+}
+
+// Writes `source` ([N, ...]) into `cache` in shuffled batches of 7.
+void fill(FeatureCache& cache, const at::Tensor& source, at::ScalarType dtype = at::kFloat) {
+  std::vector<std::int64_t> shape(source.sizes().begin() + 1, source.sizes().end());
+  cache.begin(layout(source.size(0), shape, dtype));
+  std::vector<std::int64_t> rows(static_cast<std::size_t>(source.size(0)));
+  std::iota(rows.begin(), rows.end(), 0);
+  std::shuffle(rows.begin(), rows.end(), std::mt19937(3));
+  for (std::size_t b = 0; b < rows.size(); b += 7) {
+    std::vector<std::int64_t> part(rows.begin() + static_cast<std::ptrdiff_t>(b),
+                                   rows.begin() + static_cast<std::ptrdiff_t>(std::min(rows.size(), b + 7)));
+    cache.put(part, source.index_select(0, at::tensor(part, at::kLong)));
+  }
+  cache.finish();
+}
+
+std::vector<fs::path> cache_files(const fs::path& dir) {
+  std::vector<fs::path> files;
+  std::error_code ec;
+  for (const auto& e : fs::recursive_directory_iterator(dir, ec)) {
+    if (e.path().filename().string().find("ldcache-") != std::string::npos) files.push_back(e.path());
+  }
+  return files;
+}
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+struct Backend {
+  std::string plugin;
+  std::map<std::string, std::string> keys;
+};
+
+class CacheBackends : public ::testing::TestWithParam<Backend> {};
+
+}  // namespace
+
+TEST_P(CacheBackends, ReturnRowsBitIdenticalForRandomOrdersAndReaders) {
+  test::TempDir dir;
+  at::manual_seed(1);
+  at::Tensor source = at::randn({103, 5, 3, 4});
+  auto cache = make(GetParam().plugin, dir.str(), GetParam().keys);
+  fill(*cache, source);
+  EXPECT_EQ(cache->bytes() >= 103 * 60 * 4, true);
+  std::mt19937 rng(7);
+  for (int round = 0; round < 5; ++round) {
+    std::vector<std::int64_t> order(103);
+    std::iota(order.begin(), order.end(), 0);
+    std::shuffle(order.begin(), order.end(), rng);
+    std::vector<std::int64_t> some(order.begin(), order.begin() + 1 + static_cast<std::ptrdiff_t>(rng() % 60));
+    EXPECT_TRUE(cache->get(some).equal(source.index_select(0, at::tensor(some, at::kLong))));
+    const auto batch = static_cast<std::int64_t>(1 + rng() % 40);
+    auto reader = cache->reader(order, batch);
+    std::vector<at::Tensor> parts;
+    for (at::Tensor t = reader->next(); t.defined(); t = reader->next()) parts.push_back(t);
+    EXPECT_EQ(static_cast<std::int64_t>(parts.size()), (103 + batch - 1) / batch);
+    EXPECT_TRUE(at::cat(parts).equal(source.index_select(0, at::tensor(order, at::kLong))));
+  }
+  EXPECT_GT(cache->stats().bytes_read, 0);
+}
+
+TEST_P(CacheBackends, HalfPrecisionStorageRoundsWithinTheStatedTolerance) {
+  test::TempDir dir;
+  at::manual_seed(2);
+  at::Tensor source = at::randn({40, 64}) * 10;
+  // Relative error of round-to-nearest: 2^-11 for float16, 2^-8 for bfloat16
+  // (float16 values below 2^-14 are subnormal: absolute error up to 2^-25).
+  for (auto [dtype, rel, abs] : {std::tuple{at::kHalf, std::ldexp(1.0, -11), std::ldexp(1.0, -25)},
+                                 std::tuple{at::kBFloat16, std::ldexp(1.0, -8), 0.0}}) {
+    auto cache = make(GetParam().plugin, dir.str(), GetParam().keys);
+    fill(*cache, source, dtype);
+    std::vector<std::int64_t> all(40);
+    std::iota(all.begin(), all.end(), 0);
+    at::Tensor back = cache->get(all);
+    EXPECT_EQ(back.scalar_type(), at::kFloat);
+    at::Tensor excess = (back - source).abs() - (source.abs() * rel + abs);
+    EXPECT_LE(excess.max().item<double>(), 0.0) << c10::toString(dtype);
+    EXPECT_FALSE(back.equal(source)) << "values were not rounded to " << c10::toString(dtype);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(RamDiskAuto, CacheBackends,
+                         ::testing::Values(Backend{"ram", {}}, Backend{"disk", {{"prefetch", "3"}}},
+                                           Backend{"auto", {{"ram_budget", "0"}}},
+                                           Backend{"auto", {{"ram_budget", "1GiB"}}}),
+                         [](const auto& info) {
+                           return info.param.plugin + (info.param.keys.count("ram_budget")
+                                                           ? (info.param.keys.at("ram_budget") == "0" ? "Disk" : "Ram")
+                                                           : "");
+                         });
+
+TEST(DiskCache, PrefetchingReadersYieldEveryRowOnceInOrderUnderStress) {
+  test::TempDir dir;
+  const std::int64_t n = 257;
+  // Row i holds the value i everywhere, so a batch names its rows.
+  at::Tensor source = at::arange(n, at::kFloat).view({n, 1}).expand({n, 96}).contiguous();
+  std::mt19937 rng(11);
+  for (const char* prefetch : {"1", "3", "16"}) {
+    auto cache = make("disk", dir.str(), {{"prefetch", prefetch}});
+    fill(*cache, source);
+    for (int epoch = 0; epoch < 60; ++epoch) {
+      std::vector<std::int64_t> order(static_cast<std::size_t>(n));
+      std::iota(order.begin(), order.end(), 0);
+      std::shuffle(order.begin(), order.end(), rng);
+      order.resize(static_cast<std::size_t>(n / 2 + static_cast<std::int64_t>(rng() % (n / 2))));
+      auto reader = cache->reader(order, static_cast<std::int64_t>(1 + rng() % 37));
+      std::vector<std::int64_t> seen;
+      for (at::Tensor t = reader->next(); t.defined(); t = reader->next()) {
+        for (std::int64_t r = 0; r < t.size(0); ++r) seen.push_back(static_cast<std::int64_t>(t[r][0].item<float>()));
+      }
+      ASSERT_EQ(seen, order) << "prefetch " << prefetch << ", epoch " << epoch;
+      if (epoch % 7 == 0) reader.reset();  // some readers end early
+    }
+  }
+}
+
+TEST(DiskCache, CorruptedTruncatedAndForeignFilesAreDetected) {
+  test::TempDir dir;
+  at::manual_seed(3);
+  at::Tensor source = at::randn({20, 32});
+  auto cache = make("disk", dir.str());
+  fill(*cache, source);
+  auto files = cache_files(dir.path());
+  ASSERT_EQ(files.size(), 1u);
+  const fs::path file = files[0];
+  EXPECT_EQ(file.extension(), ".bin");
+  // One flipped byte in row 6: that row fails, the others still read.
+  const std::int64_t row6 = 4096 + 6 * 32 * 4 + 10;
+  {
+    std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(row6);
+    char c = 0;
+    f.read(&c, 1);
+    f.seekp(row6);
+    c = static_cast<char>(c ^ 0x40);
+    f.write(&c, 1);
+  }
+  std::string e = error_of([&] { cache->get({2, 6}); });
+  EXPECT_NE(e.find(file.string() + ": checksum mismatch in row 6"), std::string::npos) << e;
+  EXPECT_TRUE(cache->get({5, 7}).equal(source.index_select(0, at::tensor({5, 7}, at::kLong))));
+  auto reader = cache->reader({0, 1, 6}, 2);
+  reader->next();
+  e = error_of([&] { reader->next(); });
+  EXPECT_NE(e.find("checksum mismatch in row 6"), std::string::npos) << e;
+  reader.reset();
+
+  // Another cache's file (another key) in its place.
+  test::TempDir other_dir;
+  auto other = make("disk", other_dir.str());
+  other->begin(layout(20, {32}, at::kFloat, "ffffffffffffffff"));
+  other->put(
+      [] {
+        std::vector<std::int64_t> r(20);
+        std::iota(r.begin(), r.end(), 0);
+        return r;
+      }(),
+      source);
+  other->finish();
+  fs::copy_file(cache_files(other_dir.path())[0], file, fs::copy_options::overwrite_existing);
+  e = error_of([&] { cache->get({0}); });
+  EXPECT_NE(e.find("is a foreign cache (key ffffffffffffffff"), std::string::npos) << e;
+
+  // A truncated file.
+  fs::resize_file(file, 4096 + 100);
+  e = error_of([&] { cache->get({0}); });
+  EXPECT_NE(e.find(file.string() + " is truncated or overwritten"), std::string::npos) << e;
+
+  // Something else entirely.
+  std::ofstream(file, std::ios::binary | std::ios::trunc) << std::string(9000, 'x');
+  e = error_of([&] { cache->get({0}); });
+  EXPECT_NE(e.find("truncated or overwritten: 9000 bytes"), std::string::npos) << e;
+}
+
+TEST(DiskCache, FileSizeLimitIsAClearErrorAndLeavesNoFile) {
+  install_interrupt_handlers();  // ignores SIGXFSZ, as ldrop does
+  test::TempDir dir;
+  struct rlimit old {};
+  ASSERT_EQ(getrlimit(RLIMIT_FSIZE, &old), 0);
+  struct rlimit small = old;
+  small.rlim_cur = 64 * 1024;
+  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &small), 0);
+  auto cache = make("disk", dir.str());
+  std::string e = error_of([&] { cache->begin(layout(1000, {256})); });  // ~1 MiB
+  auto fallback = make("auto", dir.str(), {{"ram_budget", "0"}});
+  std::string fallback_error = error_of([&] { fallback->begin(layout(1000, {256})); });
+  setrlimit(RLIMIT_FSIZE, &old);
+  EXPECT_NE(e.find("cannot reserve 1007.9 KiB for the cut-1 cache"), std::string::npos) << e;
+  EXPECT_NE(e.find("file size limit exceeded"), std::string::npos) << e;
+  EXPECT_TRUE(cache_files(dir.path()).empty()) << "a partial cache file was left behind";
+  // auto keeps the cut in RAM instead.
+  EXPECT_EQ(fallback_error, "(no error)");
+  EXPECT_NE(fallback->describe().find("disk failed"), std::string::npos) << fallback->describe();
+  EXPECT_EQ(fallback->bytes(), 1000 * 256 * 4);
+}
+
+TEST(DiskCache, UnwritableFolderIsNamed) {
+  test::TempDir dir;
+  std::ofstream(dir.path() / "a-file") << "x";
+  auto cache = make("disk", dir.str(), {{"dir", (dir.path() / "a-file" / "cache").string()}});
+  std::string e = error_of([&] { cache->begin(layout(10, {4})); });
+  EXPECT_NE(e.find("cannot create cache.dir " + (dir.path() / "a-file" / "cache").string()), std::string::npos) << e;
+}
+
+TEST(DiskCache, FileIsRemovedWithTheCacheAndStaleFilesOfDeadRunsAreCleaned) {
+  test::TempDir dir;
+  // A file left by a process that no longer exists (pid 2^22 + 1 is above pid_max defaults).
+  const fs::path stale = dir.path() / "ldcache-cut2-0123456789abcdef-4194305.bin";
+  std::ofstream(stale) << "left over";
+  {
+    auto cache = make("disk", dir.str());
+    fill(*cache, at::ones({4, 3}));
+    EXPECT_FALSE(fs::exists(stale));
+    EXPECT_EQ(cache_files(dir.path()).size(), 1u);
+  }
+  EXPECT_TRUE(cache_files(dir.path()).empty());
+}
+
+TEST(AutoCache, BudgetIsASizeOrAuto) {
+  test::TempDir dir;
+  auto small = make("auto", dir.str(), {{"ram_budget", "1KiB"}});
+  small->begin(layout(10, {100}));  // 4000 bytes > 1 KiB: disk
+  EXPECT_NE(small->describe().find("auto (3.9 KiB > ram_budget 1.0 KiB): disk"), std::string::npos)
+      << small->describe();
+  auto large = make("auto", dir.str(), {{"ram_budget", "4 KB"}});
+  large->begin(layout(10, {100}));  // exactly 4000 bytes: ram
+  EXPECT_NE(large->describe().find(": ram"), std::string::npos) << large->describe();
+  std::string e = error_of([&] { make("auto", dir.str(), {{"ram_budget", "12 parsecs"}}); });
+  EXPECT_NE(e.find("unknown unit 'parsecs'"), std::string::npos) << e;
+}
+
+}  // namespace ld::core
