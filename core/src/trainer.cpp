@@ -129,7 +129,8 @@ class Trainer {
   std::int64_t flops_ = 0, flops_full_ = 0, eval_flops_ = 0, step_ = 0, eval_point_ = 0;
   double loss_since_point_ = 0;
   std::int64_t steps_since_point_ = 0;
-  double train_seconds_ = 0, cache_seconds_ = 0;
+  double train_seconds_ = 0, cache_seconds_ = 0, cache_wait_seconds_ = 0;
+  std::int64_t cache_read_bytes_ = 0;
   json drops_ = json::array();
   EvalResult last_eval_;
 };
@@ -232,6 +233,8 @@ void Trainer::train_epoch(std::int64_t epoch) {
   controller_->keep_dropped_in_eval();
   feed_->start(order_, 0, steps_per_epoch_, epoch_seed_);
   EpochTally tally;
+  const FeatureCache* cache_at_start = controller_->cache();
+  const CacheStats stats_at_start = cache_at_start ? cache_at_start->stats() : CacheStats{};
   std::int64_t s = 0;
   at::Tensor x, y;
   auto last_live = Clock::now();
@@ -265,6 +268,17 @@ void Trainer::train_epoch(std::int64_t epoch) {
   }
   const double train_seconds = seconds_since(epoch_start);
   train_seconds_ += train_seconds;
+  // Cache reads of this epoch (a cache built during the epoch counts from zero).
+  CacheStats read;
+  if (const FeatureCache* cache = controller_->cache()) {
+    read = cache->stats();
+    if (cache == cache_at_start) {
+      read.bytes_read -= stats_at_start.bytes_read;
+      read.read_seconds -= stats_at_start.read_seconds;
+    }
+  }
+  cache_read_bytes_ += read.bytes_read;
+  cache_wait_seconds_ += read.read_seconds;
   flops_ += tally.flops;
   last_eval_ = evaluate(*model_, *dataset_, cfg_.train.eval_batch_size);
   eval_flops_ += dataset_->size(Split::kTest) * profile_.flops_from(0);
@@ -279,6 +293,8 @@ void Trainer::train_epoch(std::int64_t epoch) {
                         {"epoch_seconds", epoch_seconds},
                         {"train_seconds", train_seconds},
                         {"images_per_second", tally.seen / train_seconds},
+                        {"cache_read_bytes", read.bytes_read},
+                        {"cache_wait_seconds", read.read_seconds},
                         {"forward_flops", tally.flops},
                         {"forward_flops_total", flops_},
                         {"forward_flops_full_total", flops_full_}});
@@ -353,6 +369,7 @@ void Trainer::drop_to(std::size_t target, const PolicyInput& in, const Decision&
                     {"from_cut", r.from_cut},
                     {"to_cut", target},
                     {"cache_bytes", r.cache_bytes},
+                    {"cache", r.cache_description},
                     {"cache_build_seconds", r.seconds},
                     {"cache_build_flops", r.flops},
                     {"reason", d.reason}});
@@ -401,6 +418,8 @@ json Trainer::summary(double wall_seconds) const {
           {"test_loss", last_eval_.loss},
           {"train_seconds", train_seconds_},
           {"cache_build_seconds", cache_seconds_},
+          {"cache_read_bytes", cache_read_bytes_},
+          {"cache_wait_seconds", cache_wait_seconds_},
           {"wall_seconds", wall_seconds},
           {"forward_flops", flops_},
           {"forward_flops_full", flops_full_},

@@ -1,6 +1,7 @@
 // The ldrop command line, run as a user would.
 #include <gtest/gtest.h>
 
+#include <array>
 #include <fstream>
 
 #include <nlohmann/json.hpp>
@@ -51,6 +52,48 @@ TEST_F(Cli, DataBenchMeasuresTheConfigsLoader) {
   r = ldrop("data bench " + config_ + " --set dataset.root=" + (dir_.path() / "missing").string());
   EXPECT_EQ(r.code, 1) << r.output;
   EXPECT_NE(r.output.find("does not exist"), std::string::npos) << r.output;
+}
+
+TEST_F(Cli, InterruptRemovesTheDiskCacheAndWritesNoSummary) {
+  // A long run that drops at the first step, interrupted once its cache file exists.
+  const std::string cache = (dir_.path() / "cache").string(), out = (dir_.path() / "run").string();
+  const std::string cmd =
+      "LEARNDROP_PLUGIN_PATH=" + ld::test::test_plugin("scripted_policy") + " " + LDROP_EXE + " run " + config_ +
+      " --quiet --out " + out +
+      " --set train.epochs=500 --set policy.plugin=scripted --set policy.cuts=2 --set policy.period=1"
+      " --set cache.plugin=disk --set cache.dir=" +
+      cache + " > " + (dir_.path() / "log").string() + " 2>&1 & pid=$!; " +
+      "for i in $(seq 600); do ls " + cache + "/ldcache-*.bin > /dev/null 2>&1 && break; sleep 0.1; done; " +
+      "kill -INT $pid; wait $pid; echo \"exit=$?\"; ls -A " + cache;
+  FILE* p = popen(("bash -c '" + cmd + "'").c_str(), "r");
+  std::string output;
+  std::array<char, 4096> buf{};
+  while (std::fgets(buf.data(), buf.size(), p) != nullptr) output += buf.data();
+  pclose(p);
+  std::ifstream log(dir_.path() / "log");
+  std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(output, "exit=130\n") << "output: " << output << "\nlog: " << text;
+  EXPECT_NE(text.find("interrupted by SIGINT"), std::string::npos) << text;
+  EXPECT_FALSE(std::filesystem::exists(out + "/summary.json"));
+}
+
+TEST_F(Cli, CachePlanSizesEveryCut) {
+  Result r = ldrop("cache plan " + config_ + " --json");
+  ASSERT_EQ(r.code, 0) << r.output;
+  nlohmann::json plan = nlohmann::json::parse(r.output);
+  ASSERT_EQ(plan["cuts"].size(), 8u);  // vgg11_bn: one stage per conv layer
+  // Stage 1 of the tiny VGG (conv, pool): 4 channels at 8x8, float32, for 256 samples.
+  EXPECT_EQ(plan["cuts"][0]["shape"], nlohmann::json({4, 8, 8}));
+  EXPECT_EQ(plan["cuts"][0]["bytes_per_sample"], 4 * 8 * 8 * 4);
+  EXPECT_EQ(plan["cuts"][0]["cache_bytes"], 256 * 4 * 8 * 8 * 4);
+  for (std::size_t k = 1; k < 8; ++k) {
+    EXPECT_GT(plan["cuts"][k]["forward_saved_fraction"], plan["cuts"][k - 1]["forward_saved_fraction"]);
+  }
+  EXPECT_LT(plan["cuts"][7]["forward_saved_fraction"].get<double>(), 1.0);  // the head always runs
+  r = ldrop("cache plan " + config_ + " --json --set cache.dtype=float16");
+  EXPECT_EQ(nlohmann::json::parse(r.output)["cuts"][0]["cache_bytes"], 256 * 4 * 8 * 8 * 2);
+  r = ldrop("cache plan " + config_);
+  EXPECT_NE(r.output.find("FLOPs saved/ep"), std::string::npos) << r.output;
 }
 
 TEST_F(Cli, BadConfigExitsNonZeroAndWritesNothing) {

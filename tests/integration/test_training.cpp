@@ -110,6 +110,32 @@ TEST_F(TrainingRun, SameConfigAndSeedGiveTheSameMetrics) {
   EXPECT_NE(a.metrics[0]["train_loss"], c.metrics[0]["train_loss"]) << "the seed has no effect";
 }
 
+TEST_F(TrainingRun, DiskAndAutoCachesGiveTheSameMetricsAsRam) {
+  // Drops at the first two evaluation points, so the last epochs read the cache.
+  const std::vector<std::string> sets = {"policy.plugin=scripted", "policy.cuts=2,4", "train.epochs=4",
+                                         "policy.period=4"};
+  RunResult ram = train(data_.str(), out_.str(), sets);
+  for (const std::string plugin : {"disk", "auto"}) {
+    SCOPED_TRACE(plugin);
+    test::TempDir out, cache_dir;
+    auto with = sets;
+    with.push_back("cache.plugin=" + plugin);
+    with.push_back("cache.dir=" + cache_dir.str());
+    if (plugin == "auto") with.push_back("cache.ram_budget=0");
+    RunResult other = train(data_.str(), out.str(), with);
+    ASSERT_EQ(other.metrics.size(), ram.metrics.size());
+    for (std::size_t i = 0; i < ram.metrics.size(); ++i) {
+      for (const char* key : {"train_loss", "test_accuracy", "test_loss", "cut", "forward_flops"}) {
+        EXPECT_EQ(other.metrics[i][key], ram.metrics[i][key]) << key << " at epoch " << i + 1;
+      }
+    }
+    EXPECT_EQ(other.summary["dropped_stages"], 4);
+    EXPECT_GT(other.summary["cache_read_bytes"].get<std::int64_t>(), 0);
+    EXPECT_NE(other.summary["drops"][1]["cache"].get<std::string>().find("disk"), std::string::npos);
+    EXPECT_TRUE(std::filesystem::is_empty(cache_dir.path())) << "cache files left after the run";
+  }
+}
+
 TEST_F(TrainingRun, EvaluatesTheFullSavedModelOnTheTestSplit) {
   RunResult r = train(data_.str(), out_.str(), {"policy.plugin=scripted", "policy.cuts=3", "train.epochs=2"});
   // Rebuild the model, load model.pt and evaluate it from stage 0.

@@ -44,6 +44,10 @@ int model_bench(const core::PluginHost& host, const ModelSummaryArgs& args, std:
 /// samples (0 = one epoch).
 int data_bench(const core::PluginHost& host, const core::RunConfig& cfg, int threads, std::int64_t samples);
 
+/// `ldrop cache plan`: per possible cut, the bytes per sample, the cache
+/// size for the training set and the forward FLOPs each epoch would save.
+int cache_plan(const core::PluginHost& host, const core::RunConfig& cfg, const std::string& run_dir, bool json);
+
 /// `ldrop plugins list [--json]`.
 int plugins_list(const core::PluginHost& host, bool json);
 

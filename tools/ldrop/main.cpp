@@ -116,6 +116,13 @@ int main(int argc, char** argv) {
   data_bench->add_option("--samples", data_samples, "samples to load (default one epoch)")
       ->check(CLI::Range(0, 1 << 30));
 
+  auto* cache = app.add_subcommand("cache", "plan feature caches");
+  cache->require_subcommand(1);
+  auto* cache_plan = cache->add_subcommand("plan", "per cut: bytes per sample, cache size and forward FLOPs saved");
+  cache_plan->add_option("config", config_file, "YAML config file")->required();
+  cache_plan->add_option("--set", sets, "override a config key (repeatable)");
+  cache_plan->add_flag("--json", json, "print JSON");
+
   auto* plugins = app.add_subcommand("plugins", "list and describe the available plugins");
   plugins->require_subcommand(1);
   auto* list = plugins->add_subcommand("list", "every loaded plugin with its kind, version and description");
@@ -151,6 +158,14 @@ int main(int argc, char** argv) {
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", first_line(e.what()).c_str());
     return kBadInput;
+  }
+  if (*cache_plan) {
+    try {
+      return ld::cli::cache_plan(host, cfg, default_out_dir(cfg), json);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "error: %s\n", first_line(e.what()).c_str());
+      return kFailed;
+    }
   }
   if (*data_bench) {
     try {
