@@ -62,8 +62,8 @@ TEST_F(Cli, InterruptRemovesTheDiskCacheAndWritesNoSummary) {
       " --quiet --out " + out +
       " --set train.epochs=500 --set policy.plugin=scripted --set policy.cuts=2 --set policy.period=1"
       " --set cache.plugin=disk --set cache.dir=" +
-      cache + " > " + (dir_.path() / "log").string() + " 2>&1 & pid=$!; " +
-      "for i in $(seq 600); do ls " + cache + "/ldcache-*.bin > /dev/null 2>&1 && break; sleep 0.1; done; " +
+      cache + " > " + (dir_.path() / "log").string() + " 2>&1 & pid=$!; " + "for i in $(seq 600); do ls " + cache +
+      "/ldcache-*.bin > /dev/null 2>&1 && break; sleep 0.1; done; " +
       "kill -INT $pid; wait $pid; echo \"exit=$?\"; ls -A " + cache;
   FILE* p = popen(("bash -c '" + cmd + "'").c_str(), "r");
   std::string output;
@@ -142,7 +142,8 @@ TEST(CliPlugins, ListAsJsonHasEveryManifest) {
     EXPECT_TRUE(p.contains("version") && p.contains("description") && p.contains("keys"));
   }
   EXPECT_EQ(names, (std::set<std::string>{"model/vgg", "model/resnet", "dataset/mnist", "dataset/cifar10",
-                                          "dataset/imagenette", "policy/none", "policy/learn-drop", "cache/ram", "cache/disk", "cache/auto"}));
+                                          "dataset/imagenette", "policy/none", "policy/learn-drop", "policy/fixed",
+                                          "cache/ram", "cache/disk", "cache/auto"}));
 }
 
 TEST(CliPlugins, DescribeShowsKeysWithTypesAndDefaults) {

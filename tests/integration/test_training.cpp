@@ -136,6 +136,14 @@ TEST_F(TrainingRun, DiskAndAutoCachesGiveTheSameMetricsAsRam) {
   }
 }
 
+TEST_F(TrainingRun, FixedPolicyDropsAtItsEpoch) {
+  RunResult r = train(data_.str(), out_.str(), {"policy.plugin=fixed", "policy.cut=3", "policy.epoch=2"});
+  std::vector<std::size_t> cuts;
+  for (const auto& m : r.metrics) cuts.push_back(m["cut"].get<std::size_t>());
+  EXPECT_EQ(cuts, (std::vector<std::size_t>{0, 3, 3}));  // the drop ends epoch 2
+  EXPECT_DOUBLE_EQ(r.summary["drops"][0]["epoch"].get<double>(), 2.0);
+}
+
 TEST_F(TrainingRun, EvaluatesTheFullSavedModelOnTheTestSplit) {
   RunResult r = train(data_.str(), out_.str(), {"policy.plugin=scripted", "policy.cuts=3", "train.epochs=2"});
   // Rebuild the model, load model.pt and evaluate it from stage 0.
