@@ -1,12 +1,18 @@
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <numeric>
 
 #include <sys/statvfs.h>
 
+#include <ATen/ATen.h>
+#include <tbb/global_control.h>
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "learndrop/core/batch_feed.h"
 #include "learndrop/core/config.h"
 #include "learndrop/core/flops.h"
 #include "learndrop/core/plugin_host.h"
@@ -112,6 +118,59 @@ int cache_plan(const core::PluginHost& host, const core::RunConfig& cfg, const s
       "FLOPs saved/ep: forward FLOPs of the dropped stages per epoch once the cut is reached (%s per epoch "
       "for the full model)\n",
       core::format_flops(static_cast<double>(n * full)).c_str());
+  return 0;
+}
+
+}  // namespace ld::cli
+
+namespace ld::cli {
+
+int cache_bench(const core::PluginHost& host, const CacheBenchArgs& a) {
+  using Clock = std::chrono::steady_clock;
+  at::set_num_threads(a.threads);
+  tbb::global_control limit(tbb::global_control::max_allowed_parallelism, static_cast<std::size_t>(a.threads));
+  const auto& info = host.find(PluginKind::kCache, a.plugin);
+  std::map<std::string, Value> values;
+  for (const auto& k : info.manifest.keys) {
+    std::string v = k.default_value;
+    if (k.name == "dir") v = a.dir;
+    if (k.name == "prefetch") v = std::to_string(a.prefetch);
+    if (k.name == "drop_page_cache") v = "true";
+    values[k.name] = core::parse_value(k, v, "cache." + k.name);
+  }
+  auto cache = host.create_cache(a.plugin, Options("cache", values), CacheContext{a.dir, a.threads});
+  const std::int64_t floats = a.row_bytes / 4;
+  CacheLayout layout{1, a.rows, {floats}, at::kFloat, "bench"};
+  at::manual_seed(0);
+  auto start = Clock::now();
+  cache->begin(layout);
+  for (std::int64_t b = 0; b < a.rows; b += 256) {
+    const std::int64_t e = std::min(a.rows, b + 256);
+    std::vector<std::int64_t> rows(static_cast<std::size_t>(e - b));
+    std::iota(rows.begin(), rows.end(), b);
+    cache->put(rows, at::rand({e - b, floats}));
+  }
+  cache->finish();
+  const double write_seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  const double total = static_cast<double>(a.rows * floats * 4);
+  std::vector<std::int64_t> order = core::epoch_order(a.rows, 1, 0);
+  double best = 0;
+  for (int epoch = 0; epoch < a.epochs; ++epoch) {
+    start = Clock::now();
+    auto reader = cache->reader(order, a.batch);
+    std::int64_t rows = 0;
+    for (at::Tensor t = reader->next(); t.defined(); t = reader->next()) rows += t.size(0);
+    reader.reset();  // evicts the file again (drop_page_cache)
+    const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    if (rows != a.rows) throw Error("cache bench: read " + std::to_string(rows) + " rows of " + std::to_string(a.rows));
+    best = std::max(best, total / seconds);
+  }
+  std::printf(
+      "%s cache: %lld rows of %s, batch %lld, prefetch %lld, %d threads: write %.1f MiB/s, shuffled read "
+      "%.1f MiB/s (best of %d epochs, page cache dropped)\n",
+      a.plugin.c_str(), static_cast<long long>(a.rows), core::format_bytes(static_cast<double>(a.row_bytes)).c_str(),
+      static_cast<long long>(a.batch), static_cast<long long>(a.prefetch), a.threads, total / write_seconds / (1 << 20),
+      best / (1 << 20), a.epochs);
   return 0;
 }
 

@@ -48,6 +48,22 @@ int data_bench(const core::PluginHost& host, const core::RunConfig& cfg, int thr
 /// size for the training set and the forward FLOPs each epoch would save.
 int cache_plan(const core::PluginHost& host, const core::RunConfig& cfg, const std::string& run_dir, bool json);
 
+/// Arguments of `ldrop cache bench`.
+struct CacheBenchArgs {
+  std::string plugin = "disk";
+  std::string dir;
+  std::int64_t rows = 4096;
+  std::int64_t row_bytes = 256 * 1024;
+  std::int64_t batch = 128;
+  std::int64_t prefetch = 4;
+  int threads = 2;
+  int epochs = 3;
+};
+
+/// `ldrop cache bench`: write and shuffled-read bandwidth of a cache plugin
+/// with the page cache dropped (the reader alone, no training).
+int cache_bench(const core::PluginHost& host, const CacheBenchArgs& args);
+
 /// `ldrop plugins list [--json]`.
 int plugins_list(const core::PluginHost& host, bool json);
 

@@ -123,6 +123,18 @@ int main(int argc, char** argv) {
   cache_plan->add_option("--set", sets, "override a config key (repeatable)");
   cache_plan->add_flag("--json", json, "print JSON");
 
+  ld::cli::CacheBenchArgs cache_args;
+  auto* cache_bench =
+      cache->add_subcommand("bench", "write and shuffled-read bandwidth of a cache, page cache dropped");
+  cache_bench->add_option("--dir", cache_args.dir, "folder for the cache file")->required();
+  cache_bench->add_option("--plugin", cache_args.plugin, "cache plugin");
+  cache_bench->add_option("--rows", cache_args.rows, "rows (samples)")->check(CLI::Range(1, 1 << 30));
+  cache_bench->add_option("--row-bytes", cache_args.row_bytes, "bytes per row")->check(CLI::Range(4, 1 << 30));
+  cache_bench->add_option("--batch", cache_args.batch, "rows per batch")->check(CLI::Range(1, 1 << 20));
+  cache_bench->add_option("--prefetch", cache_args.prefetch, "batches read ahead")->check(CLI::Range(1, 256));
+  cache_bench->add_option("--threads", cache_args.threads, "threads")->check(CLI::Range(1, 1024));
+  cache_bench->add_option("--epochs", cache_args.epochs, "read passes (best reported)")->check(CLI::Range(1, 1000));
+
   auto* plugins = app.add_subcommand("plugins", "list and describe the available plugins");
   plugins->require_subcommand(1);
   auto* list = plugins->add_subcommand("list", "every loaded plugin with its kind, version and description");
@@ -148,6 +160,10 @@ int main(int argc, char** argv) {
     if (*bench) {
       host.load_standard_paths();
       return ld::cli::model_bench(host, summary_args, bench_batch, bench_steps, bench_threads);
+    }
+    if (*cache_bench) {
+      host.load_standard_paths();
+      return ld::cli::cache_bench(host, cache_args);
     }
     if (*plugins) {
       host.load_standard_paths();
