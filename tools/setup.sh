@@ -17,6 +17,8 @@ packages=(
   zlib1g-dev                       # .gz idx files
   libarchive-dev                   # cifar-10-binary.tar.gz
   libturbojpeg0-dev pkg-config     # Imagenette JPEGs (libjpeg-turbo, DCT scaling)
+  libsqlite3-dev                   # suite results database (results.db)
+  python3-matplotlib               # suite report plots (tools/plot_suite.py)
   libgtest-dev libgmock-dev        # tests
   dataset-fashion-mnist            # the quickstart's data (/usr/share/datasets/fashion-mnist)
 )

@@ -12,6 +12,7 @@ class StagedModel;
 namespace ld::core {
 class PluginHost;
 struct RunConfig;
+struct RunRecord;
 }  // namespace ld::core
 
 namespace ld::cli {
@@ -63,6 +64,42 @@ struct CacheBenchArgs {
 /// `ldrop cache bench`: write and shuffled-read bandwidth of a cache plugin
 /// with the page cache dropped (the reader alone, no training).
 int cache_bench(const core::PluginHost& host, const CacheBenchArgs& args);
+
+/// Arguments of `ldrop suite run`.
+struct SuiteRunArgs {
+  std::string file;
+  int jobs = 1;
+  bool dry_run = false;
+  bool stop_on_failure = false;
+};
+
+/// `ldrop suite run`: expands the suite, skips runs finished with this code
+/// version, runs the rest as `ldrop run` children and records them in
+/// <output>/results.db. Exit 0, 1 when a run failed, 128+signal when interrupted.
+int suite_run(const core::PluginHost& host, const SuiteRunArgs& args);
+
+/// The code version recorded with suite runs (git revision at build time).
+const char* code_version();
+
+/// One row of the suite report: a model, data set and policy against its baseline.
+struct ReportRow {
+  std::string model, dataset, setting, policy;
+  std::size_t seeds = 0;
+  double acc_full = 0, acc_full_std = 0, acc = 0, acc_std = 0, time_full = 0, time = 0, speedup = 0,
+         flops_reduction = 0, dropped = 0;
+  std::int64_t stages = 0;
+  std::vector<std::string> text;  ///< The Markdown cells.
+};
+struct ReportTable {
+  std::vector<ReportRow> rows;
+  std::vector<std::string> failed;
+};
+
+/// The report table of a database's runs (finished runs paired with their baselines).
+ReportTable build_report(const std::vector<core::RunRecord>& records);
+
+/// `ldrop suite report SUITE|DB [--out DIR]`: report.md, runs.csv and plots.
+int suite_report(const core::PluginHost& host, const std::string& input, const std::string& out);
 
 /// `ldrop plugins list [--json]`.
 int plugins_list(const core::PluginHost& host, bool json);

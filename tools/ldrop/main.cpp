@@ -11,6 +11,7 @@
 #include "learndrop/core/config.h"
 #include "learndrop/core/interrupt.h"
 #include "learndrop/core/plugin_host.h"
+#include "learndrop/core/suite.h"
 #include "learndrop/core/trainer.h"
 #include "learndrop/error.h"
 
@@ -135,6 +136,20 @@ int main(int argc, char** argv) {
   cache_bench->add_option("--threads", cache_args.threads, "threads")->check(CLI::Range(1, 1024));
   cache_bench->add_option("--epochs", cache_args.epochs, "read passes (best reported)")->check(CLI::Range(1, 1000));
 
+  ld::cli::SuiteRunArgs suite_args;
+  std::string report_input, report_out;
+  auto* suite = app.add_subcommand("suite", "run experiment suites and report their results");
+  suite->require_subcommand(1);
+  auto* suite_run = suite->add_subcommand("run", "run a suite's matrix, skipping runs already finished");
+  suite_run->add_option("suite", suite_args.file, "suite YAML file")->required();
+  suite_run->add_option("--jobs", suite_args.jobs, "runs at once (set runtime.threads so jobs x threads <= cores)")
+      ->check(CLI::Range(1, 256));
+  suite_run->add_flag("--dry-run", suite_args.dry_run, "print the plan only");
+  suite_run->add_flag("--stop-on-failure", suite_args.stop_on_failure, "start no new run after a failure");
+  auto* suite_report = suite->add_subcommand("report", "Markdown table, CSV and plots from a suite's results.db");
+  suite_report->add_option("input", report_input, "suite YAML file or results.db")->required();
+  suite_report->add_option("--out", report_out, "report folder (default <output>/report)");
+
   auto* plugins = app.add_subcommand("plugins", "list and describe the available plugins");
   plugins->require_subcommand(1);
   auto* list = plugins->add_subcommand("list", "every loaded plugin with its kind, version and description");
@@ -161,6 +176,24 @@ int main(int argc, char** argv) {
       host.load_standard_paths();
       return ld::cli::model_bench(host, summary_args, bench_batch, bench_steps, bench_threads);
     }
+    if (*suite_run || *suite_report) {
+      host.load_standard_paths();
+      const std::string file = *suite_run ? suite_args.file : report_input;
+      if (fs::path(file).extension() != ".db") {
+        for (const auto& p : ld::core::suite_plugin_paths(file)) host.load_path(p);
+      }
+    }
+    if (*suite_run) {
+      ld::core::Suite plan = ld::core::load_suite(suite_args.file, host);  // bad input: exit 2
+      (void)plan;
+      try {
+        return ld::cli::suite_run(host, suite_args);
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "error: %s\n", first_line(e.what()).c_str());
+        return kFailed;
+      }
+    }
+    if (*suite_report) return ld::cli::suite_report(host, report_input, report_out);
     if (*cache_bench) {
       host.load_standard_paths();
       return ld::cli::cache_bench(host, cache_args);

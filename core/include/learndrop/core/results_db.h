@@ -1,0 +1,69 @@
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+struct sqlite3;
+
+namespace ld::core {
+
+/// One run as recorded in a results database.
+struct RunRecord {
+  std::int64_t id = 0;
+  std::string suite;
+  std::string label;
+  std::string config_hash;
+  std::string code_version;
+  std::string baseline_hash;  ///< "" when the suite has no baseline.
+  bool is_baseline = false;
+  std::string values_json;  ///< The matrix values, {"key": "value", ...}.
+  std::string config_yaml;  ///< The effective config.
+  std::string out_dir;
+  std::string status;  ///< running | finished | failed
+  std::string error;
+  std::string started, ended;            ///< ISO 8601 UTC.
+  std::string summary_json;              ///< summary.json of a finished run.
+  std::vector<std::string> epochs_json;  ///< metrics.jsonl lines.
+};
+
+/// The SQLite results database of a suite (`results.db`): one row per run
+/// and code version, and the per-epoch metrics of each. Writes are
+/// transactions, so an interrupted suite leaves a consistent database.
+class ResultsDb {
+ public:
+  /// Opens or creates the database (and its schema). Throws ld::Error naming the file.
+  explicit ResultsDb(const std::filesystem::path& path);
+  ~ResultsDb();
+  ResultsDb(const ResultsDb&) = delete;
+  ResultsDb& operator=(const ResultsDb&) = delete;
+
+  /// Whether a run with this config hash finished under this code version.
+  bool finished(const std::string& config_hash, const std::string& code_version) const;
+
+  /// Records a run as running (replacing an unfinished record of the same
+  /// hash and code version); returns its id.
+  std::int64_t start(const RunRecord& run);
+
+  /// Records the end of run `id`: finished with its summary and epochs.
+  void finish(std::int64_t id, const std::string& summary_json, const std::vector<std::string>& epochs_json);
+
+  /// Records the end of run `id`: failed with an error message.
+  void fail(std::int64_t id, const std::string& error);
+
+  /// Every run (epochs included), oldest first.
+  std::vector<RunRecord> runs() const;
+
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  void exec(const std::string& sql) const;
+  std::filesystem::path path_;
+  sqlite3* db_ = nullptr;
+};
+
+/// Current time as ISO 8601 UTC ("2026-11-26T01:02:03Z").
+std::string utc_now();
+
+}  // namespace ld::core

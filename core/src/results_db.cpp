@@ -1,0 +1,200 @@
+#include "learndrop/core/results_db.h"
+
+#include <ctime>
+
+#include <sqlite3.h>
+
+#include "learndrop/error.h"
+
+namespace ld::core {
+
+namespace {
+
+const char* kSchema = R"sql(
+CREATE TABLE IF NOT EXISTS runs (
+  id INTEGER PRIMARY KEY,
+  suite TEXT NOT NULL,
+  label TEXT NOT NULL,
+  config_hash TEXT NOT NULL,
+  code_version TEXT NOT NULL,
+  baseline_hash TEXT NOT NULL,
+  is_baseline INTEGER NOT NULL,
+  matrix_values TEXT NOT NULL,
+  config_yaml TEXT NOT NULL,
+  out_dir TEXT NOT NULL,
+  status TEXT NOT NULL CHECK (status IN ('running', 'finished', 'failed')),
+  error TEXT NOT NULL DEFAULT '',
+  started TEXT NOT NULL,
+  ended TEXT NOT NULL DEFAULT '',
+  summary TEXT NOT NULL DEFAULT '',
+  UNIQUE (config_hash, code_version)
+);
+CREATE TABLE IF NOT EXISTS epochs (
+  run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+  epoch INTEGER NOT NULL,
+  metrics TEXT NOT NULL,
+  PRIMARY KEY (run_id, epoch)
+);
+PRAGMA user_version = 1;
+)sql";
+
+// A prepared statement, finalized on scope exit.
+class Statement {
+ public:
+  Statement(sqlite3* db, const std::string& sql, const std::string& file) : db_(db), file_(file) {
+    if (sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt_, nullptr) != SQLITE_OK) fail("prepare");
+  }
+  ~Statement() { sqlite3_finalize(stmt_); }
+  Statement& bind(int i, const std::string& s) {
+    sqlite3_bind_text(stmt_, i, s.c_str(), static_cast<int>(s.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  Statement& bind(int i, std::int64_t v) {
+    sqlite3_bind_int64(stmt_, i, v);
+    return *this;
+  }
+  bool step() {
+    int rc = sqlite3_step(stmt_);
+    if (rc == SQLITE_ROW) return true;
+    if (rc != SQLITE_DONE) fail("step");
+    return false;
+  }
+  std::string text(int col) const {
+    const auto* p = sqlite3_column_text(stmt_, col);
+    return p ? reinterpret_cast<const char*>(p) : "";
+  }
+  std::int64_t integer(int col) const { return sqlite3_column_int64(stmt_, col); }
+
+ private:
+  [[noreturn]] void fail(const char* what) const {
+    throw Error("results database " + file_ + ": " + what + ": " + sqlite3_errmsg(db_));
+  }
+  sqlite3* db_;
+  sqlite3_stmt* stmt_ = nullptr;
+  std::string file_;
+};
+
+}  // namespace
+
+std::string utc_now() {
+  std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+ResultsDb::ResultsDb(const std::filesystem::path& path) : path_(path) {
+  if (sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr) != SQLITE_OK) {
+    std::string msg = db_ ? sqlite3_errmsg(db_) : "out of memory";
+    sqlite3_close(db_);
+    db_ = nullptr;
+    throw Error("results database " + path.string() + ": cannot open: " + msg);
+  }
+  sqlite3_busy_timeout(db_, 10000);
+  exec("PRAGMA foreign_keys = ON;");
+  exec("PRAGMA journal_mode = WAL;");
+  exec(kSchema);
+}
+
+ResultsDb::~ResultsDb() { sqlite3_close(db_); }
+
+void ResultsDb::exec(const std::string& sql) const {
+  char* err = nullptr;
+  if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
+    std::string msg = err ? err : "unknown error";
+    sqlite3_free(err);
+    throw Error("results database " + path_.string() + ": " + msg);
+  }
+}
+
+bool ResultsDb::finished(const std::string& hash, const std::string& code_version) const {
+  Statement s(db_, "SELECT 1 FROM runs WHERE config_hash = ?1 AND code_version = ?2 AND status = 'finished'",
+              path_.string());
+  s.bind(1, hash).bind(2, code_version);
+  return s.step();
+}
+
+std::int64_t ResultsDb::start(const RunRecord& r) {
+  exec("BEGIN IMMEDIATE;");
+  try {
+    Statement del(db_, "DELETE FROM runs WHERE config_hash = ?1 AND code_version = ?2", path_.string());
+    del.bind(1, r.config_hash).bind(2, r.code_version);
+    del.step();
+    Statement ins(db_,
+                  "INSERT INTO runs (suite, label, config_hash, code_version, baseline_hash, is_baseline, "
+                  "matrix_values, config_yaml, out_dir, status, started) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, "
+                  "'running', ?10)",
+                  path_.string());
+    ins.bind(1, r.suite).bind(2, r.label).bind(3, r.config_hash).bind(4, r.code_version).bind(5, r.baseline_hash);
+    ins.bind(6, static_cast<std::int64_t>(r.is_baseline)).bind(7, r.values_json).bind(8, r.config_yaml);
+    ins.bind(9, r.out_dir).bind(10, utc_now());
+    ins.step();
+    exec("COMMIT;");
+  } catch (...) {
+    exec("ROLLBACK;");
+    throw;
+  }
+  return sqlite3_last_insert_rowid(db_);
+}
+
+void ResultsDb::finish(std::int64_t id, const std::string& summary_json, const std::vector<std::string>& epochs) {
+  exec("BEGIN IMMEDIATE;");
+  try {
+    for (std::size_t e = 0; e < epochs.size(); ++e) {
+      Statement s(db_, "INSERT OR REPLACE INTO epochs (run_id, epoch, metrics) VALUES (?1, ?2, ?3)", path_.string());
+      s.bind(1, id).bind(2, static_cast<std::int64_t>(e + 1)).bind(3, epochs[e]);
+      s.step();
+    }
+    Statement u(db_, "UPDATE runs SET status = 'finished', ended = ?2, summary = ?3, error = '' WHERE id = ?1",
+                path_.string());
+    u.bind(1, id).bind(2, utc_now()).bind(3, summary_json);
+    u.step();
+    exec("COMMIT;");
+  } catch (...) {
+    exec("ROLLBACK;");
+    throw;
+  }
+}
+
+void ResultsDb::fail(std::int64_t id, const std::string& error) {
+  Statement u(db_, "UPDATE runs SET status = 'failed', ended = ?2, error = ?3 WHERE id = ?1", path_.string());
+  u.bind(1, id).bind(2, utc_now()).bind(3, error);
+  u.step();
+}
+
+std::vector<RunRecord> ResultsDb::runs() const {
+  std::vector<RunRecord> out;
+  Statement s(db_,
+              "SELECT id, suite, label, config_hash, code_version, baseline_hash, is_baseline, matrix_values, "
+              "config_yaml, out_dir, status, error, started, ended, summary FROM runs ORDER BY id",
+              path_.string());
+  while (s.step()) {
+    RunRecord r;
+    r.id = s.integer(0);
+    r.suite = s.text(1);
+    r.label = s.text(2);
+    r.config_hash = s.text(3);
+    r.code_version = s.text(4);
+    r.baseline_hash = s.text(5);
+    r.is_baseline = s.integer(6) != 0;
+    r.values_json = s.text(7);
+    r.config_yaml = s.text(8);
+    r.out_dir = s.text(9);
+    r.status = s.text(10);
+    r.error = s.text(11);
+    r.started = s.text(12);
+    r.ended = s.text(13);
+    r.summary_json = s.text(14);
+    out.push_back(std::move(r));
+  }
+  for (auto& r : out) {
+    Statement e(db_, "SELECT metrics FROM epochs WHERE run_id = ?1 ORDER BY epoch", path_.string());
+    e.bind(1, r.id);
+    while (e.step()) r.epochs_json.push_back(e.text(0));
+  }
+  return out;
+}
+
+}  // namespace ld::core

@@ -1,0 +1,198 @@
+#include "learndrop/core/suite.h"
+
+#include <algorithm>
+
+#include "learndrop/core/plugin_host.h"
+#include "learndrop/error.h"
+
+namespace ld::core {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+using Assignment = std::vector<std::pair<std::string, std::string>>;
+
+std::string scalar(const YAML::Node& node, const std::string& where) {
+  if (!node.IsScalar()) throw Error(where + ": expected a scalar value");
+  return node.Scalar();
+}
+
+std::string located(const std::string& file, const YAML::Node& node, const std::string& key) {
+  std::string w = file;
+  if (node.IsDefined() && node.Mark().line >= 0) w += ":" + std::to_string(node.Mark().line + 1);
+  return w + ": " + key;
+}
+
+// Reads a mapping of dotted keys to scalars (an exclude entry, a named axis value, `set`).
+Assignment assignments(const YAML::Node& node, const std::string& file, const std::string& what) {
+  if (!node.IsMap()) throw Error(located(file, node, what) + ": expected a mapping of config keys to values");
+  Assignment out;
+  for (const auto& kv : node) {
+    const std::string key = kv.first.as<std::string>();
+    if (key.find('.') == std::string::npos) {
+      throw Error(located(file, kv.first, what + "." + key) + ": expected a dotted config key such as train.epochs");
+    }
+    out.emplace_back(key, scalar(kv.second, located(file, kv.second, what + "." + key)));
+  }
+  return out;
+}
+
+struct Axis {
+  std::string name;
+  std::vector<Assignment> values;
+};
+
+std::string value_label(const Assignment& a) {
+  std::string s;
+  for (const auto& [k, v] : a) s += (s.empty() ? "" : "+") + v;
+  return s;
+}
+
+std::string sanitize(std::string s) {
+  for (char& c : s) {
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.' || c == '+')) c = '_';
+  }
+  return s;
+}
+
+ConfigTree base_tree(const YAML::Node& base, const std::string& file) {
+  if (!base.IsDefined() || base.IsNull()) throw Error(file + ": base: missing (a config path or an inline mapping)");
+  if (base.IsScalar()) {
+    fs::path p = fs::path(file).parent_path() / base.Scalar();
+    if (!fs::exists(p)) throw Error(located(file, base, "base") + ": config " + p.string() + " does not exist");
+    return load_config(p.string());
+  }
+  if (!base.IsMap()) throw Error(located(file, base, "base") + ": expected a config path or a mapping");
+  ConfigTree t;
+  t.root = YAML::Clone(base);
+  t.file = file;
+  return t;
+}
+
+}  // namespace
+
+std::vector<std::string> suite_plugin_paths(const std::string& file) {
+  ConfigTree suite = load_config(file);
+  return plugin_paths(base_tree(suite.root["base"], file));
+}
+
+Suite load_suite(const std::string& file, const PluginHost& host) {
+  ConfigTree tree = load_config(file);
+  const YAML::Node& root = tree.root;
+  for (const auto& kv : root) {
+    const std::string key = kv.first.as<std::string>();
+    static const std::vector<std::string> known = {"base", "output", "set", "matrix", "exclude", "baseline"};
+    if (std::find(known.begin(), known.end(), key) == known.end()) {
+      throw Error(located(file, kv.first, key) +
+                  ": unknown suite key (expected base, output, set, matrix, exclude, "
+                  "baseline)");
+    }
+  }
+  Suite suite;
+  suite.file = file;
+  suite.name = fs::path(file).stem().string();
+  if (!root["output"].IsDefined()) throw Error(file + ": output: missing (the folder for runs, database and report)");
+  suite.output = fs::path(file).parent_path() / scalar(root["output"], located(file, root["output"], "output"));
+  const ConfigTree base = base_tree(root["base"], file);
+
+  Assignment fixed;
+  if (root["set"].IsDefined()) fixed = assignments(root["set"], file, "set");
+
+  std::vector<Axis> axes;
+  const YAML::Node& matrix = root["matrix"];
+  if (!matrix.IsDefined() || !matrix.IsMap() || matrix.size() == 0) {
+    throw Error(located(file, matrix, "matrix") + ": expected a mapping of config keys to lists of values");
+  }
+  for (const auto& kv : matrix) {
+    Axis axis;
+    axis.name = kv.first.as<std::string>();
+    const std::string where = located(file, kv.second, "matrix." + axis.name);
+    if (!kv.second.IsSequence() || kv.second.size() == 0) throw Error(where + ": expected a non-empty list of values");
+    for (const auto& v : kv.second) {
+      if (axis.name.find('.') != std::string::npos) {
+        axis.values.push_back({{axis.name, scalar(v, where)}});
+      } else {
+        axis.values.push_back(assignments(v, file, "matrix." + axis.name));
+      }
+    }
+    axes.push_back(std::move(axis));
+  }
+  std::vector<Assignment> excludes;
+  if (root["exclude"].IsDefined()) {
+    if (!root["exclude"].IsSequence()) throw Error(located(file, root["exclude"], "exclude") + ": expected a list");
+    for (const auto& e : root["exclude"]) excludes.push_back(assignments(e, file, "exclude"));
+  }
+  Assignment baseline;
+  if (root["baseline"].IsDefined()) baseline = assignments(root["baseline"], file, "baseline");
+  for (const auto& [k, v] : baseline) suite.baseline[k] = v;
+
+  auto resolve = [&](const Assignment& values) {
+    ConfigTree t;
+    t.root = YAML::Clone(base.root);
+    t.file = base.file;
+    for (const auto& [k, v] : fixed) apply_override(t, k + "=" + v);
+    for (const auto& [k, v] : values) apply_override(t, k + "=" + v);
+    try {
+      return resolve_config(t, host);
+    } catch (const Error& e) {
+      std::string which;
+      for (const auto& [k, v] : values) which += (which.empty() ? "" : ", ") + k + "=" + v;
+      throw Error(file + ": run {" + which + "}: " + e.what());
+    }
+  };
+
+  // Cartesian product, last axis fastest.
+  std::vector<std::size_t> pos(axes.size(), 0);
+  for (bool more = true; more;) {
+    Assignment values;
+    std::vector<std::string> labels;
+    for (std::size_t a = 0; a < axes.size(); ++a) {
+      const Assignment& v = axes[a].values[pos[a]];
+      values.insert(values.end(), v.begin(), v.end());
+      labels.push_back(value_label(v));
+    }
+    auto has = [&](const std::pair<std::string, std::string>& kv) {
+      return std::find(values.begin(), values.end(), kv) != values.end();
+    };
+    bool excluded = std::any_of(excludes.begin(), excludes.end(),
+                                [&](const Assignment& e) { return std::all_of(e.begin(), e.end(), has); });
+    if (excluded) {
+      ++suite.excluded;
+    } else {
+      SuiteRun run;
+      run.values = values;
+      for (const auto& l : labels) run.label += (run.label.empty() ? "" : ".") + sanitize(l);
+      run.config = resolve(values);
+      run.hash = run.config.hash();
+      run.effective_yaml = run.config.effective_yaml();
+      if (!baseline.empty()) {
+        run.is_baseline = std::all_of(baseline.begin(), baseline.end(), has);
+        Assignment b = values;
+        for (const auto& [k, v] : baseline) {
+          auto it = std::find_if(b.begin(), b.end(), [&](const auto& kv) { return kv.first == k; });
+          if (it != b.end()) {
+            it->second = v;
+          } else {
+            b.emplace_back(k, v);
+          }
+        }
+        run.baseline_hash = run.is_baseline ? run.hash : resolve(b).hash();
+      }
+      suite.runs.push_back(std::move(run));
+    }
+    // Advance the odometer.
+    more = false;
+    for (std::size_t a = axes.size(); a-- > 0;) {
+      if (++pos[a] < axes[a].values.size()) {
+        more = true;
+        break;
+      }
+      pos[a] = 0;
+    }
+  }
+  if (suite.runs.empty()) throw Error(file + ": every run of the matrix is excluded");
+  return suite;
+}
+
+}  // namespace ld::core

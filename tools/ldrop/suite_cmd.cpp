@@ -1,0 +1,222 @@
+// ldrop suite run / report.
+#include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <thread>
+
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include "commands.h"
+#include "learndrop/core/files.h"
+#include "learndrop/core/plugin_host.h"
+#include "learndrop/core/results_db.h"
+#include "learndrop/core/suite.h"
+#include "learndrop/core/text.h"
+#include "learndrop/error.h"
+#include "learndrop_version.h"
+
+namespace ld::cli {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace {
+
+volatile std::sig_atomic_t g_stop = 0;
+extern "C" void on_suite_signal(int sig) { g_stop = sig; }
+
+std::string short_hash(const std::string& h) { return h.substr(0, 8); }
+
+std::string run_name(const core::SuiteRun& r) { return r.label + "-" + short_hash(r.hash); }
+
+std::string self_exe() {
+  std::error_code ec;
+  auto p = fs::read_symlink("/proc/self/exe", ec);
+  return ec ? "ldrop" : p.string();
+}
+
+// The last "error: ..." line of a log, for the database.
+std::string error_from_log(const fs::path& log, int status) {
+  std::ifstream in(log);
+  std::string line, last;
+  while (std::getline(in, line)) {
+    auto at = line.find("error: ");
+    if (at != std::string::npos) last = line.substr(at + 7);
+  }
+  if (!last.empty()) return last;
+  if (WIFSIGNALED(status)) return "killed by signal " + std::to_string(WTERMSIG(status));
+  return "exit code " + std::to_string(WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+}
+
+std::vector<std::string> read_lines(const fs::path& p) {
+  std::vector<std::string> out;
+  std::ifstream in(p);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (!line.empty()) out.push_back(line);
+  }
+  return out;
+}
+
+struct Active {
+  std::size_t index = 0;
+  std::int64_t db_id = 0;
+  std::chrono::steady_clock::time_point start;
+  fs::path out_dir, log;
+};
+
+}  // namespace
+
+const char* code_version() { return LEARNDROP_CODE_VERSION; }
+
+int suite_run(const core::PluginHost& host, const SuiteRunArgs& a) {
+  core::Suite suite = core::load_suite(a.file, host);
+  const std::string version = code_version();
+  const fs::path db_path = suite.output / "results.db";
+  std::unique_ptr<core::ResultsDb> db;
+  if (!a.dry_run || fs::exists(db_path)) {
+    fs::create_directories(suite.output);
+    db = std::make_unique<core::ResultsDb>(db_path);
+  }
+  std::vector<bool> done(suite.runs.size(), false);
+  std::size_t skipped = 0;
+  for (std::size_t i = 0; i < suite.runs.size(); ++i) {
+    done[i] = db && db->finished(suite.runs[i].hash, version);
+    skipped += done[i];
+  }
+  std::printf("suite %s: %zu runs (%zu excluded), %zu already finished with code %s; output %s\n", suite.name.c_str(),
+              suite.runs.size(), suite.excluded, skipped, version.c_str(), suite.output.string().c_str());
+  for (std::size_t i = 0; i < suite.runs.size(); ++i) {
+    const auto& r = suite.runs[i];
+    std::printf("  %3zu  %-48s %s  %s%s\n", i + 1, r.label.c_str(), short_hash(r.hash).c_str(),
+                done[i] ? "finished, skipped" : "to run", r.is_baseline ? "  (baseline)" : "");
+  }
+  if (a.dry_run) return 0;
+
+  for (const char* sub : {"configs", "runs", "logs"}) fs::create_directories(suite.output / sub);
+  struct sigaction sa {};
+  sa.sa_handler = on_suite_signal;
+  sigemptyset(&sa.sa_mask);
+  struct sigaction old_int {
+  }, old_term{};
+  sigaction(SIGINT, &sa, &old_int);
+  sigaction(SIGTERM, &sa, &old_term);
+
+  const std::string exe = self_exe();
+  std::map<pid_t, Active> active;
+  std::size_t next = 0, finished = 0, failed = 0, total_to_run = suite.runs.size() - skipped, started = 0;
+  bool stop_launching = false;
+  const auto suite_start = std::chrono::steady_clock::now();
+
+  auto launch = [&](std::size_t i) {
+    const core::SuiteRun& r = suite.runs[i];
+    const std::string name = run_name(r);
+    const fs::path config = suite.output / "configs" / (name + ".yaml");
+    const fs::path out_dir = suite.output / "runs" / name;
+    const fs::path log = suite.output / "logs" / (name + ".log");
+    core::atomic_write(config, r.effective_yaml);
+    std::error_code ec;
+    fs::remove_all(out_dir, ec);  // a partial run of an interrupted suite
+    core::RunRecord rec;
+    rec.suite = suite.name;
+    rec.label = r.label;
+    rec.config_hash = r.hash;
+    rec.code_version = version;
+    rec.baseline_hash = r.baseline_hash;
+    rec.is_baseline = r.is_baseline;
+    json values = json::object();
+    for (const auto& [k, v] : r.values) values[k] = v;
+    rec.values_json = values.dump();
+    rec.config_yaml = r.effective_yaml;
+    rec.out_dir = out_dir.string();
+    const std::int64_t id = db->start(rec);
+    ++started;
+    std::printf("[%zu/%zu] %s: started (log %s)\n", started, total_to_run, r.label.c_str(), log.string().c_str());
+    std::fflush(stdout);
+    pid_t pid = fork();
+    if (pid < 0) throw Error(std::string("suite: cannot start a run: ") + std::strerror(errno));
+    if (pid == 0) {
+      int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      if (fd >= 0) {
+        dup2(fd, STDOUT_FILENO);
+        dup2(fd, STDERR_FILENO);
+        close(fd);
+      }
+      sigaction(SIGINT, &old_int, nullptr);
+      sigaction(SIGTERM, &old_term, nullptr);
+      execl(exe.c_str(), exe.c_str(), "run", config.c_str(), "--out", out_dir.c_str(), "--quiet",
+            static_cast<char*>(nullptr));
+      std::fprintf(stderr, "error: cannot execute %s: %s\n", exe.c_str(), std::strerror(errno));
+      _exit(127);
+    }
+    active[pid] = Active{i, id, std::chrono::steady_clock::now(), out_dir, log};
+  };
+
+  auto reap = [&](pid_t pid, int status) {
+    Active act = active.at(pid);
+    active.erase(pid);
+    const core::SuiteRun& r = suite.runs[act.index];
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - act.start).count();
+    const fs::path summary = act.out_dir / "summary.json";
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0 && fs::exists(summary)) {
+      const std::string text = core::read_file(summary);
+      db->finish(act.db_id, text, read_lines(act.out_dir / "metrics.jsonl"));
+      ++finished;
+      json s = json::parse(text);
+      std::printf("[done] %s: %.0f s, test accuracy %.2f%%, %lld/%lld stages dropped, forward FLOPs -%.1f%%\n",
+                  r.label.c_str(), seconds, 100.0 * s["test_accuracy"].get<double>(),
+                  static_cast<long long>(s["dropped_stages"].get<std::int64_t>()),
+                  static_cast<long long>(s["num_stages"].get<std::int64_t>()),
+                  100.0 * s["flops_reduction"].get<double>());
+    } else {
+      std::string error = g_stop ? "interrupted" : error_from_log(act.log, status);
+      db->fail(act.db_id, error);
+      ++failed;
+      std::printf("[FAILED] %s after %.0f s: %s (log %s)\n", r.label.c_str(), seconds, error.c_str(),
+                  act.log.string().c_str());
+      if (a.stop_on_failure) stop_launching = true;
+    }
+    std::fflush(stdout);
+  };
+
+  while (true) {
+    if (g_stop) {
+      if (!stop_launching) {
+        std::printf("suite: interrupted; stopping %zu running run(s)\n", active.size());
+        for (const auto& [pid, act] : active) ::kill(pid, SIGTERM);
+      }
+      stop_launching = true;
+    }
+    while (!stop_launching && active.size() < static_cast<std::size_t>(a.jobs) && next < suite.runs.size()) {
+      if (!done[next]) launch(next);
+      ++next;
+    }
+    if (active.empty()) break;
+    int status = 0;
+    pid_t pid = waitpid(-1, &status, 0);
+    if (pid < 0) {
+      if (errno == EINTR) continue;
+      throw Error(std::string("suite: waitpid: ") + std::strerror(errno));
+    }
+    if (active.count(pid)) reap(pid, status);
+  }
+  sigaction(SIGINT, &old_int, nullptr);
+  sigaction(SIGTERM, &old_term, nullptr);
+  const double minutes = std::chrono::duration<double>(std::chrono::steady_clock::now() - suite_start).count() / 60.0;
+  std::printf("suite %s: %zu finished, %zu failed, %zu skipped, %zu not started, in %.1f min; database %s\n",
+              suite.name.c_str(), finished, failed, skipped, total_to_run - started, minutes, db_path.string().c_str());
+  if (g_stop) return 128 + g_stop;
+  return failed ? 1 : 0;
+}
+
+}  // namespace ld::cli

@@ -1,0 +1,249 @@
+// ldrop suite report: the paper-shaped table, CSV and plots from results.db.
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "commands.h"
+#include "learndrop/core/files.h"
+#include "learndrop/core/plugin_host.h"
+#include "learndrop/core/results_db.h"
+#include "learndrop/core/suite.h"
+#include "learndrop/error.h"
+
+#ifndef LEARNDROP_SOURCE_DIR
+#define LEARNDROP_SOURCE_DIR ""
+#endif
+
+namespace ld::cli {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace {
+
+struct Stat {
+  double mean = 0, std = 0;
+  std::size_t n = 0;
+};
+
+Stat stat(const std::vector<double>& v) {
+  Stat s;
+  s.n = v.size();
+  if (v.empty()) return s;
+  for (double x : v) s.mean += x;
+  s.mean /= static_cast<double>(v.size());
+  if (v.size() > 1) {
+    double ss = 0;
+    for (double x : v) ss += (x - s.mean) * (x - s.mean);
+    s.std = std::sqrt(ss / static_cast<double>(v.size() - 1));  // sample standard deviation
+  }
+  return s;
+}
+
+std::string pm(const Stat& s, double scale, int digits) {
+  char buf[64];
+  if (s.n > 1) {
+    std::snprintf(buf, sizeof buf, "%.*f ± %.*f", digits, s.mean * scale, digits, s.std * scale);
+  } else {
+    std::snprintf(buf, sizeof buf, "%.*f", digits, s.mean * scale);
+  }
+  return buf;
+}
+
+std::string csv_field(const std::string& s) {
+  if (s.find_first_of(",\"\n") == std::string::npos) return s;
+  std::string q = "\"";
+  for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return q + "\"";
+}
+
+// Finished runs, the newest record of each config hash.
+std::vector<core::RunRecord> latest_finished(const std::vector<core::RunRecord>& all) {
+  std::map<std::string, core::RunRecord> by_hash;
+  for (const auto& r : all) {
+    if (r.status == "finished") by_hash[r.config_hash] = r;  // ids ascend: the last one wins
+  }
+  std::vector<core::RunRecord> out;
+  for (auto& [h, r] : by_hash) out.push_back(r);
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.id < b.id; });
+  return out;
+}
+
+}  // namespace
+
+ReportTable build_report(const std::vector<core::RunRecord>& records) {
+  ReportTable t;
+  const auto runs = latest_finished(records);
+  std::map<std::string, const core::RunRecord*> by_hash;
+  for (const auto& r : runs) by_hash[r.config_hash] = &r;
+  struct Acc {
+    std::vector<double> acc_full, acc, time_full, time, speedup, flops, dropped;
+    std::int64_t stages = 0;
+  };
+  // Runs that differ only in their seed form one row; other matrix values
+  // (besides model, data set and policy, which have columns) are the setting.
+  std::map<std::tuple<std::string, std::string, std::string, std::string>, Acc> groups;
+  for (const auto& r : runs) {
+    if (r.is_baseline || r.baseline_hash.empty()) continue;
+    auto b = by_hash.find(r.baseline_hash);
+    if (b == by_hash.end()) continue;  // baseline not finished (yet)
+    json s = json::parse(r.summary_json), bs = json::parse(b->second->summary_json);
+    std::string setting;
+    const json values = json::parse(r.values_json);
+    for (const auto& [k, v] : values.items()) {
+      if (k == "experiment.seed" || k == "model.variant" || k == "dataset.plugin" || k == "policy.plugin") continue;
+      setting += (setting.empty() ? "" : ", ") + k + "=" + v.get<std::string>();
+    }
+    Acc& g = groups[{s["model"].get<std::string>(), s["dataset"].get<std::string>(), setting,
+                     s["policy"].get<std::string>()}];
+    g.acc_full.push_back(bs["test_accuracy"].get<double>());
+    g.acc.push_back(s["test_accuracy"].get<double>());
+    g.time_full.push_back(bs["train_seconds"].get<double>());
+    g.time.push_back(s["train_seconds"].get<double>());
+    g.speedup.push_back(bs["train_seconds"].get<double>() / s["train_seconds"].get<double>());
+    g.flops.push_back(s["flops_reduction"].get<double>());
+    g.dropped.push_back(s["dropped_stages"].get<double>());
+    g.stages = s["num_stages"].get<std::int64_t>();
+  }
+  for (const auto& [key, g] : groups) {
+    ReportRow row;
+    std::tie(row.model, row.dataset, row.setting, row.policy) = key;
+    row.seeds = g.acc.size();
+    row.acc_full = stat(g.acc_full).mean;
+    row.acc_full_std = stat(g.acc_full).std;
+    row.acc = stat(g.acc).mean;
+    row.acc_std = stat(g.acc).std;
+    row.time_full = stat(g.time_full).mean;
+    row.time = stat(g.time).mean;
+    row.speedup = stat(g.speedup).mean;
+    row.flops_reduction = stat(g.flops).mean;
+    row.dropped = stat(g.dropped).mean;
+    row.stages = g.stages;
+    row.text = {row.model,
+                row.dataset,
+                row.setting.empty() ? "-" : row.setting,
+                row.policy,
+                std::to_string(row.seeds),
+                pm(stat(g.acc_full), 100, 2),
+                pm(stat(g.acc), 100, 2),
+                pm(stat(g.time_full), 1, 1),
+                pm(stat(g.time), 1, 1),
+                pm(stat(g.speedup), 1, 2) + "x",
+                pm(stat(g.flops), 100, 1) + "%",
+                pm(stat(g.dropped), 1, 1) + " / " + std::to_string(g.stages)};
+    t.rows.push_back(row);
+  }
+  for (const auto& r : records) {
+    if (r.status == "failed") t.failed.push_back(r.label + ": " + r.error);
+  }
+  return t;
+}
+
+int suite_report(const core::PluginHost& host, const std::string& input, const std::string& out_arg) {
+  fs::path db_path = input;
+  if (fs::path(input).extension() != ".db") db_path = core::load_suite(input, host).output / "results.db";
+  if (!fs::exists(db_path)) throw Error("suite report: no results database at " + db_path.string());
+  core::ResultsDb db(db_path);
+  const auto records = db.runs();
+  const ReportTable table = build_report(records);
+  const fs::path out = out_arg.empty() ? db_path.parent_path() / "report" : fs::path(out_arg);
+  fs::create_directories(out);
+
+  // CSV: one row per finished run.
+  std::ostringstream csv;
+  csv << "label,config_hash,code_version,is_baseline,model,dataset,policy,seed,test_accuracy,train_seconds,"
+         "wall_seconds,forward_flops,forward_flops_full,flops_reduction,dropped_stages,num_stages\n";
+  json plot = json::array();
+  std::map<std::string, const core::RunRecord*> by_hash;
+  const auto finished = latest_finished(records);
+  for (const auto& r : finished) by_hash[r.config_hash] = &r;
+  for (const auto& r : finished) {
+    json s = json::parse(r.summary_json);
+    csv << csv_field(r.label) << ',' << r.config_hash << ',' << r.code_version << ',' << (r.is_baseline ? 1 : 0) << ','
+        << csv_field(s["model"]) << ',' << csv_field(s["dataset"]) << ',' << csv_field(s["policy"]) << ',' << s["seed"]
+        << ',' << s["test_accuracy"] << ',' << s["train_seconds"] << ',' << s["wall_seconds"] << ','
+        << s["forward_flops"] << ',' << s["forward_flops_full"] << ',' << s["flops_reduction"] << ','
+        << s["dropped_stages"] << ',' << s["num_stages"] << '\n';
+    json epochs = json::array();
+    for (const auto& e : r.epochs_json) epochs.push_back(json::parse(e));
+    plot.push_back({{"label", r.label},
+                    {"model", s["model"]},
+                    {"dataset", s["dataset"]},
+                    {"policy", s["policy"]},
+                    {"seed", s["seed"]},
+                    {"is_baseline", r.is_baseline},
+                    {"epochs", epochs}});
+  }
+  core::atomic_write(out / "runs.csv", csv.str());
+  core::atomic_write(out / "plot_data.json", plot.dump());
+
+  // Plots with matplotlib (python3-matplotlib), when present.
+  std::vector<std::string> pngs;
+  fs::path script = fs::path(LEARNDROP_SOURCE_DIR) / "tools" / "plot_suite.py";
+  if (!fs::exists(script)) {  // installed: <prefix>/bin/ldrop and <prefix>/share/learndrop/plot_suite.py
+    std::error_code ec;
+    script = fs::read_symlink("/proc/self/exe", ec).parent_path().parent_path() / "share/learndrop/plot_suite.py";
+  }
+  std::string plot_note;
+  if (fs::exists(script)) {
+    const std::string cmd =
+        "/usr/bin/python3 " + script.string() + " " + (out / "plot_data.json").string() + " " + out.string() + " 2>&1";
+    FILE* p = popen(cmd.c_str(), "r");
+    std::string output;
+    char buf[512];
+    while (p && std::fgets(buf, sizeof buf, p)) output += buf;
+    const int rc = p ? pclose(p) : -1;
+    std::istringstream lines(output);
+    std::string line;
+    while (std::getline(lines, line)) {
+      if (line.size() > 4 && line.substr(line.size() - 4) == ".png") pngs.push_back(line);
+    }
+    if (rc != 0) plot_note = "plots skipped: " + output.substr(0, output.find('\n'));
+  } else {
+    plot_note = "plots skipped: tools/plot_suite.py not found";
+  }
+
+  std::ostringstream md;
+  md << "# Suite report\n\n";
+  md << "Database `" << db_path.string() << "`: " << records.size() << " run records, " << finished.size()
+     << " finished configs, " << table.failed.size() << " failed records.\n\n";
+  md << "Accuracy is the test accuracy of the full model after the last epoch (mean ± sample std over seeds); time is "
+        "training time (epochs, cache builds included, evaluation excluded); speedup = full / Learn&Drop time, "
+        "averaged over seed pairs; forward-FLOP reduction counts training forward passes against the same steps "
+        "without drops.\n\n";
+  const char* head[] = {"model",         "dataset",         "setting",         "policy",
+                        "seeds",         "accuracy full %", "accuracy drop %", "time full [s]",
+                        "time drop [s]", "speedup",         "forward FLOPs −", "dropped stages"};
+  md << "|";
+  for (const char* h : head) md << ' ' << h << " |";
+  md << "\n|";
+  for (std::size_t i = 0; i < std::size(head); ++i) md << " --- |";
+  md << "\n";
+  for (const auto& row : table.rows) {
+    md << "|";
+    for (const auto& c : row.text) md << ' ' << c << " |";
+    md << "\n";
+  }
+  if (table.rows.empty()) md << "\n(no Learn&Drop run with a finished baseline yet)\n";
+  if (!table.failed.empty()) {
+    md << "\nFailed runs:\n\n";
+    for (const auto& f : table.failed) md << "- " << f << "\n";
+  }
+  md << "\nPer-run values: [runs.csv](runs.csv).\n";
+  if (!pngs.empty()) {
+    md << "\n## Plots\n\n";
+    for (const auto& png : pngs) md << "![" << png << "](" << png << ")\n\n";
+  }
+  if (!plot_note.empty()) md << "\n(" << plot_note << ")\n";
+  core::atomic_write(out / "report.md", md.str());
+  std::printf("%s", md.str().c_str());
+  std::printf("\nreport written to %s (report.md, runs.csv%s)\n", out.string().c_str(), pngs.empty() ? "" : ", plots");
+  return 0;
+}
+
+}  // namespace ld::cli
