@@ -1,0 +1,217 @@
+// Experiment suites: matrix expansion, the results database, resume, failed
+// runs and the report.
+#include <gtest/gtest.h>
+
+#include <array>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "idx_fixture.h"
+#include "learndrop/core/results_db.h"
+#include "learndrop/core/suite.h"
+#include "test_env.h"
+
+namespace ld::core {
+
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+class Suites : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    test::write_idx_fixture(data_.str());
+    std::ofstream(dir_.path() / "base.yaml") << test::tiny_config(data_.str());
+  }
+  std::string write_suite(const std::string& text) {
+    const std::string file = (dir_.path() / "suite.yaml").string();
+    std::ofstream(file) << "base: base.yaml\noutput: out\n" << text;
+    return file;
+  }
+  std::string error_of(const std::string& text) {
+    try {
+      load_suite(write_suite(text), *host_);
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "(no error)";
+  }
+  // Output of a shell command line (stdout and stderr).
+  static std::string shell(const std::string& cmd) {
+    FILE* p = popen(("bash -c '" + cmd + "' 2>&1").c_str(), "r");
+    std::string out;
+    std::array<char, 4096> buf{};
+    while (std::fgets(buf.data(), buf.size(), p) != nullptr) out += buf.data();
+    pclose(p);
+    return out;
+  }
+  std::unique_ptr<PluginHost> host_ = test::builtin_host();
+  test::TempDir data_, dir_;
+};
+
+const char* kMatrix =
+    "matrix:\n"
+    "  size:\n"
+    "    - {model.width: 0.0625}\n"
+    "    - {model.width: 0.125, train.batch_size: 16}\n"
+    "  policy.plugin: [none, fixed]\n"
+    "  experiment.seed: [1, 2]\n"
+    "exclude:\n"
+    "  - {model.width: 0.125, experiment.seed: 2}\n"
+    "baseline: {policy.plugin: none}\n";
+
+}  // namespace
+
+TEST_F(Suites, MatrixExpandsInOrderWithExcludesAndBaselines) {
+  Suite s = load_suite(write_suite(std::string("set: {train.epochs: 2}\n") + kMatrix), *host_);
+  ASSERT_EQ(s.runs.size(), 6u);
+  EXPECT_EQ(s.excluded, 2u);
+  std::vector<std::string> labels;
+  for (const auto& r : s.runs) labels.push_back(r.label);
+  EXPECT_EQ(labels, (std::vector<std::string>{"0.0625.none.1", "0.0625.none.2", "0.0625.fixed.1", "0.0625.fixed.2",
+                                              "0.125+16.none.1", "0.125+16.fixed.1"}));
+  EXPECT_EQ(s.runs[4].config.train.batch_size, 16);  // a named axis sets several keys
+  EXPECT_EQ(s.runs[0].config.train.epochs, 2);       // `set` applies to every run
+  EXPECT_EQ(s.runs[5].config.policy.plugin, "fixed");
+  for (const auto& r : s.runs) {
+    EXPECT_EQ(r.is_baseline, r.config.policy.plugin == "none") << r.label;
+  }
+  // Each run's baseline is the run with the same values and policy none.
+  EXPECT_EQ(s.runs[2].baseline_hash, s.runs[0].hash);
+  EXPECT_EQ(s.runs[3].baseline_hash, s.runs[1].hash);
+  EXPECT_EQ(s.runs[5].baseline_hash, s.runs[4].hash);
+  EXPECT_EQ(s.runs[0].baseline_hash, s.runs[0].hash);
+  std::set<std::string> hashes;
+  for (const auto& r : s.runs) hashes.insert(r.hash);
+  EXPECT_EQ(hashes.size(), 6u);
+}
+
+TEST_F(Suites, BadSuitesAreNamedBeforeAnythingRuns) {
+  EXPECT_NE(error_of("matrx: {}\n").find("matrx: unknown suite key"), std::string::npos);
+  std::string e = error_of("matrix:\n  model.variant: [vgg11_bn, vgg99]\n");
+  EXPECT_NE(e.find("run {model.variant=vgg99}"), std::string::npos) << e;
+  EXPECT_NE(e.find("vgg99"), std::string::npos) << e;
+  e = error_of("matrix:\n  experiment.seed: [1]\nexclude:\n  - {experiment.seed: 1}\n");
+  EXPECT_NE(e.find("every run of the matrix is excluded"), std::string::npos) << e;
+  e = error_of("matrix:\n  experiment.seed: 1\n");
+  EXPECT_NE(e.find("matrix.experiment.seed: expected a non-empty list"), std::string::npos) << e;
+  test::LdropResult r = test::run_ldrop("suite run " + (dir_.path() / "suite.yaml").string());
+  EXPECT_EQ(r.code, 2) << r.output;
+}
+
+TEST_F(Suites, InterruptedSuiteContinuesWithoutRepeatingFinishedRuns) {
+  // Three runs of several epochs; the suite is stopped once the first has finished.
+  const std::string file = write_suite("set: {train.epochs: 12}\nmatrix:\n  experiment.seed: [1, 2, 3]\n");
+  const std::string out = (dir_.path() / "out").string();
+  std::string o = shell(std::string(LDROP_EXE) + " suite run " + file + " > " + dir_.str() + "/first.log 2>&1 & " +
+                        "pid=$!; for i in $(seq 1200); do ls " + out +
+                        "/runs/*/summary.json > /dev/null 2>&1 && break; sleep 0.05; done; kill -TERM $pid; " +
+                        "wait $pid; echo exit=$?");
+  EXPECT_NE(o.find("exit=143"), std::string::npos) << o;
+  std::map<std::string, std::int64_t> first_ids;
+  {
+    ResultsDb db(out + "/results.db");
+    for (const auto& r : db.runs()) {
+      if (r.status == "finished") first_ids[r.config_hash] = r.id;
+    }
+  }
+  ASSERT_GE(first_ids.size(), 1u) << shell("cat " + dir_.str() + "/first.log");
+  ASSERT_LT(first_ids.size(), 3u) << "the suite finished before it was interrupted";
+
+  test::LdropResult again = test::run_ldrop("suite run " + file);
+  ASSERT_EQ(again.code, 0) << again.output;
+  EXPECT_NE(again.output.find(std::to_string(first_ids.size()) + " already finished"), std::string::npos)
+      << again.output;
+  ResultsDb db(out + "/results.db");
+  std::map<std::string, int> finished;
+  for (const auto& r : db.runs()) {
+    if (r.status != "finished") continue;
+    ++finished[r.config_hash];
+    EXPECT_EQ(r.epochs_json.size(), 12u);
+    EXPECT_FALSE(r.config_yaml.empty());
+    EXPECT_FALSE(r.code_version.empty());
+    if (first_ids.count(r.config_hash)) EXPECT_EQ(r.id, first_ids[r.config_hash]) << "a finished run ran again";
+  }
+  EXPECT_EQ(finished.size(), 3u);
+  for (const auto& [hash, n] : finished) EXPECT_EQ(n, 1) << hash;
+}
+
+TEST_F(Suites, FailedRunIsRecordedAndTheSuiteGoesOn) {
+  const std::string file = write_suite("matrix:\n  dataset.root: [" + data_.str() + ", " + dir_.str() +
+                                       "/no-such-folder]\n  experiment.seed: [1, 2]\n");
+  test::LdropResult r = test::run_ldrop("suite run " + file);
+  EXPECT_EQ(r.code, 1) << r.output;
+  EXPECT_NE(r.output.find("2 finished, 2 failed"), std::string::npos) << r.output;
+  ResultsDb db(dir_.str() + "/out/results.db");
+  int failed = 0;
+  for (const auto& rec : db.runs()) {
+    if (rec.status != "failed") continue;
+    ++failed;
+    EXPECT_NE(rec.error.find("no-such-folder does not exist"), std::string::npos) << rec.error;
+  }
+  EXPECT_EQ(failed, 2);
+  r = test::run_ldrop("suite run --stop-on-failure " + file);  // retries the failed runs only, stops at the first
+  EXPECT_EQ(r.code, 1) << r.output;
+  EXPECT_NE(r.output.find("0 finished, 1 failed, 2 skipped, 1 not started"), std::string::npos) << r.output;
+}
+
+TEST_F(Suites, ReportPairsRunsWithTheirBaselinesAndAveragesSeeds) {
+  // A database fixture: two seeds of a baseline and a Learn&Drop run.
+  const fs::path db_file = dir_.path() / "fixture.db";
+  {
+    ResultsDb db(db_file);
+    auto add = [&](const std::string& label, const std::string& hash, const std::string& baseline, bool is_baseline,
+                   const std::string& policy, int seed, double acc, double seconds, double flops, int dropped) {
+      RunRecord r;
+      r.suite = "fixture";
+      r.label = label;
+      r.config_hash = hash;
+      r.code_version = "test";
+      r.baseline_hash = baseline;
+      r.is_baseline = is_baseline;
+      r.values_json = json({{"policy.plugin", policy}, {"experiment.seed", std::to_string(seed)}}).dump();
+      r.config_yaml = "x";
+      r.out_dir = "runs/" + label;
+      std::int64_t id = db.start(r);
+      json summary = {{"model", "vgg11_bn"},
+                      {"dataset", "mnist"},
+                      {"policy", policy},
+                      {"seed", seed},
+                      {"test_accuracy", acc},
+                      {"train_seconds", seconds},
+                      {"wall_seconds", seconds + 1},
+                      {"forward_flops", 1},
+                      {"forward_flops_full", 2},
+                      {"flops_reduction", flops},
+                      {"dropped_stages", dropped},
+                      {"num_stages", 8}};
+      json epoch = {{"epoch", 1}, {"test_accuracy", acc}, {"epoch_seconds", seconds}, {"cut", dropped}};
+      db.finish(id, summary.dump(), {epoch.dump()});
+    };
+    add("none.1", "b1", "b1", true, "none", 1, 0.90, 100, 0.0, 0);
+    add("none.2", "b2", "b2", true, "none", 2, 0.92, 120, 0.0, 0);
+    add("ld.1", "l1", "b1", false, "learn-drop", 1, 0.89, 50, 0.40, 4);
+    add("ld.2", "l2", "b2", false, "learn-drop", 2, 0.91, 60, 0.50, 6);
+  }
+  const std::string out = (dir_.path() / "report").string();
+  test::LdropResult r = test::run_ldrop("suite report " + db_file.string() + " --out " + out);
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("| vgg11_bn | mnist | - | learn-drop | 2 | 91.00 ± 1.41 | 90.00 ± 1.41 | 110.0 ± 14.1 | "
+                          "55.0 ± 7.1 | 2.00 ± 0.00x | 45.0 ± 7.1% | 5.0 ± 1.4 / 8 |"),
+            std::string::npos)
+      << r.output;
+  std::ifstream csv(out + "/runs.csv");
+  std::string header, line;
+  std::getline(csv, header);
+  int rows = 0;
+  while (std::getline(csv, line)) ++rows;
+  EXPECT_EQ(rows, 4);
+  EXPECT_TRUE(fs::exists(out + "/report.md"));
+  if (std::system("/usr/bin/python3 -c 'import matplotlib' 2> /dev/null") == 0) {
+    EXPECT_TRUE(fs::exists(out + "/vgg11_bn_mnist.png")) << r.output;
+  }
+}
+
+}  // namespace ld::core
