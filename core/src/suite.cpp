@@ -25,11 +25,17 @@ std::string located(const std::string& file, const YAML::Node& node, const std::
 }
 
 // Reads a mapping of dotted keys to scalars (an exclude entry, a named axis value, `set`).
-Assignment assignments(const YAML::Node& node, const std::string& file, const std::string& what) {
+// `label`, when given, receives the value of a `label:` key (named axis values).
+Assignment assignments(const YAML::Node& node, const std::string& file, const std::string& what,
+                       std::string* label = nullptr) {
   if (!node.IsMap()) throw Error(located(file, node, what) + ": expected a mapping of config keys to values");
   Assignment out;
   for (const auto& kv : node) {
     const std::string key = kv.first.as<std::string>();
+    if (label != nullptr && key == "label") {
+      *label = scalar(kv.second, located(file, kv.second, what + ".label"));
+      continue;
+    }
     if (key.find('.') == std::string::npos) {
       throw Error(located(file, kv.first, what + "." + key) + ": expected a dotted config key such as train.epochs");
     }
@@ -41,6 +47,7 @@ Assignment assignments(const YAML::Node& node, const std::string& file, const st
 struct Axis {
   std::string name;
   std::vector<Assignment> values;
+  std::vector<std::string> labels;  // per value: its `label:` or "" (then the values joined)
 };
 
 std::string value_label(const Assignment& a) {
@@ -93,7 +100,8 @@ Suite load_suite(const std::string& file, const PluginHost& host) {
   suite.file = file;
   suite.name = fs::path(file).stem().string();
   if (!root["output"].IsDefined()) throw Error(file + ": output: missing (the folder for runs, database and report)");
-  suite.output = fs::path(file).parent_path() / scalar(root["output"], located(file, root["output"], "output"));
+  suite.output = (fs::path(file).parent_path() / scalar(root["output"], located(file, root["output"], "output")))
+                     .lexically_normal();
   const ConfigTree base = base_tree(root["base"], file);
 
   Assignment fixed;
@@ -110,11 +118,13 @@ Suite load_suite(const std::string& file, const PluginHost& host) {
     const std::string where = located(file, kv.second, "matrix." + axis.name);
     if (!kv.second.IsSequence() || kv.second.size() == 0) throw Error(where + ": expected a non-empty list of values");
     for (const auto& v : kv.second) {
+      std::string label;
       if (axis.name.find('.') != std::string::npos) {
         axis.values.push_back({{axis.name, scalar(v, where)}});
       } else {
-        axis.values.push_back(assignments(v, file, "matrix." + axis.name));
+        axis.values.push_back(assignments(v, file, "matrix." + axis.name, &label));
       }
+      axis.labels.push_back(label);
     }
     axes.push_back(std::move(axis));
   }
@@ -150,7 +160,7 @@ Suite load_suite(const std::string& file, const PluginHost& host) {
     for (std::size_t a = 0; a < axes.size(); ++a) {
       const Assignment& v = axes[a].values[pos[a]];
       values.insert(values.end(), v.begin(), v.end());
-      labels.push_back(value_label(v));
+      labels.push_back(axes[a].labels[pos[a]].empty() ? value_label(v) : axes[a].labels[pos[a]]);
     }
     auto has = [&](const std::pair<std::string, std::string>& kv) {
       return std::find(values.begin(), values.end(), kv) != values.end();

@@ -33,7 +33,7 @@ struct SuiteRun {
 /// matrix:                         # cartesian product, in this order
 ///   model.variant: [vgg11_bn, vgg16_bn]
 ///   data:                         # a named axis: each value sets several keys
-///     - {dataset.plugin: mnist, model.stem: cifar}
+///     - {label: mnist, dataset.plugin: mnist, dataset.train_limit: 4000}
 ///   policy.plugin: [none, learn-drop]
 ///   experiment.seed: [1, 2]
 /// exclude:                        # optional: runs matching every listed key
