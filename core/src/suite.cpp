@@ -136,6 +136,39 @@ Suite load_suite(const std::string& file, const PluginHost& host) {
   Assignment baseline;
   if (root["baseline"].IsDefined()) baseline = assignments(root["baseline"], file, "baseline");
   for (const auto& [k, v] : baseline) suite.baseline[k] = v;
+  // On each axis that sets a baseline key, the index of the value that
+  // matches the baseline (the baseline's other keys are added to every run).
+  std::vector<long> baseline_pos(axes.size(), -1);
+  Assignment baseline_extra = baseline;
+  for (std::size_t a = 0; a < axes.size(); ++a) {
+    bool touches = false;
+    for (const auto& [k, v] : baseline) {
+      for (const auto& value : axes[a].values) {
+        touches = touches || std::any_of(value.begin(), value.end(), [&](const auto& kv) { return kv.first == k; });
+      }
+    }
+    if (!touches) continue;
+    for (std::size_t i = 0; i < axes[a].values.size() && baseline_pos[a] < 0; ++i) {
+      const Assignment& value = axes[a].values[i];
+      bool match = true;
+      for (const auto& kv : value) {
+        auto it = suite.baseline.find(kv.first);
+        if (it != suite.baseline.end() && it->second != kv.second) match = false;
+      }
+      if (match) baseline_pos[a] = static_cast<long>(i);
+    }
+    if (baseline_pos[a] < 0) {
+      throw Error(located(file, root["baseline"], "baseline") + ": no value of matrix axis '" + axes[a].name +
+                  "' matches the baseline");
+    }
+    const Assignment& chosen = axes[a].values[static_cast<std::size_t>(baseline_pos[a])];
+    baseline_extra.erase(std::remove_if(baseline_extra.begin(), baseline_extra.end(),
+                                        [&](const auto& kv) {
+                                          return std::any_of(chosen.begin(), chosen.end(),
+                                                             [&](const auto& c) { return c.first == kv.first; });
+                                        }),
+                         baseline_extra.end());
+  }
 
   auto resolve = [&](const Assignment& values) {
     ConfigTree t;
@@ -178,15 +211,15 @@ Suite load_suite(const std::string& file, const PluginHost& host) {
       run.effective_yaml = run.config.effective_yaml();
       if (!baseline.empty()) {
         run.is_baseline = std::all_of(baseline.begin(), baseline.end(), has);
-        Assignment b = values;
-        for (const auto& [k, v] : baseline) {
-          auto it = std::find_if(b.begin(), b.end(), [&](const auto& kv) { return kv.first == k; });
-          if (it != b.end()) {
-            it->second = v;
-          } else {
-            b.emplace_back(k, v);
-          }
+        // The baseline: the same matrix point with the baseline's value on
+        // the axes that set baseline keys (a whole named-axis value, so keys
+        // that only the drop policy accepts go with it).
+        Assignment b;
+        for (std::size_t a = 0; a < axes.size(); ++a) {
+          const std::size_t i = baseline_pos[a] >= 0 ? static_cast<std::size_t>(baseline_pos[a]) : pos[a];
+          b.insert(b.end(), axes[a].values[i].begin(), axes[a].values[i].end());
         }
+        b.insert(b.end(), baseline_extra.begin(), baseline_extra.end());
         run.baseline_hash = run.is_baseline ? run.hash : resolve(b).hash();
       }
       suite.runs.push_back(std::move(run));

@@ -88,6 +88,22 @@ TEST_F(Suites, MatrixExpandsInOrderWithExcludesAndBaselines) {
   EXPECT_EQ(hashes.size(), 6u);
 }
 
+TEST_F(Suites, BaselineOfANamedAxisIsItsWholeValue) {
+  // The drop policy's own keys live with it on a named axis; the baseline run
+  // is the axis value with policy none, without them.
+  Suite s = load_suite(write_suite("matrix:\n  policy:\n    - {label: full, policy.plugin: none}\n"
+                                   "    - {label: drop, policy.plugin: fixed, policy.cut: 3}\n"
+                                   "  experiment.seed: [1, 2]\nbaseline: {policy.plugin: none}\n"),
+                       *host_);
+  ASSERT_EQ(s.runs.size(), 4u);
+  EXPECT_EQ(s.runs[2].label, "drop.1");
+  EXPECT_EQ(s.runs[2].baseline_hash, s.runs[0].hash);
+  EXPECT_EQ(s.runs[3].baseline_hash, s.runs[1].hash);
+  EXPECT_NE(error_of("matrix:\n  policy.plugin: [fixed]\nbaseline: {policy.plugin: none}\n")
+                .find("no value of matrix axis 'policy.plugin' matches the baseline"),
+            std::string::npos);
+}
+
 TEST_F(Suites, BadSuitesAreNamedBeforeAnythingRuns) {
   EXPECT_NE(error_of("matrx: {}\n").find("matrx: unknown suite key"), std::string::npos);
   std::string e = error_of("matrix:\n  model.variant: [vgg11_bn, vgg99]\n");
