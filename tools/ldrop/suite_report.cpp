@@ -85,9 +85,23 @@ ReportTable build_report(const std::vector<core::RunRecord>& records) {
     std::vector<double> acc_full, acc, time_full, time, speedup, flops, dropped;
     std::int64_t stages = 0;
   };
-  // Runs that differ only in their seed form one row; other matrix values
-  // (besides model, data set and policy, which have columns) are the setting.
+  // Runs that differ only in their seed form one row. The setting column
+  // holds the matrix values that still tell apart runs of the same model,
+  // data set and policy (e.g. two widths); values fixed by those three are
+  // left out.
+  using Key = std::tuple<std::string, std::string, std::string>;
+  auto key_of = [](const json& s) {
+    return Key{s["model"].get<std::string>(), s["dataset"].get<std::string>(), s["policy"].get<std::string>()};
+  };
+  std::map<Key, std::map<std::string, std::set<std::string>>> seen;
+  for (const auto& r : runs) {
+    if (r.is_baseline) continue;
+    const json values = json::parse(r.values_json);
+    auto& keys = seen[key_of(json::parse(r.summary_json))];
+    for (const auto& [k, v] : values.items()) keys[k].insert(v.get<std::string>());
+  }
   std::map<std::tuple<std::string, std::string, std::string, std::string>, Acc> groups;
+  std::vector<std::tuple<std::string, std::string, std::string, std::string>> order;  // first appearance
   for (const auto& r : runs) {
     if (r.is_baseline || r.baseline_hash.empty()) continue;
     auto b = by_hash.find(r.baseline_hash);
@@ -95,12 +109,15 @@ ReportTable build_report(const std::vector<core::RunRecord>& records) {
     json s = json::parse(r.summary_json), bs = json::parse(b->second->summary_json);
     std::string setting;
     const json values = json::parse(r.values_json);
+    const auto& varying = seen[key_of(s)];
     for (const auto& [k, v] : values.items()) {
-      if (k == "experiment.seed" || k == "model.variant" || k == "dataset.plugin" || k == "policy.plugin") continue;
+      if (k == "experiment.seed" || varying.at(k).size() < 2) continue;
       setting += (setting.empty() ? "" : ", ") + k + "=" + v.get<std::string>();
     }
-    Acc& g = groups[{s["model"].get<std::string>(), s["dataset"].get<std::string>(), setting,
-                     s["policy"].get<std::string>()}];
+    const auto group = std::make_tuple(s["model"].get<std::string>(), s["dataset"].get<std::string>(), setting,
+                                       s["policy"].get<std::string>());
+    if (groups.count(group) == 0) order.push_back(group);
+    Acc& g = groups[group];
     g.acc_full.push_back(bs["test_accuracy"].get<double>());
     g.acc.push_back(s["test_accuracy"].get<double>());
     g.time_full.push_back(bs["train_seconds"].get<double>());
@@ -110,7 +127,8 @@ ReportTable build_report(const std::vector<core::RunRecord>& records) {
     g.dropped.push_back(s["dropped_stages"].get<double>());
     g.stages = s["num_stages"].get<std::int64_t>();
   }
-  for (const auto& [key, g] : groups) {
+  for (const auto& key : order) {
+    const Acc& g = groups.at(key);
     ReportRow row;
     std::tie(row.model, row.dataset, row.setting, row.policy) = key;
     row.seeds = g.acc.size();
