@@ -58,7 +58,7 @@ printf '%-52s %9s MiB/s\n' "disk cache shuffled read, reader alone (1 GiB)" "$ca
 printf '%-52s %9s s\n' "epoch with ram cache at cut 1 (mean of 2)" "$ram_epoch"
 printf '%-52s %9s s\n' "epoch with disk cache at cut 1 (mean of 2)" "$disk_epoch"
 printf '%-52s %9s MiB/s\n' "disk cache delivered during training" "$delivered"
-printf '%-52s %9.1f s\n' "training waited for the disk cache (2 epochs)" "$disk_wait"
+printf '%-52s %9.1f s\n' "pipeline waited for the disk cache (2 epochs)" "$disk_wait"
 echo
 awk -v d="$disk_epoch" -v r="$ram_epoch" -v c="$cache_read" -v w="$raw" 'BEGIN {
   printf "disk epoch / ram epoch: %.3f (target <= 1.15)\n", d / r
