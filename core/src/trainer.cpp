@@ -144,10 +144,7 @@ Trainer::Trainer(const RunConfig& cfg, const PluginHost& host, const RunOptions&
   at::set_num_threads(cfg.threads);
   torch::manual_seed(cfg.seed);
 
-  DatasetContext dctx;
-  if (const char* root = std::getenv("LEARNDROP_DATA")) dctx.data_root = root;
-  dctx.seed = cfg.seed;
-  dataset_ = host.create_dataset(cfg.dataset.plugin, cfg.dataset.options, dctx);
+  dataset_ = host.create_dataset(cfg.dataset.plugin, cfg.dataset.options, dataset_context_from_environment(cfg.seed));
   const std::vector<std::int64_t> shape = dataset_->sample_shape();
   if (shape.size() != 3)
     throw Error("dataset '" + cfg.dataset.plugin + "' reports a sample shape that is not [C, H, W]");

@@ -14,21 +14,9 @@ namespace ldcache {
 
 namespace {
 
-// Bytes of memory available (MemAvailable of /proc/meminfo), 0 if unknown.
-std::int64_t available_memory() {
-  std::ifstream in("/proc/meminfo");
-  std::string key;
-  std::int64_t kib = 0;
-  std::string unit;
-  while (in >> key >> kib >> unit) {
-    if (key == "MemAvailable:") return kib * 1024;
-  }
-  return 0;
-}
-
 // "auto", a byte count or a size such as 512MiB, 8GiB, 2.5GB.
 std::int64_t parse_budget(const std::string& text) {
-  if (text == "auto") return available_memory() / 2;
+  if (text == "auto") return ld::available_memory() / 2;
   std::istringstream in(text);
   double value = 0;
   std::string unit;
@@ -84,7 +72,7 @@ class AutoCache : public ld::FeatureCache {
       disk->begin(layout);
       impl_ = std::move(disk);
     } catch (const ld::Error& e) {
-      const std::int64_t available = available_memory();
+      const std::int64_t available = ld::available_memory();
       if (need > available * 4 / 5) {
         throw ld::Error(std::string(e.what()) + "; and the cut (" + bytes_text(static_cast<double>(need)) +
                         ") does not fit in available memory (" + bytes_text(static_cast<double>(available)) + ")");

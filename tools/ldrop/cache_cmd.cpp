@@ -23,16 +23,6 @@ namespace ld::cli {
 
 namespace {
 
-std::int64_t available_memory() {
-  std::ifstream in("/proc/meminfo");
-  std::string key, unit;
-  std::int64_t kib = 0;
-  while (in >> key >> kib >> unit) {
-    if (key == "MemAvailable:") return kib * 1024;
-  }
-  return 0;
-}
-
 // Free bytes on the file system holding `dir` (or its nearest existing parent).
 std::int64_t free_space(std::filesystem::path dir) {
   while (!dir.empty() && !std::filesystem::exists(dir)) dir = dir.parent_path();
@@ -46,9 +36,7 @@ std::int64_t element_bytes(const std::string& dtype) { return dtype == "float32"
 }  // namespace
 
 int cache_plan(const core::PluginHost& host, const core::RunConfig& cfg, const std::string& run_dir, bool json) {
-  DatasetContext ctx;
-  if (const char* root = std::getenv("LEARNDROP_DATA")) ctx.data_root = root;
-  ctx.seed = cfg.seed;
+  const DatasetContext ctx = dataset_context_from_environment(cfg.seed);
   auto dataset = host.create_dataset(cfg.dataset.plugin, cfg.dataset.options, ctx);
   const auto shape = dataset->sample_shape();
   auto model = host.create_model(cfg.model.plugin, cfg.model.options,
@@ -57,7 +45,7 @@ int cache_plan(const core::PluginHost& host, const core::RunConfig& cfg, const s
   const std::int64_t n = dataset->size(Split::kTrain);
   const std::int64_t views = dataset->random_train_transform() ? cfg.cache_views : 1;
   const std::int64_t full = profile.flops_from(0);
-  const std::int64_t memory = available_memory();
+  const std::int64_t memory = ld::available_memory();
   std::filesystem::path dir = run_dir + "/cache";
   if (cfg.cache.options.has("dir") && !cfg.cache.options.get_string("dir").empty()) {
     dir = cfg.cache.options.get_string("dir");

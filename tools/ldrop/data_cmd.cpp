@@ -19,9 +19,7 @@ int data_bench(const core::PluginHost& host, const core::RunConfig& cfg, int thr
   at::set_num_threads(threads);
   tbb::global_control limit(tbb::global_control::max_allowed_parallelism, static_cast<std::size_t>(threads));
   tbb::task_arena arena(threads);
-  DatasetContext ctx;
-  if (const char* root = std::getenv("LEARNDROP_DATA")) ctx.data_root = root;
-  ctx.seed = cfg.seed;
+  const DatasetContext ctx = dataset_context_from_environment(cfg.seed);
   auto start = Clock::now();
   auto dataset = host.create_dataset(cfg.dataset.plugin, cfg.dataset.options, ctx);
   const double open_seconds = std::chrono::duration<double>(Clock::now() - start).count();

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <vector>
@@ -17,6 +18,18 @@ struct CacheContext {
   std::string run_dir;  ///< The run's output folder.
   int threads = 1;      ///< Worker threads the cache may use.
 };
+
+/// Bytes of memory available to new allocations (MemAvailable of
+/// /proc/meminfo), 0 if unknown: what a cache may size itself against.
+inline std::int64_t available_memory() {
+  std::ifstream in("/proc/meminfo");
+  std::string key, unit;
+  std::int64_t kib = 0;
+  while (in >> key >> kib >> unit) {
+    if (key == "MemAvailable:") return kib * 1024;
+  }
+  return 0;
+}
 
 /// What one cache holds, fixed by `begin`.
 struct CacheLayout {

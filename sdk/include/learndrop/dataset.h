@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -25,6 +26,15 @@ struct DatasetContext {
   std::string data_root;
   std::uint64_t seed = 0;
 };
+
+/// The context the host gives dataset plugins: `LEARNDROP_DATA` from the
+/// environment and the run seed.
+inline DatasetContext dataset_context_from_environment(std::uint64_t seed) {
+  DatasetContext ctx;
+  if (const char* root = std::getenv("LEARNDROP_DATA")) ctx.data_root = root;
+  ctx.seed = seed;
+  return ctx;
+}
 
 /// Where a dataset's files are: `root` when the config sets it, otherwise
 /// `$LEARNDROP_DATA/<folder>`. `expected` says what root should point at, for
