@@ -1,7 +1,6 @@
 #include "learndrop/core/drop_controller.h"
 
 #include <chrono>
-#include <cstdio>
 #include <numeric>
 
 #include <ATen/ATen.h>
@@ -9,6 +8,7 @@
 
 #include "learndrop/core/batch_feed.h"
 #include "learndrop/core/interrupt.h"
+#include "learndrop/core/text.h"
 #include "learndrop/error.h"
 
 namespace ld::core {
@@ -62,14 +62,10 @@ std::vector<std::int64_t> DropController::rows(const std::vector<std::int64_t>& 
 }
 
 std::string DropController::cache_key(std::size_t cut) const {
-  std::uint64_t h = 0xcbf29ce484222325ULL;  // FNV-1a, 64 bits
-  auto add = [&h](const void* data, std::size_t n) {
-    const auto* p = static_cast<const unsigned char*>(data);
-    for (std::size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 0x100000001b3ULL;
-  };
+  Fnv1a64 h;
   auto add_tensor = [&](const at::Tensor& t) {
     at::Tensor c = t.contiguous();
-    add(c.data_ptr(), static_cast<std::size_t>(c.numel() * c.element_size()));
+    h.add(c.data_ptr(), static_cast<std::size_t>(c.numel() * c.element_size()));
   };
   for (std::size_t i = 0; i < cut; ++i) {
     for (const auto& p : model_.stage_module(i)->parameters()) add_tensor(p);
@@ -77,10 +73,8 @@ std::string DropController::cache_key(std::size_t cut) const {
   }
   const std::string rest = settings_.data_key + "|views=" + std::to_string(settings_.views) +
                            "|cut=" + std::to_string(cut) + "|dtype=" + c10::toString(settings_.dtype);
-  add(rest.data(), rest.size());
-  char hex[17];
-  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(h));
-  return hex;
+  h.add(rest.data(), rest.size());
+  return h.hex();
 }
 
 at::Tensor DropController::cached_rows(const std::vector<std::int64_t>& rows) const {

@@ -82,15 +82,21 @@ std::string format_duration(double seconds) {
   return buf;
 }
 
-std::string fnv1a_hex(const std::string& data) {
-  std::uint64_t h = 0xcbf29ce484222325ULL;  // FNV-1a 64-bit offset basis
-  for (unsigned char c : data) {
-    h ^= c;
-    h *= 1099511628211ULL;
-  }
+void Fnv1a64::add(const void* data, std::size_t n) {
+  const auto* p = static_cast<const unsigned char*>(data);
+  for (std::size_t i = 0; i < n; ++i) h_ = (h_ ^ p[i]) * 1099511628211ULL;
+}
+
+std::string Fnv1a64::hex() const {
   char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h_));
   return buf;
+}
+
+std::string fnv1a_hex(const std::string& data) {
+  Fnv1a64 h;
+  h.add(data.data(), data.size());
+  return h.hex();
 }
 
 }  // namespace ld::core

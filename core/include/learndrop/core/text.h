@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -29,5 +30,16 @@ std::string format_duration(double seconds);
 
 /// 64-bit FNV-1a hash as 16 hex digits (stable across runs and platforms).
 std::string fnv1a_hex(const std::string& data);
+
+/// Incremental 64-bit FNV-1a: add() bytes in pieces, hex() gives what
+/// fnv1a_hex gives for their concatenation.
+class Fnv1a64 {
+ public:
+  void add(const void* data, std::size_t n);
+  std::string hex() const;
+
+ private:
+  std::uint64_t h_ = 0xcbf29ce484222325ULL;  // offset basis
+};
 
 }  // namespace ld::core
