@@ -116,9 +116,19 @@ bool ResultsDb::finished(const std::string& hash, const std::string& code_versio
   return s.step();
 }
 
-std::int64_t ResultsDb::start(const RunRecord& r) {
+void ResultsDb::transaction(const std::function<void()>& body) {
   exec("BEGIN IMMEDIATE;");
   try {
+    body();
+    exec("COMMIT;");
+  } catch (...) {
+    exec("ROLLBACK;");
+    throw;
+  }
+}
+
+std::int64_t ResultsDb::start(const RunRecord& r) {
+  transaction([&] {
     Statement del(db_, "DELETE FROM runs WHERE config_hash = ?1 AND code_version = ?2", path_.string());
     del.bind(1, r.config_hash).bind(2, r.code_version);
     del.step();
@@ -131,17 +141,12 @@ std::int64_t ResultsDb::start(const RunRecord& r) {
     ins.bind(6, static_cast<std::int64_t>(r.is_baseline)).bind(7, r.values_json).bind(8, r.config_yaml);
     ins.bind(9, r.out_dir).bind(10, utc_now());
     ins.step();
-    exec("COMMIT;");
-  } catch (...) {
-    exec("ROLLBACK;");
-    throw;
-  }
+  });
   return sqlite3_last_insert_rowid(db_);
 }
 
 void ResultsDb::finish(std::int64_t id, const std::string& summary_json, const std::vector<std::string>& epochs) {
-  exec("BEGIN IMMEDIATE;");
-  try {
+  transaction([&] {
     for (std::size_t e = 0; e < epochs.size(); ++e) {
       Statement s(db_, "INSERT OR REPLACE INTO epochs (run_id, epoch, metrics) VALUES (?1, ?2, ?3)", path_.string());
       s.bind(1, id).bind(2, static_cast<std::int64_t>(e + 1)).bind(3, epochs[e]);
@@ -151,11 +156,7 @@ void ResultsDb::finish(std::int64_t id, const std::string& summary_json, const s
                 path_.string());
     u.bind(1, id).bind(2, utc_now()).bind(3, summary_json);
     u.step();
-    exec("COMMIT;");
-  } catch (...) {
-    exec("ROLLBACK;");
-    throw;
-  }
+  });
 }
 
 void ResultsDb::fail(std::int64_t id, const std::string& error) {

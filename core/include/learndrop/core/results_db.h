@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -59,6 +60,8 @@ class ResultsDb {
 
  private:
   void exec(const std::string& sql) const;
+  /// Runs `body` in one write transaction, rolled back if it throws.
+  void transaction(const std::function<void()>& body);
   std::filesystem::path path_;
   sqlite3* db_ = nullptr;
 };
