@@ -1,7 +1,6 @@
 // The ldrop command line, run as a user would.
 #include <gtest/gtest.h>
 
-#include <array>
 #include <fstream>
 
 #include <nlohmann/json.hpp>
@@ -65,11 +64,7 @@ TEST_F(Cli, InterruptRemovesTheDiskCacheAndWritesNoSummary) {
       cache + " > " + (dir_.path() / "log").string() + " 2>&1 & pid=$!; " + "for i in $(seq 600); do ls " + cache +
       "/ldcache-*.bin > /dev/null 2>&1 && break; sleep 0.1; done; " +
       "kill -INT $pid; wait $pid; echo \"exit=$?\"; ls -A " + cache;
-  FILE* p = popen(("bash -c '" + cmd + "'").c_str(), "r");
-  std::string output;
-  std::array<char, 4096> buf{};
-  while (std::fgets(buf.data(), buf.size(), p) != nullptr) output += buf.data();
-  pclose(p);
+  const std::string output = ld::test::run_shell(cmd).output;
   std::ifstream log(dir_.path() / "log");
   std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
   EXPECT_EQ(output, "exit=130\n") << "output: " << output << "\nlog: " << text;

@@ -2,7 +2,6 @@
 // runs and the report.
 #include <gtest/gtest.h>
 
-#include <array>
 #include <fstream>
 
 #include <nlohmann/json.hpp>
@@ -31,22 +30,9 @@ class Suites : public ::testing::Test {
     return file;
   }
   std::string error_of(const std::string& text) {
-    try {
-      load_suite(write_suite(text), *host_);
-    } catch (const Error& e) {
-      return e.what();
-    }
-    return "(no error)";
+    return test::error_of([&] { load_suite(write_suite(text), *host_); });
   }
-  // Output of a shell command line (stdout and stderr).
-  static std::string shell(const std::string& cmd) {
-    FILE* p = popen(("bash -c '" + cmd + "' 2>&1").c_str(), "r");
-    std::string out;
-    std::array<char, 4096> buf{};
-    while (std::fgets(buf.data(), buf.size(), p) != nullptr) out += buf.data();
-    pclose(p);
-    return out;
-  }
+  static std::string shell(const std::string& cmd) { return test::run_shell(cmd).output; }
   std::unique_ptr<PluginHost> host_ = test::builtin_host();
   test::TempDir data_, dir_;
 };

@@ -49,15 +49,32 @@ std::string test_plugin(const std::string& name) {
   return std::string(LEARNDROP_TEST_PLUGIN_DIR) + "/" + name + "/ldp_" + name + ".so";
 }
 
-LdropResult run_ldrop(const std::string& args, const std::string& env) {
+namespace {
+// Output and exit code of a shell command line.
+LdropResult capture(const std::string& cmd) {
   LdropResult r;
-  std::string cmd = env + LDROP_EXE + " " + args + " 2>&1";
   FILE* p = popen(cmd.c_str(), "r");
   std::array<char, 4096> buf{};
   while (std::fgets(buf.data(), buf.size(), p) != nullptr) r.output += buf.data();
   int status = pclose(p);
   r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return r;
+}
+}  // namespace
+
+LdropResult run_ldrop(const std::string& args, const std::string& env) {
+  return capture(env + LDROP_EXE + " " + args + " 2>&1");
+}
+
+LdropResult run_shell(const std::string& script) { return capture("bash -c '" + script + "' 2>&1"); }
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
 }
 
 std::string tiny_config(const std::string& data_dir, const std::string& extra) {

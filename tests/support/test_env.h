@@ -1,6 +1,7 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -40,6 +41,13 @@ struct LdropResult {
 
 /// Runs `ldrop ARGS`, with `env` (e.g. "NAME=value ") before the command.
 LdropResult run_ldrop(const std::string& args, const std::string& env = "");
+
+/// Runs `bash -c SCRIPT` (SCRIPT without single quotes): its output (stdout
+/// and stderr) and exit code.
+LdropResult run_shell(const std::string& script);
+
+/// The message of the ld::Error `f` throws, or "(no error)".
+std::string error_of(const std::function<void()>& f);
 
 /// A config for a tiny VGG on the idx fixture in `data_dir` (YAML text).
 std::string tiny_config(const std::string& data_dir, const std::string& extra = "");

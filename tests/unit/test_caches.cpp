@@ -55,14 +55,7 @@ std::vector<fs::path> cache_files(const fs::path& dir) {
   return files;
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using test::error_of;
 
 struct Backend {
   std::string plugin;

@@ -25,14 +25,7 @@ std::shared_ptr<Dataset> open(const std::string& root, std::map<std::string, std
                               DatasetContext{});
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using test::error_of;
 
 // Largest difference between every pixel of `image` ([3, S, S], 0..1) and `rgb`.
 float max_distance(const at::Tensor& image, const test::Rgb& rgb) {
