@@ -25,6 +25,7 @@ struct ModelSummaryArgs {
   std::int64_t in_channels = 3;
   std::int64_t num_classes = 1000;
   std::string width = "1.0";
+  std::vector<std::string> options;  ///< Further model keys as KEY=VALUE (e.g. classifier=compact).
   bool json = false;
 };
 
@@ -36,9 +37,11 @@ int model_summary(const core::PluginHost& host, const ModelSummaryArgs& args);
 /// other keys at their defaults).
 std::shared_ptr<StagedModel> create_summary_model(const core::PluginHost& host, const ModelSummaryArgs& args);
 
-/// `ldrop model bench`: training images/s of the model on random data.
+/// `ldrop model bench`: training images/s of the model on random data; with
+/// `cuts`, one row per cut: the step time when stages [0, cut) are dropped and
+/// training starts from the cut's feature map, against cut 0.
 int model_bench(const core::PluginHost& host, const ModelSummaryArgs& args, std::int64_t batch, std::int64_t steps,
-                int threads);
+                int threads, bool cuts);
 
 /// `ldrop data bench`: training samples/s of the config's dataset (decode,
 /// transform, batch) with `threads` TBB and intra-op threads, over `samples`

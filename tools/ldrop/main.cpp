@@ -90,6 +90,7 @@ int main(int argc, char** argv) {
   summary->add_option("--in-channels", summary_args.in_channels, "input channels")->check(CLI::Range(1, 4096));
   summary->add_option("--num-classes", summary_args.num_classes, "classes")->check(CLI::Range(1, 1000000));
   summary->add_option("--width", summary_args.width, "channel multiplier");
+  summary->add_option("--option", summary_args.options, "another model key as KEY=VALUE, e.g. classifier=compact");
   summary->add_flag("--json", summary_args.json, "print JSON");
 
   std::int64_t bench_batch = 128, bench_steps = 20;
@@ -105,6 +106,10 @@ int main(int argc, char** argv) {
   bench->add_option("--batch", bench_batch, "batch size")->check(CLI::Range(2, 1 << 20));
   bench->add_option("--steps", bench_steps, "timed steps (after 3 warm-up steps)")->check(CLI::Range(1, 1 << 20));
   bench->add_option("--threads", bench_threads, "intra-op threads")->check(CLI::Range(1, 1024));
+  bool bench_cuts = false;
+  bench->add_flag("--cuts", bench_cuts,
+                  "time a training step from every cut (stages before it dropped) against the full model");
+  bench->add_option("--option", summary_args.options, "another model key as KEY=VALUE, e.g. classifier=compact");
   int data_threads = 1;
   std::int64_t data_samples = 0;
   auto* data = app.add_subcommand("data", "inspect dataset plugins");
@@ -174,7 +179,7 @@ int main(int argc, char** argv) {
     }
     if (*bench) {
       host.load_standard_paths();
-      return ld::cli::model_bench(host, summary_args, bench_batch, bench_steps, bench_threads);
+      return ld::cli::model_bench(host, summary_args, bench_batch, bench_steps, bench_threads, bench_cuts);
     }
     if (*suite_run || *suite_report) {
       host.load_standard_paths();

@@ -46,13 +46,31 @@ const core::PluginInfo& plugin_for(const core::PluginHost& host, const std::stri
 
 std::shared_ptr<StagedModel> create_summary_model(const core::PluginHost& host, const ModelSummaryArgs& a) {
   const core::PluginInfo& info = plugin_for(host, a.variant);
+  std::map<std::string, std::string> given;
+  for (const auto& o : a.options) {
+    const auto eq = o.find('=');
+    if (eq == std::string::npos || eq == 0) throw Error("--option '" + o + "': expected KEY=VALUE");
+    given[o.substr(0, eq)] = o.substr(eq + 1);
+  }
   std::map<std::string, Value> values;
+  std::vector<std::string> names;
   for (const auto& k : info.manifest.keys) {
+    names.push_back(k.name);
     std::string text = k.default_value;
     if (k.name == "variant") text = a.variant;
     if (k.name == "stem") text = a.stem;
     if (k.name == "width") text = a.width;
+    auto it = given.find(k.name);
+    if (it != given.end()) {
+      text = it->second;
+      given.erase(it);
+    }
     values[k.name] = core::parse_value(k, text, "--" + k.name);
+  }
+  if (!given.empty()) {
+    const std::string key = given.begin()->first;
+    throw Error("--option: model plugin '" + info.manifest.name + "' has no key '" + key + "'" +
+                core::did_you_mean(key, names) + " (keys: " + core::quoted_list(names) + ")");
   }
   return host.create_model(info.manifest.name, Options("model", values),
                            ModelContext{a.in_channels, a.input_size, a.input_size, a.num_classes});
