@@ -77,7 +77,7 @@ BatchFeed::Item BatchFeed::make(std::int64_t step) {
                     (stored.defined() ? std::to_string(stored.size(0)) + " samples" : std::string("no batch")) +
                     " for batch " + std::to_string(step) + " of " + std::to_string(idx.size()));
       }
-      item.images = controller_.to_model_layout(stored);
+      item.images = controller_.to_model_layout(controller_.augment(stored, idx, epoch_seed_));
       item.labels = controller_.train_labels().index_select(0, at::tensor(idx, at::kLong));
     } else {
       // The augmentation of a batch depends on the epoch and the step only.

@@ -226,18 +226,31 @@ const std::vector<ConfigKey>& host_section_keys(const std::string& section) {
             .range(1, 100000),
         ConfigKey("lr_gamma", ValueType::kFloat, "0.1", "factor of the step schedule").range(0, 1),
         ConfigKey("warmup_epochs", ValueType::kFloat, "0", "linear learning-rate warm-up, in epochs")
-            .range(0, 100000)}},
+            .range(0, 100000),
+        ConfigKey("eval_every", ValueType::kInt, "1",
+                  "evaluate the test set every N epochs and after the last (test time is not training time)")
+            .range(1, 100000)}},
       {"model", {ConfigKey("plugin", ValueType::kString, "vgg", "model plugin")}},
       {"dataset", {ConfigKey("plugin", ValueType::kString, "mnist", "dataset plugin")}},
-      {"policy", {ConfigKey("plugin", ValueType::kString, "learn-drop", "drop policy plugin (none = full training)")}},
+      {"policy",
+       {ConfigKey("plugin", ValueType::kString, "learn-drop", "drop policy plugin (none = full training)"),
+        ConfigKey("shadow", ValueType::kBool, "false",
+                  "consult the policy as if its drops happened, log them (stats.jsonl, summary.json) but drop "
+                  "nothing: see where a criterion would cut a training before trusting it")}},
       {"cache",
        {ConfigKey("plugin", ValueType::kString, "ram", "feature-cache plugin"),
         ConfigKey("dtype", ValueType::kString, "float32", "storage type of cached features")
             .one_of({"float32", "float16", "bfloat16"}),
         ConfigKey("views", ValueType::kInt, "1",
-                  "augmented views of each training sample cached at a drop; each epoch draws one per sample "
-                  "(1 = every epoch after a drop sees the same augmentation)")
-            .range(1, 64)}},
+                  "augment: views: augmented views of each training sample cached at a drop; each epoch draws one "
+                  "per sample (1 = every epoch after a drop sees the same augmentation)")
+            .range(1, 64),
+        ConfigKey("augment", ValueType::kString, "auto",
+                  "how training keeps augmenting after a drop: feature = cache the untransformed sample and its "
+                  "mirror, shift the cached maps like the input (datasets whose transform is a shift/flip); "
+                  "views = cache `views` draws of the transform; auto = feature when the dataset allows it and "
+                  "views is 1, else views")
+            .one_of({"auto", "feature", "views"})}},
       {"plugins", {}},
   };
   auto it = keys.find(section);
@@ -354,6 +367,7 @@ RunConfig resolve_config(const ConfigTree& tree, const PluginHost& host) {
   t.lr_step_epochs = train.get_int("lr_step_epochs");
   t.lr_gamma = train.get_float("lr_gamma");
   t.warmup_epochs = train.get_float("warmup_epochs");
+  t.eval_every = train.get_int("eval_every");
   if (t.nesterov && (t.optimizer != "sgd" || t.momentum == 0)) {
     throw Error(where(tree, tree.root["train"]["nesterov"], "train.nesterov") +
                 ": Nesterov momentum needs optimizer 'sgd' with momentum > 0");
@@ -402,11 +416,20 @@ RunConfig resolve_config(const ConfigTree& tree, const PluginHost& host) {
     choice.options = validate_section(tree, section, node, info->manifest.keys, section + " '" + plugin + "'", ignored);
     if (section == "model") rc.model = choice;
     if (section == "dataset") rc.dataset = choice;
-    if (section == "policy") rc.policy = choice;
+    if (section == "policy") {
+      rc.policy = choice;
+      rc.policy_shadow = host_opts.get_bool("shadow");
+    }
     if (section == "cache") {
       rc.cache = choice;
       rc.cache_dtype = host_opts.get_string("dtype");
       rc.cache_views = host_opts.get_int("views");
+      rc.cache_augment = host_opts.get_string("augment");
+      if (rc.cache_augment == "feature" && rc.cache_views != 1) {
+        throw Error(where(tree, node["views"], "cache.views") +
+                    ": cache.views applies to cache.augment: views; feature augmentation caches the sample and "
+                    "its mirror (set views: 1 or augment: views)");
+      }
     }
   }
   return rc;
@@ -449,9 +472,11 @@ std::string RunConfig::effective_yaml() const {
   e << YAML::Key << "lr_step_epochs" << YAML::Value << train.lr_step_epochs;
   e << YAML::Key << "lr_gamma" << YAML::Value << train.lr_gamma;
   e << YAML::Key << "warmup_epochs" << YAML::Value << train.warmup_epochs;
+  e << YAML::Key << "eval_every" << YAML::Value << train.eval_every;
   e << YAML::EndMap;
-  emit_options(e, "policy", policy);
-  emit_options(e, "cache", cache, {{"dtype", cache_dtype}, {"views", std::to_string(cache_views)}});
+  emit_options(e, "policy", policy, {{"shadow", policy_shadow ? "true" : "false"}});
+  emit_options(e, "cache", cache,
+               {{"dtype", cache_dtype}, {"views", std::to_string(cache_views)}, {"augment", cache_augment}});
   if (!plugin_paths.empty()) {
     e << YAML::Key << "plugins" << YAML::Value << YAML::BeginMap << YAML::Key << "paths" << YAML::Value << plugin_paths
       << YAML::EndMap;

@@ -2,8 +2,10 @@
 
 #include <chrono>
 #include <numeric>
+#include <tuple>
 
 #include <ATen/ATen.h>
+#include <ATen/TensorIndexing.h>
 #include <torch/nn/module.h>
 
 #include "learndrop/core/batch_feed.h"
@@ -40,6 +42,9 @@ DropController::DropController(StagedModel& model, const Dataset& dataset, Cache
       stage_shapes_(std::move(stage_shapes)),
       settings_(settings) {
   if (settings_.views < 1) throw Error("internal: cache views must be at least 1");
+  if (settings_.feature_augment && settings_.views != (settings_.shift_flip.flip ? 2 : 1)) {
+    throw Error("internal: feature augmentation caches 2 views with a flip and 1 without");
+  }
   if (settings_.build_batch < 1) throw Error("internal: cache build batch must be at least 1");
 }
 
@@ -51,6 +56,64 @@ std::int64_t DropController::view_of(std::uint64_t epoch_seed, std::int64_t samp
   if (settings_.views == 1) return 0;
   return static_cast<std::int64_t>(mix_seed(epoch_seed, static_cast<std::uint64_t>(sample)) %
                                    static_cast<std::uint64_t>(settings_.views));
+}
+
+std::pair<std::int64_t, std::int64_t> DropController::shift_of(std::uint64_t epoch_seed, std::int64_t sample) const {
+  if (shift_.max_shift == 0) return {0, 0};
+  const auto span = static_cast<std::uint64_t>(2 * shift_.max_shift + 1);
+  const std::uint64_t r = mix_seed(mix_seed(epoch_seed, 0x7368696674ULL), static_cast<std::uint64_t>(sample));  // "shift"
+  return {static_cast<std::int64_t>(r % span) - shift_.max_shift,
+          static_cast<std::int64_t>((r >> 32) % span) - shift_.max_shift};
+}
+
+at::Tensor DropController::augment(const at::Tensor& stored, const std::vector<std::int64_t>& samples,
+                                   std::uint64_t epoch_seed) const {
+  if (shift_.max_shift == 0) return stored;
+  std::vector<std::int64_t> dy(samples.size()), dx(samples.size());
+  for (std::size_t k = 0; k < samples.size(); ++k) std::tie(dy[k], dx[k]) = shift_of(epoch_seed, samples[k]);
+  return shift_stored(stored.contiguous(), dy, dx, shift_.fill);
+}
+
+// The stride of the maps at `cut` and, for feature augmentation, the shift
+// range and the prefix's response to an image of fill values.
+FeatureShift DropController::shift_at(std::size_t cut) const {
+  FeatureShift f;
+  const std::vector<std::int64_t> in = dataset_.sample_shape();
+  const std::vector<std::int64_t>& out = stage_shapes_.at(cut - 1);
+  if (out.size() != 3 || in.size() != 3 || out[1] == 0 || out[2] == 0 || in[1] % out[1] != 0 ||
+      in[2] % out[2] != 0 || in[1] / out[1] != in[2] / out[2]) {
+    f.stride = 0;  // not a map with an integer stride: no shifts
+    return f;
+  }
+  f.stride = in[1] / out[1];
+  if (!settings_.feature_augment) return f;
+  f.max_shift = settings_.shift_flip.max_shift / f.stride;
+  if (f.max_shift == 0) return f;
+  // The response to a constant image is constant away from the zero padding
+  // of the convolutions: take the centre of an image large enough that its
+  // neighbourhood is constant too.
+  at::NoGradGuard no_grad;
+  const auto& fill = settings_.shift_flip.fill;
+  for (std::int64_t side = 3 * std::max(in[1], in[2]); side <= 8192; side *= 2) {
+    at::Tensor x = at::tensor(std::vector<float>(fill.begin(), fill.end()))
+                       .view({1, in[0], 1, 1})
+                       .expand({1, in[0], side, side})
+                       .contiguous(at::MemoryFormat::ChannelsLast);
+    for (std::size_t s = 0; s < cut; ++s) x = model_.forward_stage(s, x);
+    const std::int64_t cy = x.size(2) / 2, cx = x.size(3) / 2;
+    if (cy < 1 || cx < 1) continue;
+    at::Tensor centre = x.index({0, at::indexing::Slice(), cy, cx});
+    at::Tensor around = x.index({0, at::indexing::Slice(), at::indexing::Slice(cy - 1, cy + 2),
+                                 at::indexing::Slice(cx - 1, cx + 2)});
+    const double spread = (around - centre.view({-1, 1, 1})).abs().max().item<double>();
+    if (spread <= 1e-5 * (1.0 + centre.abs().max().item<double>())) {
+      at::Tensor c = centre.to(at::kFloat).contiguous();
+      f.fill.assign(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
+      return f;
+    }
+  }
+  f.max_shift = 0;  // no constant response found: leave the maps unshifted
+  return f;
 }
 
 std::vector<std::int64_t> DropController::rows(const std::vector<std::int64_t>& samples,
@@ -72,6 +135,7 @@ std::string DropController::cache_key(std::size_t cut) const {
     for (const auto& b : model_.stage_module(i)->buffers()) add_tensor(b);
   }
   const std::string rest = settings_.data_key + "|views=" + std::to_string(settings_.views) +
+                           (settings_.feature_augment ? "|feature" : "") +
                            "|cut=" + std::to_string(cut) + "|dtype=" + c10::toString(settings_.dtype);
   h.add(rest.data(), rest.size());
   return h.hex();
@@ -95,7 +159,7 @@ at::Tensor DropController::inputs(const std::vector<std::int64_t>& indices, std:
     at::Tensor x = dataset_.get_batch(Split::kTrain, indices, epoch_seed).images;
     return x.dim() == 4 ? x.contiguous(at::MemoryFormat::ChannelsLast) : x;
   }
-  return to_model_layout(cache_->get(rows(indices, epoch_seed)));
+  return to_model_layout(augment(cache_->get(rows(indices, epoch_seed)), indices, epoch_seed));
 }
 
 std::unique_ptr<BatchReader> DropController::reader(const std::vector<std::int64_t>& order, std::int64_t batch_size,
@@ -150,7 +214,8 @@ DropReport DropController::advance(std::size_t new_cut) {
       if (cut_ == 0) {
         std::vector<std::int64_t> idx(row.size());
         for (std::size_t k = 0; k < row.size(); ++k) idx[k] = row[k] - view * n;
-        Batch b = dataset_.get_batch(Split::kTrain, idx, view_seed(view));
+        Batch b = settings_.feature_augment ? dataset_.get_untransformed(idx, view == 1)
+                                            : dataset_.get_batch(Split::kTrain, idx, view_seed(view));
         x = b.images.dim() == 4 ? b.images.contiguous(at::MemoryFormat::ChannelsLast) : b.images;
         if (view == 0) labels.push_back(b.labels);
       } else {
@@ -165,6 +230,8 @@ DropReport DropController::advance(std::size_t new_cut) {
   if (cut_ == 0) labels_ = at::cat(labels);
   cache_ = std::move(next);  // the old cache is released here
   cut_ = new_cut;
+  shift_ = shift_at(new_cut);
+  report.shift = shift_;
   report.cache_bytes = cache_->bytes();
   report.cache_description = cache_->describe();
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -14,8 +14,20 @@ std::vector<at::Tensor> copy_parameters(StagedModel& model, std::size_t stage) {
 }
 }  // namespace
 
-StageStatsTracker::StageStatsTracker(StagedModel& model) : model_(model) {
+StageStatsTracker::StageStatsTracker(StagedModel& model) : model_(model), grad_norm_sum_(model.num_stages(), 0.0) {
   for (std::size_t i = 0; i < model.num_stages(); ++i) snapshot_.push_back(copy_parameters(model, i));
+}
+
+void StageStatsTracker::add_step_gradients(std::size_t cut) {
+  at::NoGradGuard no_grad;
+  for (std::size_t i = cut; i < model_.num_stages(); ++i) {
+    double grad2 = 0;
+    for (const auto& p : model_.stage_module(i)->parameters()) {
+      if (p.grad().defined()) grad2 += p.grad().pow(2).sum().item<double>();
+    }
+    grad_norm_sum_[i] += std::sqrt(grad2);
+  }
+  ++grad_steps_;
 }
 
 std::vector<StageStats> StageStatsTracker::measure(std::size_t cut) {
@@ -41,12 +53,15 @@ std::vector<StageStats> StageStatsTracker::measure(std::size_t cut) {
     if (!s.dropped) {
       s.relative_change = prev2 > 0 ? std::sqrt(diff2 / prev2) : 0.0;
       s.grad_norm = std::sqrt(grad2);
+      s.mean_grad_norm = grad_steps_ > 0 ? grad_norm_sum_[i] / static_cast<double>(grad_steps_) : 0.0;
       snapshot_[i] = copy_parameters(model_, i);
     } else {
       snapshot_[i].clear();
     }
     out.push_back(std::move(s));
   }
+  std::fill(grad_norm_sum_.begin(), grad_norm_sum_.end(), 0.0);
+  grad_steps_ = 0;
   return out;
 }
 

@@ -121,6 +121,7 @@ class Trainer {
   std::unique_ptr<BatchFeed> feed_;
   const bool live_;
   std::int64_t views_ = 1;
+  bool feature_augment_ = false;
   std::string augmentation_after_drop_;
 
   // Run state.
@@ -129,6 +130,10 @@ class Trainer {
   std::int64_t flops_ = 0, flops_full_ = 0, eval_flops_ = 0, step_ = 0, eval_point_ = 0;
   double loss_since_point_ = 0;
   std::int64_t steps_since_point_ = 0;
+  double lr_since_point_ = 0, last_lr_ = 0;
+  std::size_t shadow_cut_ = 0;  // policy.shadow: the cut the policy believes in
+  json shadow_drops_ = json::array();
+  bool evaluated_ = false;  // whether last_eval_ is this epoch's
   double train_seconds_ = 0, cache_seconds_ = 0, cache_wait_seconds_ = 0;
   std::int64_t cache_read_bytes_ = 0;
   json drops_ = json::array();
@@ -162,10 +167,26 @@ Trainer::Trainer(const RunConfig& cfg, const PluginHost& host, const RunOptions&
     throw Error("dataset '" + cfg.dataset.plugin + "' has " + std::to_string(n_train_) +
                 " training samples; at least 2 are needed");
   }
-  policy_ = host.create_policy(cfg.policy.plugin, cfg.policy.options,
-                               PolicyContext{model_->num_stages(), steps_per_epoch_, cfg.train.epochs});
+  policy_ = host.create_policy(
+      cfg.policy.plugin, cfg.policy.options,
+      PolicyContext{model_->num_stages(), steps_per_epoch_, cfg.train.epochs, cfg.train.warmup_epochs});
   views_ = cfg.cache_views;
-  if (!dataset_->random_train_transform()) {
+  ShiftFlip shift_flip;
+  const bool can_shift = dataset_->random_train_transform() && dataset_->shift_flip(shift_flip);
+  if (cfg.cache_augment == "feature" && !can_shift) {
+    throw Error("cache.augment: feature needs a dataset whose random training transform is a shift and/or flip; "
+                "dataset '" + cfg.dataset.plugin + "' (" + dataset_->describe() +
+                ") declares none: use cache.augment: views (or auto)");
+  }
+  feature_augment_ = can_shift && (cfg.cache_augment == "feature" || (cfg.cache_augment == "auto" && views_ == 1));
+  if (feature_augment_) {
+    views_ = shift_flip.flip ? 2 : 1;
+    augmentation_after_drop_ =
+        "feature: the untransformed sample" + std::string(shift_flip.flip ? " and its mirror cached" : " cached") +
+        (shift_flip.max_shift > 0 ? ", maps shifted by up to " + std::to_string(shift_flip.max_shift) +
+                                        " input pixels / the cut's stride each epoch"
+                                  : "");
+  } else if (!dataset_->random_train_transform()) {
     if (views_ > 1) {
       spdlog::warn(
           "cache.views is {} but dataset '{}' has no random training transform: the views would be "
@@ -194,6 +215,8 @@ Trainer::Trainer(const RunConfig& cfg, const PluginHost& host, const RunOptions&
   drop.build_batch = std::max<std::int64_t>(batch, 256);
   drop.seed = cfg.seed;
   drop.views = views_;
+  drop.feature_augment = feature_augment_;
+  drop.shift_flip = shift_flip;
   drop.data_key = cfg.dataset.plugin + "|" + std::to_string(cfg.seed) + "|" + cfg.effective_yaml();
   controller_ = std::make_unique<DropController>(
       *model_, *dataset_, [this, cctx] { return host_.create_cache(cfg_.cache.plugin, cfg_.cache.options, cctx); },
@@ -237,14 +260,16 @@ void Trainer::train_epoch(std::int64_t epoch) {
   auto last_live = Clock::now();
   while (feed_->next(x, y)) {
     throw_if_interrupted();
-    optimizer_->set_lr(
-        learning_rate(cfg_.train, static_cast<double>(epoch) + static_cast<double>(s) / steps_per_epoch_));
+    last_lr_ = learning_rate(cfg_.train, static_cast<double>(epoch) + static_cast<double>(s) / steps_per_epoch_);
+    optimizer_->set_lr(last_lr_);
     const std::size_t cut = controller_->cut();
     at::Tensor logits = model_->forward(x, cut);
     at::Tensor loss = torch::nn::functional::cross_entropy(logits, y);
     optimizer_->zero_grad();
     loss.backward();
+    if (policy_->wants_step_gradient_norms()) tracker_->add_step_gradients(cut);
     optimizer_->step();
+    lr_since_point_ += last_lr_;
     const std::int64_t b = y.size(0);
     const double loss_value = loss.item<double>();
     tally.loss += loss_value * b;
@@ -277,15 +302,19 @@ void Trainer::train_epoch(std::int64_t epoch) {
   cache_read_bytes_ += read.bytes_read;
   cache_wait_seconds_ += read.read_seconds;
   flops_ += tally.flops;
-  last_eval_ = evaluate(*model_, *dataset_, cfg_.train.eval_batch_size);
-  eval_flops_ += dataset_->size(Split::kTest) * profile_.flops_from(0);
+  evaluated_ = (epoch + 1) % cfg_.train.eval_every == 0 || epoch + 1 == cfg_.train.epochs;
+  if (evaluated_) {
+    last_eval_ = evaluate(*model_, *dataset_, cfg_.train.eval_batch_size);
+    eval_flops_ += dataset_->size(Split::kTest) * profile_.flops_from(0);
+  }
   const double epoch_seconds = seconds_since(epoch_start);
   out_->append_metrics({{"epoch", epoch + 1},
                         {"train_loss", tally.loss / tally.seen},
                         {"train_accuracy", static_cast<double>(tally.correct) / tally.seen},
-                        {"test_loss", last_eval_.loss},
-                        {"test_accuracy", last_eval_.accuracy},
+                        {"test_loss", evaluated_ ? json(last_eval_.loss) : json(nullptr)},
+                        {"test_accuracy", evaluated_ ? json(last_eval_.accuracy) : json(nullptr)},
                         {"cut", controller_->cut()},
+                        {"train_seconds_total", train_seconds_},
                         {"lr", learning_rate(cfg_.train, static_cast<double>(epoch + 1))},
                         {"epoch_seconds", epoch_seconds},
                         {"train_seconds", train_seconds},
@@ -306,9 +335,22 @@ void Trainer::evaluation_point(std::int64_t epoch, std::int64_t step_in_epoch, E
   in.epoch = static_cast<double>(epoch) + static_cast<double>(step_in_epoch) / steps_per_epoch_;
   in.cut = cut;
   in.train_loss = loss_since_point_ / static_cast<double>(steps_since_point_);
+  in.lr = last_lr_;
+  in.lr_sum = lr_since_point_;
+  in.steps_since_point = steps_since_point_;
   in.stages = tracker_->measure(cut);
   loss_since_point_ = 0;
   steps_since_point_ = 0;
+  lr_since_point_ = 0;
+  const std::vector<StageStats> measured = in.stages;
+  if (cfg_.policy_shadow) {
+    // The policy sees the run as if its drops had happened.
+    in.cut = shadow_cut_;
+    for (std::size_t i = 0; i < shadow_cut_; ++i) {
+      in.stages[i].dropped = true;
+      in.stages[i].relative_change = in.stages[i].grad_norm = in.stages[i].mean_grad_norm = 0;
+    }
+  }
   Decision d;
   try {
     d = policy_->decide(in);
@@ -317,22 +359,47 @@ void Trainer::evaluation_point(std::int64_t epoch, std::int64_t step_in_epoch, E
                 ": " + e.what());
   }
   json stages = json::array();
-  for (const auto& st : in.stages) {
-    stages.push_back({{"name", st.name},
-                      {"dropped", st.dropped},
-                      {"relative_change", st.relative_change},
-                      {"param_norm", st.param_norm},
-                      {"grad_norm", st.grad_norm}});
+  for (const auto& st : measured) {
+    json j = {{"name", st.name},
+              {"dropped", st.dropped},
+              {"relative_change", st.relative_change},
+              {"param_norm", st.param_norm},
+              {"grad_norm", st.grad_norm}};
+    if (policy_->wants_step_gradient_norms()) j["mean_grad_norm"] = st.mean_grad_norm;
+    stages.push_back(std::move(j));
   }
-  out_->append_stats({{"eval_point", in.eval_point},
-                      {"step", step_},
-                      {"epoch", in.epoch},
-                      {"cut", cut},
-                      {"train_loss", in.train_loss},
-                      {"decision", d.cut},
-                      {"reason", d.reason},
-                      {"stages", stages}});
+  json line = {{"eval_point", in.eval_point},
+               {"step", step_},
+               {"epoch", in.epoch},
+               {"cut", cut},
+               {"train_loss", in.train_loss},
+               {"lr", in.lr},
+               {"lr_sum", in.lr_sum},
+               {"decision", d.cut},
+               {"reason", d.reason},
+               {"stages", stages}};
   std::size_t target = d.cut;
+  if (cfg_.policy_shadow) {
+    line["shadow"] = true;
+    line["shadow_cut"] = std::max(shadow_cut_, std::min(target, model_->num_stages()));  // after this point
+  }
+  out_->append_stats(line);
+  if (cfg_.policy_shadow) {
+    target = std::min(target, model_->num_stages());
+    if (target > shadow_cut_) {
+      if (live_) std::printf("\r\033[K");
+      spdlog::info("shadow: the policy would drop at epoch {:.2f} (step {}): stages {}..{} ({} -> {}){}", in.epoch,
+                   step_, model_->stage_name(shadow_cut_), model_->stage_name(target - 1), shadow_cut_, target,
+                   d.reason.empty() ? "" : "; " + d.reason);
+      shadow_drops_.push_back({{"epoch", in.epoch},
+                               {"step", step_},
+                               {"from_cut", shadow_cut_},
+                               {"to_cut", target},
+                               {"reason", d.reason}});
+      shadow_cut_ = target;
+    }
+    return;
+  }
   if (target > model_->num_stages()) {
     spdlog::warn("policy '{}' asked for cut {} but the model has {} stages; clamped", cfg_.policy.plugin, target,
                  model_->num_stages());
@@ -361,15 +428,22 @@ void Trainer::drop_to(std::size_t target, const PolicyInput& in, const Decision&
       format_bytes(static_cast<double>(r.cache_bytes)), r.cache_description,
       views_ > 1 ? ", " + std::to_string(views_) + " views per sample" : "", r.seconds,
       format_flops(static_cast<double>(r.flops)), d.reason.empty() ? "" : "; " + d.reason);
-  drops_.push_back({{"epoch", in.epoch},
-                    {"step", step_},
-                    {"from_cut", r.from_cut},
-                    {"to_cut", target},
-                    {"cache_bytes", r.cache_bytes},
-                    {"cache", r.cache_description},
-                    {"cache_build_seconds", r.seconds},
-                    {"cache_build_flops", r.flops},
-                    {"reason", d.reason}});
+  json entry = {{"epoch", in.epoch},
+                {"step", step_},
+                {"from_cut", r.from_cut},
+                {"to_cut", target},
+                {"cache_bytes", r.cache_bytes},
+                {"cache", r.cache_description},
+                {"cache_build_seconds", r.seconds},
+                {"cache_build_flops", r.flops},
+                {"reason", d.reason}};
+  if (feature_augment_) {
+    entry["stride"] = r.shift.stride;
+    entry["feature_shift"] = r.shift.max_shift;
+    spdlog::info("after the drop: cached {} view(s) per sample; maps at stride {} shifted by up to {} map pixels",
+                 views_, r.shift.stride, r.shift.max_shift);
+  }
+  drops_.push_back(std::move(entry));
 }
 
 void Trainer::print_live(std::int64_t epoch, std::int64_t s, const EpochTally& t, Clock::time_point start) {
@@ -384,11 +458,12 @@ void Trainer::print_epoch(std::int64_t epoch, const EpochTally& t, double train_
   if (!opts_.progress) return;
   const double mean_epoch = train_seconds_ / static_cast<double>(epoch + 1);
   if (live_) std::printf("\r\033[K");
-  std::printf("epoch %3lld/%lld  loss %.4f  train %5.2f%%  test %5.2f%%  cut %zu/%zu  %6.0f img/s  %5.1fs  ETA %s\n",
+  char test[16] = "     -";
+  if (evaluated_) std::snprintf(test, sizeof test, "%5.2f%%", 100.0 * last_eval_.accuracy);
+  std::printf("epoch %3lld/%lld  loss %.4f  train %5.2f%%  test %s  cut %zu/%zu  %6.0f img/s  %5.1fs  ETA %s\n",
               static_cast<long long>(epoch + 1), static_cast<long long>(cfg_.train.epochs), t.loss / t.seen,
-              100.0 * t.correct / t.seen, 100.0 * last_eval_.accuracy, controller_->cut(), model_->num_stages(),
-              t.seen / train_seconds, epoch_seconds,
-              format_duration(mean_epoch * static_cast<double>(cfg_.train.epochs - epoch - 1)).c_str());
+              100.0 * t.correct / t.seen, test, controller_->cut(), model_->num_stages(), t.seen / train_seconds,
+              epoch_seconds, format_duration(mean_epoch * static_cast<double>(cfg_.train.epochs - epoch - 1)).c_str());
   std::fflush(stdout);
 }
 
@@ -411,6 +486,9 @@ json Trainer::summary(double wall_seconds) const {
           {"num_stages", model_->num_stages()},
           {"dropped_stages", controller_->cut()},
           {"drops", drops_},
+          {"policy_shadow", cfg_.policy_shadow},
+          {"shadow_drops", shadow_drops_},
+          {"cache_augment", feature_augment_ ? "feature" : "views"},
           {"test_accuracy", last_eval_.accuracy},
           {"test_loss", last_eval_.loss},
           {"train_seconds", train_seconds_},

@@ -181,29 +181,21 @@ class Cifar10Dataset : public ld::Dataset {
   bool random_train_transform() const override { return o_.augment != "none"; }
 
   ld::Batch get_batch(ld::Split s, const std::vector<std::int64_t>& indices, std::uint64_t seed) const override {
-    const bool train = s == ld::Split::kTrain;
-    const auto& images = train ? train_images_ : test_images_;
-    const auto& labels = train ? train_labels_ : test_labels_;
-    const std::int64_t n = size(s);
-    const auto b = static_cast<std::int64_t>(indices.size());
-    at::Tensor x = at::empty({b, 3, kSide, kSide});
-    at::Tensor y = at::empty({b}, at::kLong);
-    float* out = x.data_ptr<float>();
-    std::int64_t* lab = y.data_ptr<std::int64_t>();
-    for (std::int64_t r = 0; r < b; ++r) {
-      std::int64_t i = indices[static_cast<std::size_t>(r)];
-      if (i < 0 || i >= n) {
-        throw ld::Error("dataset cifar10: index " + std::to_string(i) + " out of range [0, " + std::to_string(n) + ")");
-      }
-      lab[r] = labels[static_cast<std::size_t>(i)];
-    }
-    const bool augment = train && o_.augment != "none";
-    tbb::parallel_for(std::int64_t{0}, b, [&](std::int64_t r) {
-      std::int64_t i = indices[static_cast<std::size_t>(r)];
-      Augmentation a = augment ? draw(seed, i) : Augmentation{};
-      write_sample(&images[static_cast<std::size_t>(i * kPixels)], out + r * kPixels, a);
-    });
-    return {x, y};
+    const bool augment = s == ld::Split::kTrain && o_.augment != "none";
+    return gather(s, indices, [&](std::int64_t i) { return augment ? draw(seed, i) : Augmentation{}; });
+  }
+
+  bool shift_flip(ld::ShiftFlip& t) const override {
+    if (o_.augment == "none") return false;
+    t.max_shift = o_.augment == "crop_flip" ? kPad : 0;
+    t.flip = true;
+    t.fill.clear();
+    for (int c = 0; c < 3; ++c) t.fill.push_back(o_.normalize ? -kMean[c] / kStd[c] : 0.0f);
+    return true;
+  }
+
+  ld::Batch get_untransformed(const std::vector<std::int64_t>& indices, bool mirrored) const override {
+    return gather(ld::Split::kTrain, indices, [&](std::int64_t) { return Augmentation{0, 0, mirrored}; });
   }
 
   std::string describe() const override {
@@ -223,14 +215,42 @@ class Cifar10Dataset : public ld::Dataset {
     std::mt19937_64 rng(seed * 0x9e3779b97f4a7c15ULL + static_cast<std::uint64_t>(index) + 1);
     Augmentation a;
     if (o_.augment == "crop_flip") {
-      a.dy = static_cast<int>(rng() % 9) - 4;
-      a.dx = static_cast<int>(rng() % 9) - 4;
+      a.dy = static_cast<int>(rng() % (2 * kPad + 1)) - kPad;
+      a.dx = static_cast<int>(rng() % (2 * kPad + 1)) - kPad;
     }
     a.flip = (rng() & 1) != 0;
     return a;
   }
 
  private:
+  static constexpr int kPad = 4;
+
+  // Samples `indices` of `split`, sample i transformed by transform(i).
+  template <typename Transform>
+  ld::Batch gather(ld::Split s, const std::vector<std::int64_t>& indices, const Transform& transform) const {
+    const bool train = s == ld::Split::kTrain;
+    const auto& images = train ? train_images_ : test_images_;
+    const auto& labels = train ? train_labels_ : test_labels_;
+    const std::int64_t n = size(s);
+    const auto b = static_cast<std::int64_t>(indices.size());
+    at::Tensor x = at::empty({b, 3, kSide, kSide});
+    at::Tensor y = at::empty({b}, at::kLong);
+    float* out = x.data_ptr<float>();
+    std::int64_t* lab = y.data_ptr<std::int64_t>();
+    for (std::int64_t r = 0; r < b; ++r) {
+      std::int64_t i = indices[static_cast<std::size_t>(r)];
+      if (i < 0 || i >= n) {
+        throw ld::Error("dataset cifar10: index " + std::to_string(i) + " out of range [0, " + std::to_string(n) + ")");
+      }
+      lab[r] = labels[static_cast<std::size_t>(i)];
+    }
+    tbb::parallel_for(std::int64_t{0}, b, [&](std::int64_t r) {
+      std::int64_t i = indices[static_cast<std::size_t>(r)];
+      write_sample(&images[static_cast<std::size_t>(i * kPixels)], out + r * kPixels, transform(i));
+    });
+    return {x, y};
+  }
+
   void write_sample(const std::uint8_t* src, float* dst, const Augmentation& a) const {
     for (int c = 0; c < 3; ++c) {
       const float scale = o_.normalize ? 1.0f / (255.0f * kStd[c]) : 1.0f / 255.0f;

@@ -343,6 +343,36 @@ class ImagenetteDataset : public ld::Dataset {
   bool random_train_transform() const override { return o_.augment != "none"; }
 
   ld::Batch get_batch(ld::Split s, const std::vector<std::int64_t>& indices, std::uint64_t seed) const override {
+    const bool augment = s == ld::Split::kTrain && o_.augment != "none";
+    return gather(s, indices, augment ? seed : 0, augment ? kRandom : kCentre);
+  }
+
+  // Only `flip` is a ShiftFlip: a random resized crop rescales the image,
+  // which feature maps cannot follow.
+  bool shift_flip(ld::ShiftFlip& t) const override {
+    if (o_.augment != "flip") return false;
+    t.max_shift = 0;
+    t.flip = true;
+    t.fill.assign(3, 0.0f);
+    return true;
+  }
+
+  ld::Batch get_untransformed(const std::vector<std::int64_t>& indices, bool mirrored) const override {
+    return gather(ld::Split::kTrain, indices, 0, mirrored ? kCentreMirrored : kCentre);
+  }
+
+  std::string describe() const override {
+    return "imagenette at " + root_.string() + " (" + std::to_string(size(ld::Split::kTrain)) + " train / " +
+           std::to_string(size(ld::Split::kTest)) + " val, " + std::to_string(o_.image_size) + " px" +
+           (o_.noise ? ", " + std::to_string(o_.noise) + "% noisy labels" : "") +
+           (o_.augment != "none" ? ", augment " + o_.augment : "") + ")";
+  }
+
+ private:
+  // How a sample is cropped: the random training transform, or the centre square (mirrored or not).
+  enum CropMode { kRandom, kCentre, kCentreMirrored };
+
+  ld::Batch gather(ld::Split s, const std::vector<std::int64_t>& indices, std::uint64_t seed, CropMode mode) const {
     const auto& samples = samples_[index(s)];
     const auto b = static_cast<std::int64_t>(indices.size());
     const std::int64_t n = size(s);
@@ -356,27 +386,18 @@ class ImagenetteDataset : public ld::Dataset {
       }
       y.data_ptr<std::int64_t>()[r] = samples[static_cast<std::size_t>(i)].label;
     }
-    const bool augment = s == ld::Split::kTrain && o_.augment != "none";
     const std::int64_t per_sample = 3 * o_.image_size * o_.image_size;
     float* out = x.data_ptr<float>();
     tbb::parallel_for(std::int64_t{0}, b, [&](std::int64_t r) {
       std::int64_t i = indices[static_cast<std::size_t>(r)];
-      load(samples[static_cast<std::size_t>(i)], augment ? seed : 0, i, augment, out + r * per_sample);
+      load(samples[static_cast<std::size_t>(i)], seed, i, mode, out + r * per_sample);
     });
     return {x, y};
   }
 
-  std::string describe() const override {
-    return "imagenette at " + root_.string() + " (" + std::to_string(size(ld::Split::kTrain)) + " train / " +
-           std::to_string(size(ld::Split::kTest)) + " val, " + std::to_string(o_.image_size) + " px" +
-           (o_.noise ? ", " + std::to_string(o_.noise) + "% noisy labels" : "") +
-           (o_.augment != "none" ? ", augment " + o_.augment : "") + ")";
-  }
-
- private:
   static int index(ld::Split s) { return s == ld::Split::kTrain ? 0 : 1; }
 
-  void load(const Sample& sample, std::uint64_t seed, std::int64_t i, bool augment, float* dst) const {
+  void load(const Sample& sample, std::uint64_t seed, std::int64_t i, CropMode mode, float* dst) const {
     const fs::path path = root_ / sample.relative;
     std::ifstream in(path, std::ios::binary);
     if (!in) throw ld::Error("dataset imagenette: cannot read " + path.string());
@@ -388,7 +409,8 @@ class ImagenetteDataset : public ld::Dataset {
       throw ld::Error("dataset imagenette: " + path.string() + ": not a readable JPEG: " + tjGetErrorStr2(tj));
     }
     Crop crop = center_square(width, height);
-    if (augment) {
+    crop.flip = mode == kCentreMirrored;
+    if (mode == kRandom) {
       std::mt19937_64 rng(seed * 0x9e3779b97f4a7c15ULL + static_cast<std::uint64_t>(i) + 1);
       if (o_.augment == "crop_flip") crop = random_resized(rng, width, height, o_.min_scale);
       crop.flip = (rng() & 1) != 0;

@@ -8,6 +8,7 @@
 #include "idx_fixture.h"
 #include "learndrop/core/config.h"
 #include "learndrop/core/flops.h"
+#include "learndrop/core/optimizer.h"
 #include "learndrop/core/trainer.h"
 #include "learndrop/registrar.h"
 #include "test_env.h"
@@ -203,6 +204,84 @@ TEST_F(TrainingRun, LearnDropDropsResidualBlocksOfANarrowResNet) {
   EXPECT_EQ(r.summary["num_stages"], 9);
   EXPECT_GE(r.summary["dropped_stages"].get<int>(), 2) << "the stem and at least one block";
   EXPECT_GT(r.summary["flops_reduction"].get<double>(), 0.0);
+}
+
+namespace {
+std::vector<json> read_jsonl(const std::filesystem::path& file) {
+  std::vector<json> out;
+  std::ifstream in(file);
+  std::string line;
+  while (std::getline(in, line)) out.push_back(json::parse(line));
+  return out;
+}
+}  // namespace
+
+TEST_F(TrainingRun, ShadowModeLogsTheDropsItWouldMakeAndTrainsLikeFullTraining) {
+  const std::vector<std::string> policy = {"policy.plugin=learn-drop", "policy.window=1", "policy.min_slope=0.1",
+                                           "policy.threshold=0.3", "policy.max_fraction=0.75", "train.epochs=8",
+                                           "policy.period=5"};
+  test::TempDir real_out, full_out;
+  std::vector<std::string> shadow = policy;
+  shadow.push_back("policy.shadow=true");
+  RunResult s = train(data_.str(), out_.str(), shadow);
+  RunResult real = train(data_.str(), real_out.str(), policy);
+  RunResult full = train(data_.str(), full_out.str(), {"policy.plugin=none", "train.epochs=8"});
+
+  // Nothing was dropped, and training is exactly full training.
+  EXPECT_EQ(s.summary["dropped_stages"], 0);
+  EXPECT_TRUE(s.summary["drops"].empty());
+  EXPECT_EQ(s.summary["policy_shadow"], true);
+  ASSERT_EQ(s.metrics.size(), full.metrics.size());
+  for (std::size_t e = 0; e < s.metrics.size(); ++e) {
+    EXPECT_EQ(s.metrics[e]["cut"], 0);
+    EXPECT_EQ(s.metrics[e]["train_loss"], full.metrics[e]["train_loss"]) << "epoch " << e + 1;
+    EXPECT_EQ(s.metrics[e]["test_accuracy"], full.metrics[e]["test_accuracy"]) << "epoch " << e + 1;
+  }
+  // The would-be drops: the real run's first drop, at the same step (the two
+  // trainings are identical until then), and a monotone shadow cut.
+  ASSERT_FALSE(real.summary["drops"].empty()) << "the fixture should drop";
+  ASSERT_FALSE(s.summary["shadow_drops"].empty());
+  EXPECT_EQ(s.summary["shadow_drops"][0]["step"], real.summary["drops"][0]["step"]);
+  EXPECT_EQ(s.summary["shadow_drops"][0]["to_cut"], real.summary["drops"][0]["to_cut"]);
+  std::size_t last = 0;
+  for (const auto& line : read_jsonl(out_.path() / "stats.jsonl")) {
+    EXPECT_EQ(line["shadow"], true);
+    EXPECT_EQ(line["cut"], 0);
+    EXPECT_GE(line["shadow_cut"].get<std::size_t>(), last);
+    last = line["shadow_cut"];
+    for (const auto& st : line["stages"]) EXPECT_GT(st["relative_change"].get<double>(), 0.0) << "measured";
+  }
+  EXPECT_EQ(last, s.summary["shadow_drops"].back()["to_cut"].get<std::size_t>());
+}
+
+TEST_F(TrainingRun, EvaluationPointsCarryTheLearningRatesOfTheirSteps) {
+  RunResult r = train(data_.str(), out_.str(),
+                      {"policy.plugin=learn-drop", "policy.period=3", "train.epochs=3", "train.warmup_epochs=1",
+                       "train.lr_schedule=cosine", "policy.max_fraction=0"});
+  const auto stats = read_jsonl(out_.path() / "stats.jsonl");
+  const std::int64_t steps_per_epoch = stats.back()["step"].get<std::int64_t>() / 3;
+  ASSERT_GT(steps_per_epoch, 3);
+  std::int64_t previous = 0;
+  for (const auto& line : stats) {
+    const std::int64_t step = line["step"];
+    double want = 0;
+    for (std::int64_t k = previous; k < step; ++k) {
+      want += learning_rate(r.config.train, static_cast<double>(k % steps_per_epoch) / steps_per_epoch +
+                                                static_cast<double>(k / steps_per_epoch));
+    }
+    EXPECT_NEAR(line["lr_sum"].get<double>(), want, 1e-12) << "step " << step;
+    previous = step;
+  }
+}
+
+TEST_F(TrainingRun, TestSetIsEvaluatedEveryNEpochsAndAfterTheLast) {
+  RunResult r = train(data_.str(), out_.str(), {"policy.plugin=none", "train.epochs=5", "train.eval_every=2"});
+  ASSERT_EQ(r.metrics.size(), 5u);
+  for (std::size_t e = 0; e < 5; ++e) {
+    const bool evaluated = e == 1 || e == 3 || e == 4;
+    EXPECT_EQ(r.metrics[e]["test_accuracy"].is_null(), !evaluated) << "epoch " << e + 1;
+  }
+  EXPECT_EQ(r.summary["test_accuracy"], r.metrics[4]["test_accuracy"]);
 }
 
 }  // namespace ld::core

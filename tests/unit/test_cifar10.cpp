@@ -165,7 +165,8 @@ TEST(Cifar10, CropOffsetsStayWithinThePadding) {
 
 TEST(Cifar10, AugmentationAfterADropComesFromCachedViewsAndIsReported) {
   // Through the trainer: an augmenting dataset with a drop after the first
-  // epoch, as K cached views, and the log and summary say what happened.
+  // epoch, in feature space (the default for a shift/flip dataset) or as K
+  // cached views, and the log and summary say what happened.
   test::TempDir dir;
   test::write_cifar_fixture(dir.str());
   std::string cfg = (dir.path() / "augment.yaml").string();
@@ -181,7 +182,10 @@ TEST(Cifar10, AugmentationAfterADropComesFromCachedViewsAndIsReported) {
     std::string after;
   };
   for (const Case& c :
-       {Case{"cache.views=1", "every epoch trains on the same augmented draw", 1, "frozen: 1 cached view"},
+       {Case{"cache.augment=auto", "maps at stride 4 shifted by up to 1 map pixels", 2,
+             "feature: the untransformed sample and its mirror cached"},
+        Case{"cache.augment=views --set cache.views=1", "every epoch trains on the same augmented draw", 1,
+             "frozen: 1 cached view"},
         Case{"cache.views=3", "3 views per sample", 3, "3 cached views per sample, one drawn per epoch"},
         Case{"dataset.augment=none --set cache.views=3", "the views would be identical", 1, "none: the dataset"}}) {
     SCOPED_TRACE(c.set);

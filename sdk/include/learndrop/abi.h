@@ -9,7 +9,9 @@ namespace ld {
 /// Version of the binary interface between the host and plugins. Bumped
 /// whenever an SDK interface changes its layout or virtual functions; the host
 /// refuses a plugin built against another version.
-constexpr std::uint32_t kSdkAbiVersion = 2;  // 2: FeatureCache::begin(CacheLayout), stats()
+// 2: FeatureCache::begin(CacheLayout), stats()
+// 3: PolicyInput learning rates, StageStats::mean_grad_norm, Dataset::shift_flip / get_untransformed
+constexpr std::uint32_t kSdkAbiVersion = 3;
 
 /// What a plugin library was built against. Plain integers only, so that the
 /// host can read it before it trusts any C++ type from the library.

@@ -67,6 +67,23 @@ struct Batch {
   at::Tensor labels;
 };
 
+/// A random training transform made only of a translation and a horizontal
+/// mirror, which the host can therefore reproduce on cached feature maps
+/// (`cache.augment: feature`): convolutional feature maps shift with their
+/// input, by the input shift divided by the map's stride.
+///
+/// The transform of one sample: an integer shift (dy, dx), each uniform in
+/// [-max_shift, max_shift], such that output pixel (y, x) is input pixel
+/// (y + dy, x + dx) and `fill` (per channel, after normalisation) where that
+/// is outside the image; and, when `flip` is set, a horizontal mirror with
+/// probability 1/2 (of the image before the shift). CIFAR's "4-pixel padded
+/// random crop + flip" is exactly this with max_shift 4.
+struct ShiftFlip {
+  std::int64_t max_shift = 0;
+  std::vector<float> fill;  ///< One value per channel.
+  bool flip = false;
+};
+
 /// A labelled image dataset with a train and a test split.
 ///
 /// Implementations must be safe to call `get_batch` from several threads at
@@ -92,6 +109,18 @@ class LEARNDROP_VISIBLE Dataset {
   /// Whether the training transform is random. A feature cache built from
   /// such a dataset would freeze one draw of the augmentation.
   virtual bool random_train_transform() const { return false; }
+
+  /// The training transform as a ShiftFlip, when it is exactly one (and
+  /// random); false otherwise. A dataset that returns true must implement
+  /// get_untransformed.
+  virtual bool shift_flip(ShiftFlip& /*transform*/) const { return false; }
+
+  /// Training samples `indices` without their random transform, mirrored
+  /// horizontally when `mirrored` (the views from which the host shifts
+  /// cached feature maps).
+  virtual Batch get_untransformed(const std::vector<std::int64_t>& /*indices*/, bool /*mirrored*/) const {
+    throw Error("this dataset has no untransformed training samples (it declares no shift/flip transform)");
+  }
 
   /// One line for logs, e.g. "Fashion-MNIST idx at /usr/share/... (60000/10000)".
   virtual std::string describe() const { return ""; }

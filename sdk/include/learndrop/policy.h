@@ -18,6 +18,10 @@ struct StageStats {
   /// (0 for a dropped stage).
   double relative_change = 0;
   double grad_norm = 0;  ///< ‖∇θ‖₂ of the last step (0 for a dropped stage).
+  /// Mean over the period's steps of each step's ‖∇θ‖₂; filled only for a
+  /// policy whose `wants_step_gradient_norms()` is true (0 otherwise), as it
+  /// costs a pass over the gradients at every step.
+  double mean_grad_norm = 0;
 };
 
 /// Everything a drop policy sees at an evaluation point.
@@ -27,6 +31,13 @@ struct PolicyInput {
   double epoch = 0;             ///< Epochs done so far (fractional between epoch ends).
   std::size_t cut = 0;          ///< Stages dropped so far.
   double train_loss = 0;        ///< Mean training loss since the previous point.
+  double lr = 0;                ///< Learning rate of the last step.
+  /// Sum of the learning rates of the steps since the previous point: how far
+  /// the schedule let the parameters move. Dividing a change by it makes the
+  /// change independent of the schedule (a decaying learning rate alone then
+  /// does not look like convergence).
+  double lr_sum = 0;
+  std::int64_t steps_since_point = 0;  ///< Optimizer steps since the previous point.
   std::vector<StageStats> stages;
 };
 
@@ -41,6 +52,8 @@ struct PolicyContext {
   std::size_t num_stages = 0;
   std::int64_t steps_per_epoch = 0;
   std::int64_t epochs = 0;
+  /// Epochs of the learning-rate schedule's linear warm-up (train.warmup_epochs).
+  double lr_warmup_epochs = 0;
 };
 
 /// A drop criterion.
@@ -49,6 +62,10 @@ struct PolicyContext {
 /// many leading stages may be dropped. It may keep state between calls; it
 /// never touches the model. The host enforces the invariants: a smaller cut
 /// than the current one is ignored, a cut past the last stage is clamped.
+///
+/// In shadow mode (`policy.shadow: true`) the host consults the policy exactly
+/// as if its drops were applied (`cut` and `StageStats::dropped` follow its
+/// answers) but trains every stage; the would-be drops are only logged.
 class LEARNDROP_VISIBLE DropPolicy {
  public:
   virtual ~DropPolicy() = default;
@@ -58,6 +75,10 @@ class LEARNDROP_VISIBLE DropPolicy {
 
   /// Called at every evaluation point.
   virtual Decision decide(const PolicyInput& input) = 0;
+
+  /// Whether the host should fill StageStats::mean_grad_norm (a gradient-norm
+  /// pass at every step).
+  virtual bool wants_step_gradient_norms() const { return false; }
 };
 
 }  // namespace ld

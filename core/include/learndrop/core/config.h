@@ -49,6 +49,7 @@ struct TrainSettings {
   std::int64_t lr_step_epochs = 0;
   double lr_gamma = 0;
   double warmup_epochs = 0;
+  std::int64_t eval_every = 1;  ///< Test evaluation every N epochs (and after the last).
 };
 
 /// A validated config: every key known, typed and in range, defaults filled.
@@ -63,8 +64,10 @@ struct RunConfig {
   std::int64_t prefetch = 2;           ///< Batches prepared ahead of training (0 = none).
   TrainSettings train;
   PluginChoice model, dataset, policy, cache;
+  bool policy_shadow = false;             ///< policy.shadow: consult and log, never drop.
   std::string cache_dtype;                ///< float32 | float16 | bfloat16
-  std::int64_t cache_views = 1;           ///< Augmented views cached per training sample.
+  std::int64_t cache_views = 1;           ///< Augmented views cached per training sample (augment: views).
+  std::string cache_augment = "auto";     ///< auto | feature | views
   std::vector<std::string> plugin_paths;  ///< Absolute paths from plugins.paths.
   std::vector<std::string> warnings;      ///< Keys left out (see resolve_config).
 

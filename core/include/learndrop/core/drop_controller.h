@@ -8,6 +8,7 @@
 #include <ATen/core/Tensor.h>
 
 #include "learndrop/cache.h"
+#include "learndrop/core/feature_shift.h"
 #include "learndrop/dataset.h"
 #include "learndrop/model.h"
 
@@ -30,6 +31,12 @@ struct DropSettings {
   /// What, besides the frozen weights, determines the cached rows (the
   /// dataset section and seed): part of every cache's key.
   std::string data_key;
+  /// Feature-space augmentation (cache.augment: feature) of a dataset whose
+  /// training transform is `shift_flip`: view 0 is the untransformed sample,
+  /// view 1 (with flip; `views` must then be 2) its mirror, and each epoch
+  /// shifts every sample's cached map by a random multiple of the stride.
+  bool feature_augment = false;
+  ShiftFlip shift_flip;
 };
 
 /// What one drop did.
@@ -40,6 +47,7 @@ struct DropReport {
   double seconds = 0;
   std::int64_t cache_bytes = 0;
   std::string cache_description;
+  FeatureShift shift;  ///< Feature-space shifts at the new cut (feature augmentation).
 };
 
 /// Owns the current cut and its feature cache, and holds the drop invariants:
@@ -85,6 +93,19 @@ class DropController {
   /// uniform over [0, views), independent between samples and epochs.
   std::int64_t view_of(std::uint64_t epoch_seed, std::int64_t sample) const;
 
+  /// The feature-space shift (dy, dx) of `sample` in the epoch of
+  /// `epoch_seed`, each uniform in [-max, max] for the current cut's
+  /// FeatureShift (0, 0 without one); independent of view_of.
+  std::pair<std::int64_t, std::int64_t> shift_of(std::uint64_t epoch_seed, std::int64_t sample) const;
+
+  /// The current cut's feature-space shifts (max_shift 0: none).
+  const FeatureShift& feature_shift() const { return shift_; }
+
+  /// Applies the epoch's feature-space shifts of `samples` to their cached
+  /// rows `stored` (storage layout); returns `stored` itself when there are none.
+  at::Tensor augment(const at::Tensor& stored, const std::vector<std::int64_t>& samples,
+                     std::uint64_t epoch_seed) const;
+
   /// The key of a cache at `cut` built from the current weights of stages
   /// [0, cut): a digest of those weights, the data key, the views and dtype.
   std::string cache_key(std::size_t cut) const;
@@ -103,6 +124,7 @@ class DropController {
 
  private:
   std::vector<std::int64_t> rows(const std::vector<std::int64_t>& samples, std::uint64_t epoch_seed) const;
+  FeatureShift shift_at(std::size_t cut) const;
 
   StagedModel& model_;
   const Dataset& dataset_;
@@ -113,6 +135,7 @@ class DropController {
   std::size_t cut_ = 0;
   std::shared_ptr<FeatureCache> cache_;
   at::Tensor labels_;
+  FeatureShift shift_;
 };
 
 }  // namespace ld::core

@@ -21,9 +21,15 @@ class StageStatsTracker {
   /// reported as dropped), then the snapshot moves to the current weights.
   std::vector<StageStats> measure(std::size_t cut);
 
+  /// Adds each trained stage's gradient norm of the step just taken to the
+  /// period's mean (StageStats::mean_grad_norm); call after backward.
+  void add_step_gradients(std::size_t cut);
+
  private:
   StagedModel& model_;
   std::vector<std::vector<at::Tensor>> snapshot_;
+  std::vector<double> grad_norm_sum_;
+  std::int64_t grad_steps_ = 0;
 };
 
 }  // namespace ld::core
