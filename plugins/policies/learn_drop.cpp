@@ -1,9 +1,13 @@
 // Policy plugin `learn-drop`: the change score of Learn&Drop (Cruciata et al.).
-// See docs/policies/learn-drop.md for the reading implemented here.
+// See docs/policies/learn-drop.md for the reading implemented here and for
+// the evidence behind the defaults.
 
 #include <cmath>
 #include <cstdio>
+#include <deque>
+#include <numeric>
 
+#include "learndrop/drop_guards.h"
 #include "learndrop/sdk.h"
 
 namespace {
@@ -14,15 +18,23 @@ struct LearnDropOptions {
   double min_slope = 0;
   std::int64_t window = 0;
   std::int64_t patience = 0;
-  double max_fraction = 0;
   double warmup = 0;
   bool peak_reference = true;
+  bool lr_normalized = false;
+  std::int64_t smooth = 1;
 
   static LearnDropOptions from(const ld::Options& o) {
-    return {o.get_int("period"),      o.get_float("threshold"),
-            o.get_float("min_slope"), o.get_int("window"),
-            o.get_int("patience"),    o.get_float("max_fraction"),
-            o.get_float("warmup"),    o.get_string("reference") == "peak"};
+    LearnDropOptions r;
+    r.period = o.get_int("period");
+    r.threshold = o.get_float("threshold");
+    r.min_slope = o.get_float("min_slope");
+    r.window = o.get_int("window");
+    r.patience = o.get_int("patience");
+    r.warmup = o.get_float("warmup");
+    r.peak_reference = o.get_string("reference") == "peak";
+    r.lr_normalized = o.get_string("normalize") == "lr";
+    r.smooth = o.get_int("smooth");
+    return r;
   }
 };
 
@@ -30,33 +42,54 @@ struct LearnDropOptions {
 /// below a threshold.
 class ChangeScorePolicy : public ld::DropPolicy {
  public:
-  ChangeScorePolicy(const LearnDropOptions& o, const ld::PolicyContext& ctx)
-      : o_(o), first_change_(ctx.num_stages, 0.0), scores_(ctx.num_stages), stopped_for_(ctx.num_stages, 0) {}
+  ChangeScorePolicy(const LearnDropOptions& o, ld::DropGuards guards, const ld::PolicyContext& ctx)
+      : o_(o),
+        guards_(guards),
+        lr_warmup_(ctx.lr_warmup_epochs),
+        steps_per_epoch_(static_cast<double>(std::max<std::int64_t>(1, ctx.steps_per_epoch))),
+        reference_(ctx.num_stages, 0.0),
+        recent_(ctx.num_stages),
+        scores_(ctx.num_stages),
+        stopped_for_(ctx.num_stages, 0) {}
 
   std::int64_t period_steps() const override { return o_.period; }
 
   ld::Decision decide(const ld::PolicyInput& in) override {
     const std::size_t n = in.stages.size();
+    // Points whose steps fall (partly) inside the learning-rate warm-up are
+    // not references: those steps are small by construction (raw change) or
+    // see the largest gradients of the run (normalised change).
+    const double period_start = in.epoch - static_cast<double>(in.steps_since_point) / steps_per_epoch_;
+    const bool in_lr_warmup = period_start < lr_warmup_ - 1e-9;
     for (std::size_t i = 0; i < n; ++i) {
       const ld::StageStats& s = in.stages[i];
       if (s.dropped) continue;
-      // The reference of the score: the first measured change, or the
+      double change = s.relative_change;
+      if (o_.lr_normalized) change = in.lr_sum > 0 ? change / in.lr_sum : 0.0;
+      recent_[i].push_back(change);
+      if (static_cast<std::int64_t>(recent_[i].size()) > o_.smooth) recent_[i].pop_front();
+      const double smoothed = std::accumulate(recent_[i].begin(), recent_[i].end(), 0.0) /
+                              static_cast<double>(recent_[i].size());
+      // The reference: the first measured change after the warm-up, or the
       // largest so far (robust when learning speeds up after the first point).
-      if (first_change_[i] <= 0 || (o_.peak_reference && s.relative_change > first_change_[i])) {
-        first_change_[i] = s.relative_change;
+      if (!in_lr_warmup &&
+          (reference_[i] <= 0 || (o_.peak_reference && smoothed > reference_[i]))) {
+        reference_[i] = smoothed;
       }
-      double score = first_change_[i] > 0 ? s.relative_change / first_change_[i] : 0.0;
+      const double score = reference_[i] > 0 ? smoothed / reference_[i] : 1.0;
       scores_[i].push_back(score);
-      bool stopped = score < o_.threshold && !still_falling(scores_[i]);
+      const bool stopped = score < o_.threshold && !still_falling(scores_[i]);
       stopped_for_[i] = stopped ? stopped_for_[i] + 1 : 0;
     }
-    const std::size_t limit =
-        std::max(in.cut, static_cast<std::size_t>(std::floor(o_.max_fraction * static_cast<double>(n) + 1e-9)));
     if (in.epoch + 1e-9 < o_.warmup) return {in.cut, "warm-up"};
-    std::size_t cut = in.cut;
-    while (cut < limit && stopped_for_[cut] >= o_.patience) ++cut;
-    if (cut == in.cut) return {in.cut, ""};
-    std::string reason = "change scores";
+    std::size_t wanted = in.cut;
+    while (wanted < n && stopped_for_[wanted] >= o_.patience) ++wanted;
+    std::string held;
+    const std::size_t cut = guards_.clamp(in, wanted, &held);
+    if (cut == in.cut) return {in.cut, wanted > in.cut ? "stages up to " + std::to_string(wanted) +
+                                                             " stopped; held by " + held
+                                                       : ""};
+    std::string reason = std::string(o_.lr_normalized ? "learning-rate-normalised " : "") + "change scores";
     for (std::size_t i = in.cut; i < cut; ++i) {
       char buf[64];
       std::snprintf(buf, sizeof buf, " %s=%.3f", in.stages[i].name.c_str(), scores_[i].back());
@@ -65,7 +98,7 @@ class ChangeScorePolicy : public ld::DropPolicy {
     char tail[96];
     std::snprintf(tail, sizeof tail, " below %.3f and no longer falling for %lld points", o_.threshold,
                   static_cast<long long>(o_.patience));
-    return {cut, reason + tail};
+    return {cut, reason + tail + (cut < wanted ? " (" + held + " holds back the rest)" : "")};
   }
 
  private:
@@ -79,7 +112,11 @@ class ChangeScorePolicy : public ld::DropPolicy {
   }
 
   LearnDropOptions o_;
-  std::vector<double> first_change_;
+  ld::DropGuards guards_;
+  double lr_warmup_ = 0;
+  double steps_per_epoch_ = 1;
+  std::vector<double> reference_;
+  std::vector<std::deque<double>> recent_;
   std::vector<std::vector<double>> scores_;
   std::vector<std::int64_t> stopped_for_;
 };
@@ -88,13 +125,13 @@ ld::Manifest manifest() {
   ld::Manifest m;
   m.kind = ld::PluginKind::kPolicy;
   m.name = "learn-drop";
-  m.version = "1.0.0";
+  m.version = "2.0.0";
   m.description = "Learn&Drop: drops the leading stages whose parameter change score stopped falling";
   m.keys = {
       ld::ConfigKey("period", ld::ValueType::kInt, "0", "evaluation period in optimizer steps (0 = once per epoch)")
           .range(0, 1e9),
       ld::ConfigKey("threshold", ld::ValueType::kFloat, "0.5",
-                    "a stage may stop once its change score (change / first change) is below this")
+                    "a stage may stop once its change score (change / reference change) is below this")
           .range(0, 100),
       ld::ConfigKey("min_slope", ld::ValueType::kFloat, "0.2",
                     "the score is still falling if it dropped by more than this per point over the window")
@@ -102,20 +139,26 @@ ld::Manifest manifest() {
       ld::ConfigKey("window", ld::ValueType::kInt, "1", "points over which the slope is measured").range(1, 1000),
       ld::ConfigKey("patience", ld::ValueType::kInt, "1", "consecutive stopped points before a stage may drop")
           .range(1, 1000),
-      ld::ConfigKey("max_fraction", ld::ValueType::kFloat, "0.5", "never drop more than this fraction of the stages")
-          .range(0, 1),
       ld::ConfigKey("warmup", ld::ValueType::kFloat, "1", "never drop before this many epochs").range(0, 1e6),
       ld::ConfigKey("reference", ld::ValueType::kString, "peak",
                     "what the change is divided by: first = the first measured change (the paper's reading), "
-                    "peak = the largest change measured so far")
+                    "peak = the largest change measured so far; points in the learning-rate warm-up never count")
           .one_of({"first", "peak"}),
+      ld::ConfigKey("normalize", ld::ValueType::kString, "none",
+                    "lr = divide each period's change by the sum of its steps' learning rates, so that a decaying "
+                    "schedule is not read as convergence; none = the raw change (the paper's)")
+          .one_of({"none", "lr"}),
+      ld::ConfigKey("smooth", ld::ValueType::kInt, "1", "average the change over the last N points before scoring")
+          .range(1, 1000),
   };
+  auto guards = ld::drop_guard_keys("0", "1", "0.5", "0");
+  m.keys.insert(m.keys.end(), guards.begin(), guards.end());
   return m;
 }
 
 void register_plugins(ld::Registrar& r) {
   r.add_policy(manifest(), [](const ld::Options& o, const ld::PolicyContext& ctx) {
-    return std::make_unique<ChangeScorePolicy>(LearnDropOptions::from(o), ctx);
+    return std::make_unique<ChangeScorePolicy>(LearnDropOptions::from(o), ld::DropGuards::from(o, ctx), ctx);
   });
 }
 

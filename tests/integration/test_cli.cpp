@@ -138,7 +138,8 @@ TEST(CliPlugins, ListAsJsonHasEveryManifest) {
   }
   EXPECT_EQ(names, (std::set<std::string>{"model/vgg", "model/resnet", "dataset/mnist", "dataset/cifar10",
                                           "dataset/imagenette", "policy/none", "policy/learn-drop", "policy/fixed",
-                                          "cache/ram", "cache/disk", "cache/auto"}));
+                                          "policy/freezeout", "policy/autofreeze", "cache/ram", "cache/disk",
+                                          "cache/auto"}));
 }
 
 TEST(CliPlugins, DescribeShowsKeysWithTypesAndDefaults) {

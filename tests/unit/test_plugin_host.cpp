@@ -30,9 +30,11 @@ TEST(PluginHost, LoadsEveryBuiltinPlugin) {
   std::vector<std::string> names;
   for (const auto& p : host->plugins())
     names.push_back(std::string(to_string(p.manifest.kind)) + "/" + p.manifest.name);
-  std::vector<std::string> expected = {"model/resnet",  "model/vgg",    "dataset/cifar10",   "dataset/imagenette",
-                                       "dataset/mnist", "policy/fixed", "policy/learn-drop", "policy/none",
-                                       "cache/auto",    "cache/disk",   "cache/ram"};
+  std::vector<std::string> expected = {"model/resnet",      "model/vgg",        "dataset/cifar10",
+                                       "dataset/imagenette", "dataset/mnist",    "policy/autofreeze",
+                                       "policy/fixed",       "policy/freezeout", "policy/learn-drop",
+                                       "policy/none",        "cache/auto",       "cache/disk",
+                                       "cache/ram"};
   EXPECT_EQ(names, expected);
   for (const auto& p : host->plugins()) {
     EXPECT_FALSE(p.manifest.version.empty()) << p.manifest.name;
@@ -99,7 +101,7 @@ TEST(PluginHost, UnknownNameListsKnownOnes) {
   } catch (const Error& e) {
     std::string m = e.what();
     EXPECT_NE(m.find("did you mean 'learn-drop'?"), std::string::npos) << m;
-    EXPECT_NE(m.find("known: 'fixed', 'learn-drop', 'none'"), std::string::npos) << m;
+    EXPECT_NE(m.find("known: 'autofreeze', 'fixed', 'freezeout', 'learn-drop', 'none'"), std::string::npos) << m;
   }
 }
 

@@ -1,0 +1,97 @@
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "learndrop/manifest.h"
+#include "learndrop/options.h"
+#include "learndrop/policy.h"
+
+namespace ld {
+
+/// Limits any drop criterion can put around its own answer: no drop before a
+/// fraction of the training, the last stages always trained, a pause between
+/// successive drops. Policies declare the keys with `drop_guard_keys` and
+/// apply them with `DropGuards::clamp`.
+///
+/// Example:
+/// ```
+/// DropGuards g = DropGuards::from(options, ctx);
+/// std::size_t cut = g.clamp(input, my_cut, &reason);
+/// ```
+class DropGuards {
+ public:
+  double min_progress = 0;        ///< No drop before this fraction of the training.
+  std::int64_t keep_stages = 1;   ///< Never drop the last `keep_stages` stages.
+  double max_fraction = 1;        ///< Never drop more than this fraction of the stages.
+  double cooldown = 0;            ///< Fraction of the training between two drops.
+
+  /// Reads the keys declared by drop_guard_keys.
+  static DropGuards from(const Options& o, const PolicyContext& ctx) {
+    DropGuards g;
+    g.min_progress = o.get_float("min_progress");
+    g.keep_stages = o.get_int("keep_stages");
+    g.max_fraction = o.get_float("max_fraction");
+    g.cooldown = o.get_float("cooldown");
+    g.stages_ = ctx.num_stages;
+    g.epochs_ = static_cast<double>(std::max<std::int64_t>(1, ctx.epochs));
+    return g;
+  }
+
+  /// The largest cut the guards allow for this model (at least `current`).
+  std::size_t limit(std::size_t current) const {
+    const auto by_fraction = static_cast<std::size_t>(std::floor(max_fraction * static_cast<double>(stages_) + 1e-9));
+    const std::size_t by_keep =
+        stages_ > static_cast<std::size_t>(keep_stages) ? stages_ - static_cast<std::size_t>(keep_stages) : 0;
+    return std::max(current, std::min(by_fraction, by_keep));
+  }
+
+  /// `wanted` limited by the guards at this point; `why` (if given) receives
+  /// the guard that held the cut back, "" when none did. Call once per point:
+  /// it remembers when the last drop happened.
+  std::size_t clamp(const PolicyInput& in, std::size_t wanted, std::string* why = nullptr) {
+    std::string held;
+    std::size_t cut = std::min(wanted, limit(in.cut));
+    if (cut < wanted) held = "keep_stages/max_fraction";
+    const double progress = in.epoch / epochs_;
+    if (cut > in.cut && progress + 1e-9 < min_progress) {
+      cut = in.cut;
+      held = "min_progress";
+    }
+    if (cut > in.cut && last_drop_progress_ >= 0 && progress - last_drop_progress_ + 1e-9 < cooldown) {
+      cut = in.cut;
+      held = "cooldown";
+    }
+    if (cut > in.cut) last_drop_progress_ = progress;
+    if (why != nullptr) *why = cut < wanted ? held : "";
+    return std::max(cut, in.cut);
+  }
+
+ private:
+  std::size_t stages_ = 0;
+  double epochs_ = 1;
+  double last_drop_progress_ = -1;
+};
+
+/// The keys DropGuards::from reads, with the given defaults (text as in a
+/// config file).
+inline std::vector<ConfigKey> drop_guard_keys(const std::string& min_progress, const std::string& keep_stages,
+                                              const std::string& max_fraction, const std::string& cooldown) {
+  return {
+      ConfigKey("min_progress", ValueType::kFloat, min_progress,
+                "never drop before this fraction of the training (0.4 = after 40% of the epochs)")
+          .range(0, 1),
+      ConfigKey("keep_stages", ValueType::kInt, keep_stages, "never drop the last N stages (0 = any stage may drop)")
+          .range(0, 1e6),
+      ConfigKey("max_fraction", ValueType::kFloat, max_fraction, "never drop more than this fraction of the stages")
+          .range(0, 1),
+      ConfigKey("cooldown", ValueType::kFloat, cooldown,
+                "fraction of the training that must pass between two drops (0 = none)")
+          .range(0, 1),
+  };
+}
+
+}  // namespace ld

@@ -1,0 +1,269 @@
+// Drop policies on synthetic streams of statistics: the learning-rate-aware
+// change score (against a real constant gradient field), the guards, and the
+// peer criteria FreezeOut and AutoFreeze.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <functional>
+
+#include <ATen/ATen.h>
+#include <torch/nn/modules/linear.h>
+
+#include "learndrop/core/config.h"
+#include "learndrop/core/optimizer.h"
+#include "learndrop/core/stage_stats.h"
+#include "learndrop/registrar.h"
+#include "test_env.h"
+
+namespace ld::core {
+
+namespace {
+
+constexpr std::int64_t kStepsPerEpoch = 400;
+
+std::shared_ptr<DropPolicy> policy(const std::string& name, const std::map<std::string, std::string>& set,
+                                   std::size_t stages, std::int64_t epochs, double lr_warmup = 0,
+                                   std::int64_t steps_per_epoch = kStepsPerEpoch) {
+  static auto host = test::builtin_host();
+  return host->create_policy(name, test::plugin_options(*host, PluginKind::kPolicy, name, set),
+                             PolicyContext{stages, steps_per_epoch, epochs, lr_warmup});
+}
+
+// A stream of points, `per_epoch` per epoch for `epochs`; `stats(epoch, i)`
+// fills stage i. Returns the cut after each point (the host's role: the cut
+// follows the answers, dropped stages are marked).
+std::vector<std::size_t> replay(DropPolicy& p, std::size_t stages, std::int64_t epochs, int per_epoch,
+                                const std::function<StageStats(double, std::size_t)>& stats,
+                                const std::function<double(double)>& lr_sum = [](double) { return 1.0; }) {
+  std::vector<std::size_t> cuts;
+  std::size_t cut = 0;
+  for (int k = 1; k <= epochs * per_epoch; ++k) {
+    PolicyInput in;
+    in.eval_point = k;
+    in.epoch = static_cast<double>(k) / per_epoch;
+    in.steps_since_point = kStepsPerEpoch / per_epoch;
+    in.step = k * in.steps_since_point;
+    in.cut = cut;
+    in.lr_sum = lr_sum(in.epoch);
+    for (std::size_t i = 0; i < stages; ++i) {
+      StageStats s = i < cut ? StageStats{} : stats(in.epoch, i);
+      s.name = "s" + std::to_string(i);
+      s.dropped = i < cut;
+      in.stages.push_back(s);
+    }
+    cut = std::max(cut, std::min(stages, p.decide(in).cut));
+    cuts.push_back(cut);
+  }
+  return cuts;
+}
+
+// The first epoch (point / per_epoch) at which the cut reached `c`, or -1.
+double epoch_of_cut(const std::vector<std::size_t>& cuts, std::size_t c, int per_epoch) {
+  for (std::size_t k = 0; k < cuts.size(); ++k) {
+    if (cuts[k] >= c) return static_cast<double>(k + 1) / per_epoch;
+  }
+  return -1;
+}
+
+StageStats changing(double relative_change) {
+  StageStats s;
+  s.relative_change = relative_change;
+  return s;
+}
+
+// One stage: a linear layer far from the origin whose gradient is the same
+// vector at every step (a constant gradient field), trained by plain SGD on
+// a cosine schedule with warm-up. Returns, per point, the change the host
+// measures and the sum of the learning rates of the point's steps.
+struct Measured {
+  std::vector<double> change, lr_sum, epoch;
+};
+Measured constant_field(std::int64_t epochs, std::int64_t steps_per_epoch, std::int64_t period) {
+  class OneStage : public StagedModel {
+   public:
+    OneStage() {
+      add_stage("linear", torch::nn::Linear(64, 64));
+      set_head(torch::nn::Linear(64, 2));
+    }
+  };
+  at::manual_seed(1);
+  OneStage model;
+  model.to(at::kDouble);  // float32 would lose the last, tiny steps of the cosine to rounding
+  {
+    at::NoGradGuard no_grad;
+    for (auto& p : model.stage_module(0)->parameters()) p.fill_(10.0);  // ‖θ‖ ≈ 650, steps of ≈ 0.1
+  }
+  TrainSettings t;
+  t.epochs = epochs;
+  t.optimizer = "sgd";
+  t.lr = 0.1;
+  t.momentum = 0;
+  t.weight_decay = 0;
+  t.lr_schedule = "cosine";
+  t.warmup_epochs = 1;
+  StagedOptimizer opt(model, t);
+  StageStatsTracker tracker(model);
+  at::manual_seed(2);
+  std::vector<at::Tensor> field;
+  for (const auto& p : model.parameters()) field.push_back(at::randn(p.sizes(), at::kDouble) * 0.01);
+  Measured m;
+  double lr_sum = 0;
+  for (std::int64_t step = 0; step < epochs * steps_per_epoch; ++step) {
+    const double lr = learning_rate(t, static_cast<double>(step) / static_cast<double>(steps_per_epoch));
+    opt.set_lr(lr);
+    auto params = model.parameters();
+    for (std::size_t j = 0; j < params.size(); ++j) params[j].mutable_grad() = field[j].clone();
+    opt.step();
+    lr_sum += lr;
+    if ((step + 1) % period == 0) {
+      m.change.push_back(tracker.measure(0)[0].relative_change);
+      m.lr_sum.push_back(lr_sum);
+      m.epoch.push_back(static_cast<double>(step + 1) / static_cast<double>(steps_per_epoch));
+      lr_sum = 0;
+    }
+  }
+  return m;
+}
+
+}  // namespace
+
+TEST(LearnDropPolicy, LrNormalisedScoreIsFlatUnderCosineForAConstantGradientField) {
+  // The host's measured change of a stage pushed by a constant gradient,
+  // scored by the policy: normalised by the learning rates it stays at its
+  // reference (no stage ever looks converged); raw, the cosine decay alone
+  // makes it look converged.
+  const Measured m = constant_field(20, 20, 5);
+  ASSERT_EQ(m.change.size(), 80u);
+  // The change per unit learning rate is the same at every point (to the
+  // slowly growing ‖θ‖), while the raw change falls with the schedule.
+  const double first = m.change[4] / m.lr_sum[4];
+  for (std::size_t k = 4; k < m.change.size(); ++k) {
+    EXPECT_NEAR(m.change[k] / m.lr_sum[k] / first, 1.0, 2e-3) << "point " << k;
+  }
+  EXPECT_LT(m.change[78] / m.change[4], 0.05);
+  for (const std::string normalize : {"lr", "none"}) {
+    SCOPED_TRACE(normalize);
+    auto p = policy("learn-drop",
+                    {{"normalize", normalize}, {"threshold", "0.99"}, {"min_slope", "100"}, {"warmup", "0"},
+                     {"max_fraction", "1"}, {"keep_stages", "0"}},
+                    1, 20, 1.0, 20);
+    std::size_t cut = 0;
+    double dropped_at = -1;
+    for (std::size_t k = 0; k < m.change.size() && cut == 0; ++k) {
+      PolicyInput in;
+      in.eval_point = static_cast<std::int64_t>(k) + 1;
+      in.epoch = m.epoch[k];
+      in.lr_sum = m.lr_sum[k];
+      in.steps_since_point = 5;
+      StageStats s = changing(m.change[k]);
+      s.name = "linear";
+      in.stages = {s};
+      cut = p->decide(in).cut;
+      if (cut > 0) dropped_at = in.epoch;
+    }
+    if (normalize == "lr") {
+      EXPECT_EQ(dropped_at, -1) << "the normalised score fell below 0.99";
+    } else {
+      EXPECT_GT(dropped_at, 1.0);
+      EXPECT_LT(dropped_at, 6.0);  // the cosine has fallen by 1% long before
+    }
+  }
+}
+
+TEST(LearnDropPolicy, ReferenceIsNotTakenInsideTheLearningRateWarmUp) {
+  // Per unit of learning rate the warm-up's changes are the largest (the
+  // steepest gradients): were they the reference, every later point would
+  // score below 0.5 and drop at once.
+  auto stream = [](double epoch, std::size_t) { return changing(epoch <= 1.0 ? 0.3 : 0.1); };
+  auto with = [&](double warmup) {
+    auto p = policy("learn-drop", {{"normalize", "lr"}, {"warmup", "0"}, {"max_fraction", "1"}}, 3, 10, warmup);
+    return epoch_of_cut(replay(*p, 3, 10, 4, stream), 1, 4);
+  };
+  EXPECT_GT(with(0.0), 0);      // reference from the warm-up: drops
+  EXPECT_EQ(with(1.0), -1.0);   // the schedule's warm-up excluded: no drop
+}
+
+TEST(LearnDropPolicy, GuardsHoldBackProgressStagesAndSuccessiveDrops) {
+  // Every stage has stopped from the start (scores far below the threshold
+  // and flat): only the guards decide.
+  auto stopped = [](double, std::size_t) { return changing(0.01); };
+  auto first_then_flat = [](double epoch, std::size_t) { return changing(epoch < 0.3 ? 1.0 : 0.01); };
+  {
+    auto p = policy("learn-drop", {{"warmup", "0"}, {"max_fraction", "1"}, {"keep_stages", "2"}}, 6, 10);
+    auto cuts = replay(*p, 6, 10, 4, first_then_flat);
+    EXPECT_EQ(cuts.back(), 4u);  // the last two stages keep training
+  }
+  {
+    auto p = policy("learn-drop", {{"warmup", "0"}, {"max_fraction", "1"}, {"min_progress", "0.4"}}, 6, 10);
+    auto cuts = replay(*p, 6, 10, 4, first_then_flat);
+    EXPECT_DOUBLE_EQ(epoch_of_cut(cuts, 1, 4), 4.0);  // 40% of 10 epochs
+    EXPECT_EQ(cuts.back(), 5u);                       // keep_stages defaults to 1
+  }
+  {
+    // One stage stops per epoch; a cool-down of 30% of the training allows a
+    // drop at most every 3 epochs.
+    auto staggered = [](double epoch, std::size_t i) { return changing(epoch < 0.3 + i ? 1.0 : 0.01); };
+    auto p = policy("learn-drop",
+                    {{"warmup", "0"}, {"max_fraction", "1"}, {"keep_stages", "0"}, {"cooldown", "0.3"}}, 6, 10);
+    auto cuts = replay(*p, 6, 10, 4, staggered);
+    const double d1 = epoch_of_cut(cuts, 1, 4), d2 = epoch_of_cut(cuts, 2, 4);
+    ASSERT_GT(d1, 0);
+    ASSERT_GT(d2, 0);
+    EXPECT_GE(d2 - d1, 3.0 - 1e-9);
+    auto free = policy("learn-drop", {{"warmup", "0"}, {"max_fraction", "1"}, {"keep_stages", "0"}}, 6, 10);
+    auto free_cuts = replay(*free, 6, 10, 4, staggered);
+    EXPECT_LT(epoch_of_cut(free_cuts, 2, 4) - epoch_of_cut(free_cuts, 1, 4), 3.0);
+  }
+  (void)stopped;
+}
+
+TEST(FreezeOutPolicy, StagesFreezeAtTheirScheduledFractionsInOrder) {
+  // 5 stages, 10 epochs, linear from t0 = 0.5: stage i at 0.5 + 0.125 i of
+  // the training, i.e. epochs 5, 6.25, 7.5, 8.75 (the last never).
+  auto any = [](double, std::size_t) { return changing(1.0); };
+  auto p = policy("freezeout", {{"t0", "0.5"}, {"keep_stages", "0"}}, 5, 10);
+  auto cuts = replay(*p, 5, 10, 4, any);
+  EXPECT_DOUBLE_EQ(epoch_of_cut(cuts, 1, 4), 5.0);
+  EXPECT_DOUBLE_EQ(epoch_of_cut(cuts, 2, 4), 6.25);
+  EXPECT_DOUBLE_EQ(epoch_of_cut(cuts, 3, 4), 7.5);
+  EXPECT_DOUBLE_EQ(epoch_of_cut(cuts, 4, 4), 8.75);
+  EXPECT_EQ(cuts.back(), 4u);
+  // Cubic: t_i = (0.5^(1/3) + (1 - 0.5^(1/3)) i / 4)^3, stage 1 at 0.6169.
+  auto c = policy("freezeout", {{"t0", "0.5"}, {"scaling", "cubic"}}, 5, 10);
+  auto ccuts = replay(*c, 5, 10, 100, any);
+  EXPECT_DOUBLE_EQ(epoch_of_cut(ccuts, 1, 100), 5.0);
+  EXPECT_NEAR(epoch_of_cut(ccuts, 2, 100), 10 * std::pow(std::cbrt(0.5) + (1 - std::cbrt(0.5)) / 4, 3), 0.011);
+  // keep_stages 2 stops before the last two.
+  auto k = policy("freezeout", {{"t0", "0.2"}, {"keep_stages", "2"}}, 5, 10);
+  EXPECT_EQ(replay(*k, 5, 10, 4, any).back(), 3u);
+}
+
+TEST(AutoFreezePolicy, LeadingStagesWithStableGradientNormsFreeze) {
+  // Stages 0 and 1 have steady gradient norms, the others swing by 50%
+  // between points: the two leading stages are below the median change.
+  auto grads = [](double epoch, std::size_t i) {
+    StageStats s;
+    const int k = static_cast<int>(std::lround(epoch * 4));
+    s.mean_grad_norm = i < 2 ? 1.0 + 0.001 * k : (k % 2 ? 1.5 : 1.0);
+    s.relative_change = 0.1;
+    return s;
+  };
+  auto p = policy("autofreeze", {{"percentile", "50"}}, 6, 10);
+  EXPECT_TRUE(p->wants_step_gradient_norms());
+  auto cuts = replay(*p, 6, 10, 4, grads);
+  EXPECT_DOUBLE_EQ(epoch_of_cut(cuts, 2, 4), 0.5);  // the second point has the first changes
+  EXPECT_EQ(cuts.back(), 2u);
+  // A stage in front that still changes blocks the prefix behind it.
+  auto blocked = [&](double epoch, std::size_t i) {
+    StageStats s = grads(epoch, i);
+    if (i == 0) s.mean_grad_norm = static_cast<int>(std::lround(epoch * 4)) % 2 ? 2.0 : 1.0;
+    return s;
+  };
+  auto q = policy("autofreeze", {{"percentile", "50"}}, 6, 10);
+  EXPECT_EQ(replay(*q, 6, 10, 4, blocked).back(), 0u);
+  // min_progress holds it back.
+  auto r = policy("autofreeze", {{"min_progress", "0.5"}}, 6, 10);
+  EXPECT_DOUBLE_EQ(epoch_of_cut(replay(*r, 6, 10, 4, grads), 1, 4), 5.0);
+}
+
+}  // namespace ld::core
