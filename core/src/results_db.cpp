@@ -27,6 +27,8 @@ CREATE TABLE IF NOT EXISTS runs (
   started TEXT NOT NULL,
   ended TEXT NOT NULL DEFAULT '',
   summary TEXT NOT NULL DEFAULT '',
+  role TEXT NOT NULL DEFAULT '',
+  budget_hash TEXT NOT NULL DEFAULT '',
   UNIQUE (config_hash, code_version)
 );
 CREATE TABLE IF NOT EXISTS epochs (
@@ -35,7 +37,7 @@ CREATE TABLE IF NOT EXISTS epochs (
   metrics TEXT NOT NULL,
   PRIMARY KEY (run_id, epoch)
 );
-PRAGMA user_version = 1;
+PRAGMA user_version = 2;
 )sql";
 
 // A prepared statement, finalized on scope exit.
@@ -96,6 +98,12 @@ ResultsDb::ResultsDb(const std::filesystem::path& path) : path_(path) {
   exec("PRAGMA foreign_keys = ON;");
   exec("PRAGMA journal_mode = WAL;");
   exec(kSchema);
+  // Databases of schema 1 (before budget-matched baselines) gain the columns.
+  for (const char* column : {"role", "budget_hash"}) {
+    Statement info(db_, "SELECT 1 FROM pragma_table_info('runs') WHERE name = ?1", path_.string());
+    info.bind(1, std::string(column));
+    if (!info.step()) exec(std::string("ALTER TABLE runs ADD COLUMN ") + column + " TEXT NOT NULL DEFAULT '';");
+  }
 }
 
 ResultsDb::~ResultsDb() { sqlite3_close(db_); }
@@ -134,12 +142,12 @@ std::int64_t ResultsDb::start(const RunRecord& r) {
     del.step();
     Statement ins(db_,
                   "INSERT INTO runs (suite, label, config_hash, code_version, baseline_hash, is_baseline, "
-                  "matrix_values, config_yaml, out_dir, status, started) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, "
-                  "'running', ?10)",
+                  "matrix_values, config_yaml, out_dir, status, started, role) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, "
+                  "?8, ?9, 'running', ?10, ?11)",
                   path_.string());
     ins.bind(1, r.suite).bind(2, r.label).bind(3, r.config_hash).bind(4, r.code_version).bind(5, r.baseline_hash);
     ins.bind(6, static_cast<std::int64_t>(r.is_baseline)).bind(7, r.values_json).bind(8, r.config_yaml);
-    ins.bind(9, r.out_dir).bind(10, utc_now());
+    ins.bind(9, r.out_dir).bind(10, utc_now()).bind(11, r.role);
     ins.step();
   });
   return sqlite3_last_insert_rowid(db_);
@@ -159,6 +167,12 @@ void ResultsDb::finish(std::int64_t id, const std::string& summary_json, const s
   });
 }
 
+void ResultsDb::set_budget(const std::string& hash, const std::string& code_version, const std::string& budget_hash) {
+  Statement u(db_, "UPDATE runs SET budget_hash = ?3 WHERE config_hash = ?1 AND code_version = ?2", path_.string());
+  u.bind(1, hash).bind(2, code_version).bind(3, budget_hash);
+  u.step();
+}
+
 void ResultsDb::fail(std::int64_t id, const std::string& error) {
   Statement u(db_, "UPDATE runs SET status = 'failed', ended = ?2, error = ?3 WHERE id = ?1", path_.string());
   u.bind(1, id).bind(2, utc_now()).bind(3, error);
@@ -169,7 +183,7 @@ std::vector<RunRecord> ResultsDb::runs() const {
   std::vector<RunRecord> out;
   Statement s(db_,
               "SELECT id, suite, label, config_hash, code_version, baseline_hash, is_baseline, matrix_values, "
-              "config_yaml, out_dir, status, error, started, ended, summary FROM runs ORDER BY id",
+              "config_yaml, out_dir, status, error, started, ended, summary, role, budget_hash FROM runs ORDER BY id",
               path_.string());
   while (s.step()) {
     RunRecord r;
@@ -188,6 +202,8 @@ std::vector<RunRecord> ResultsDb::runs() const {
     r.started = s.text(12);
     r.ended = s.text(13);
     r.summary_json = s.text(14);
+    r.role = s.text(15);
+    r.budget_hash = s.text(16);
     out.push_back(std::move(r));
   }
   for (auto& r : out) {

@@ -1,6 +1,7 @@
 #include "learndrop/core/suite.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "learndrop/core/plugin_host.h"
 #include "learndrop/error.h"
@@ -89,11 +90,10 @@ Suite load_suite(const std::string& file, const PluginHost& host) {
   const YAML::Node& root = tree.root;
   for (const auto& kv : root) {
     const std::string key = kv.first.as<std::string>();
-    static const std::vector<std::string> known = {"base", "output", "set", "matrix", "exclude", "baseline"};
+    static const std::vector<std::string> known = {"base", "output", "set", "matrix", "exclude", "baseline", "budget"};
     if (std::find(known.begin(), known.end(), key) == known.end()) {
       throw Error(located(file, kv.first, key) +
-                  ": unknown suite key (expected base, output, set, matrix, exclude, "
-                  "baseline)");
+                  ": unknown suite key (expected base, output, set, matrix, exclude, baseline, budget)");
     }
   }
   Suite suite;
@@ -135,6 +135,16 @@ Suite load_suite(const std::string& file, const PluginHost& host) {
   }
   Assignment baseline;
   if (root["baseline"].IsDefined()) baseline = assignments(root["baseline"], file, "baseline");
+  if (root["budget"].IsDefined()) {
+    suite.budget = scalar(root["budget"], located(file, root["budget"], "budget"));
+    if (suite.budget != "time" && suite.budget != "flops") {
+      throw Error(located(file, root["budget"], "budget") + ": expected time or flops (what a budget-matched "
+                  "baseline matches), got '" + suite.budget + "'");
+    }
+    if (baseline.empty()) {
+      throw Error(located(file, root["budget"], "budget") + ": budget-matched baselines need a baseline");
+    }
+  }
   for (const auto& [k, v] : baseline) suite.baseline[k] = v;
   // On each axis that sets a baseline key, the index of the value that
   // matches the baseline (the baseline's other keys are added to every run).
@@ -236,6 +246,24 @@ Suite load_suite(const std::string& file, const PluginHost& host) {
   }
   if (suite.runs.empty()) throw Error(file + ": every run of the matrix is excluded");
   return suite;
+}
+
+std::int64_t budget_epochs(std::int64_t epochs, double run, double full) {
+  if (!(full > 0) || !(run >= 0)) return epochs;
+  const auto e = static_cast<std::int64_t>(std::llround(static_cast<double>(epochs) * run / full));
+  return std::clamp<std::int64_t>(e, 1, epochs);
+}
+
+SuiteRun budget_run(const SuiteRun& baseline, std::int64_t epochs) {
+  SuiteRun r = baseline;
+  r.config.train.epochs = epochs;
+  r.values.emplace_back("train.epochs", std::to_string(epochs));
+  r.label = baseline.label + ".budget" + std::to_string(epochs);
+  r.hash = r.config.hash();
+  r.effective_yaml = r.config.effective_yaml();
+  r.is_baseline = false;
+  r.baseline_hash = baseline.hash;
+  return r;
 }
 
 }  // namespace ld::core

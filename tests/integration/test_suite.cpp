@@ -97,6 +97,10 @@ TEST_F(Suites, BadSuitesAreNamedBeforeAnythingRuns) {
   EXPECT_NE(e.find("vgg99"), std::string::npos) << e;
   e = error_of("matrix:\n  experiment.seed: [1]\nexclude:\n  - {experiment.seed: 1}\n");
   EXPECT_NE(e.find("every run of the matrix is excluded"), std::string::npos) << e;
+  e = error_of("matrix:\n  policy.plugin: [none, fixed]\nbaseline: {policy.plugin: none}\nbudget: seconds\n");
+  EXPECT_NE(e.find("budget: expected time or flops"), std::string::npos) << e;
+  e = error_of("matrix:\n  policy.plugin: [none, fixed]\nbudget: time\n");
+  EXPECT_NE(e.find("budget-matched baselines need a baseline"), std::string::npos) << e;
   e = error_of("matrix:\n  experiment.seed: 1\n");
   EXPECT_NE(e.find("matrix.experiment.seed: expected a non-empty list"), std::string::npos) << e;
   test::LdropResult r = test::run_ldrop("suite run " + (dir_.path() / "suite.yaml").string());
@@ -211,9 +215,84 @@ TEST_F(Suites, ReportPairsRunsWithTheirBaselinesAndAveragesSeeds) {
   while (std::getline(csv, line)) ++rows;
   EXPECT_EQ(rows, 4);
   EXPECT_TRUE(fs::exists(out + "/report.md"));
+  EXPECT_EQ(r.output.find("accuracy budget"), std::string::npos) << "no budget-matched runs, no budget columns";
   if (std::system("/usr/bin/python3 -c 'import matplotlib' 2> /dev/null") == 0) {
-    EXPECT_TRUE(fs::exists(out + "/vgg11_bn_mnist.png")) << r.output;
+    EXPECT_TRUE(fs::exists(out + "/vgg11_bn_mnist_learn-drop.png")) << r.output;
   }
+
+  // Budget-matched baselines (one per seed, full training of fewer epochs).
+  {
+    ResultsDb db(db_file);
+    for (int seed : {1, 2}) {
+      RunRecord b;
+      b.suite = "fixture";
+      b.label = "none." + std::to_string(seed) + ".budget5";
+      b.config_hash = "u" + std::to_string(seed);
+      b.code_version = "test";
+      b.baseline_hash = "b" + std::to_string(seed);
+      b.role = "budget";
+      b.values_json = json({{"policy.plugin", "none"}, {"train.epochs", seed == 1 ? "5" : "6"}}).dump();
+      b.config_yaml = "x";
+      const std::int64_t id = db.start(b);
+      json summary = {{"model", "vgg11_bn"}, {"dataset", "mnist"},  {"policy", "none"},     {"seed", seed},
+                      {"epochs", seed == 1 ? 5 : 6}, {"test_accuracy", seed == 1 ? 0.85 : 0.87}, {"train_seconds", 50},
+                      {"wall_seconds", 51}, {"forward_flops", 1}, {"forward_flops_full", 1}, {"flops_reduction", 0.0},
+                      {"dropped_stages", 0}, {"num_stages", 8}};
+      db.finish(id, summary.dump(), {});
+      db.set_budget("l" + std::to_string(seed), "test", b.config_hash);
+    }
+  }
+  r = test::run_ldrop("suite report " + db_file.string() + " --out " + out);
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("| accuracy full % | accuracy drop % | accuracy budget % | budget epochs | time full"),
+            std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("| learn-drop | 2 | 91.00 ± 1.41 | 90.00 ± 1.41 | 86.00 ± 1.41 | 5.5 | 110.0 ± 14.1 |"),
+            std::string::npos)
+      << r.output;
+}
+
+TEST_F(Suites, BudgetMatchedBaselinesTrainTheBaselineForThePairsBudget) {
+  // FLOPs make the budget exact: a drop of 4 of 8 stages after epoch 1 of 4.
+  const std::string file =
+      write_suite("set: {train.epochs: 4}\nmatrix:\n  policy:\n    - {policy.plugin: none}\n"
+                  "    - {policy.plugin: fixed, policy.epoch: 1, policy.cut: 4}\n"
+                  "baseline: {policy.plugin: none}\nbudget: flops\n");
+  test::LdropResult r = test::run_ldrop("suite run " + file);
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("1 pair(s) with finished runs share 1 budget-matched baseline(s) (forward FLOPs); 1 to run"),
+            std::string::npos)
+      << r.output;
+  ResultsDb db(dir_.str() + "/out/results.db");
+  std::map<std::string, RunRecord> by_role;
+  json drop, full;
+  for (const auto& rec : db.runs()) {
+    ASSERT_EQ(rec.status, "finished") << rec.label;
+    const json s = json::parse(rec.summary_json);
+    if (rec.role == "budget") by_role["budget"] = rec;
+    if (rec.role.empty() && rec.is_baseline) full = s;
+    if (rec.role.empty() && !rec.is_baseline) {
+      drop = s;
+      by_role["drop"] = rec;
+    }
+  }
+  ASSERT_TRUE(by_role.count("budget") && by_role.count("drop"));
+  const json budget = json::parse(by_role["budget"].summary_json);
+  const std::int64_t want = budget_epochs(4, drop["forward_flops"], full["forward_flops"]);
+  EXPECT_LT(want, 4);
+  EXPECT_EQ(budget["epochs"], want);
+  EXPECT_EQ(budget["policy"], "none");
+  EXPECT_EQ(by_role["drop"].budget_hash, by_role["budget"].config_hash);
+  EXPECT_EQ(by_role["budget"].label, "none.budget" + std::to_string(want));
+  EXPECT_NE(by_role["budget"].config_yaml.find("epochs: " + std::to_string(want)), std::string::npos);
+  // Nothing runs again, the budget run included.
+  test::LdropResult again = test::run_ldrop("suite run " + file);
+  ASSERT_EQ(again.code, 0) << again.output;
+  EXPECT_NE(again.output.find("; 0 to run"), std::string::npos) << again.output;
+  EXPECT_NE(again.output.find("0 finished, 0 failed, 2 skipped"), std::string::npos) << again.output;
+  EXPECT_EQ(budget_epochs(20, 10, 20), 10);
+  EXPECT_EQ(budget_epochs(20, 0, 20), 1);
+  EXPECT_EQ(budget_epochs(20, 30, 20), 20);
 }
 
 }  // namespace ld::core

@@ -90,12 +90,18 @@ struct ReportRow {
   std::size_t seeds = 0;
   double acc_full = 0, acc_full_std = 0, acc = 0, acc_std = 0, time_full = 0, time = 0, speedup = 0,
          flops_reduction = 0, dropped = 0;
+  /// Budget-matched baselines (seeds with one; 0 when the suite has none).
+  std::size_t budget_seeds = 0;
+  double acc_budget = 0, acc_budget_std = 0, budget_epochs = 0;
   std::int64_t stages = 0;
   std::vector<std::string> text;  ///< The Markdown cells.
+  /// Config hashes of the row's runs: full trainings, drop runs, budget-matched baselines.
+  std::vector<std::string> full_runs, drop_runs, budget_runs;
 };
 struct ReportTable {
   std::vector<ReportRow> rows;
   std::vector<std::string> failed;
+  bool has_budget = false;  ///< Whether any row has budget-matched baselines (adds two columns).
 };
 
 /// The report table of a database's runs (finished runs paired with their baselines).

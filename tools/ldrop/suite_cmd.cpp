@@ -7,6 +7,7 @@
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -69,7 +70,7 @@ std::vector<std::string> read_lines(const fs::path& p) {
 }
 
 struct Active {
-  std::size_t index = 0;
+  std::size_t index = 0;  // into the runs being launched (the matrix, then budget-matched baselines)
   std::int64_t db_id = 0;
   std::chrono::steady_clock::time_point start;
   fs::path out_dir, log;
@@ -101,6 +102,10 @@ int suite_run(const core::PluginHost& host, const SuiteRunArgs& a) {
     std::printf("  %3zu  %-48s %s  %s%s\n", i + 1, r.label.c_str(), short_hash(r.hash).c_str(),
                 done[i] ? "finished, skipped" : "to run", r.is_baseline ? "  (baseline)" : "");
   }
+  if (!suite.budget.empty()) {
+    std::printf("then a budget-matched baseline for each run with a baseline: full training cut to the run's %s\n",
+                suite.budget == "time" ? "training time" : "forward FLOPs");
+  }
   if (a.dry_run) return 0;
 
   for (const char* sub : {"configs", "runs", "logs"}) fs::create_directories(suite.output / sub);
@@ -114,12 +119,14 @@ int suite_run(const core::PluginHost& host, const SuiteRunArgs& a) {
 
   const std::string exe = self_exe();
   std::map<pid_t, Active> active;
+  std::vector<core::SuiteRun> runs = suite.runs;  // budget-matched baselines are appended once their pairs finished
+  std::vector<std::string> roles(runs.size());
   std::size_t next = 0, finished = 0, failed = 0, total_to_run = suite.runs.size() - skipped, started = 0;
   bool stop_launching = false;
   const auto suite_start = std::chrono::steady_clock::now();
 
   auto launch = [&](std::size_t i) {
-    const core::SuiteRun& r = suite.runs[i];
+    const core::SuiteRun& r = runs[i];
     const std::string name = run_name(r);
     const fs::path config = suite.output / "configs" / (name + ".yaml");
     const fs::path out_dir = suite.output / "runs" / name;
@@ -134,6 +141,7 @@ int suite_run(const core::PluginHost& host, const SuiteRunArgs& a) {
     rec.code_version = version;
     rec.baseline_hash = r.baseline_hash;
     rec.is_baseline = r.is_baseline;
+    rec.role = roles[i];
     json values = json::object();
     for (const auto& [k, v] : r.values) values[k] = v;
     rec.values_json = values.dump();
@@ -165,7 +173,7 @@ int suite_run(const core::PluginHost& host, const SuiteRunArgs& a) {
   auto reap = [&](pid_t pid, int status) {
     Active act = active.at(pid);
     active.erase(pid);
-    const core::SuiteRun& r = suite.runs[act.index];
+    const core::SuiteRun& r = runs[act.index];
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - act.start).count();
     const fs::path summary = act.out_dir / "summary.json";
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0 && fs::exists(summary)) {
@@ -189,6 +197,44 @@ int suite_run(const core::PluginHost& host, const SuiteRunArgs& a) {
     std::fflush(stdout);
   };
 
+  // Budget-matched baselines: once a run and its baseline have finished (in
+  // this invocation or an earlier one), full training cut to the run's budget.
+  bool budgets_added = suite.budget.empty();
+  auto add_budget_runs = [&] {
+    budgets_added = true;
+    std::map<std::string, json> summaries;
+    for (const auto& rec : db->runs()) {
+      if (rec.status == "finished" && rec.code_version == version) summaries[rec.config_hash] = json::parse(rec.summary_json);
+    }
+    std::map<std::string, const core::SuiteRun*> by_hash;
+    for (const auto& r : suite.runs) by_hash[r.hash] = &r;
+    std::set<std::string> queued, distinct;
+    std::size_t pairs = 0;
+    for (const auto& r : suite.runs) {
+      if (r.is_baseline || r.baseline_hash.empty()) continue;
+      auto s = summaries.find(r.hash);
+      auto b = summaries.find(r.baseline_hash);
+      auto base = by_hash.find(r.baseline_hash);
+      if (s == summaries.end() || b == summaries.end() || base == by_hash.end()) continue;
+      const char* measure = suite.budget == "time" ? "train_seconds" : "forward_flops";
+      const std::int64_t epochs = core::budget_epochs(base->second->config.train.epochs,
+                                                      s->second[measure].get<double>(), b->second[measure].get<double>());
+      core::SuiteRun budget = core::budget_run(*base->second, epochs);
+      db->set_budget(r.hash, version, budget.hash);
+      ++pairs;
+      distinct.insert(budget.hash);
+      if (summaries.count(budget.hash) || queued.count(budget.hash)) continue;
+      queued.insert(budget.hash);
+      runs.push_back(budget);
+      roles.push_back("budget");
+      done.push_back(false);
+    }
+    total_to_run += queued.size();
+    std::printf("suite: %zu pair(s) with finished runs share %zu budget-matched baseline(s) (%s); %zu to run\n", pairs,
+                distinct.size(), suite.budget == "time" ? "training time" : "forward FLOPs", queued.size());
+    std::fflush(stdout);
+  };
+
   while (true) {
     if (g_stop) {
       if (!stop_launching) {
@@ -197,9 +243,13 @@ int suite_run(const core::PluginHost& host, const SuiteRunArgs& a) {
       }
       stop_launching = true;
     }
-    while (!stop_launching && active.size() < static_cast<std::size_t>(a.jobs) && next < suite.runs.size()) {
+    while (!stop_launching && active.size() < static_cast<std::size_t>(a.jobs) && next < runs.size()) {
       if (!done[next]) launch(next);
       ++next;
+    }
+    if (active.empty() && !stop_launching && !budgets_added) {
+      add_budget_runs();
+      continue;
     }
     if (active.empty()) break;
     int status = 0;

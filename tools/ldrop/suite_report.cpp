@@ -82,8 +82,9 @@ ReportTable build_report(const std::vector<core::RunRecord>& records) {
   std::map<std::string, const core::RunRecord*> by_hash;
   for (const auto& r : runs) by_hash[r.config_hash] = &r;
   struct Acc {
-    std::vector<double> acc_full, acc, time_full, time, speedup, flops, dropped;
+    std::vector<double> acc_full, acc, time_full, time, speedup, flops, dropped, acc_budget, budget_epochs;
     std::int64_t stages = 0;
+    std::vector<std::string> full_runs, drop_runs, budget_runs;
   };
   // Runs that differ only in their seed form one row. The setting column
   // holds the matrix values that still tell apart runs of the same model,
@@ -95,7 +96,7 @@ ReportTable build_report(const std::vector<core::RunRecord>& records) {
   };
   std::map<Key, std::map<std::string, std::set<std::string>>> seen;
   for (const auto& r : runs) {
-    if (r.is_baseline) continue;
+    if (r.is_baseline || r.role == "budget") continue;
     const json values = json::parse(r.values_json);
     auto& keys = seen[key_of(json::parse(r.summary_json))];
     for (const auto& [k, v] : values.items()) keys[k].insert(v.get<std::string>());
@@ -103,7 +104,7 @@ ReportTable build_report(const std::vector<core::RunRecord>& records) {
   std::map<std::tuple<std::string, std::string, std::string, std::string>, Acc> groups;
   std::vector<std::tuple<std::string, std::string, std::string, std::string>> order;  // first appearance
   for (const auto& r : runs) {
-    if (r.is_baseline || r.baseline_hash.empty()) continue;
+    if (r.is_baseline || r.role == "budget" || r.baseline_hash.empty()) continue;
     auto b = by_hash.find(r.baseline_hash);
     if (b == by_hash.end()) continue;  // baseline not finished (yet)
     json s = json::parse(r.summary_json), bs = json::parse(b->second->summary_json);
@@ -126,6 +127,16 @@ ReportTable build_report(const std::vector<core::RunRecord>& records) {
     g.flops.push_back(s["flops_reduction"].get<double>());
     g.dropped.push_back(s["dropped_stages"].get<double>());
     g.stages = s["num_stages"].get<std::int64_t>();
+    g.full_runs.push_back(b->second->config_hash);
+    g.drop_runs.push_back(r.config_hash);
+    auto budget = r.budget_hash.empty() ? by_hash.end() : by_hash.find(r.budget_hash);
+    if (budget != by_hash.end()) {
+      const json bud = json::parse(budget->second->summary_json);
+      g.acc_budget.push_back(bud["test_accuracy"].get<double>());
+      g.budget_epochs.push_back(bud["epochs"].get<double>());
+      g.budget_runs.push_back(r.budget_hash);
+      t.has_budget = true;
+    }
   }
   for (const auto& key : order) {
     const Acc& g = groups.at(key);
@@ -142,6 +153,13 @@ ReportTable build_report(const std::vector<core::RunRecord>& records) {
     row.flops_reduction = stat(g.flops).mean;
     row.dropped = stat(g.dropped).mean;
     row.stages = g.stages;
+    row.budget_seeds = g.acc_budget.size();
+    row.acc_budget = stat(g.acc_budget).mean;
+    row.acc_budget_std = stat(g.acc_budget).std;
+    row.budget_epochs = stat(g.budget_epochs).mean;
+    row.full_runs = g.full_runs;
+    row.drop_runs = g.drop_runs;
+    row.budget_runs = g.budget_runs;
     row.text = {row.model,
                 row.dataset,
                 row.setting.empty() ? "-" : row.setting,
@@ -155,6 +173,21 @@ ReportTable build_report(const std::vector<core::RunRecord>& records) {
                 pm(stat(g.flops), 100, 1) + "%",
                 pm(stat(g.dropped), 1, 1) + " / " + std::to_string(g.stages)};
     t.rows.push_back(row);
+  }
+  if (t.has_budget) {
+    // Two more columns after the drop accuracy: the budget-matched baseline
+    // and the epochs it trained.
+    for (auto& row : t.rows) {
+      const bool any = row.budget_seeds > 0;
+      char epochs[32];
+      std::snprintf(epochs, sizeof epochs, "%.1f", row.budget_epochs);
+      Stat b;
+      b.mean = row.acc_budget;
+      b.std = row.acc_budget_std;
+      b.n = row.budget_seeds;
+      row.text.insert(row.text.begin() + 7, any ? pm(b, 100, 2) : "-");
+      row.text.insert(row.text.begin() + 8, any ? epochs : "-");
+    }
   }
   for (const auto& r : records) {
     if (r.status == "failed") t.failed.push_back(r.label + ": " + r.error);
@@ -174,30 +207,43 @@ int suite_report(const core::PluginHost& host, const std::string& input, const s
 
   // CSV: one row per finished run.
   std::ostringstream csv;
-  csv << "label,config_hash,code_version,is_baseline,model,dataset,policy,seed,test_accuracy,train_seconds,"
-         "wall_seconds,forward_flops,forward_flops_full,flops_reduction,dropped_stages,num_stages\n";
-  json plot = json::array();
+  csv << "label,config_hash,code_version,is_baseline,role,model,dataset,policy,seed,epochs,test_accuracy,"
+         "train_seconds,wall_seconds,forward_flops,forward_flops_full,flops_reduction,dropped_stages,num_stages\n";
   std::map<std::string, const core::RunRecord*> by_hash;
   const auto finished = latest_finished(records);
   for (const auto& r : finished) by_hash[r.config_hash] = &r;
   for (const auto& r : finished) {
     json s = json::parse(r.summary_json);
     csv << csv_field(r.label) << ',' << r.config_hash << ',' << r.code_version << ',' << (r.is_baseline ? 1 : 0) << ','
-        << csv_field(s["model"]) << ',' << csv_field(s["dataset"]) << ',' << csv_field(s["policy"]) << ',' << s["seed"]
-        << ',' << s["test_accuracy"] << ',' << s["train_seconds"] << ',' << s["wall_seconds"] << ','
-        << s["forward_flops"] << ',' << s["forward_flops_full"] << ',' << s["flops_reduction"] << ','
-        << s["dropped_stages"] << ',' << s["num_stages"] << '\n';
-    json epochs = json::array();
-    for (const auto& e : r.epochs_json) epochs.push_back(json::parse(e));
-    plot.push_back({{"label", r.label},
-                    {"model", s["model"]},
-                    {"dataset", s["dataset"]},
-                    {"policy", s["policy"]},
-                    {"seed", s["seed"]},
-                    {"is_baseline", r.is_baseline},
-                    {"epochs", epochs}});
+        << r.role << ',' << csv_field(s["model"]) << ',' << csv_field(s["dataset"]) << ','
+        << csv_field(s["policy"]) << ',' << s["seed"] << ',' << s["epochs"] << ',' << s["test_accuracy"] << ','
+        << s["train_seconds"] << ',' << s["wall_seconds"] << ',' << s["forward_flops"] << ','
+        << s["forward_flops_full"] << ',' << s["flops_reduction"] << ',' << s["dropped_stages"] << ','
+        << s["num_stages"] << '\n';
   }
   core::atomic_write(out / "runs.csv", csv.str());
+  // Plot data: per report row, the epochs of its full, drop and budget runs.
+  auto curves = [&](const std::vector<std::string>& hashes) {
+    json list = json::array();
+    std::set<std::string> seen;
+    for (const auto& h : hashes) {
+      if (!seen.insert(h).second) continue;  // one full run may pair with several drop runs
+      json epochs = json::array();
+      for (const auto& e : by_hash.at(h)->epochs_json) epochs.push_back(json::parse(e));
+      list.push_back({{"label", by_hash.at(h)->label}, {"epochs", epochs}});
+    }
+    return list;
+  };
+  json plot = json::array();
+  for (const auto& row : table.rows) {
+    plot.push_back({{"model", row.model},
+                    {"dataset", row.dataset},
+                    {"setting", row.setting},
+                    {"policy", row.policy},
+                    {"full", curves(row.full_runs)},
+                    {"drop", curves(row.drop_runs)},
+                    {"budget", curves(row.budget_runs)}});
+  }
   core::atomic_write(out / "plot_data.json", plot.dump());
 
   // Plots with matplotlib (python3-matplotlib), when present.
@@ -233,14 +279,23 @@ int suite_report(const core::PluginHost& host, const std::string& input, const s
   md << "Accuracy is the test accuracy of the full model after the last epoch (mean ± sample std over seeds); time is "
         "training time (epochs, cache builds included, evaluation excluded); speedup = full / Learn&Drop time, "
         "averaged over seed pairs; forward-FLOP reduction counts training forward passes against the same steps "
-        "without drops.\n\n";
-  const char* head[] = {"model",         "dataset",         "setting",         "policy",
-                        "seeds",         "accuracy full %", "accuracy drop %", "time full [s]",
-                        "time drop [s]", "speedup",         "forward FLOPs −", "dropped stages"};
+        "without drops.";
+  if (table.has_budget) {
+    md << " The budget-matched baseline is full training with its epochs cut to the drop run's budget (rounded to "
+          "whole epochs; the learning-rate schedule follows the shorter run): what a user would do instead.";
+  }
+  md << "\n\n";
+  std::vector<std::string> head = {"model",         "dataset",         "setting",         "policy",
+                                   "seeds",         "accuracy full %", "accuracy drop %", "time full [s]",
+                                   "time drop [s]", "speedup",         "forward FLOPs −", "dropped stages"};
+  if (table.has_budget) {
+    head.insert(head.begin() + 7, "accuracy budget %");
+    head.insert(head.begin() + 8, "budget epochs");
+  }
   md << "|";
-  for (const char* h : head) md << ' ' << h << " |";
+  for (const auto& h : head) md << ' ' << h << " |";
   md << "\n|";
-  for (std::size_t i = 0; i < std::size(head); ++i) md << " --- |";
+  for (std::size_t i = 0; i < head.size(); ++i) md << " --- |";
   md << "\n";
   for (const auto& row : table.rows) {
     md << "|";

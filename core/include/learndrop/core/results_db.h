@@ -26,6 +26,11 @@ struct RunRecord {
   std::string error;
   std::string started, ended;            ///< ISO 8601 UTC.
   std::string summary_json;              ///< summary.json of a finished run.
+  /// "" for a matrix run, "budget" for a budget-matched baseline (full
+  /// training cut to the time or FLOPs of a paired run).
+  std::string role;
+  /// The config hash of this run's budget-matched baseline ("" when none).
+  std::string budget_hash;
   std::vector<std::string> epochs_json;  ///< metrics.jsonl lines.
 };
 
@@ -49,6 +54,9 @@ class ResultsDb {
 
   /// Records the end of run `id`: finished with its summary and epochs.
   void finish(std::int64_t id, const std::string& summary_json, const std::vector<std::string>& epochs_json);
+
+  /// Pairs run `hash` (of `code_version`) with its budget-matched baseline.
+  void set_budget(const std::string& hash, const std::string& code_version, const std::string& budget_hash);
 
   /// Records the end of run `id`: failed with an error message.
   void fail(std::int64_t id, const std::string& error);

@@ -39,6 +39,8 @@ struct SuiteRun {
 /// exclude:                        # optional: runs matching every listed key
 ///   - {model.variant: vgg16_bn, experiment.seed: 2}
 /// baseline: {policy.plugin: none} # the values that mean full training
+/// budget: time                    # optional: also train each baseline cut to
+///                                 # each paired run's training time (or flops)
 /// ```
 struct Suite {
   std::string file;
@@ -47,7 +49,21 @@ struct Suite {
   std::vector<SuiteRun> runs;
   std::map<std::string, std::string> baseline;
   std::size_t excluded = 0;  ///< Matrix points left out by `exclude`.
+  /// Budget-matched baselines: "" (none), "time" (training seconds) or
+  /// "flops" (forward FLOPs). For every run with a baseline, a full training
+  /// whose train.epochs is the baseline's scaled by run / baseline.
+  std::string budget;
 };
+
+/// The epochs of a budget-matched baseline: `epochs` x `run` / `full`
+/// (training seconds or forward FLOPs of the paired run and of its
+/// baseline), rounded to the nearest epoch, within [1, epochs].
+std::int64_t budget_epochs(std::int64_t epochs, double run, double full);
+
+/// The budget-matched baseline of `baseline` (a run of `suite`) cut to
+/// `epochs`: its config with train.epochs replaced (the learning-rate
+/// schedule follows the new length), labelled "<baseline label>.budget<E>".
+SuiteRun budget_run(const SuiteRun& baseline, std::int64_t epochs);
 
 /// Loads, expands and validates a suite (every run's config is resolved, so a
 /// bad value stops the suite before anything runs). Throws ld::Error naming
