@@ -186,7 +186,6 @@ TEST(LearnDropPolicy, ReferenceIsNotTakenInsideTheLearningRateWarmUp) {
 TEST(LearnDropPolicy, GuardsHoldBackProgressStagesAndSuccessiveDrops) {
   // Every stage has stopped from the start (scores far below the threshold
   // and flat): only the guards decide.
-  auto stopped = [](double, std::size_t) { return changing(0.01); };
   auto first_then_flat = [](double epoch, std::size_t) { return changing(epoch < 0.3 ? 1.0 : 0.01); };
   {
     auto p = policy("learn-drop", {{"warmup", "0"}, {"max_fraction", "1"}, {"keep_stages", "2"}}, 6, 10);
@@ -214,7 +213,18 @@ TEST(LearnDropPolicy, GuardsHoldBackProgressStagesAndSuccessiveDrops) {
     auto free_cuts = replay(*free, 6, 10, 4, staggered);
     EXPECT_LT(epoch_of_cut(free_cuts, 2, 4) - epoch_of_cut(free_cuts, 1, 4), 3.0);
   }
-  (void)stopped;
+  {
+    // Staggered by depth: stage i of 6 not before 0.4 + 0.6 i / 5 of the training.
+    auto p = policy("learn-drop", {{"warmup", "0"}, {"max_fraction", "1"}, {"min_progress", "0.4"},
+                                   {"stagger", "true"}}, 6, 10);
+    auto cuts = replay(*p, 6, 10, 4, first_then_flat);
+    EXPECT_DOUBLE_EQ(epoch_of_cut(cuts, 1, 4), 4.0);
+    EXPECT_DOUBLE_EQ(epoch_of_cut(cuts, 2, 4), 5.25);  // 5.2 rounded up to the next point
+    EXPECT_DOUBLE_EQ(epoch_of_cut(cuts, 3, 4), 6.5);
+    EXPECT_DOUBLE_EQ(epoch_of_cut(cuts, 4, 4), 7.75);
+    EXPECT_DOUBLE_EQ(epoch_of_cut(cuts, 5, 4), 9.0);
+    EXPECT_EQ(cuts.back(), 5u);
+  }
 }
 
 TEST(FreezeOutPolicy, StagesFreezeAtTheirScheduledFractionsInOrder) {

@@ -28,6 +28,10 @@ class DropGuards {
   std::int64_t keep_stages = 1;   ///< Never drop the last `keep_stages` stages.
   double max_fraction = 1;        ///< Never drop more than this fraction of the stages.
   double cooldown = 0;            ///< Fraction of the training between two drops.
+  /// Deeper stages wait longer: stage i of n may not drop before
+  /// min_progress + (1 - min_progress) * i / (n - 1) of the training
+  /// (FreezeOut's linear schedule as a lower bound).
+  bool stagger = false;
 
   /// Reads the keys declared by drop_guard_keys.
   static DropGuards from(const Options& o, const PolicyContext& ctx) {
@@ -36,6 +40,7 @@ class DropGuards {
     g.keep_stages = o.get_int("keep_stages");
     g.max_fraction = o.get_float("max_fraction");
     g.cooldown = o.get_float("cooldown");
+    g.stagger = o.get_bool("stagger");
     g.stages_ = ctx.num_stages;
     g.epochs_ = static_cast<double>(std::max<std::int64_t>(1, ctx.epochs));
     return g;
@@ -49,6 +54,12 @@ class DropGuards {
     return std::max(current, std::min(by_fraction, by_keep));
   }
 
+  /// The fraction of the training before which stage `i` may not drop.
+  double earliest(std::size_t i) const {
+    if (!stagger || stages_ <= 1) return min_progress;
+    return min_progress + (1.0 - min_progress) * static_cast<double>(i) / static_cast<double>(stages_ - 1);
+  }
+
   /// `wanted` limited by the guards at this point; `why` (if given) receives
   /// the guard that held the cut back, "" when none did. Call once per point:
   /// it remembers when the last drop happened.
@@ -57,9 +68,9 @@ class DropGuards {
     std::size_t cut = std::min(wanted, limit(in.cut));
     if (cut < wanted) held = "keep_stages/max_fraction";
     const double progress = in.epoch / epochs_;
-    if (cut > in.cut && progress + 1e-9 < min_progress) {
-      cut = in.cut;
-      held = "min_progress";
+    while (cut > in.cut && progress + 1e-9 < earliest(cut - 1)) {
+      --cut;
+      held = stagger ? "min_progress/stagger" : "min_progress";
     }
     if (cut > in.cut && last_drop_progress_ >= 0 && progress - last_drop_progress_ + 1e-9 < cooldown) {
       cut = in.cut;
@@ -79,7 +90,8 @@ class DropGuards {
 /// The keys DropGuards::from reads, with the given defaults (text as in a
 /// config file).
 inline std::vector<ConfigKey> drop_guard_keys(const std::string& min_progress, const std::string& keep_stages,
-                                              const std::string& max_fraction, const std::string& cooldown) {
+                                              const std::string& max_fraction, const std::string& cooldown,
+                                              const std::string& stagger = "false") {
   return {
       ConfigKey("min_progress", ValueType::kFloat, min_progress,
                 "never drop before this fraction of the training (0.4 = after 40% of the epochs)")
@@ -91,6 +103,9 @@ inline std::vector<ConfigKey> drop_guard_keys(const std::string& min_progress, c
       ConfigKey("cooldown", ValueType::kFloat, cooldown,
                 "fraction of the training that must pass between two drops (0 = none)")
           .range(0, 1),
+      ConfigKey("stagger", ValueType::kBool, stagger,
+                "deeper stages wait longer: stage i of n not before min_progress + (1 - min_progress) i / (n - 1) "
+                "of the training"),
   };
 }
 
