@@ -125,7 +125,7 @@ ld::Manifest manifest() {
   ld::Manifest m;
   m.kind = ld::PluginKind::kPolicy;
   m.name = "learn-drop";
-  m.version = "2.0.0";
+  m.version = "2.0.0";  // 2: guards, normalize, smooth; defaults from the realistic suite
   m.description = "Learn&Drop: drops the leading stages whose parameter change score stopped falling";
   m.keys = {
       ld::ConfigKey("period", ld::ValueType::kInt, "0", "evaluation period in optimizer steps (0 = once per epoch)")
@@ -151,7 +151,9 @@ ld::Manifest manifest() {
       ld::ConfigKey("smooth", ld::ValueType::kInt, "1", "average the change over the last N points before scoring")
           .range(1, 1000),
   };
-  auto guards = ld::drop_guard_keys("0", "1", "0.5", "0");
+  // Defaults from the realistic suite (docs/policies/learn-drop.md): no drop
+  // before 40% of the training, deeper stages later, the last two always trained.
+  auto guards = ld::drop_guard_keys("0.4", "2", "1", "0", "true");
   m.keys.insert(m.keys.end(), guards.begin(), guards.end());
   return m;
 }

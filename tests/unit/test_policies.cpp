@@ -145,7 +145,7 @@ TEST(LearnDropPolicy, LrNormalisedScoreIsFlatUnderCosineForAConstantGradientFiel
     SCOPED_TRACE(normalize);
     auto p = policy("learn-drop",
                     {{"normalize", normalize}, {"threshold", "0.99"}, {"min_slope", "100"}, {"warmup", "0"},
-                     {"max_fraction", "1"}, {"keep_stages", "0"}},
+                     {"max_fraction", "1"}, {"keep_stages", "0"}, {"min_progress", "0"}, {"stagger", "false"}},
                     1, 20, 1.0, 20);
     std::size_t cut = 0;
     double dropped_at = -1;
@@ -176,7 +176,8 @@ TEST(LearnDropPolicy, ReferenceIsNotTakenInsideTheLearningRateWarmUp) {
   // score below 0.5 and drop at once.
   auto stream = [](double epoch, std::size_t) { return changing(epoch <= 1.0 ? 0.3 : 0.1); };
   auto with = [&](double warmup) {
-    auto p = policy("learn-drop", {{"normalize", "lr"}, {"warmup", "0"}, {"max_fraction", "1"}}, 3, 10, warmup);
+    auto p = policy("learn-drop",
+                    {{"normalize", "lr"}, {"warmup", "0"}, {"min_progress", "0"}, {"stagger", "false"}}, 3, 10, warmup);
     return epoch_of_cut(replay(*p, 3, 10, 4, stream), 1, 4);
   };
   EXPECT_GT(with(0.0), 0);      // reference from the warm-up: drops
@@ -188,35 +189,40 @@ TEST(LearnDropPolicy, GuardsHoldBackProgressStagesAndSuccessiveDrops) {
   // and flat): only the guards decide.
   auto first_then_flat = [](double epoch, std::size_t) { return changing(epoch < 0.3 ? 1.0 : 0.01); };
   {
-    auto p = policy("learn-drop", {{"warmup", "0"}, {"max_fraction", "1"}, {"keep_stages", "2"}}, 6, 10);
+    auto p = policy("learn-drop", {{"warmup", "0"}, {"min_progress", "0"}, {"stagger", "false"}}, 6, 10);
     auto cuts = replay(*p, 6, 10, 4, first_then_flat);
-    EXPECT_EQ(cuts.back(), 4u);  // the last two stages keep training
+    EXPECT_EQ(cuts.back(), 4u);  // keep_stages 2 (the default): the last two stages keep training
+    EXPECT_LT(epoch_of_cut(cuts, 4, 4), 1.0);
   }
   {
-    auto p = policy("learn-drop", {{"warmup", "0"}, {"max_fraction", "1"}, {"min_progress", "0.4"}}, 6, 10);
+    auto p = policy("learn-drop", {{"warmup", "0"}, {"min_progress", "0.4"}, {"stagger", "false"}, {"keep_stages", "1"}},
+                    6, 10);
     auto cuts = replay(*p, 6, 10, 4, first_then_flat);
     EXPECT_DOUBLE_EQ(epoch_of_cut(cuts, 1, 4), 4.0);  // 40% of 10 epochs
-    EXPECT_EQ(cuts.back(), 5u);                       // keep_stages defaults to 1
+    EXPECT_EQ(cuts.back(), 5u);
   }
   {
     // One stage stops per epoch; a cool-down of 30% of the training allows a
     // drop at most every 3 epochs.
     auto staggered = [](double epoch, std::size_t i) { return changing(epoch < 0.3 + i ? 1.0 : 0.01); };
     auto p = policy("learn-drop",
-                    {{"warmup", "0"}, {"max_fraction", "1"}, {"keep_stages", "0"}, {"cooldown", "0.3"}}, 6, 10);
+                    {{"warmup", "0"}, {"min_progress", "0"}, {"stagger", "false"}, {"keep_stages", "0"},
+                     {"cooldown", "0.3"}},
+                    6, 10);
     auto cuts = replay(*p, 6, 10, 4, staggered);
     const double d1 = epoch_of_cut(cuts, 1, 4), d2 = epoch_of_cut(cuts, 2, 4);
     ASSERT_GT(d1, 0);
     ASSERT_GT(d2, 0);
     EXPECT_GE(d2 - d1, 3.0 - 1e-9);
-    auto free = policy("learn-drop", {{"warmup", "0"}, {"max_fraction", "1"}, {"keep_stages", "0"}}, 6, 10);
+    auto free = policy("learn-drop",
+                       {{"warmup", "0"}, {"min_progress", "0"}, {"stagger", "false"}, {"keep_stages", "0"}}, 6, 10);
     auto free_cuts = replay(*free, 6, 10, 4, staggered);
     EXPECT_LT(epoch_of_cut(free_cuts, 2, 4) - epoch_of_cut(free_cuts, 1, 4), 3.0);
   }
   {
     // Staggered by depth: stage i of 6 not before 0.4 + 0.6 i / 5 of the training.
-    auto p = policy("learn-drop", {{"warmup", "0"}, {"max_fraction", "1"}, {"min_progress", "0.4"},
-                                   {"stagger", "true"}}, 6, 10);
+    auto p = policy("learn-drop", {{"warmup", "0"}, {"min_progress", "0.4"}, {"stagger", "true"}, {"keep_stages", "1"}},
+                    6, 10);
     auto cuts = replay(*p, 6, 10, 4, first_then_flat);
     EXPECT_DOUBLE_EQ(epoch_of_cut(cuts, 1, 4), 4.0);
     EXPECT_DOUBLE_EQ(epoch_of_cut(cuts, 2, 4), 5.25);  // 5.2 rounded up to the next point

@@ -95,11 +95,22 @@ ReportTable build_report(const std::vector<core::RunRecord>& records) {
     return Key{s["model"].get<std::string>(), s["dataset"].get<std::string>(), s["policy"].get<std::string>()};
   };
   std::map<Key, std::map<std::string, std::set<std::string>>> seen;
+  // A key that some runs of a group set and others do not (a named axis
+  // value setting extra keys) also tells them apart: "unset" is a value.
+  const std::string unset = "\x01unset";
+  std::map<Key, std::vector<json>> group_values;
   for (const auto& r : runs) {
     if (r.is_baseline || r.role == "budget") continue;
-    const json values = json::parse(r.values_json);
-    auto& keys = seen[key_of(json::parse(r.summary_json))];
-    for (const auto& [k, v] : values.items()) keys[k].insert(v.get<std::string>());
+    group_values[key_of(json::parse(r.summary_json))].push_back(json::parse(r.values_json));
+  }
+  for (const auto& [key, list] : group_values) {
+    auto& keys = seen[key];
+    for (const auto& values : list) {
+      for (const auto& [k, v] : values.items()) keys[k];
+    }
+    for (const auto& values : list) {
+      for (auto& [k, set] : keys) set.insert(values.contains(k) ? values[k].get<std::string>() : unset);
+    }
   }
   std::map<std::tuple<std::string, std::string, std::string, std::string>, Acc> groups;
   std::vector<std::tuple<std::string, std::string, std::string, std::string>> order;  // first appearance
