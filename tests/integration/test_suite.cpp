@@ -169,7 +169,8 @@ TEST_F(Suites, ReportPairsRunsWithTheirBaselinesAndAveragesSeeds) {
   {
     ResultsDb db(db_file);
     auto add = [&](const std::string& label, const std::string& hash, const std::string& baseline, bool is_baseline,
-                   const std::string& policy, int seed, double acc, double seconds, double flops, int dropped) {
+                   const std::string& policy, int seed, double acc, double seconds, double flops, int dropped,
+                   const json& extra = json::object()) {
       RunRecord r;
       r.suite = "fixture";
       r.label = label;
@@ -177,7 +178,9 @@ TEST_F(Suites, ReportPairsRunsWithTheirBaselinesAndAveragesSeeds) {
       r.code_version = "test";
       r.baseline_hash = baseline;
       r.is_baseline = is_baseline;
-      r.values_json = json({{"policy.plugin", policy}, {"experiment.seed", std::to_string(seed)}}).dump();
+      json values = {{"policy.plugin", policy}, {"experiment.seed", std::to_string(seed)}};
+      values.update(extra);
+      r.values_json = values.dump();
       r.config_yaml = "x";
       r.out_dir = "runs/" + label;
       std::int64_t id = db.start(r);
@@ -200,6 +203,8 @@ TEST_F(Suites, ReportPairsRunsWithTheirBaselinesAndAveragesSeeds) {
     add("none.2", "b2", "b2", true, "none", 2, 0.92, 120, 0.0, 0);
     add("ld.1", "l1", "b1", false, "learn-drop", 1, 0.89, 50, 0.40, 4);
     add("ld.2", "l2", "b2", false, "learn-drop", 2, 0.91, 60, 0.50, 6);
+    // A named axis value with a key the others leave unset: its own row.
+    add("ld-lr.1", "n1", "b1", false, "learn-drop", 1, 0.80, 90, 0.10, 1, {{"policy.normalize", "lr"}});
   }
   const std::string out = (dir_.path() / "report").string();
   test::LdropResult r = test::run_ldrop("suite report " + db_file.string() + " --out " + out);
@@ -208,12 +213,15 @@ TEST_F(Suites, ReportPairsRunsWithTheirBaselinesAndAveragesSeeds) {
                           "55.0 ± 7.1 | 2.00 ± 0.00x | 45.0 ± 7.1% | 5.0 ± 1.4 / 8 |"),
             std::string::npos)
       << r.output;
+  EXPECT_NE(r.output.find("| vgg11_bn | mnist | policy.normalize=lr | learn-drop | 1 | 90.00 | 80.00 |"),
+            std::string::npos)
+      << r.output;
   std::ifstream csv(out + "/runs.csv");
   std::string header, line;
   std::getline(csv, header);
   int rows = 0;
   while (std::getline(csv, line)) ++rows;
-  EXPECT_EQ(rows, 4);
+  EXPECT_EQ(rows, 5);
   EXPECT_TRUE(fs::exists(out + "/report.md"));
   EXPECT_EQ(r.output.find("accuracy budget"), std::string::npos) << "no budget-matched runs, no budget columns";
   if (std::system("/usr/bin/python3 -c 'import matplotlib' 2> /dev/null") == 0) {
