@@ -6,6 +6,8 @@
 #include <torch/optim/adamw.h>
 #include <torch/optim/sgd.h>
 
+#include "torch_compat.h"
+
 namespace ld::core {
 
 StagedOptimizer::StagedOptimizer(StagedModel& model, const TrainSettings& t) {
@@ -41,7 +43,7 @@ void StagedOptimizer::drop_stages_before(std::size_t cut) {
   std::vector<std::size_t> kept_stage;
   for (std::size_t g = 0; g < groups.size(); ++g) {
     if (group_stage_[g] < cut) {
-      for (const auto& p : groups[g].params()) state.erase(c10::guts::to_string(p.unsafeGetTensorImpl()));
+      for (const auto& p : groups[g].params()) state.erase(compat::optimizer_state_key(state, p));
     } else {
       kept.push_back(groups[g]);
       kept_stage.push_back(group_stage_[g]);
@@ -54,6 +56,8 @@ void StagedOptimizer::drop_stages_before(std::size_t cut) {
 void StagedOptimizer::set_lr(double lr) {
   for (auto& g : optimizer_->param_groups()) g.options().set_lr(lr);
 }
+
+std::size_t StagedOptimizer::state_entries() const { return optimizer_->state().size(); }
 
 std::vector<at::Tensor> StagedOptimizer::parameters() const {
   std::vector<at::Tensor> out;

@@ -183,6 +183,24 @@ TEST(DropInvariants, DroppedStagesLeaveTheOptimizer) {
   }
 }
 
+TEST(DropInvariants, DroppedStagesTakeTheirOptimizerStateWithThem) {
+  // The momentum buffers of dropped stages must go with them (memory, and a
+  // stale buffer must never be applied). Found through the version-specific
+  // key of the optimizer's state map (torch_compat.h): a wrong key would
+  // erase nothing and leave every entry in place.
+  Fixture f;
+  StagedOptimizer opt(*f.model, sgd());
+  f.train_steps(opt, 2);
+  const std::size_t all_params = opt.parameters().size();
+  ASSERT_EQ(opt.state_entries(), all_params) << "momentum SGD keeps one buffer per parameter after a step";
+  f.controller->advance(3);
+  opt.drop_stages_before(3);
+  EXPECT_EQ(opt.state_entries(), opt.parameters().size());
+  EXPECT_LT(opt.state_entries(), all_params);
+  f.train_steps(opt, 1);
+  EXPECT_EQ(opt.state_entries(), opt.parameters().size()) << "no state is recreated for frozen stages";
+}
+
 TEST(DropInvariants, NewCutIsBuiltFromThePreviousCacheThroughNewStagesOnly) {
   Fixture f(/*build_batch=*/16);
   DropReport first = f.controller->advance(2);

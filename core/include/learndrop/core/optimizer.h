@@ -28,6 +28,9 @@ class StagedOptimizer {
   /// Parameters the optimizer currently updates.
   std::vector<at::Tensor> parameters() const;
 
+  /// Parameters that have optimizer state (momentum buffers, Adam moments).
+  std::size_t state_entries() const;
+
  private:
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
   std::vector<std::size_t> group_stage_;  ///< Stage of each group (num_stages for the head).
