@@ -23,11 +23,9 @@ class FreezeOutPolicy : public ld::DropPolicy {
 
   /// The fraction of the training at which stage `i` freezes.
   double freeze_at(std::size_t i) const {
-    if (stages_ <= 1) return t0_;
-    const double x = static_cast<double>(i) / static_cast<double>(stages_ - 1);
-    if (!cubic_) return t0_ + (1.0 - t0_) * x;
-    const double c = std::cbrt(t0_);
-    return std::pow(c + (1.0 - c) * x, 3.0);
+    if (!cubic_) return ld::linear_freeze_point(t0_, i, stages_);
+    // Cubic: the linear schedule from t0^(1/3), cubed.
+    return std::pow(ld::linear_freeze_point(std::cbrt(t0_), i, stages_), 3.0);
   }
 
   ld::Decision decide(const ld::PolicyInput& in) override {

@@ -12,6 +12,14 @@
 
 namespace ld {
 
+/// Position of stage `i` of `n` on the linear freezing schedule that starts at
+/// fraction `start` of the training and ends at 1 (FreezeOut's linear
+/// schedule): start + (1 - start) i / (n - 1); `start` when n <= 1.
+inline double linear_freeze_point(double start, std::size_t i, std::size_t n) {
+  if (n <= 1) return start;
+  return start + (1.0 - start) * static_cast<double>(i) / static_cast<double>(n - 1);
+}
+
 /// Limits any drop criterion can put around its own answer: no drop before a
 /// fraction of the training, the last stages always trained, a pause between
 /// successive drops. Policies declare the keys with `drop_guard_keys` and
@@ -56,8 +64,7 @@ class DropGuards {
 
   /// The fraction of the training before which stage `i` may not drop.
   double earliest(std::size_t i) const {
-    if (!stagger || stages_ <= 1) return min_progress;
-    return min_progress + (1.0 - min_progress) * static_cast<double>(i) / static_cast<double>(stages_ - 1);
+    return stagger ? linear_freeze_point(min_progress, i, stages_) : min_progress;
   }
 
   /// `wanted` limited by the guards at this point; `why` (if given) receives
