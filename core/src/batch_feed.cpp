@@ -4,6 +4,7 @@
 #include <random>
 
 #include <ATen/ATen.h>
+#include <c10/core/DeviceGuard.h>
 
 #include "learndrop/core/drop_controller.h"
 #include "learndrop/error.h"
@@ -33,7 +34,11 @@ BatchFeed::BatchFeed(const DropController& controller, const Dataset& dataset, c
     : controller_(controller),
       dataset_(dataset),
       settings_(settings),
-      arena_(std::make_unique<tbb::task_arena>(std::max(1, settings.loader_threads))) {}
+      arena_(std::make_unique<tbb::task_arena>(std::max(1, settings.loader_threads))),
+      // A slot is refilled once its copy is done; one more than the queue
+      // lets the producer stage the next batch while the queue is full.
+      stager_(std::make_unique<DeviceStager>(settings.device,
+                                             static_cast<int>(std::max<std::int64_t>(2, settings.prefetch + 1)))) {}
 
 BatchFeed::~BatchFeed() { stop(); }
 
@@ -69,6 +74,7 @@ void BatchFeed::start(const std::vector<std::int64_t>& order, std::int64_t first
 BatchFeed::Item BatchFeed::make(std::int64_t step) {
   Item item;
   try {
+    at::Tensor images, labels;
     const std::vector<std::int64_t> idx = indices(step);
     if (reader_) {
       at::Tensor stored = reader_->next();
@@ -77,14 +83,26 @@ BatchFeed::Item BatchFeed::make(std::int64_t step) {
                     (stored.defined() ? std::to_string(stored.size(0)) + " samples" : std::string("no batch")) +
                     " for batch " + std::to_string(step) + " of " + std::to_string(idx.size()));
       }
-      item.images = controller_.to_model_layout(controller_.augment(stored, idx, epoch_seed_));
-      item.labels = controller_.train_labels().index_select(0, at::tensor(idx, at::kLong));
+      images = controller_.to_model_layout(controller_.augment(stored, idx, epoch_seed_));
+      labels = controller_.train_labels().index_select(0, at::tensor(idx, at::kLong));
     } else {
       // The augmentation of a batch depends on the epoch and the step only.
       const std::uint64_t seed = mix_seed(epoch_seed_, static_cast<std::uint64_t>(step));
       Batch b = arena_->execute([&] { return dataset_.get_batch(Split::kTrain, idx, seed); });
-      item.images = b.images.dim() == 4 ? b.images.contiguous(at::MemoryFormat::ChannelsLast) : b.images;
-      item.labels = b.labels;
+      images = b.images.dim() == 4 ? b.images.contiguous(at::MemoryFormat::ChannelsLast) : b.images;
+      labels = b.labels;
+    }
+    // On the CPU the producer also converts the stored type; on a GPU the
+    // consumer does, after the copy of the (smaller) stored type.
+    if (settings_.device.is_cpu() && images.scalar_type() != at::kFloat) {
+      images = images.to(at::kFloat).contiguous(at::MemoryFormat::ChannelsLast);
+    }
+    if (images.device() == settings_.device) {
+      item.staged.tensors = {images, labels.to(settings_.device)};  // a device-memory cache
+    } else {
+      // Storage layout (NHWC) is the contiguous form of the model layout.
+      item.staged = stager_->stage({images.dim() == 4 ? images.permute({0, 2, 3, 1}) : images, labels});
+      if (images.dim() == 4) item.staged.tensors[0] = item.staged.tensors[0].permute({0, 3, 1, 2});
     }
   } catch (...) {
     item.error = std::current_exception();
@@ -93,6 +111,8 @@ BatchFeed::Item BatchFeed::make(std::int64_t step) {
 }
 
 void BatchFeed::produce() {
+  c10::OptionalDeviceGuard on_device;
+  if (settings_.device.is_cuda()) on_device.reset_device(settings_.device);
   for (;;) {
     std::int64_t step = 0;
     {
@@ -129,8 +149,10 @@ bool BatchFeed::next(at::Tensor& images, at::Tensor& labels) {
     step_ = steps_;
     std::rethrow_exception(item.error);
   }
-  images = item.images;
-  labels = item.labels;
+  DeviceStager::wait(item.staged);
+  images = item.staged.tensors.at(0);
+  labels = item.staged.tensors.at(1);
+  if (images.scalar_type() != at::kFloat) images = images.to(at::kFloat);
   ++step_;
   return true;
 }

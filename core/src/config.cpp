@@ -5,6 +5,7 @@
 #include <map>
 #include <thread>
 
+#include "learndrop/core/device.h"
 #include "learndrop/core/plugin_host.h"
 #include "learndrop/core/text.h"
 #include "learndrop/error.h"
@@ -209,7 +210,10 @@ const std::vector<ConfigKey>& host_section_keys(const std::string& section) {
                   "TBB threads decoding and transforming samples: auto (= threads) or a number"),
         ConfigKey("prefetch", ValueType::kInt, "2",
                   "batches prepared in the background while the model trains (0 = load in the training thread)")
-            .range(0, 64)}},
+            .range(0, 64),
+        ConfigKey("device", ValueType::kString, "auto",
+                  "where the model trains: auto (the first CUDA GPU if LibTorch sees one, else the CPU) | cpu | "
+                  "cuda | cuda:N")}},
       {"train",
        {ConfigKey("epochs", ValueType::kInt, "10", "number of training epochs").range(1, 100000),
         ConfigKey("batch_size", ValueType::kInt, "128", "training batch size").range(2, 1 << 20),
@@ -229,7 +233,11 @@ const std::vector<ConfigKey>& host_section_keys(const std::string& section) {
             .range(0, 100000),
         ConfigKey("eval_every", ValueType::kInt, "1",
                   "evaluate the test set every N epochs and after the last (test time is not training time)")
-            .range(1, 100000)}},
+            .range(1, 100000),
+        ConfigKey("precision", ValueType::kString, "fp32",
+                  "fp32 | bf16 | fp16: autocast computes convolutions and matrix products in this type (fp16 with "
+                  "loss scaling; CUDA only; bf16 on CPUs with native bfloat16)")
+            .one_of({"fp32", "bf16", "fp16"})}},
       {"model", {ConfigKey("plugin", ValueType::kString, "vgg", "model plugin")}},
       {"dataset", {ConfigKey("plugin", ValueType::kString, "mnist", "dataset plugin")}},
       {"policy",
@@ -239,8 +247,10 @@ const std::vector<ConfigKey>& host_section_keys(const std::string& section) {
                   "nothing: see where a criterion would cut a training before trusting it")}},
       {"cache",
        {ConfigKey("plugin", ValueType::kString, "ram", "feature-cache plugin"),
-        ConfigKey("dtype", ValueType::kString, "float32", "storage type of cached features")
-            .one_of({"float32", "float16", "bfloat16"}),
+        ConfigKey("dtype", ValueType::kString, "auto",
+                  "storage type of cached features: auto (the compute type of train.precision) | float32 | float16 "
+                  "| bfloat16")
+            .one_of({"auto", "float32", "float16", "bfloat16"}),
         ConfigKey("views", ValueType::kInt, "1",
                   "augment: views: augmented views of each training sample cached at a drop; each epoch draws one "
                   "per sample (1 = every epoch after a drop sees the same augmentation)")
@@ -352,6 +362,11 @@ RunConfig resolve_config(const ConfigTree& tree, const PluginHost& host) {
   rc.loader_threads_setting = runtime.get_string("loader_threads");
   rc.loader_threads = thread_count(tree, "loader_threads", rc.loader_threads_setting, rc.threads);
   rc.prefetch = runtime.get_int("prefetch");
+  rc.device = runtime.get_string("device");
+  if (!is_device_setting(rc.device)) {
+    throw Error(where(tree, tree.root["runtime"]["device"], "runtime.device") +
+                ": expected auto, cpu, cuda or cuda:N, got '" + rc.device + "'");
+  }
 
   Options train = validate_section(tree, "train", tree.root["train"], host_section_keys("train"), "section 'train'");
   TrainSettings& t = rc.train;
@@ -368,6 +383,7 @@ RunConfig resolve_config(const ConfigTree& tree, const PluginHost& host) {
   t.lr_gamma = train.get_float("lr_gamma");
   t.warmup_epochs = train.get_float("warmup_epochs");
   t.eval_every = train.get_int("eval_every");
+  t.precision = train.get_string("precision");
   if (t.nesterov && (t.optimizer != "sgd" || t.momentum == 0)) {
     throw Error(where(tree, tree.root["train"]["nesterov"], "train.nesterov") +
                 ": Nesterov momentum needs optimizer 'sgd' with momentum > 0");
@@ -423,6 +439,9 @@ RunConfig resolve_config(const ConfigTree& tree, const PluginHost& host) {
     if (section == "cache") {
       rc.cache = choice;
       rc.cache_dtype = host_opts.get_string("dtype");
+      if (rc.cache_dtype == "auto") {
+        rc.cache_dtype = t.precision == "bf16" ? "bfloat16" : t.precision == "fp16" ? "float16" : "float32";
+      }
       rc.cache_views = host_opts.get_int("views");
       rc.cache_augment = host_opts.get_string("augment");
       if (rc.cache_augment == "feature" && rc.cache_views != 1) {
@@ -456,7 +475,7 @@ std::string RunConfig::effective_yaml() const {
     << YAML::Key << "seed" << YAML::Value << seed << YAML::EndMap;
   e << YAML::Key << "runtime" << YAML::Value << YAML::BeginMap << YAML::Key << "threads" << YAML::Value
     << threads_setting << YAML::Key << "loader_threads" << YAML::Value << loader_threads_setting << YAML::Key
-    << "prefetch" << YAML::Value << prefetch << YAML::EndMap;
+    << "prefetch" << YAML::Value << prefetch << YAML::Key << "device" << YAML::Value << device << YAML::EndMap;
   emit_options(e, "model", model);
   emit_options(e, "dataset", dataset);
   e << YAML::Key << "train" << YAML::Value << YAML::BeginMap;
@@ -473,6 +492,7 @@ std::string RunConfig::effective_yaml() const {
   e << YAML::Key << "lr_gamma" << YAML::Value << train.lr_gamma;
   e << YAML::Key << "warmup_epochs" << YAML::Value << train.warmup_epochs;
   e << YAML::Key << "eval_every" << YAML::Value << train.eval_every;
+  e << YAML::Key << "precision" << YAML::Value << train.precision;
   e << YAML::EndMap;
   emit_options(e, "policy", policy, {{"shadow", policy_shadow ? "true" : "false"}});
   emit_options(e, "cache", cache,

@@ -99,7 +99,9 @@ FeatureShift DropController::shift_at(std::size_t cut) const {
                        .view({1, in[0], 1, 1})
                        .expand({1, in[0], side, side})
                        .contiguous(at::MemoryFormat::ChannelsLast);
+    x = x.to(settings_.device);
     for (std::size_t s = 0; s < cut; ++s) x = model_.forward_stage(s, x);
+    x = x.to(at::kCPU).to(at::kFloat);
     const std::int64_t cy = x.size(2) / 2, cx = x.size(3) / 2;
     if (cy < 1 || cx < 1) continue;
     at::Tensor centre = x.index({0, at::indexing::Slice(), cy, cx});
@@ -143,7 +145,7 @@ std::string DropController::cache_key(std::size_t cut) const {
 
 at::Tensor DropController::cached_rows(const std::vector<std::int64_t>& rows) const {
   if (cut_ == 0) throw Error("internal: no feature cache before the first drop");
-  return to_model_layout(cache_->get(rows));
+  return to_model_layout(cache_->get(rows)).to(at::kCPU).to(at::kFloat);
 }
 
 void DropController::keep_dropped_in_eval() {
@@ -159,7 +161,9 @@ at::Tensor DropController::inputs(const std::vector<std::int64_t>& indices, std:
     at::Tensor x = dataset_.get_batch(Split::kTrain, indices, epoch_seed).images;
     return x.dim() == 4 ? x.contiguous(at::MemoryFormat::ChannelsLast) : x;
   }
-  return to_model_layout(augment(cache_->get(rows(indices, epoch_seed)), indices, epoch_seed));
+  return to_model_layout(augment(cache_->get(rows(indices, epoch_seed)), indices, epoch_seed))
+      .to(at::kCPU)
+      .to(at::kFloat);
 }
 
 std::unique_ptr<BatchReader> DropController::reader(const std::vector<std::int64_t>& order, std::int64_t batch_size,
@@ -203,6 +207,9 @@ DropReport DropController::advance(std::size_t new_cut) {
                       stage_flops_.begin() + static_cast<std::ptrdiff_t>(new_cut), std::int64_t{0});
   {
     at::NoGradGuard no_grad;
+    // The frozen stages run where training runs and in its precision, so the
+    // cached maps are what the prefix computed during training.
+    AutocastGuard autocast(settings_.device, settings_.precision);
     for (std::int64_t begin = 0, end = 0; begin < count; begin = end) {
       throw_if_interrupted();
       // A batch never spans two views, so that it is one call of the dataset.
@@ -221,8 +228,9 @@ DropReport DropController::advance(std::size_t new_cut) {
       } else {
         x = to_model_layout(cache_->get(row));
       }
+      x = x.to(settings_.device).to(at::kFloat);
       for (std::size_t s = cut_; s < new_cut; ++s) x = model_.forward_stage(s, x);
-      next->put(row, to_storage_layout(x));
+      next->put(row, to_storage_layout(x).to(settings_.dtype).to(next->device()));
       report.flops += per_sample * (end - begin);
     }
   }

@@ -5,6 +5,7 @@
 #include <string>
 
 #include <ATen/ATen.h>
+#include <ATen/TensorIndexing.h>
 
 #include "learndrop/error.h"
 
@@ -24,10 +25,27 @@ void check_shifts(std::int64_t batch, std::int64_t channels, const std::vector<s
 }
 }  // namespace
 
+at::Tensor shift_stored_gather(const at::Tensor& stored, const std::vector<std::int64_t>& dy,
+                               const std::vector<std::int64_t>& dx, const std::vector<float>& fill) {
+  if (stored.dim() != 4) throw Error("internal: shift_stored needs a [B, H, W, C] batch");
+  const std::int64_t b = stored.size(0), h = stored.size(1), w = stored.size(2), c = stored.size(3);
+  check_shifts(b, c, dy, dx, fill);
+  const auto longs = at::TensorOptions().dtype(at::kLong).device(stored.device());
+  const at::Tensor ys = at::arange(h, longs).view({1, h}) + at::tensor(dy, at::kLong).to(stored.device()).view({b, 1});
+  const at::Tensor xs = at::arange(w, longs).view({1, w}) + at::tensor(dx, at::kLong).to(stored.device()).view({b, 1});
+  const at::Tensor inside = (ys.ge(0) & ys.lt(h)).view({b, h, 1}) & (xs.ge(0) & xs.lt(w)).view({b, 1, w});
+  const at::Tensor gathered = stored.index({at::arange(b, longs).view({b, 1, 1}), ys.clamp(0, h - 1).view({b, h, 1}),
+                                            xs.clamp(0, w - 1).view({b, 1, w})});
+  const at::Tensor fill_values =
+      at::tensor(fill, at::kFloat).to(stored.device()).to(stored.scalar_type()).view({1, 1, 1, c});
+  return at::where(inside.unsqueeze(-1), gathered, fill_values).contiguous();
+}
+
 at::Tensor shift_stored(const at::Tensor& stored, const std::vector<std::int64_t>& dy,
                         const std::vector<std::int64_t>& dx, const std::vector<float>& fill) {
-  if (stored.dim() != 4 || stored.scalar_type() != at::kFloat || !stored.is_contiguous()) {
-    throw Error("internal: shift_stored needs a contiguous float32 [B, H, W, C] batch");
+  if (stored.dim() != 4) throw Error("internal: shift_stored needs a [B, H, W, C] batch");
+  if (!stored.is_cpu() || stored.scalar_type() != at::kFloat || !stored.is_contiguous()) {
+    return shift_stored_gather(stored, dy, dx, fill);
   }
   const std::int64_t b = stored.size(0), h = stored.size(1), w = stored.size(2), c = stored.size(3);
   check_shifts(b, c, dy, dx, fill);

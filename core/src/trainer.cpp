@@ -13,6 +13,7 @@
 #include <torch/utils.h>
 
 #include "learndrop/core/batch_feed.h"
+#include "learndrop/core/device.h"
 #include "learndrop/core/drop_controller.h"
 #include "learndrop/core/flops.h"
 #include "learndrop/core/interrupt.h"
@@ -60,32 +61,45 @@ struct EvalResult {
   double accuracy = 0;
 };
 
-// Test loss and accuracy of the full model (every stage, eval mode).
-EvalResult evaluate(StagedModel& model, const Dataset& dataset, std::int64_t batch_size) {
+// Test loss and accuracy of the full model (every stage, eval mode) on
+// `device` in `precision`.
+EvalResult evaluate(StagedModel& model, const Dataset& dataset, std::int64_t batch_size, at::Device device,
+                    Precision precision) {
   model.eval();
   at::NoGradGuard no_grad;
+  AutocastGuard autocast(device, precision);
   const std::int64_t n = dataset.size(Split::kTest);
-  double loss = 0;
-  std::int64_t correct = 0;
+  // Summed on the device; read once at the end.
+  at::Tensor loss = at::zeros({}, at::TensorOptions().dtype(at::kDouble).device(device));
+  at::Tensor correct = at::zeros({}, at::TensorOptions().dtype(at::kLong).device(device));
   for (std::int64_t begin = 0; begin < n; begin += batch_size) {
     throw_if_interrupted();
     std::int64_t end = std::min(n, begin + batch_size);
     std::vector<std::int64_t> idx(static_cast<std::size_t>(end - begin));
     std::iota(idx.begin(), idx.end(), begin);
     Batch b = dataset.get_batch(Split::kTest, idx, 0);
-    at::Tensor logits = model.forward(model_layout(b.images), 0);
+    const at::Tensor labels = b.labels.to(device);
+    at::Tensor logits = model.forward(model_layout(b.images).to(device), 0);
     loss += torch::nn::functional::cross_entropy(
-                logits, b.labels, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
-                .item<double>();
-    correct += logits.argmax(1).eq(b.labels).sum().item<std::int64_t>();
+                logits, labels, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
+                .to(at::kDouble);
+    correct += logits.argmax(1).eq(labels).sum();
   }
-  return {n ? loss / n : 0.0, n ? static_cast<double>(correct) / n : 0.0};
+  return {n ? loss.item<double>() / n : 0.0, n ? static_cast<double>(correct.item<std::int64_t>()) / n : 0.0};
 }
 
-// Running totals of one epoch.
+// Running totals of one epoch. Loss and correct predictions are summed on
+// the training device and read only when printed or written, so that a GPU
+// never waits for the host between steps.
 struct EpochTally {
-  double loss = 0;
-  std::int64_t correct = 0;
+  explicit EpochTally(at::Device device)
+      : loss_sum(at::zeros({}, at::TensorOptions().dtype(at::kDouble).device(device))),
+        correct_sum(at::zeros({}, at::TensorOptions().dtype(at::kLong).device(device))) {}
+  double loss() const { return seen ? loss_sum.item<double>() / static_cast<double>(seen) : 0.0; }
+  double accuracy() const {
+    return seen ? static_cast<double>(correct_sum.item<std::int64_t>()) / static_cast<double>(seen) : 0.0;
+  }
+  at::Tensor loss_sum, correct_sum;
   std::int64_t seen = 0;
   std::int64_t flops = 0;
 };
@@ -108,6 +122,9 @@ class Trainer {
   const PluginHost& host_;
   const RunOptions& opts_;
   tbb::global_control tbb_threads_;
+  at::Device device_;
+  Precision precision_;
+  std::unique_ptr<GradScaler> scaler_;
   std::shared_ptr<Dataset> dataset_;
   std::shared_ptr<StagedModel> model_;
   ModelProfile profile_;
@@ -128,7 +145,7 @@ class Trainer {
   std::vector<std::int64_t> order_;
   std::uint64_t epoch_seed_ = 0;
   std::int64_t flops_ = 0, flops_full_ = 0, eval_flops_ = 0, step_ = 0, eval_point_ = 0;
-  double loss_since_point_ = 0;
+  at::Tensor loss_since_point_;  // summed on the device
   std::int64_t steps_since_point_ = 0;
   double lr_since_point_ = 0, last_lr_ = 0;
   std::size_t shadow_cut_ = 0;  // policy.shadow: the cut the policy believes in
@@ -145,9 +162,14 @@ Trainer::Trainer(const RunConfig& cfg, const PluginHost& host, const RunOptions&
       host_(host),
       opts_(opts),
       tbb_threads_(tbb::global_control::max_allowed_parallelism, static_cast<std::size_t>(cfg.threads)),
+      device_(resolve_device(cfg.device)),
+      precision_(parse_precision(cfg.train.precision)),
       live_(opts.progress && ::isatty(STDOUT_FILENO)) {
   at::set_num_threads(cfg.threads);
   torch::manual_seed(cfg.seed);
+  if (const std::string why = precision_refusal(device_, precision_); !why.empty()) throw Error(why);
+  scaler_ = std::make_unique<GradScaler>(precision_ == Precision::kFp16);
+  loss_since_point_ = at::zeros({}, at::TensorOptions().dtype(at::kDouble).device(device_));
 
   dataset_ = host.create_dataset(cfg.dataset.plugin, cfg.dataset.options, dataset_context_from_environment(cfg.seed));
   const std::vector<std::int64_t> shape = dataset_->sample_shape();
@@ -158,6 +180,7 @@ Trainer::Trainer(const RunConfig& cfg, const PluginHost& host, const RunOptions&
   if (model_->num_stages() == 0) throw Error("model '" + cfg.model.plugin + "' has no stages");
   to_channels_last(*model_);
   profile_ = profile_model(*model_, shape);
+  model_->to(device_);
 
   n_train_ = dataset_->size(Split::kTrain);
   const std::int64_t batch = cfg.train.batch_size;
@@ -209,7 +232,7 @@ Trainer::Trainer(const RunConfig& cfg, const PluginHost& host, const RunOptions&
 
   out_ = std::make_unique<RunOutput>(opts.out_dir);
   out_->write_config(cfg.effective_yaml());
-  CacheContext cctx{out_->dir().string(), cfg.threads};
+  CacheContext cctx{out_->dir().string(), cfg.threads, device_text(device_)};
   DropSettings drop;
   drop.dtype = storage_type(cfg.cache_dtype);
   drop.build_batch = std::max<std::int64_t>(batch, 256);
@@ -217,24 +240,29 @@ Trainer::Trainer(const RunConfig& cfg, const PluginHost& host, const RunOptions&
   drop.views = views_;
   drop.feature_augment = feature_augment_;
   drop.shift_flip = shift_flip;
+  drop.device = device_;
+  drop.precision = precision_;
   drop.data_key = cfg.dataset.plugin + "|" + std::to_string(cfg.seed) + "|" + cfg.effective_yaml();
   controller_ = std::make_unique<DropController>(
       *model_, *dataset_, [this, cctx] { return host_.create_cache(cfg_.cache.plugin, cfg_.cache.options, cctx); },
       profile_.stage_flops, profile_.stage_output_shapes, drop);
   optimizer_ = std::make_unique<StagedOptimizer>(*model_, cfg.train);
   tracker_ = std::make_unique<StageStatsTracker>(*model_);
-  feed_ = std::make_unique<BatchFeed>(*controller_, *dataset_, FeedSettings{batch, cfg.prefetch, cfg.loader_threads});
+  feed_ = std::make_unique<BatchFeed>(*controller_, *dataset_,
+                                      FeedSettings{batch, cfg.prefetch, cfg.loader_threads, device_});
 }
 
 json Trainer::run() {
   const auto start = Clock::now();
-  spdlog::info("run {}: {} on {} ({}), policy {}, {} threads ({} loading, {} batches ahead), seed {}",
+  spdlog::info("run {}: {} on {} ({}), policy {}, device {} ({}), {} threads ({} loading, {} batches ahead), seed {}",
                out_->dir().string(), model_label(cfg_.model), cfg_.dataset.plugin, dataset_->describe(),
-               cfg_.policy.plugin, cfg_.threads, cfg_.loader_threads, cfg_.prefetch, cfg_.seed);
+               cfg_.policy.plugin, device_text(device_), precision_text(precision_), cfg_.threads,
+               cfg_.loader_threads, cfg_.prefetch, cfg_.seed);
   spdlog::info("model: {} stages + head, {} per sample forward (head {})", model_->num_stages(),
                format_flops(static_cast<double>(profile_.flops_from(0))),
                format_flops(static_cast<double>(profile_.head_flops)));
   for (std::int64_t epoch = 0; epoch < cfg_.train.epochs; ++epoch) train_epoch(epoch);
+  model_->to(at::kCPU);  // model.pt loads on any machine
   out_->save_model(*model_);
   json s = summary(seconds_since(start));
   out_->write_summary(s);
@@ -252,7 +280,7 @@ void Trainer::train_epoch(std::int64_t epoch) {
   model_->train();
   controller_->keep_dropped_in_eval();
   feed_->start(order_, 0, steps_per_epoch_, epoch_seed_);
-  EpochTally tally;
+  EpochTally tally(device_);
   const FeatureCache* cache_at_start = controller_->cache();
   const CacheStats stats_at_start = cache_at_start ? cache_at_start->stats() : CacheStats{};
   std::int64_t s = 0;
@@ -263,17 +291,23 @@ void Trainer::train_epoch(std::int64_t epoch) {
     last_lr_ = learning_rate(cfg_.train, static_cast<double>(epoch) + static_cast<double>(s) / steps_per_epoch_);
     optimizer_->set_lr(last_lr_);
     const std::size_t cut = controller_->cut();
-    at::Tensor logits = model_->forward(x, cut);
-    at::Tensor loss = torch::nn::functional::cross_entropy(logits, y);
+    at::Tensor logits, loss;
+    {
+      AutocastGuard autocast(device_, precision_);
+      logits = model_->forward(x, cut);
+      loss = torch::nn::functional::cross_entropy(logits, y);
+    }
     optimizer_->zero_grad();
-    loss.backward();
+    scaler_->scale_loss(loss).backward();
+    const bool finite = scaler_->unscale(optimizer_->parameters());
     if (policy_->wants_step_gradient_norms()) tracker_->add_step_gradients(cut);
-    optimizer_->step();
+    if (finite) optimizer_->step();  // fp16: a step with inf/NaN gradients is skipped
+    scaler_->update(finite);
     lr_since_point_ += last_lr_;
     const std::int64_t b = y.size(0);
-    const double loss_value = loss.item<double>();
-    tally.loss += loss_value * b;
-    tally.correct += logits.argmax(1).eq(y).sum().item<std::int64_t>();
+    const at::Tensor loss_value = loss.detach().to(at::kDouble);
+    tally.loss_sum += loss_value * static_cast<double>(b);
+    tally.correct_sum += logits.argmax(1).eq(y).sum();
     tally.seen += b;
     tally.flops += b * profile_.flops_from(cut);
     flops_full_ += b * profile_.flops_from(0);
@@ -304,13 +338,13 @@ void Trainer::train_epoch(std::int64_t epoch) {
   flops_ += tally.flops;
   evaluated_ = (epoch + 1) % cfg_.train.eval_every == 0 || epoch + 1 == cfg_.train.epochs;
   if (evaluated_) {
-    last_eval_ = evaluate(*model_, *dataset_, cfg_.train.eval_batch_size);
+    last_eval_ = evaluate(*model_, *dataset_, cfg_.train.eval_batch_size, device_, precision_);
     eval_flops_ += dataset_->size(Split::kTest) * profile_.flops_from(0);
   }
   const double epoch_seconds = seconds_since(epoch_start);
   out_->append_metrics({{"epoch", epoch + 1},
-                        {"train_loss", tally.loss / tally.seen},
-                        {"train_accuracy", static_cast<double>(tally.correct) / tally.seen},
+                        {"train_loss", tally.loss()},
+                        {"train_accuracy", tally.accuracy()},
                         {"test_loss", evaluated_ ? json(last_eval_.loss) : json(nullptr)},
                         {"test_accuracy", evaluated_ ? json(last_eval_.accuracy) : json(nullptr)},
                         {"cut", controller_->cut()},
@@ -334,12 +368,12 @@ void Trainer::evaluation_point(std::int64_t epoch, std::int64_t step_in_epoch, E
   in.step = step_;
   in.epoch = static_cast<double>(epoch) + static_cast<double>(step_in_epoch) / steps_per_epoch_;
   in.cut = cut;
-  in.train_loss = loss_since_point_ / static_cast<double>(steps_since_point_);
+  in.train_loss = loss_since_point_.item<double>() / static_cast<double>(steps_since_point_);
   in.lr = last_lr_;
   in.lr_sum = lr_since_point_;
   in.steps_since_point = steps_since_point_;
   in.stages = tracker_->measure(cut);
-  loss_since_point_ = 0;
+  loss_since_point_.zero_();
   steps_since_point_ = 0;
   lr_since_point_ = 0;
   const std::vector<StageStats> measured = in.stages;
@@ -449,7 +483,7 @@ void Trainer::drop_to(std::size_t target, const PolicyInput& in, const Decision&
 void Trainer::print_live(std::int64_t epoch, std::int64_t s, const EpochTally& t, Clock::time_point start) {
   std::printf("\r\033[Kepoch %lld/%lld  step %lld/%lld  loss %.4f  cut %zu/%zu  %.0f img/s",
               static_cast<long long>(epoch + 1), static_cast<long long>(cfg_.train.epochs), static_cast<long long>(s),
-              static_cast<long long>(steps_per_epoch_), t.loss / t.seen, controller_->cut(), model_->num_stages(),
+              static_cast<long long>(steps_per_epoch_), t.loss(), controller_->cut(), model_->num_stages(),
               t.seen / seconds_since(start));
   std::fflush(stdout);
 }
@@ -461,8 +495,8 @@ void Trainer::print_epoch(std::int64_t epoch, const EpochTally& t, double train_
   char test[16] = "     -";
   if (evaluated_) std::snprintf(test, sizeof test, "%5.2f%%", 100.0 * last_eval_.accuracy);
   std::printf("epoch %3lld/%lld  loss %.4f  train %5.2f%%  test %s  cut %zu/%zu  %6.0f img/s  %5.1fs  ETA %s\n",
-              static_cast<long long>(epoch + 1), static_cast<long long>(cfg_.train.epochs), t.loss / t.seen,
-              100.0 * t.correct / t.seen, test, controller_->cut(), model_->num_stages(), t.seen / train_seconds,
+              static_cast<long long>(epoch + 1), static_cast<long long>(cfg_.train.epochs), t.loss(),
+              100.0 * t.accuracy(), test, controller_->cut(), model_->num_stages(), t.seen / train_seconds,
               epoch_seconds, format_duration(mean_epoch * static_cast<double>(cfg_.train.epochs - epoch - 1)).c_str());
   std::fflush(stdout);
 }
@@ -480,6 +514,10 @@ json Trainer::summary(double wall_seconds) const {
           {"seed", cfg_.seed},
           {"config_hash", cfg_.hash()},
           {"threads", cfg_.threads},
+          {"device", device_text(device_)},
+          {"precision", precision_text(precision_)},
+          {"cache_dtype", cfg_.cache_dtype},
+          {"skipped_steps", scaler_->skipped_steps()},
           {"epochs", cfg_.train.epochs},
           {"train_samples", n_train_},
           {"test_samples", dataset_->size(Split::kTest)},

@@ -1,11 +1,13 @@
-// Cache plugins `ram`, `disk` and `auto` (ram while the cut fits a budget,
-// disk otherwise), in one library so that `auto` can use both.
+// Cache plugins `device`, `ram`, `disk` and `auto` (device memory while the
+// cut fits a budget, then ram, then disk), in one library so that `auto` can
+// use all three.
 
 #include <fstream>
 #include <sstream>
 
 #include <spdlog/spdlog.h>
 
+#include "device_cache.h"
 #include "disk_cache.h"
 #include "learndrop/sdk.h"
 #include "ram_cache.h"
@@ -14,14 +16,13 @@ namespace ldcache {
 
 namespace {
 
-// "auto", a byte count or a size such as 512MiB, 8GiB, 2.5GB.
-std::int64_t parse_budget(const std::string& text) {
-  if (text == "auto") return ld::available_memory() / 2;
+// A byte count or a size such as 512MiB, 8GiB, 2.5GB ("auto" is the caller's).
+std::int64_t parse_size(const std::string& key, const std::string& text) {
   std::istringstream in(text);
   double value = 0;
   std::string unit;
   if (!(in >> value) || value < 0) {
-    throw ld::Error("cache.ram_budget: expected 'auto' or a size such as 4GiB, got '" + text + "'");
+    throw ld::Error("cache." + key + ": expected 'auto' or a size such as 4GiB, got '" + text + "'");
   }
   in >> unit;
   const std::pair<const char*, double> units[] = {
@@ -30,8 +31,21 @@ std::int64_t parse_budget(const std::string& text) {
   for (const auto& [name, factor] : units) {
     if (unit == name) return static_cast<std::int64_t>(value * factor);
   }
-  throw ld::Error("cache.ram_budget: unknown unit '" + unit + "' in '" + text +
+  throw ld::Error("cache." + key + ": unknown unit '" + unit + "' in '" + text +
                   "' (use B, KiB, MiB, GiB, TiB, KB, MB, GB, TB)");
+}
+
+// ram_budget: auto = half of the available memory.
+std::int64_t parse_budget(const std::string& text) {
+  return text == "auto" ? ld::available_memory() / 2 : parse_size("ram_budget", text);
+}
+
+// device_budget on a run on `device`: 0 on the CPU (RAM is the device
+// memory there); auto = half of the GPU memory free at the drop.
+std::int64_t device_budget(const std::string& text, const at::Device& device) {
+  const std::int64_t size = text == "auto" ? -1 : parse_size("device_budget", text);
+  if (!device.is_cuda()) return 0;
+  return size >= 0 ? size : ld::available_device_memory(device.index()) / 2;
 }
 
 DiskOptions disk_options(const ld::Options& o) {
@@ -52,21 +66,42 @@ std::vector<ld::ConfigKey> disk_keys() {
 // cut fits in available memory, a RamCache with a warning.
 class AutoCache : public ld::FeatureCache {
  public:
-  AutoCache(std::string budget, DiskOptions disk, ld::CacheContext ctx)
+  AutoCache(std::string budget, std::string device_budget_text, DiskOptions disk, ld::CacheContext ctx)
       : budget_text_(std::move(budget)),
         budget_(parse_budget(budget_text_)),
+        device_budget_text_(std::move(device_budget_text)),
         disk_(std::move(disk)),
-        ctx_(std::move(ctx)) {}
+        ctx_(std::move(ctx)) {
+    device_budget(device_budget_text_, at::Device(ctx_.device));  // validates the option at creation
+  }
 
   void begin(const ld::CacheLayout& layout) override {
     const std::int64_t need = layout.count * layout.row_bytes();
+    const at::Device device(ctx_.device);
+    const std::int64_t on_device = device_budget(device_budget_text_, device);
+    if (device.is_cuda() && need <= on_device) {
+      try {
+        auto cache = std::make_unique<DeviceCache>(device);
+        cache->begin(layout);
+        impl_ = std::move(cache);
+        reason_ = bytes_text(static_cast<double>(need)) + " <= device_budget " +
+                  bytes_text(static_cast<double>(on_device));
+        return;
+      } catch (const ld::Error& e) {
+        spdlog::warn("cache auto: {}; trying RAM", e.what());
+      }
+    }
+    if (device.is_cuda()) {
+      reason_ = bytes_text(static_cast<double>(need)) + " > device_budget " +
+                bytes_text(static_cast<double>(on_device)) + ", ";
+    }
     if (need <= budget_) {
       impl_ = std::make_unique<RamCache>();
-      reason_ = bytes_text(static_cast<double>(need)) + " <= ram_budget " + bytes_text(static_cast<double>(budget_));
+      reason_ += bytes_text(static_cast<double>(need)) + " <= ram_budget " + bytes_text(static_cast<double>(budget_));
       impl_->begin(layout);
       return;
     }
-    reason_ = bytes_text(static_cast<double>(need)) + " > ram_budget " + bytes_text(static_cast<double>(budget_));
+    reason_ += bytes_text(static_cast<double>(need)) + " > ram_budget " + bytes_text(static_cast<double>(budget_));
     try {
       auto disk = std::make_unique<DiskCache>(disk_, ctx_);
       disk->begin(layout);
@@ -87,6 +122,7 @@ class AutoCache : public ld::FeatureCache {
   void put(const std::vector<std::int64_t>& rows, const at::Tensor& batch) override { impl_->put(rows, batch); }
   void finish() override { impl_->finish(); }
   at::Tensor get(const std::vector<std::int64_t>& rows) override { return impl_->get(rows); }
+  at::Device device() const override { return impl_ ? impl_->device() : at::Device(at::kCPU); }
   std::unique_ptr<ld::BatchReader> reader(std::vector<std::int64_t> order, std::int64_t batch_size) override {
     return impl_->reader(std::move(order), batch_size);
   }
@@ -97,6 +133,7 @@ class AutoCache : public ld::FeatureCache {
  private:
   std::string budget_text_;
   std::int64_t budget_;
+  std::string device_budget_text_;
   DiskOptions disk_;
   ld::CacheContext ctx_;
   std::unique_ptr<ld::FeatureCache> impl_;
@@ -104,6 +141,15 @@ class AutoCache : public ld::FeatureCache {
 };
 
 void register_plugins(ld::Registrar& r) {
+  ld::Manifest device;
+  device.kind = ld::PluginKind::kCache;
+  device.name = "device";
+  device.version = "1.0.0";
+  device.description = "feature maps in the training device's memory (the GPU on a CUDA run), gathered there";
+  r.add_cache(device, [](const ld::Options&, const ld::CacheContext& ctx) {
+    return std::make_unique<DeviceCache>(at::Device(ctx.device));
+  });
+
   ld::Manifest ram;
   ram.kind = ld::PluginKind::kCache;
   ram.name = "ram";
@@ -125,14 +171,21 @@ void register_plugins(ld::Registrar& r) {
   autom.kind = ld::PluginKind::kCache;
   autom.name = "auto";
   autom.version = "1.0.0";
-  autom.description = "ram while a cut fits ram_budget, disk otherwise (ram if the disk fails and memory allows)";
+  autom.description =
+      "device memory while a cut fits device_budget (CUDA runs), then ram while it fits ram_budget, then disk "
+      "(ram if the disk fails and memory allows)";
   autom.keys = disk_keys();
   autom.keys.insert(
       autom.keys.begin(),
       ld::ConfigKey("ram_budget", ld::ValueType::kString, "auto",
                     "largest cut kept in RAM: auto (half of the available memory) or a size such as 8GiB"));
+  autom.keys.insert(autom.keys.begin(),
+                    ld::ConfigKey("device_budget", ld::ValueType::kString, "auto",
+                                  "largest cut kept in GPU memory on a CUDA run: auto (half of the GPU memory free "
+                                  "at the drop), 0 (never) or a size such as 20GiB; unused on CPU runs"));
   r.add_cache(autom, [](const ld::Options& o, const ld::CacheContext& ctx) {
-    return std::make_unique<AutoCache>(o.get_string("ram_budget"), disk_options(o), ctx);
+    return std::make_unique<AutoCache>(o.get_string("ram_budget"), o.get_string("device_budget"), disk_options(o),
+                                       ctx);
   });
 }
 

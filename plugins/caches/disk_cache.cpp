@@ -124,7 +124,7 @@ class DiskReader : public ld::BatchReader {
     cache_.add_wait(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
     ++next_;
     if (launched_ < batches_) launch();
-    return stored.scalar_type() == at::kFloat ? stored : stored.to(at::kFloat);
+    return stored;
   }
 
  private:
@@ -245,7 +245,7 @@ void DiskCache::put(const std::vector<std::int64_t>& rows, const at::Tensor& bat
     throw ld::Error("cache disk: put of " + std::to_string(rows.size()) + " rows with a batch of " +
                     std::to_string(batch.size(0)));
   }
-  at::Tensor data = batch.to(layout_.dtype).contiguous();
+  at::Tensor data = batch.to(at::kCPU).to(layout_.dtype).contiguous();
   const auto row_bytes = static_cast<std::size_t>(layout_.row_bytes());
   if (static_cast<std::size_t>(data.numel() / std::max<std::int64_t>(data.size(0), 1)) * data.element_size() !=
       row_bytes) {
@@ -363,7 +363,7 @@ at::Tensor DiskCache::get(const std::vector<std::int64_t>& rows) {
   const auto start = std::chrono::steady_clock::now();
   at::Tensor stored = read(rows);
   add_wait(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-  return stored.scalar_type() == at::kFloat ? stored : stored.to(at::kFloat);
+  return stored;
 }
 
 std::unique_ptr<ld::BatchReader> DiskCache::reader(std::vector<std::int64_t> order, std::int64_t batch_size) {

@@ -50,7 +50,7 @@ void RamCache::put(const std::vector<std::int64_t>& rows, const at::Tensor& batc
     throw ld::Error("cache ram: put of " + std::to_string(rows.size()) + " rows with a batch of " +
                     std::to_string(batch.size(0)));
   }
-  at::Tensor data = batch.to(buffer_.scalar_type()).contiguous();
+  at::Tensor data = batch.to(at::kCPU).to(buffer_.scalar_type()).contiguous();
   if (static_cast<std::size_t>(data.numel() / std::max<std::int64_t>(data.size(0), 1)) * data.element_size() !=
       row_bytes_) {
     throw ld::Error("cache ram: put of a batch whose rows do not match the cache shape");
@@ -78,7 +78,7 @@ at::Tensor RamCache::get(const std::vector<std::int64_t>& rows) {
   const auto start = std::chrono::steady_clock::now();
   std::vector<std::int64_t> sizes = {static_cast<std::int64_t>(rows.size())};
   sizes.insert(sizes.end(), layout_.shape.begin(), layout_.shape.end());
-  at::Tensor out = at::empty(sizes, buffer_.options());
+  at::Tensor out = at::empty(sizes, at::TensorOptions().dtype(layout_.dtype));
   for (auto i : rows) check(i);
   const char* src = static_cast<const char*>(buffer_.data_ptr());
   char* dst = static_cast<char*>(out.data_ptr());
@@ -89,7 +89,7 @@ at::Tensor RamCache::get(const std::vector<std::int64_t>& rows) {
   });
   stats_.bytes_read += static_cast<std::int64_t>(rows.size() * row_bytes_);
   stats_.read_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  return out.scalar_type() == at::kFloat ? out : out.to(at::kFloat);
+  return out;
 }
 
 std::int64_t RamCache::bytes() const { return buffer_.defined() ? buffer_.numel() * buffer_.element_size() : 0; }

@@ -1,4 +1,5 @@
-// The cache plugins (ram, disk, auto) through the SDK interface.
+// The cache plugins (device, ram, disk, auto) through the SDK interface;
+// `device` on a CPU run keeps its rows in a CPU tensor.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -22,7 +23,7 @@ namespace fs = std::filesystem;
 std::shared_ptr<FeatureCache> make(const std::string& plugin, const std::string& dir,
                                    std::map<std::string, std::string> set = {}) {
   static auto host = test::builtin_host();
-  if (plugin != "ram" && set.count("dir") == 0) set["dir"] = dir;
+  if ((plugin == "disk" || plugin == "auto") && set.count("dir") == 0) set["dir"] = dir;
   return host->create_cache(plugin, test::plugin_options(*host, PluginKind::kCache, plugin, set), CacheContext{dir, 2});
 }
 
@@ -41,7 +42,7 @@ void fill(FeatureCache& cache, const at::Tensor& source, at::ScalarType dtype = 
   for (std::size_t b = 0; b < rows.size(); b += 7) {
     std::vector<std::int64_t> part(rows.begin() + static_cast<std::ptrdiff_t>(b),
                                    rows.begin() + static_cast<std::ptrdiff_t>(std::min(rows.size(), b + 7)));
-    cache.put(part, source.index_select(0, at::tensor(part, at::kLong)));
+    cache.put(part, source.index_select(0, at::tensor(part, at::kLong)).to(dtype));  // the host stores the storage type
   }
   cache.finish();
 }
@@ -102,8 +103,8 @@ TEST_P(CacheBackends, HalfPrecisionStorageRoundsWithinTheStatedTolerance) {
     fill(*cache, source, dtype);
     std::vector<std::int64_t> all(40);
     std::iota(all.begin(), all.end(), 0);
-    at::Tensor back = cache->get(all);
-    EXPECT_EQ(back.scalar_type(), at::kFloat);
+    EXPECT_EQ(cache->get(all).scalar_type(), dtype) << "get returns the storage type";
+    at::Tensor back = cache->get(all).to(at::kFloat);
     at::Tensor excess = (back - source).abs() - (source.abs() * rel + abs);
     EXPECT_LE(excess.max().item<double>(), 0.0) << c10::toString(dtype);
     EXPECT_FALSE(back.equal(source)) << "values were not rounded to " << c10::toString(dtype);
@@ -111,7 +112,7 @@ TEST_P(CacheBackends, HalfPrecisionStorageRoundsWithinTheStatedTolerance) {
 }
 
 INSTANTIATE_TEST_SUITE_P(RamDiskAuto, CacheBackends,
-                         ::testing::Values(Backend{"ram", {}}, Backend{"disk", {{"prefetch", "3"}}},
+                         ::testing::Values(Backend{"device", {}}, Backend{"ram", {}}, Backend{"disk", {{"prefetch", "3"}}},
                                            Backend{"auto", {{"ram_budget", "0"}}},
                                            Backend{"auto", {{"ram_budget", "1GiB"}}}),
                          [](const auto& info) {

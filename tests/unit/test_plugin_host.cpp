@@ -33,8 +33,8 @@ TEST(PluginHost, LoadsEveryBuiltinPlugin) {
   std::vector<std::string> expected = {"model/resnet",      "model/vgg",        "dataset/cifar10",
                                        "dataset/imagenette", "dataset/mnist",    "policy/autofreeze",
                                        "policy/fixed",       "policy/freezeout", "policy/learn-drop",
-                                       "policy/none",        "cache/auto",       "cache/disk",
-                                       "cache/ram"};
+                                       "policy/none",        "cache/auto",       "cache/device",
+                                       "cache/disk",       "cache/ram"};
   EXPECT_EQ(names, expected);
   for (const auto& p : host->plugins()) {
     EXPECT_FALSE(p.manifest.version.empty()) << p.manifest.name;

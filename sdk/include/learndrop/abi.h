@@ -11,7 +11,8 @@ namespace ld {
 /// refuses a plugin built against another version.
 // 2: FeatureCache::begin(CacheLayout), stats()
 // 3: PolicyInput learning rates, StageStats::mean_grad_norm, Dataset::shift_flip / get_untransformed
-constexpr std::uint32_t kSdkAbiVersion = 3;
+// 4: CacheContext::device, FeatureCache::device(); get returns the storage type
+constexpr std::uint32_t kSdkAbiVersion = 4;
 
 /// What a plugin library was built against. Plain integers only, so that the
 /// host can read it before it trusts any C++ type from the library.

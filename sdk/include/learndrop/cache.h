@@ -1,12 +1,15 @@
 #pragma once
 
 #include <cstdint>
+#include <cstddef>
+#include <dlfcn.h>
 #include <fstream>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
 #include <c10/core/ScalarType.h>
 
 #include "learndrop/export.h"
@@ -17,6 +20,9 @@ namespace ld {
 struct CacheContext {
   std::string run_dir;  ///< The run's output folder.
   int threads = 1;      ///< Worker threads the cache may use.
+  /// The device the run trains on ("cpu", "cuda:0", ...): a cache that keeps
+  /// its rows in device memory (tier `device`) allocates them there.
+  std::string device = "cpu";
 };
 
 /// Bytes of memory available to new allocations (MemAvailable of
@@ -29,6 +35,27 @@ inline std::int64_t available_memory() {
     if (key == "MemAvailable:") return kib * 1024;
   }
   return 0;
+}
+
+/// Free memory in bytes of CUDA device `index`, 0 if unknown (a CPU-only
+/// LibTorch, no GPU): cudaMemGetInfo from the CUDA runtime LibTorch loaded,
+/// looked up at run time so that the SDK needs no CUDA headers. Memory held
+/// by LibTorch's caching allocator counts as used.
+inline std::int64_t available_device_memory(int index) {
+  using GetDevice = int (*)(int*);
+  using SetDevice = int (*)(int);
+  using MemGetInfo = int (*)(std::size_t*, std::size_t*);
+  auto get_device = reinterpret_cast<GetDevice>(dlsym(RTLD_DEFAULT, "cudaGetDevice"));
+  auto set_device = reinterpret_cast<SetDevice>(dlsym(RTLD_DEFAULT, "cudaSetDevice"));
+  auto mem_get_info = reinterpret_cast<MemGetInfo>(dlsym(RTLD_DEFAULT, "cudaMemGetInfo"));
+  if (!get_device || !set_device || !mem_get_info) return 0;
+  int old = 0;
+  if (get_device(&old) != 0) return 0;
+  if (old != index && set_device(index) != 0) return 0;
+  std::size_t free = 0, total = 0;
+  const int rc = mem_get_info(&free, &total);
+  if (old != index) set_device(old);
+  return rc == 0 ? static_cast<std::int64_t>(free) : 0;
 }
 
 /// What one cache holds, fixed by `begin`.
@@ -71,9 +98,13 @@ class LEARNDROP_VISIBLE BatchReader {
 /// written exactly once (in any order, from one thread), `finish`, then any
 /// number of `get` calls and readers (from one thread at a time, while
 /// readers may work in the background). Rows are stored as contiguous
-/// `shape`; `get` returns them bit-identical for a float32 cache, and
-/// rounded to the storage type otherwise. Errors (I/O, corruption) are
+/// `shape`; `get` returns them bit-identical in the storage type (the host
+/// converts them on the training device). Errors (I/O, corruption) are
 /// thrown as ld::Error naming the file.
+///
+/// Devices: `put` receives and `get` and readers return tensors on
+/// `device()` — the CPU for host tiers (`ram`, `disk`), the training device
+/// for a device-memory tier. The host moves them to the training device.
 class LEARNDROP_VISIBLE FeatureCache {
  public:
   virtual ~FeatureCache() = default;
@@ -81,14 +112,17 @@ class LEARNDROP_VISIBLE FeatureCache {
   /// Prepares storage for `layout.count` rows.
   virtual void begin(const CacheLayout& layout) = 0;
 
-  /// Stores `batch` ([B, shape...], float32) as rows `rows`.
+  /// Stores `batch` ([B, shape...] of the storage type, on `device()`) as rows `rows`.
   virtual void put(const std::vector<std::int64_t>& rows, const at::Tensor& batch) = 0;
 
   /// Ends writing; the cache is readable afterwards.
   virtual void finish() = 0;
 
-  /// Rows `rows` as float32 [B, shape...].
+  /// Rows `rows` as [B, shape...] of the storage type, on `device()`.
   virtual at::Tensor get(const std::vector<std::int64_t>& rows) = 0;
+
+  /// Where the rows of `put`, `get` and readers live (valid after `begin`).
+  virtual at::Device device() const { return at::Device(at::kCPU); }
 
   /// A reader over `order` in batches of `batch_size` (the last may be
   /// smaller). The default reads each batch with `get` when asked.

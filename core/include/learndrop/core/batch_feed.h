@@ -14,6 +14,7 @@
 #include <tbb/task_arena.h>
 
 #include "learndrop/cache.h"
+#include "learndrop/core/device.h"
 #include "learndrop/dataset.h"
 
 namespace ld::core {
@@ -36,10 +37,15 @@ struct FeedSettings {
   /// TBB threads the dataset may use for one batch (its decode and
   /// transform run in a task arena of this size).
   int loader_threads = 1;
+  /// The training device: batches are handed out there, float32. On CUDA
+  /// the producer copies them through pinned staging buffers on a side
+  /// stream (DeviceStager), overlapping the copy with training.
+  at::Device device = at::Device(at::kCPU);
 };
 
-/// Feeds the training batches of one epoch in model layout: from the dataset
-/// at cut 0, from the feature cache's reader after a drop.
+/// Feeds the training batches of one epoch in model layout, float32, on the
+/// training device: from the dataset at cut 0, from the feature cache's
+/// reader after a drop.
 ///
 /// A producer thread prepares batches in step order into a queue of at most
 /// `prefetch` batches while the model trains on the current one. A batch
@@ -64,7 +70,7 @@ class BatchFeed {
 
  private:
   struct Item {
-    at::Tensor images, labels;
+    DeviceStager::Staged staged;  ///< images, labels
     std::exception_ptr error;
   };
   std::vector<std::int64_t> indices(std::int64_t step) const;
@@ -76,6 +82,7 @@ class BatchFeed {
   const Dataset& dataset_;
   FeedSettings settings_;
   std::unique_ptr<tbb::task_arena> arena_;
+  std::unique_ptr<DeviceStager> stager_;
   const std::vector<std::int64_t>* order_ = nullptr;
   std::int64_t step_ = 0;      // next batch handed out
   std::int64_t produced_ = 0;  // next batch the producer prepares

@@ -50,6 +50,7 @@ struct TrainSettings {
   double lr_gamma = 0;
   double warmup_epochs = 0;
   std::int64_t eval_every = 1;  ///< Test evaluation every N epochs (and after the last).
+  std::string precision = "fp32";  ///< fp32 | bf16 | fp16 (autocast).
 };
 
 /// A validated config: every key known, typed and in range, defaults filled.
@@ -62,10 +63,11 @@ struct RunConfig {
   int loader_threads = 1;              ///< Resolved from runtime.loader_threads (auto = threads).
   std::string loader_threads_setting;  ///< As written.
   std::int64_t prefetch = 2;           ///< Batches prepared ahead of training (0 = none).
+  std::string device = "auto";         ///< runtime.device as written (resolved when a run starts).
   TrainSettings train;
   PluginChoice model, dataset, policy, cache;
   bool policy_shadow = false;             ///< policy.shadow: consult and log, never drop.
-  std::string cache_dtype;                ///< float32 | float16 | bfloat16
+  std::string cache_dtype;                ///< float32 | float16 | bfloat16 (auto resolved from train.precision)
   std::int64_t cache_views = 1;           ///< Augmented views cached per training sample (augment: views).
   std::string cache_augment = "auto";     ///< auto | feature | views
   std::vector<std::string> plugin_paths;  ///< Absolute paths from plugins.paths.

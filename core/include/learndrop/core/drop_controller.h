@@ -8,6 +8,7 @@
 #include <ATen/core/Tensor.h>
 
 #include "learndrop/cache.h"
+#include "learndrop/core/device.h"
 #include "learndrop/core/feature_shift.h"
 #include "learndrop/dataset.h"
 #include "learndrop/model.h"
@@ -37,6 +38,10 @@ struct DropSettings {
   /// shifts every sample's cached map by a random multiple of the stride.
   bool feature_augment = false;
   ShiftFlip shift_flip;
+  /// Where the model is: caches are built there (the frozen stages run on
+  /// it, under autocast in `precision`).
+  at::Device device = at::Device(at::kCPU);
+  Precision precision = Precision::kFp32;
 };
 
 /// What one drop did.
@@ -75,7 +80,7 @@ class DropController {
 
   /// Training inputs `indices` in the epoch of `epoch_seed`: the dataset's
   /// training transform at cut 0, afterwards each sample's cached view drawn
-  /// for the epoch (view_of), in model layout.
+  /// for the epoch (view_of), in model layout, float32, on the CPU.
   at::Tensor inputs(const std::vector<std::int64_t>& indices, std::uint64_t epoch_seed) const;
 
   /// A reader over the cached views of `order` drawn for the epoch of
@@ -110,10 +115,10 @@ class DropController {
   /// [0, cut): a digest of those weights, the data key, the views and dtype.
   std::string cache_key(std::size_t cut) const;
 
-  /// Cached features (model layout) of rows v * N + i; for inspection.
+  /// Cached features (model layout, float32, on the CPU) of rows v * N + i; for inspection.
   at::Tensor cached_rows(const std::vector<std::int64_t>& rows) const;
 
-  /// Converts a batch from the cache reader into model layout.
+  /// Converts a batch from the cache reader into model layout (type and device unchanged).
   at::Tensor to_model_layout(const at::Tensor& stored) const;
 
   /// Training labels, gathered during the first cache build (undefined before).

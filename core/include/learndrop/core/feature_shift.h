@@ -26,9 +26,13 @@ struct FeatureShift {
   std::vector<float> fill;
 };
 
-/// Translates every sample of `stored` (float32, storage layout
-/// [B, H, W, C], contiguous) by (dy[b], dx[b]) map pixels: output (y, x) is
-/// input (y + dy, x + dx), and `fill` (one value per channel) outside.
+/// Translates every sample of `stored` (storage layout [B, H, W, C]) by
+/// (dy[b], dx[b]) map pixels: output (y, x) is input (y + dy, x + dx), and
+/// `fill` (one value per channel) outside. Float32 CPU batches are moved
+/// row by row; others (bfloat16/float16, GPU) take shift_stored_gather, on
+/// their device and in their type.
+at::Tensor shift_stored_gather(const at::Tensor& stored, const std::vector<std::int64_t>& dy,
+                               const std::vector<std::int64_t>& dx, const std::vector<float>& fill);
 at::Tensor shift_stored(const at::Tensor& stored, const std::vector<std::int64_t>& dy,
                         const std::vector<std::int64_t>& dx, const std::vector<float>& fill);
 

@@ -1,0 +1,81 @@
+#include "device_cache.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include <ATen/ATen.h>
+
+#include "learndrop/error.h"
+#include "ram_cache.h"
+
+namespace ldcache {
+
+void DeviceCache::begin(const ld::CacheLayout& layout) {
+  layout_ = layout;
+  std::vector<std::int64_t> sizes = {layout.count};
+  sizes.insert(sizes.end(), layout.shape.begin(), layout.shape.end());
+  try {
+    buffer_ = at::empty(sizes, at::TensorOptions().dtype(layout.dtype).device(device_));
+  } catch (const std::exception& e) {
+    throw ld::Error("cache device: cannot allocate " +
+                    bytes_text(static_cast<double>(layout.count * layout.row_bytes())) + " on " + device_.str() +
+                    " for " + std::to_string(layout.count) + " rows at cut " + std::to_string(layout.cut) +
+                    " (use cache.plugin: auto, which falls back to RAM and disk): " + e.what());
+  }
+  written_.assign(static_cast<std::size_t>(layout.count), false);
+}
+
+at::Tensor DeviceCache::index(const std::vector<std::int64_t>& rows) const {
+  for (auto i : rows) {
+    if (i < 0 || i >= layout_.count) {
+      throw ld::Error("cache device: row " + std::to_string(i) + " out of range [0, " + std::to_string(layout_.count) +
+                      ")");
+    }
+  }
+  return at::tensor(rows, at::kLong).to(device_);
+}
+
+void DeviceCache::put(const std::vector<std::int64_t>& rows, const at::Tensor& batch) {
+  if (batch.size(0) != static_cast<std::int64_t>(rows.size())) {
+    throw ld::Error("cache device: put of " + std::to_string(rows.size()) + " rows with a batch of " +
+                    std::to_string(batch.size(0)));
+  }
+  at::Tensor data = batch.to(device_).to(layout_.dtype);
+  if (data.numel() != static_cast<std::int64_t>(rows.size()) * layout_.row_elements()) {
+    throw ld::Error("cache device: put of a batch whose rows do not match the cache shape");
+  }
+  for (auto i : rows) {
+    if (i >= 0 && i < layout_.count && written_[static_cast<std::size_t>(i)]) {
+      throw ld::Error("cache device: row " + std::to_string(i) + " written twice");
+    }
+  }
+  std::vector<std::int64_t> sizes = {static_cast<std::int64_t>(rows.size())};
+  sizes.insert(sizes.end(), layout_.shape.begin(), layout_.shape.end());
+  buffer_.index_copy_(0, index(rows), data.reshape(sizes));
+  for (auto i : rows) written_[static_cast<std::size_t>(i)] = true;
+}
+
+void DeviceCache::finish() {
+  auto missing = std::count(written_.begin(), written_.end(), false);
+  if (missing != 0) throw ld::Error("cache device: finish with " + std::to_string(missing) + " rows never written");
+  written_.clear();
+  written_.shrink_to_fit();
+}
+
+at::Tensor DeviceCache::get(const std::vector<std::int64_t>& rows) {
+  const auto start = std::chrono::steady_clock::now();
+  at::Tensor out = buffer_.index_select(0, index(rows));
+  stats_.bytes_read += static_cast<std::int64_t>(rows.size()) * layout_.row_bytes();
+  // Time of the launch, not of the gather: the host does not wait for the GPU here.
+  stats_.read_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return out;
+}
+
+std::int64_t DeviceCache::bytes() const { return buffer_.defined() ? buffer_.numel() * buffer_.element_size() : 0; }
+
+std::string DeviceCache::describe() const {
+  return "device " + device_.str() + ", cut " + std::to_string(layout_.cut) + ", " +
+         std::string(c10::toString(layout_.dtype)) + " " + shape_text(layout_);
+}
+
+}  // namespace ldcache

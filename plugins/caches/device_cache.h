@@ -1,0 +1,34 @@
+#pragma once
+
+#include <vector>
+
+#include "learndrop/cache.h"
+
+namespace ldcache {
+
+/// Cache `device`: the rows in one tensor in the training device's memory
+/// (GPU memory on a CUDA run, RAM on a CPU run); `get` gathers with
+/// index_select on the device, so nothing crosses the PCIe bus per batch.
+class DeviceCache : public ld::FeatureCache {
+ public:
+  explicit DeviceCache(at::Device device) : device_(device) {}
+  void begin(const ld::CacheLayout& layout) override;
+  void put(const std::vector<std::int64_t>& rows, const at::Tensor& batch) override;
+  void finish() override;
+  at::Tensor get(const std::vector<std::int64_t>& rows) override;
+  at::Device device() const override { return device_; }
+  std::int64_t bytes() const override;
+  std::string describe() const override;
+  ld::CacheStats stats() const override { return stats_; }
+
+ private:
+  at::Tensor index(const std::vector<std::int64_t>& rows) const;
+
+  at::Device device_;
+  ld::CacheLayout layout_;
+  at::Tensor buffer_;
+  std::vector<bool> written_;
+  ld::CacheStats stats_;
+};
+
+}  // namespace ldcache
