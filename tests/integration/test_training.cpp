@@ -3,10 +3,12 @@
 
 #include <fstream>
 
+#include <torch/cuda.h>
 #include <torch/serialize.h>
 
 #include "idx_fixture.h"
 #include "learndrop/core/config.h"
+#include "learndrop/core/device.h"
 #include "learndrop/core/flops.h"
 #include "learndrop/core/optimizer.h"
 #include "learndrop/core/trainer.h"
@@ -111,17 +113,17 @@ TEST_F(TrainingRun, SameConfigAndSeedGiveTheSameMetrics) {
   EXPECT_NE(a.metrics[0]["train_loss"], c.metrics[0]["train_loss"]) << "the seed has no effect";
 }
 
-TEST_F(TrainingRun, DiskAndAutoCachesGiveTheSameMetricsAsRam) {
+TEST_F(TrainingRun, DeviceDiskAndAutoCachesGiveTheSameMetricsAsRam) {
   // Drops at the first two evaluation points, so the last epochs read the cache.
   const std::vector<std::string> sets = {"policy.plugin=scripted", "policy.cuts=2,4", "train.epochs=4",
                                          "policy.period=4"};
   RunResult ram = train(data_.str(), out_.str(), sets);
-  for (const std::string plugin : {"disk", "auto"}) {
+  for (const std::string plugin : {"device", "disk", "auto"}) {
     SCOPED_TRACE(plugin);
     test::TempDir out, cache_dir;
     auto with = sets;
     with.push_back("cache.plugin=" + plugin);
-    with.push_back("cache.dir=" + cache_dir.str());
+    if (plugin != "device") with.push_back("cache.dir=" + cache_dir.str());
     if (plugin == "auto") with.push_back("cache.ram_budget=0");
     RunResult other = train(data_.str(), out.str(), with);
     ASSERT_EQ(other.metrics.size(), ram.metrics.size());
@@ -132,8 +134,101 @@ TEST_F(TrainingRun, DiskAndAutoCachesGiveTheSameMetricsAsRam) {
     }
     EXPECT_EQ(other.summary["dropped_stages"], 4);
     EXPECT_GT(other.summary["cache_read_bytes"].get<std::int64_t>(), 0);
-    EXPECT_NE(other.summary["drops"][1]["cache"].get<std::string>().find("disk"), std::string::npos);
+    EXPECT_NE(other.summary["drops"][1]["cache"].get<std::string>().find(plugin == "device" ? "device cpu" : "disk"),
+              std::string::npos);
     EXPECT_TRUE(std::filesystem::is_empty(cache_dir.path())) << "cache files left after the run";
+  }
+}
+
+TEST_F(TrainingRun, SummaryNamesDeviceAndPrecisionAndBf16CachesAreBfloat16) {
+  RunResult fp32 = train(data_.str(), out_.str(), {"train.epochs=1"});
+  EXPECT_EQ(fp32.summary["device"], torch::cuda::is_available() ? "cuda:0" : "cpu") << "runtime.device: auto";
+  EXPECT_EQ(fp32.summary["precision"], "fp32");
+  EXPECT_EQ(fp32.summary["cache_dtype"], "float32");
+  if (!precision_refusal(at::Device(at::kCPU), Precision::kBf16).empty()) {
+    EXPECT_NE(test::error_of([&] {
+                test::TempDir out;
+                train(data_.str(), out.str(), {"runtime.device=cpu", "train.precision=bf16"});
+              }).find("no native bfloat16"),
+              std::string::npos);
+    return;
+  }
+  test::TempDir out;
+  RunResult bf16 = train(data_.str(), out.str(),
+                         {"runtime.device=cpu", "train.precision=bf16", "policy.plugin=scripted", "policy.cuts=3",
+                          "train.epochs=2"});
+  EXPECT_EQ(bf16.summary["precision"], "bf16");
+  EXPECT_EQ(bf16.summary["cache_dtype"], "bfloat16") << "cache.dtype: auto follows train.precision";
+  EXPECT_NE(bf16.summary["drops"][0]["cache"].get<std::string>().find("BFloat16"), std::string::npos);
+  EXPECT_TRUE(std::isfinite(bf16.metrics.back()["train_loss"].get<double>()));
+  // bf16 rounds activations: the first epoch's loss is close to fp32's, not equal.
+  const double a = fp32.metrics[0]["train_loss"], b = bf16.metrics[0]["train_loss"];
+  EXPECT_NE(a, b);
+  EXPECT_NEAR(b, a, 0.05 * a);
+}
+
+TEST_F(TrainingRun, Fp16OnTheCpuIsRefusedBeforeAnythingIsWritten) {
+  test::TempDir out;
+  const std::string e = test::error_of(
+      [&] { train(data_.str(), out.str() + "/run", {"runtime.device=cpu", "train.precision=fp16"}); });
+  EXPECT_NE(e.find("train.precision: fp16 needs a CUDA device"), std::string::npos) << e;
+  EXPECT_FALSE(std::filesystem::exists(out.path() / "run")) << "a refused run left a folder";
+}
+
+// CUDA: the first step's loss equals the CPU's within the precision's
+// tolerance, and a drop with every cache tier gives the metrics of the
+// device-resident tier.
+TEST_F(TrainingRun, CudaFirstStepLossMatchesTheCpu) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  // An evaluation point after every step: stats.jsonl's first train_loss is the first step's.
+  const std::vector<std::string> sets = {"train.epochs=1", "policy.plugin=scripted", "policy.cuts=0",
+                                         "policy.period=1"};
+  auto first_step_loss = [&](const std::string& out) {
+    std::ifstream in(out + "/stats.jsonl");
+    std::string line;
+    std::getline(in, line);
+    return json::parse(line)["train_loss"].get<double>();
+  };
+  auto cpu_sets = sets;
+  cpu_sets.push_back("runtime.device=cpu");
+  train(data_.str(), out_.str(), cpu_sets);
+  const double cpu = first_step_loss(out_.str());
+  for (const auto& [precision, tolerance] : {std::pair{"fp32", 1e-4}, std::pair{"bf16", 2e-2}, std::pair{"fp16", 5e-3}}) {
+    SCOPED_TRACE(precision);
+    test::TempDir out;
+    auto gpu_sets = sets;
+    gpu_sets.push_back("runtime.device=cuda");
+    gpu_sets.push_back(std::string("train.precision=") + precision);
+    RunResult gpu = train(data_.str(), out.str(), gpu_sets);
+    EXPECT_NEAR(first_step_loss(out.str()), cpu, tolerance * cpu);
+    EXPECT_EQ(gpu.summary["device"], "cuda:0");
+  }
+}
+
+TEST_F(TrainingRun, CudaDropsGiveTheSameMetricsWithEveryCacheTier) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  const std::vector<std::string> sets = {"runtime.device=cuda",  "policy.plugin=scripted", "policy.cuts=2,4",
+                                         "train.epochs=4",       "policy.period=4"};
+  auto with = [&](std::vector<std::string> more) {
+    more.insert(more.begin(), sets.begin(), sets.end());
+    return more;
+  };
+  RunResult device = train(data_.str(), out_.str(), with({"cache.plugin=device"}));
+  EXPECT_NE(device.summary["drops"][1]["cache"].get<std::string>().find("device cuda"), std::string::npos);
+  for (const std::string plugin : {"ram", "disk", "auto"}) {
+    SCOPED_TRACE(plugin);
+    test::TempDir out, cache_dir;
+    std::vector<std::string> more = {"cache.plugin=" + plugin};
+    if (plugin != "ram") more.push_back("cache.dir=" + cache_dir.str());
+    if (plugin == "auto") more.push_back("cache.device_budget=0");
+    RunResult other = train(data_.str(), out.str(), with(more));
+    ASSERT_EQ(other.metrics.size(), device.metrics.size());
+    for (std::size_t i = 0; i < device.metrics.size(); ++i) {
+      for (const char* key : {"train_loss", "test_accuracy", "cut"}) {
+        EXPECT_NEAR(other.metrics[i][key].get<double>(), device.metrics[i][key].get<double>(), 1e-6)
+            << key << " at epoch " << i + 1;
+      }
+    }
   }
 }
 

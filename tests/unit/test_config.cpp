@@ -124,6 +124,25 @@ TEST(Config, DefaultsAreFilledFromManifests) {
   EXPECT_EQ(rc.cache_dtype, "float32");
 }
 
+TEST(Config, DeviceAndPrecisionAreCheckedAndCacheDtypeFollowsPrecision) {
+  RunConfig rc = resolve("");
+  EXPECT_EQ(rc.device, "auto");
+  EXPECT_EQ(rc.train.precision, "fp32");
+  EXPECT_EQ(resolve("train:\n  precision: bf16\n").cache_dtype, "bfloat16");
+  EXPECT_EQ(resolve("train:\n  precision: fp16\n").cache_dtype, "float16");
+  EXPECT_EQ(resolve("train:\n  precision: bf16\ncache:\n  dtype: float32\n").cache_dtype, "float32")
+      << "an explicit cache.dtype wins";
+  const std::string e = error_of("runtime:\n  device: gpu\n");
+  EXPECT_NE(e.find("cfg.yaml:2"), std::string::npos) << e;
+  EXPECT_NE(e.find("runtime.device"), std::string::npos) << e;
+  EXPECT_NE(e.find("expected auto, cpu, cuda or cuda:N, got 'gpu'"), std::string::npos) << e;
+  EXPECT_NE(error_of("train:\n  precision: fp8\n").find("fp32"), std::string::npos);
+  const RunConfig gpu = resolve("runtime:\n  device: cuda:1\ntrain:\n  precision: fp16\n");
+  EXPECT_NE(gpu.effective_yaml().find("device: cuda:1"), std::string::npos);
+  EXPECT_NE(gpu.effective_yaml().find("precision: fp16"), std::string::npos);
+  EXPECT_NE(gpu.hash(), rc.hash());
+}
+
 TEST(Config, EffectiveConfigResolvesToTheSameRun) {
   RunConfig a = resolve("experiment:\n  seed: 7\ntrain:\n  epochs: 4\n", {"policy.window=3"});
   RunConfig b = resolve(a.effective_yaml());
