@@ -16,34 +16,15 @@ namespace ldcache {
 
 namespace {
 
-// A byte count or a size such as 512MiB, 8GiB, 2.5GB ("auto" is the caller's).
-std::int64_t parse_size(const std::string& key, const std::string& text) {
-  std::istringstream in(text);
-  double value = 0;
-  std::string unit;
-  if (!(in >> value) || value < 0) {
-    throw ld::Error("cache." + key + ": expected 'auto' or a size such as 4GiB, got '" + text + "'");
-  }
-  in >> unit;
-  const std::pair<const char*, double> units[] = {
-      {"", 1},     {"B", 1},    {"KiB", 1024.0}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1024.0 * (1 << 30)},
-      {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9},     {"TB", 1e12}};
-  for (const auto& [name, factor] : units) {
-    if (unit == name) return static_cast<std::int64_t>(value * factor);
-  }
-  throw ld::Error("cache." + key + ": unknown unit '" + unit + "' in '" + text +
-                  "' (use B, KiB, MiB, GiB, TiB, KB, MB, GB, TB)");
-}
-
 // ram_budget: auto = half of the available memory.
 std::int64_t parse_budget(const std::string& text) {
-  return text == "auto" ? ld::available_memory() / 2 : parse_size("ram_budget", text);
+  return text == "auto" ? ld::available_memory() / 2 : ld::parse_size("cache.ram_budget", text);
 }
 
 // device_budget on a run on `device`: 0 on the CPU (RAM is the device
 // memory there); auto = half of the GPU memory free at the drop.
 std::int64_t device_budget(const std::string& text, const at::Device& device) {
-  const std::int64_t size = text == "auto" ? -1 : parse_size("device_budget", text);
+  const std::int64_t size = text == "auto" ? -1 : ld::parse_size("cache.device_budget", text);
   if (!device.is_cuda()) return 0;
   return size >= 0 ? size : ld::available_device_memory(device.index()) / 2;
 }

@@ -1,6 +1,8 @@
 // The ldrop command line, run as a user would.
 #include <gtest/gtest.h>
 
+#include <torch/cuda.h>
+
 #include <fstream>
 
 #include <nlohmann/json.hpp>
@@ -87,8 +89,23 @@ TEST_F(Cli, CachePlanSizesEveryCut) {
   EXPECT_LT(plan["cuts"][7]["forward_saved_fraction"].get<double>(), 1.0);  // the head always runs
   r = ldrop("cache plan " + config_ + " --json --set cache.dtype=float16");
   EXPECT_EQ(nlohmann::json::parse(r.output)["cuts"][0]["cache_bytes"], 256 * 4 * 8 * 8 * 2);
+  r = ldrop("cache plan " + config_ + " --json --set train.precision=bf16");
+  EXPECT_EQ(nlohmann::json::parse(r.output)["cuts"][0]["cache_bytes"], 256 * 4 * 8 * 8 * 2)
+      << "cache.dtype: auto stores bf16 runs' maps in bfloat16";
+  // The tiers of auto: a ram_budget one byte short of cut 1 sends it to disk.
+  r = ldrop("cache plan " + config_ + " --json --set cache.plugin=auto --set cache.ram_budget=" +
+            std::to_string(256 * 4 * 8 * 8 * 4 - 1));
+  ASSERT_EQ(r.code, 0) << r.output;
+  plan = nlohmann::json::parse(r.output);
+  EXPECT_EQ(plan["cuts"][0]["auto_backend"], "disk") << "cut 1 is one byte over ram_budget";
+  EXPECT_EQ(plan["ram_budget"], 256 * 4 * 8 * 8 * 4 - 1);
+  EXPECT_EQ(plan["device"], torch::cuda::is_available() ? "cuda:0" : "cpu");
+  if (!torch::cuda::is_available()) EXPECT_EQ(plan["device_budget"], 0);
   r = ldrop("cache plan " + config_);
   EXPECT_NE(r.output.find("FLOPs saved/ep"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("tier device: "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("tier ram: "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("tier disk: "), std::string::npos) << r.output;
 }
 
 TEST_F(Cli, BadConfigExitsNonZeroAndWritesNothing) {

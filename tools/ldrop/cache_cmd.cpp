@@ -14,6 +14,7 @@
 #include "commands.h"
 #include "learndrop/core/batch_feed.h"
 #include "learndrop/core/config.h"
+#include "learndrop/core/device.h"
 #include "learndrop/core/flops.h"
 #include "learndrop/core/plugin_host.h"
 #include "learndrop/core/text.h"
@@ -51,6 +52,17 @@ int cache_plan(const core::PluginHost& host, const core::RunConfig& cfg, const s
     dir = cfg.cache.options.get_string("dir");
   }
   const std::int64_t disk = free_space(dir);
+  // The tiers of cache.plugin=auto: GPU memory (CUDA runs), RAM, disk.
+  const at::Device device = core::resolve_device(cfg.device);
+  const std::string device_setting =
+      cfg.cache.options.has("device_budget") ? cfg.cache.options.get_string("device_budget") : "auto";
+  const std::int64_t device_free = device.is_cuda() ? ld::available_device_memory(device.index()) : 0;
+  const std::int64_t device_budget = !device.is_cuda()          ? 0
+                                    : device_setting == "auto" ? device_free / 2
+                                                               : ld::parse_size("cache.device_budget", device_setting);
+  const std::string ram_setting =
+      cfg.cache.options.has("ram_budget") ? cfg.cache.options.get_string("ram_budget") : "auto";
+  const std::int64_t ram_budget = ram_setting == "auto" ? memory / 2 : ld::parse_size("cache.ram_budget", ram_setting);
 
   nlohmann::json rows = nlohmann::json::array();
   for (std::size_t k = 1; k <= model->num_stages(); ++k) {
@@ -59,7 +71,10 @@ int cache_plan(const core::PluginHost& host, const core::RunConfig& cfg, const s
     for (auto d : out) row *= d;
     const std::int64_t total = row * n * views;
     const std::int64_t saved = n * profile.stage_range_flops(0, k);
-    std::string fits = total <= memory / 2 ? "ram" : total <= disk ? "disk" : "neither";
+    std::string fits = device.is_cuda() && total <= device_budget ? "device"
+                       : total <= ram_budget                        ? "ram"
+                       : total <= disk                              ? "disk"
+                                                                    : "neither";
     rows.push_back({{"cut", k},
                     {"stage", model->stage_name(k - 1)},
                     {"shape", out},
@@ -74,6 +89,10 @@ int cache_plan(const core::PluginHost& host, const core::RunConfig& cfg, const s
                         {"views", views},
                         {"dtype", cfg.cache_dtype},
                         {"available_memory", memory},
+                        {"device", core::device_text(device)},
+                        {"device_memory_free", device_free},
+                        {"device_budget", device_budget},
+                        {"ram_budget", ram_budget},
                         {"cache_dir", dir.string()},
                         {"free_disk", disk},
                         {"cuts", rows}};
@@ -97,11 +116,20 @@ int cache_plan(const core::PluginHost& host, const core::RunConfig& cfg, const s
                 core::format_flops(r["forward_flops_saved_per_epoch"].get<double>()).c_str(),
                 100.0 * r["forward_saved_fraction"].get<double>(), r["auto_backend"].get<std::string>().c_str());
   }
-  std::printf(
-      "memory available: %s (the auto column: where cache.plugin=auto with ram_budget: auto, half of it, puts the "
-      "cut); free disk in %s: %s\n",
-      core::format_bytes(static_cast<double>(memory)).c_str(), dir.string().c_str(),
-      core::format_bytes(static_cast<double>(disk)).c_str());
+  if (device.is_cuda()) {
+    std::printf("tier device: %s, %s free; the auto column puts a cut there up to device_budget %s (%s)\n",
+                core::device_text(device).c_str(), core::format_bytes(static_cast<double>(device_free)).c_str(),
+                core::format_bytes(static_cast<double>(device_budget)).c_str(),
+                device_setting == "auto" ? "auto: half of the free memory" : device_setting.c_str());
+  } else {
+    std::printf("tier device: none (runtime.device resolves to cpu: RAM is the device memory)\n");
+  }
+  std::printf("tier ram: %s available; the auto column puts a cut there up to ram_budget %s (%s)\n",
+              core::format_bytes(static_cast<double>(memory)).c_str(),
+              core::format_bytes(static_cast<double>(ram_budget)).c_str(),
+              ram_setting == "auto" ? "auto: half of the available memory" : ram_setting.c_str());
+  std::printf("tier disk: %s free in %s\n", core::format_bytes(static_cast<double>(disk)).c_str(),
+              dir.string().c_str());
   std::printf(
       "FLOPs saved/ep: forward FLOPs of the dropped stages per epoch once the cut is reached (%s per epoch "
       "for the full model)\n",

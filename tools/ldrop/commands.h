@@ -37,11 +37,22 @@ int model_summary(const core::PluginHost& host, const ModelSummaryArgs& args);
 /// other keys at their defaults).
 std::shared_ptr<StagedModel> create_summary_model(const core::PluginHost& host, const ModelSummaryArgs& args);
 
-/// `ldrop model bench`: training images/s of the model on random data; with
-/// `cuts`, one row per cut: the step time when stages [0, cut) are dropped and
-/// training starts from the cut's feature map, against cut 0.
-int model_bench(const core::PluginHost& host, const ModelSummaryArgs& args, std::int64_t batch, std::int64_t steps,
-                int threads, bool cuts);
+/// What `ldrop model bench` times.
+struct ModelBenchSettings {
+  std::int64_t batch = 128;
+  std::int64_t steps = 20;
+  int threads = 2;
+  std::string device = "cpu";      ///< A runtime.device setting.
+  std::string precision = "fp32";  ///< fp32 | bf16 | fp16
+  std::string tier = "device";     ///< Where the cached batch lives at a cut: device | host (pinned staging).
+  bool all_cuts = false;           ///< Every cut 1..stages-1.
+  std::vector<std::size_t> cuts;   ///< These cuts.
+};
+
+/// `ldrop model bench`: training images/s of the model on random data; at
+/// each requested cut, the step time when stages [0, cut) are dropped and
+/// training starts from the cut's feature map (a cache row), against cut 0.
+int model_bench(const core::PluginHost& host, const ModelSummaryArgs& args, const ModelBenchSettings& settings);
 
 /// `ldrop data bench`: training samples/s of the config's dataset (decode,
 /// transform, batch) with `threads` TBB and intra-op threads, over `samples`

@@ -93,8 +93,7 @@ int main(int argc, char** argv) {
   summary->add_option("--option", summary_args.options, "another model key as KEY=VALUE, e.g. classifier=compact");
   summary->add_flag("--json", summary_args.json, "print JSON");
 
-  std::int64_t bench_batch = 128, bench_steps = 20;
-  int bench_threads = 2;
+  ld::cli::ModelBenchSettings bench_settings;
   auto* bench = model->add_subcommand("bench", "training images/s of a model on random data (SGD, channels-last)");
   bench->add_option("--variant", summary_args.variant, "e.g. vgg11_bn, resnet18")->required();
   bench->add_option("--stem", summary_args.stem, "imagenet | cifar (resnet)")
@@ -103,12 +102,20 @@ int main(int argc, char** argv) {
   bench->add_option("--in-channels", summary_args.in_channels, "input channels")->check(CLI::Range(1, 4096));
   bench->add_option("--num-classes", summary_args.num_classes, "classes")->check(CLI::Range(1, 1000000));
   bench->add_option("--width", summary_args.width, "channel multiplier");
-  bench->add_option("--batch", bench_batch, "batch size")->check(CLI::Range(2, 1 << 20));
-  bench->add_option("--steps", bench_steps, "timed steps (after 3 warm-up steps)")->check(CLI::Range(1, 1 << 20));
-  bench->add_option("--threads", bench_threads, "intra-op threads")->check(CLI::Range(1, 1024));
-  bool bench_cuts = false;
-  bench->add_flag("--cuts", bench_cuts,
+  bench->add_option("--batch", bench_settings.batch, "batch size")->check(CLI::Range(2, 1 << 20));
+  bench->add_option("--steps", bench_settings.steps, "timed steps (after 3 warm-up steps)")
+      ->check(CLI::Range(1, 1 << 20));
+  bench->add_option("--threads", bench_settings.threads, "intra-op threads")->check(CLI::Range(1, 1024));
+  bench->add_option("--device", bench_settings.device, "auto | cpu | cuda | cuda:N (default cpu)");
+  bench->add_option("--precision", bench_settings.precision, "fp32 | bf16 | fp16 (autocast)")
+      ->check(CLI::IsMember({"fp32", "bf16", "fp16"}));
+  bench->add_option("--tier", bench_settings.tier,
+                    "where a cut's cached batch lives: device (its memory) | host (copied through pinned staging "
+                    "buffers each step, as the ram and disk caches feed a GPU)")
+      ->check(CLI::IsMember({"device", "host"}));
+  bench->add_flag("--cuts", bench_settings.all_cuts,
                   "time a training step from every cut (stages before it dropped) against the full model");
+  bench->add_option("--cut", bench_settings.cuts, "time a training step from this cut (repeatable)");
   bench->add_option("--option", summary_args.options, "another model key as KEY=VALUE, e.g. classifier=compact");
   int data_threads = 1;
   std::int64_t data_samples = 0;
@@ -179,7 +186,7 @@ int main(int argc, char** argv) {
     }
     if (*bench) {
       host.load_standard_paths();
-      return ld::cli::model_bench(host, summary_args, bench_batch, bench_steps, bench_threads, bench_cuts);
+      return ld::cli::model_bench(host, summary_args, bench_settings);
     }
     if (*suite_run || *suite_report) {
       host.load_standard_paths();

@@ -4,6 +4,8 @@
 #include <cstddef>
 #include <dlfcn.h>
 #include <fstream>
+#include <sstream>
+#include <utility>
 #include <memory>
 #include <string>
 #include <vector>
@@ -12,6 +14,7 @@
 #include <c10/core/Device.h>
 #include <c10/core/ScalarType.h>
 
+#include "learndrop/error.h"
 #include "learndrop/export.h"
 
 namespace ld {
@@ -35,6 +38,23 @@ inline std::int64_t available_memory() {
     if (key == "MemAvailable:") return kib * 1024;
   }
   return 0;
+}
+
+/// A size written as a byte count or with a unit (512MiB, 8GiB, 2.5GB);
+/// throws ld::Error naming `key` otherwise.
+inline std::int64_t parse_size(const std::string& key, const std::string& text) {
+  std::istringstream in(text);
+  double value = 0;
+  std::string unit;
+  if (!(in >> value) || value < 0) throw Error(key + ": expected 'auto' or a size such as 4GiB, got '" + text + "'");
+  in >> unit;
+  const std::pair<const char*, double> units[] = {
+      {"", 1},     {"B", 1},    {"KiB", 1024.0}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1024.0 * (1 << 30)},
+      {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9},     {"TB", 1e12}};
+  for (const auto& [name, factor] : units) {
+    if (unit == name) return static_cast<std::int64_t>(value * factor);
+  }
+  throw Error(key + ": unknown unit '" + unit + "' in '" + text + "' (use B, KiB, MiB, GiB, TiB, KB, MB, GB, TB)");
 }
 
 /// Free memory in bytes of CUDA device `index`, 0 if unknown (a CPU-only
