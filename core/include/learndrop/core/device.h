@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -9,7 +10,6 @@
 #include <c10/core/Device.h>
 #include <c10/core/Event.h>
 #include <c10/core/Stream.h>
-#include <c10/util/Optional.h>
 
 namespace ld::core {
 
@@ -144,7 +144,7 @@ class DeviceStager {
   bool cuda_ = false;
   std::vector<Slot> ring_;
   std::size_t next_ = 0;
-  c10::optional<c10::Stream> side_;
+  std::optional<c10::Stream> side_;
   std::int64_t waits_ = 0;
 };
 
