@@ -51,6 +51,8 @@ void BatchFeed::stop() {
   if (producer_.joinable()) producer_.join();
   queue_.clear();
   stopping_ = false;
+  reader_.reset();
+  step_ = steps_;
 }
 
 void BatchFeed::start(const std::vector<std::int64_t>& order, std::int64_t first_step, std::int64_t steps,

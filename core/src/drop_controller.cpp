@@ -166,10 +166,27 @@ at::Tensor DropController::inputs(const std::vector<std::int64_t>& indices, std:
       .to(at::kFloat);
 }
 
+namespace {
+// A cache's reader that keeps the cache alive: the reader is destroyed
+// first (its destructor may still use the cache, e.g. a disk reader's
+// pending reads), then the cache reference is released.
+class OwningReader final : public BatchReader {
+ public:
+  OwningReader(std::shared_ptr<FeatureCache> cache, std::unique_ptr<BatchReader> inner)
+      : cache_(std::move(cache)), inner_(std::move(inner)) {}
+  ~OwningReader() override { inner_.reset(); }
+  at::Tensor next() override { return inner_->next(); }
+
+ private:
+  std::shared_ptr<FeatureCache> cache_;
+  std::unique_ptr<BatchReader> inner_;
+};
+}  // namespace
+
 std::unique_ptr<BatchReader> DropController::reader(const std::vector<std::int64_t>& order, std::int64_t batch_size,
                                                     std::uint64_t epoch_seed) const {
   if (cut_ == 0) throw Error("internal: no feature cache before the first drop");
-  return cache_->reader(rows(order, epoch_seed), batch_size);
+  return std::make_unique<OwningReader>(cache_, cache_->reader(rows(order, epoch_seed), batch_size));
 }
 
 DropReport DropController::advance(std::size_t new_cut) {
@@ -236,7 +253,8 @@ DropReport DropController::advance(std::size_t new_cut) {
   }
   next->finish();
   if (cut_ == 0) labels_ = at::cat(labels);
-  cache_ = std::move(next);  // the old cache is released here
+  cache_ = std::move(next);  // the old cache is released here, or by the last reader still holding it
+  ++generation_;
   cut_ = new_cut;
   shift_ = shift_at(new_cut);
   report.shift = shift_;

@@ -281,8 +281,8 @@ void Trainer::train_epoch(std::int64_t epoch) {
   controller_->keep_dropped_in_eval();
   feed_->start(order_, 0, steps_per_epoch_, epoch_seed_);
   EpochTally tally(device_);
-  const FeatureCache* cache_at_start = controller_->cache();
-  const CacheStats stats_at_start = cache_at_start ? cache_at_start->stats() : CacheStats{};
+  const std::uint64_t cache_at_start = controller_->generation();
+  const CacheStats stats_at_start = controller_->cache() ? controller_->cache()->stats() : CacheStats{};
   std::int64_t s = 0;
   at::Tensor x, y;
   auto last_live = Clock::now();
@@ -328,7 +328,7 @@ void Trainer::train_epoch(std::int64_t epoch) {
   CacheStats read;
   if (const FeatureCache* cache = controller_->cache()) {
     read = cache->stats();
-    if (cache == cache_at_start) {
+    if (controller_->generation() == cache_at_start) {
       read.bytes_read -= stats_at_start.bytes_read;
       read.read_seconds -= stats_at_start.read_seconds;
     }
@@ -449,6 +449,9 @@ void Trainer::evaluation_point(std::int64_t epoch, std::int64_t step_in_epoch, E
 }
 
 void Trainer::drop_to(std::size_t target, const PolicyInput& in, const Decision& d, EpochTally& tally) {
+  // The feed's producer may be reading the current cache; advance reads it
+  // too (to build the next cut) and then releases it. Stop the producer first.
+  feed_->stop();
   DropReport r = controller_->advance(target);
   optimizer_->drop_stages_before(target);
   model_->train();

@@ -65,10 +65,16 @@ void DeviceCache::finish() {
 at::Tensor DeviceCache::get(const std::vector<std::int64_t>& rows) {
   const auto start = std::chrono::steady_clock::now();
   at::Tensor out = buffer_.index_select(0, index(rows));
+  std::lock_guard<std::mutex> lock(stats_mutex_);
   stats_.bytes_read += static_cast<std::int64_t>(rows.size()) * layout_.row_bytes();
   // Time of the launch, not of the gather: the host does not wait for the GPU here.
   stats_.read_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return out;
+}
+
+ld::CacheStats DeviceCache::stats() const {
+  std::lock_guard<std::mutex> lock(stats_mutex_);
+  return stats_;
 }
 
 std::int64_t DeviceCache::bytes() const { return buffer_.defined() ? buffer_.numel() * buffer_.element_size() : 0; }

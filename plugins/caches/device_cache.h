@@ -1,5 +1,6 @@
 #pragma once
 
+#include <mutex>
 #include <vector>
 
 #include "learndrop/cache.h"
@@ -19,7 +20,7 @@ class DeviceCache : public ld::FeatureCache {
   at::Device device() const override { return device_; }
   std::int64_t bytes() const override;
   std::string describe() const override;
-  ld::CacheStats stats() const override { return stats_; }
+  ld::CacheStats stats() const override;
 
  private:
   at::Tensor index(const std::vector<std::int64_t>& rows) const;
@@ -28,6 +29,7 @@ class DeviceCache : public ld::FeatureCache {
   ld::CacheLayout layout_;
   at::Tensor buffer_;
   std::vector<bool> written_;
+  mutable std::mutex stats_mutex_;  // stats() may be called while the feed's producer reads
   ld::CacheStats stats_;
 };
 

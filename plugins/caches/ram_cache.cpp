@@ -87,9 +87,17 @@ at::Tensor RamCache::get(const std::vector<std::int64_t>& rows) {
       std::memcpy(dst + k * row_bytes_, src + static_cast<std::size_t>(rows[k]) * row_bytes_, row_bytes_);
     }
   });
-  stats_.bytes_read += static_cast<std::int64_t>(rows.size() * row_bytes_);
-  stats_.read_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  {
+    std::lock_guard<std::mutex> lock(stats_mutex_);
+    stats_.bytes_read += static_cast<std::int64_t>(rows.size() * row_bytes_);
+    stats_.read_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  }
   return out;
+}
+
+ld::CacheStats RamCache::stats() const {
+  std::lock_guard<std::mutex> lock(stats_mutex_);
+  return stats_;
 }
 
 std::int64_t RamCache::bytes() const { return buffer_.defined() ? buffer_.numel() * buffer_.element_size() : 0; }

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <mutex>
 #include <vector>
 
 #include "learndrop/cache.h"
@@ -16,7 +17,7 @@ class RamCache : public ld::FeatureCache {
   at::Tensor get(const std::vector<std::int64_t>& rows) override;
   std::int64_t bytes() const override;
   std::string describe() const override;
-  ld::CacheStats stats() const override { return stats_; }
+  ld::CacheStats stats() const override;
 
  private:
   void check(std::int64_t row) const;
@@ -25,6 +26,7 @@ class RamCache : public ld::FeatureCache {
   at::Tensor buffer_;
   std::size_t row_bytes_ = 0;
   std::vector<bool> written_;
+  mutable std::mutex stats_mutex_;  // stats() may be called while the feed's producer reads
   ld::CacheStats stats_;
 };
 

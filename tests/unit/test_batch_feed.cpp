@@ -2,6 +2,7 @@
 // plugin with crop_flip augmentation and a narrow VGG-11-BN.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <map>
 #include <numeric>
 #include <set>
@@ -220,6 +221,91 @@ TEST(CacheViews, AViewCacheHoldsKRowsPerSampleAndCarriesThemToTheNextCut) {
   at::Tensor x = before;
   for (std::size_t st = 1; st < 3; ++st) x = s.model->forward_stage(st, x);
   EXPECT_TRUE(at::allclose(s.controller->inputs({3, 4}, 21), x, 1e-5, 1e-6));
+}
+
+namespace {
+// A cache that records whether any of its readers outlived it: the cache and
+// its readers share an `alive` flag the cache clears when it is destroyed.
+std::atomic<int> readers_after_cache{0};
+
+class LifetimeCache final : public FeatureCache {
+ public:
+  ~LifetimeCache() override { *alive_ = false; }
+  void begin(const CacheLayout& layout) override {
+    std::vector<std::int64_t> sizes = {layout.count};
+    sizes.insert(sizes.end(), layout.shape.begin(), layout.shape.end());
+    rows_ = at::zeros(sizes, at::TensorOptions().dtype(layout.dtype));
+  }
+  void put(const std::vector<std::int64_t>& rows, const at::Tensor& batch) override {
+    rows_.index_copy_(0, at::tensor(rows, at::kLong), batch.to(rows_.scalar_type()));
+  }
+  void finish() override {}
+  at::Tensor get(const std::vector<std::int64_t>& rows) override {
+    return rows_.index_select(0, at::tensor(rows, at::kLong));
+  }
+  std::unique_ptr<BatchReader> reader(std::vector<std::int64_t> order, std::int64_t batch_size) override {
+    class Reader final : public BatchReader {
+     public:
+      Reader(LifetimeCache& cache, std::vector<std::int64_t> order, std::int64_t batch)
+          : cache_(cache), alive_(cache.alive_), order_(std::move(order)), batch_(batch) {}
+      // Like the disk reader's: the destructor still uses the cache.
+      ~Reader() override {
+        if (!*alive_) ++readers_after_cache;
+        else cache_.rows_.sum();
+      }
+      at::Tensor next() override {
+        if (!*alive_) ++readers_after_cache;
+        if (pos_ >= order_.size()) return {};
+        const std::size_t end = std::min(order_.size(), pos_ + static_cast<std::size_t>(batch_));
+        std::vector<std::int64_t> rows(order_.begin() + static_cast<std::ptrdiff_t>(pos_),
+                                       order_.begin() + static_cast<std::ptrdiff_t>(end));
+        pos_ = end;
+        return cache_.get(rows);
+      }
+
+     private:
+      LifetimeCache& cache_;
+      std::shared_ptr<std::atomic<bool>> alive_;
+      std::vector<std::int64_t> order_;
+      std::int64_t batch_;
+      std::size_t pos_ = 0;
+    };
+    return std::make_unique<Reader>(*this, std::move(order), batch_size);
+  }
+  std::int64_t bytes() const override { return rows_.numel() * rows_.element_size(); }
+
+ private:
+  std::shared_ptr<std::atomic<bool>> alive_ = std::make_shared<std::atomic<bool>>(true);
+  at::Tensor rows_;
+};
+}  // namespace
+
+// Issue 12, defect 1: a drop replaced the controller's cache while the feed's
+// reader from it (and its producer thread) still existed; the reader's
+// destructor then used a destroyed cache. Readers now share ownership.
+TEST(BatchFeedLifetime, AReaderNeverOutlivesItsCacheAcrossADrop) {
+  AugmentedRun s(1, "none");
+  s.controller = std::make_unique<DropController>(
+      *s.model, *s.data, [] { return std::make_shared<LifetimeCache>(); }, s.profile.stage_flops,
+      s.profile.stage_output_shapes, DropSettings{});
+  readers_after_cache = 0;
+  s.controller->advance(1);
+  std::vector<std::int64_t> order(static_cast<std::size_t>(s.n()));
+  std::iota(order.begin(), order.end(), 0);
+  BatchFeed feed(*s.controller, *s.data, FeedSettings{4, 2, 1});
+  feed.start(order, 0, s.n() / 4, 5);
+  at::Tensor x, y;
+  ASSERT_TRUE(feed.next(x, y));
+  s.controller->advance(2);  // releases the cut-1 cache while the feed still reads it
+  feed.start(order, 1, s.n() / 4, 5);  // destroys the old reader
+  int batches = 0;
+  while (feed.next(x, y)) ++batches;
+  EXPECT_EQ(batches, s.n() / 4 - 1);
+  EXPECT_EQ(readers_after_cache.load(), 0) << "a reader used its cache after the cache was destroyed";
+  // stop() releases the reader: nothing is fed until the next start.
+  feed.start(order, 0, s.n() / 4, 5);
+  feed.stop();
+  EXPECT_FALSE(feed.next(x, y));
 }
 
 }  // namespace ld::core

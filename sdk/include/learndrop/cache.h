@@ -116,8 +116,21 @@ class LEARNDROP_VISIBLE BatchReader {
 ///
 /// Life cycle: `begin` once, `put` until every row in [0, count) has been
 /// written exactly once (in any order, from one thread), `finish`, then any
-/// number of `get` calls and readers (from one thread at a time, while
-/// readers may work in the background). Rows are stored as contiguous
+/// number of `get` calls and readers.
+///
+/// Threads and lifetimes (what the host guarantees and expects):
+/// - `begin`, `put` and `finish` come from one thread, never overlapping any
+///   other call.
+/// - After `finish`, `get`, `reader` and a reader's `next` come from one
+///   thread at a time (the batch pipeline's producer, or the drop that
+///   builds the next cut from this one), never both at once: the host stops
+///   the producer before a drop reads the cache.
+/// - `stats`, `bytes` and `describe` may be called from another thread while
+///   `get` or `next` runs: synchronise what they read.
+/// - A reader may work in the background between `next` calls, and the host
+///   destroys a reader before the cache it came from (it keeps the cache
+///   alive while any of its readers exists), so a reader may hold a plain
+///   reference to its cache, also in its destructor. Rows are stored as contiguous
 /// `shape`; `get` returns them bit-identical in the storage type (the host
 /// converts them on the training device). Errors (I/O, corruption) are
 /// thrown as ld::Error naming the file.

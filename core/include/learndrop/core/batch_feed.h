@@ -68,6 +68,11 @@ class BatchFeed {
   /// threw (e.g. a corrupt file).
   bool next(at::Tensor& images, at::Tensor& labels);
 
+  /// Stops the producer thread and releases the cache reader; `next`
+  /// returns false until the next `start`. Call before a drop replaces the
+  /// cache the reader reads.
+  void stop();
+
  private:
   struct Item {
     DeviceStager::Staged staged;  ///< images, labels
@@ -76,7 +81,6 @@ class BatchFeed {
   std::vector<std::int64_t> indices(std::int64_t step) const;
   Item make(std::int64_t step);
   void produce();
-  void stop();
 
   const DropController& controller_;
   const Dataset& dataset_;

@@ -84,7 +84,10 @@ class DropController {
   at::Tensor inputs(const std::vector<std::int64_t>& indices, std::uint64_t epoch_seed) const;
 
   /// A reader over the cached views of `order` drawn for the epoch of
-  /// `epoch_seed`, in storage layout; cut must be > 0.
+  /// `epoch_seed`, in storage layout; cut must be > 0. The reader shares
+  /// ownership of its cache: a later drop may replace the controller's cache
+  /// while the reader still exists, and the old cache lives until the reader
+  /// is destroyed.
   std::unique_ptr<BatchReader> reader(const std::vector<std::int64_t>& order, std::int64_t batch_size,
                                       std::uint64_t epoch_seed) const;
 
@@ -127,6 +130,10 @@ class DropController {
   /// The current cache (null at cut 0).
   const FeatureCache* cache() const { return cache_.get(); }
 
+  /// How many caches this controller has built: identifies the current
+  /// cache (an address can be reused by the next one).
+  std::uint64_t generation() const { return generation_; }
+
  private:
   std::vector<std::int64_t> rows(const std::vector<std::int64_t>& samples, std::uint64_t epoch_seed) const;
   FeatureShift shift_at(std::size_t cut) const;
@@ -139,6 +146,7 @@ class DropController {
   DropSettings settings_;
   std::size_t cut_ = 0;
   std::shared_ptr<FeatureCache> cache_;
+  std::uint64_t generation_ = 0;
   at::Tensor labels_;
   FeatureShift shift_;
 };
