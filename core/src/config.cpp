@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "learndrop/core/device.h"
+#include "learndrop/core/files.h"
 #include "learndrop/core/plugin_host.h"
 #include "learndrop/core/text.h"
 #include "learndrop/error.h"
@@ -132,6 +133,30 @@ Value parse_value(const ConfigKey& key, const std::string& text, const std::stri
   return v;
 }
 
+namespace {
+// yaml-cpp keeps both entries of a repeated key, and lookups then disagree
+// (a repeated section resolved to the first, a repeated key inside a section
+// to the last). A repeated key is an error naming both lines.
+void check_unique_keys(const YAML::Node& node, const std::string& origin) {
+  if (node.IsMap()) {
+    std::map<std::string, int> seen;
+    for (const auto& kv : node) {
+      if (kv.first.IsScalar()) {
+        const int line = kv.first.Mark().line + 1;
+        auto [it, inserted] = seen.emplace(kv.first.Scalar(), line);
+        if (!inserted) {
+          throw Error(origin + ":" + std::to_string(line) + ": key '" + kv.first.Scalar() +
+                      "' appears twice in the same mapping (first on line " + std::to_string(it->second) + ")");
+        }
+      }
+      check_unique_keys(kv.second, origin);
+    }
+  } else if (node.IsSequence()) {
+    for (const auto& item : node) check_unique_keys(item, origin);
+  }
+}
+}  // namespace
+
 ConfigTree parse_config(const std::string& text, const std::string& origin) {
   ConfigTree tree;
   tree.file = origin;
@@ -142,23 +167,18 @@ ConfigTree parse_config(const std::string& text, const std::string& origin) {
   }
   if (tree.root.IsNull()) tree.root = YAML::Node(YAML::NodeType::Map);
   if (!tree.root.IsMap()) throw Error(origin + ": expected a mapping of sections at the top level");
+  check_unique_keys(tree.root, origin);
   return tree;
 }
 
 ConfigTree load_config(const std::string& file) {
-  if (!fs::is_regular_file(file)) throw Error(file + ": config file does not exist");
-  ConfigTree tree;
-  tree.file = file;
-  try {
-    tree.root = YAML::LoadFile(file);
-  } catch (const YAML::BadFile&) {
-    throw Error(file + ": cannot read config file");
-  } catch (const YAML::Exception& e) {
-    throw Error(file + ":" + std::to_string(e.mark.line + 1) + ": invalid YAML: " + e.msg);
-  }
-  if (tree.root.IsNull()) tree.root = YAML::Node(YAML::NodeType::Map);
-  if (!tree.root.IsMap()) throw Error(file + ": expected a mapping of sections at the top level");
-  return tree;
+  std::error_code ec;
+  const auto status = fs::status(file, ec);
+  if (ec || !fs::exists(status)) throw Error(file + ": config file does not exist");
+  if (fs::is_directory(status)) throw Error(file + ": is a folder, not a config file");
+  // read_file names the file and the reason when reading fails; special files
+  // such as /dev/stdin are read like regular ones.
+  return parse_config(read_file(file), file);
 }
 
 void apply_override(ConfigTree& tree, const std::string& assignment) {

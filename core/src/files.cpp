@@ -40,9 +40,16 @@ void atomic_write(const fs::path& path, const std::string& content) {
   atomic_write_with(path, [&](const std::string& tmp) {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
     if (!out) throw Error("cannot write " + path.string() + ": " + std::strerror(errno));
+    errno = 0;
     out.write(content.data(), static_cast<std::streamsize>(content.size()));
     out.flush();
-    if (!out) throw Error("cannot write " + path.string() + ": " + std::strerror(errno));
+    out.close();
+    if (!out) {
+      throw Error("cannot write " + path.string() + ": " +
+                  (errno == EFBIG ? std::string("file size limit exceeded")
+                   : errno        ? std::string(std::strerror(errno))
+                                  : std::string("write failed")));
+    }
   });
 }
 

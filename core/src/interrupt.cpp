@@ -20,7 +20,10 @@ extern "C" void on_signal(int sig) {
 }  // namespace
 
 Interrupted::Interrupted(int signal)
-    : Error(std::string("interrupted by ") + (signal == SIGINT ? "SIGINT" : signal == SIGTERM ? "SIGTERM" : "a signal")),
+    : Error(std::string("interrupted by ") + (signal == SIGINT    ? "SIGINT"
+                                              : signal == SIGTERM ? "SIGTERM"
+                                              : signal == SIGHUP  ? "SIGHUP"
+                                                                  : "a signal")),
       signal_(signal) {}
 
 void install_interrupt_handlers() {
@@ -29,6 +32,9 @@ void install_interrupt_handlers() {
   sigemptyset(&sa.sa_mask);
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
+  // A closed terminal or ssh session: stop like Ctrl-C, so that the disk
+  // cache file is removed and the run folder says what happened.
+  sigaction(SIGHUP, &sa, nullptr);
   std::signal(SIGXFSZ, SIG_IGN);
 }
 

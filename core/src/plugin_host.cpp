@@ -6,6 +6,8 @@
 #include <set>
 #include <sstream>
 
+#include <link.h>
+
 #define BOOST_DLL_USE_STD_FS
 #include <boost/dll/runtime_symbol_info.hpp>
 #include <boost/dll/shared_library.hpp>
@@ -42,6 +44,31 @@ void check_stamp(const AbiStamp& plugin, const std::string& library) {
                 " was built with _GLIBCXX_USE_CXX11_ABI=" + std::to_string(plugin.cxx11_abi) +
                 ", but this host uses _GLIBCXX_USE_CXX11_ABI=" + std::to_string(host.cxx11_abi));
   }
+}
+
+// Whether `address` lies in an executable segment of a loaded object: code,
+// as opposed to data.
+bool is_code(const void* address) {
+  struct Query {
+    std::uintptr_t address;
+    bool code = false;
+  } q{reinterpret_cast<std::uintptr_t>(address)};
+  dl_iterate_phdr(
+      [](dl_phdr_info* info, std::size_t, void* data) {
+        auto* query = static_cast<Query*>(data);
+        for (int i = 0; i < info->dlpi_phnum; ++i) {
+          const ElfW(Phdr)& ph = info->dlpi_phdr[i];
+          if (ph.p_type != PT_LOAD || (ph.p_flags & PF_X) == 0) continue;
+          const std::uintptr_t begin = info->dlpi_addr + ph.p_vaddr;
+          if (query->address >= begin && query->address < begin + ph.p_memsz) {
+            query->code = true;
+            return 1;
+          }
+        }
+        return 0;
+      },
+      &q);
+  return q.code;
 }
 
 // Keeps `library` loaded for as long as the object lives.
@@ -147,13 +174,30 @@ void PluginHost::load_library(const fs::path& file) {
   Library library;
   try {
     library = std::make_shared<boost::dll::shared_library>(
-        file, boost::dll::load_mode::rtld_lazy | boost::dll::load_mode::rtld_local);
+        // RTLD_NOW: an unresolved symbol is an error here, not a crash hours later.
+        file, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
   } catch (const std::exception& e) {
     throw Error("cannot load plugin library " + path + ": " + e.what());
   }
   if (!library->has(LEARNDROP_ENTRY_SYMBOL)) {
     throw Error("plugin library " + path + " is not a LearnDrop plugin: it does not export '" + LEARNDROP_ENTRY_SYMBOL +
                 "' (declare it with LEARNDROP_PLUGIN(...))");
+  }
+  // LEARNDROP_PLUGIN exports a pointer to the entry function. A library that
+  // exports a null pointer or a function under that name crashed the host
+  // when the pointer was called: check what the symbol is before calling.
+  const void* const* slot = &library->get<const void*>(LEARNDROP_ENTRY_SYMBOL);
+  if (is_code(slot)) {
+    throw Error("plugin library " + path + " exports '" + LEARNDROP_ENTRY_SYMBOL +
+                "' as a function, not as the entry pointer LEARNDROP_PLUGIN(...) declares");
+  }
+  if (*slot == nullptr) {
+    throw Error("plugin library " + path + ": its '" + LEARNDROP_ENTRY_SYMBOL +
+                "' is a null pointer (declare it with LEARNDROP_PLUGIN(...))");
+  }
+  if (!is_code(*slot)) {
+    throw Error("plugin library " + path + ": its '" + LEARNDROP_ENTRY_SYMBOL +
+                "' does not point to a function (declare it with LEARNDROP_PLUGIN(...))");
   }
   const PluginEntry* entry = nullptr;
   try {

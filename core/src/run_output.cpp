@@ -2,6 +2,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <sstream>
 
 #include <torch/serialize.h>
 
@@ -45,16 +46,14 @@ void RunOutput::write_summary(const nlohmann::json& summary) {
 }
 
 void RunOutput::save_model(torch::nn::Module& model) {
-  fs::path path = dir_ / "model.pt";
-  atomic_write_with(path, [&](const std::string& tmp) {
-    torch::serialize::OutputArchive archive;
-    model.save(archive);
-    try {
-      archive.save_to(tmp);
-    } catch (const std::exception& e) {
-      throw Error("cannot write " + path.string() + ": " + e.what());
-    }
-  });
+  // Serialised in memory, then written like every other result file: LibTorch's
+  // file writer finishes the archive in its destructor, and a full disk there
+  // (a throw from a destructor) terminated the process.
+  std::ostringstream bytes;
+  torch::serialize::OutputArchive archive;
+  model.save(archive);
+  archive.save_to(bytes);
+  atomic_write(dir_ / "model.pt", bytes.str());
 }
 
 }  // namespace ld::core

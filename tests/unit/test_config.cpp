@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <fstream>
 #include <thread>
 
 #include "learndrop/core/config.h"
@@ -141,6 +142,30 @@ TEST(Config, DeviceAndPrecisionAreCheckedAndCacheDtypeFollowsPrecision) {
   EXPECT_NE(gpu.effective_yaml().find("device: cuda:1"), std::string::npos);
   EXPECT_NE(gpu.effective_yaml().find("precision: fp16"), std::string::npos);
   EXPECT_NE(gpu.hash(), rc.hash());
+}
+
+// Issue 12, CLI finding 4: repeated keys were accepted silently, a repeated
+// section resolving to the first and a repeated key to the last.
+TEST(Config, ARepeatedKeyOrSectionIsAnErrorNamingBothLines) {
+  std::string e = error_of("train:\n  epochs: 3\n  epochs: 5\n");
+  EXPECT_NE(e.find("cfg.yaml:3: key 'epochs' appears twice in the same mapping (first on line 2)"), std::string::npos)
+      << e;
+  e = error_of("train:\n  epochs: 3\npolicy:\n  plugin: none\ntrain:\n  epochs: 5\n");
+  EXPECT_NE(e.find("cfg.yaml:5: key 'train' appears twice in the same mapping (first on line 1)"), std::string::npos)
+      << e;
+  EXPECT_EQ(resolve("train:\n  epochs: 3\npolicy:\n  plugin: none\n").train.epochs, 3);
+}
+
+// Issue 12, CLI finding 12: a folder got "does not exist".
+TEST(Config, AConfigPathThatIsAFolderOrMissingIsNamedForWhatItIs) {
+  test::TempDir dir;
+  EXPECT_NE(test::error_of([&] { load_config(dir.str()); }).find(": is a folder, not a config file"),
+            std::string::npos);
+  EXPECT_NE(test::error_of([&] { load_config(dir.str() + "/none.yaml"); }).find("config file does not exist"),
+            std::string::npos);
+  std::ofstream(dir.path() / "dup.yaml") << "train:\n  lr: 0.1\n  lr: 0.2\n";
+  const std::string e = test::error_of([&] { load_config((dir.path() / "dup.yaml").string()); });
+  EXPECT_NE(e.find("dup.yaml:3: key 'lr' appears twice"), std::string::npos) << e;
 }
 
 TEST(Config, EffectiveConfigResolvesToTheSameRun) {

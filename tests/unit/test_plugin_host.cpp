@@ -49,6 +49,23 @@ TEST(PluginHost, MissingEntrySymbolIsNamed) {
   EXPECT_NE(e.find("does not export 'learndrop_plugin_entry'"), std::string::npos) << e;
 }
 
+// Issue 12, CLI finding 3: these crashed the host (exit 139).
+TEST(PluginHost, AnEntryThatIsNullOrAFunctionIsRefusedNotCalled) {
+  std::string e = load_error("null_entry");
+  EXPECT_NE(e.find("ldp_null_entry.so"), std::string::npos) << e;
+  EXPECT_NE(e.find("is a null pointer"), std::string::npos) << e;
+  e = load_error("function_entry");
+  EXPECT_NE(e.find("ldp_function_entry.so"), std::string::npos) << e;
+  EXPECT_NE(e.find("as a function, not as the entry pointer"), std::string::npos) << e;
+}
+
+TEST(PluginHost, AnUnresolvedSymbolIsAnErrorAtLoadTime) {
+  const std::string e = load_error("unresolved_symbol");
+  EXPECT_NE(e.find("cannot load plugin library"), std::string::npos) << e;
+  EXPECT_NE(e.find("ldp_unresolved_symbol.so"), std::string::npos) << e;
+  EXPECT_NE(e.find("ld_test_function_that_nobody_defines"), std::string::npos) << e;
+}
+
 TEST(PluginHost, NewerAbiIsRefusedWithBothVersions) {
   std::string e = load_error("newer_abi");
   EXPECT_NE(e.find("ldp_newer_abi.so"), std::string::npos) << e;

@@ -1,0 +1,47 @@
+// The run folder's files: written to a temporary name and renamed; a write
+// that fails is a clear error and leaves nothing half-written.
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include <sys/resource.h>
+
+#include <torch/nn/modules/linear.h>
+
+#include "learndrop/core/interrupt.h"
+#include "learndrop/core/run_output.h"
+#include "test_env.h"
+
+namespace ld::core {
+
+// Issue 12, CLI finding 1: a full disk while saving model.pt terminated the
+// process (LibTorch's file writer threw from its destructor) and left
+// .model.pt.tmp<pid> behind.
+TEST(RunOutput, AFullDiskWhileSavingTheModelIsAClearErrorAndLeavesNoTemporaryFile) {
+  install_interrupt_handlers();  // ignores SIGXFSZ, as ldrop does
+  test::TempDir dir;
+  RunOutput out(dir.path());
+  out.append_metrics({{"epoch", 1}, {"train_loss", 0.5}});
+  torch::nn::Linear big(256, 256);  // 257 KiB of parameters
+  struct rlimit old {};
+  ASSERT_EQ(getrlimit(RLIMIT_FSIZE, &old), 0);
+  struct rlimit small = old;
+  small.rlim_cur = 64 * 1024;
+  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &small), 0);
+  const std::string e = test::error_of([&] { out.save_model(*big); });
+  setrlimit(RLIMIT_FSIZE, &old);
+  EXPECT_NE(e.find("cannot write " + (dir.path() / "model.pt").string()), std::string::npos) << e;
+  EXPECT_NE(e.find("file size limit exceeded"), std::string::npos) << e;
+  for (const auto& f : std::filesystem::directory_iterator(dir.path())) {
+    EXPECT_EQ(f.path().filename().string().find(".model.pt.tmp"), std::string::npos) << "left " << f.path();
+  }
+  EXPECT_FALSE(std::filesystem::exists(dir.path() / "model.pt"));
+  std::ifstream metrics(dir.path() / "metrics.jsonl");
+  std::string line;
+  ASSERT_TRUE(std::getline(metrics, line));
+  EXPECT_EQ(nlohmann::json::parse(line)["epoch"], 1) << "the metrics already written stay valid";
+  out.save_model(*big);  // and with room, the same call works
+  EXPECT_GT(std::filesystem::file_size(dir.path() / "model.pt"), 256u * 256u * 4u);
+}
+
+}  // namespace ld::core
