@@ -3,6 +3,7 @@
 #include <cmath>
 #include <filesystem>
 #include <map>
+#include <regex>
 #include <thread>
 
 #include "learndrop/core/device.h"
@@ -372,6 +373,14 @@ RunConfig resolve_config(const ConfigTree& tree, const PluginHost& host) {
   Options experiment = validate_section(tree, "experiment", tree.root["experiment"], host_section_keys("experiment"),
                                         "section 'experiment'");
   rc.name = experiment.get_string("name");
+  // The name becomes a folder name (runs/<name>-<hash>): no path separators,
+  // no leading dot ("..", hidden folders), nothing a shell would mangle.
+  static const std::regex safe_name("[A-Za-z0-9_][A-Za-z0-9._+-]{0,127}");
+  if (!std::regex_match(rc.name, safe_name)) {
+    throw Error(where(tree, tree.root["experiment"]["name"], "experiment.name") +
+                ": expected a name of letters, digits, '_', '.', '+' or '-' (not starting with '.' or '-', at most "
+                "128 characters; it names the run folder runs/<name>-<hash>), got '" + rc.name + "'");
+  }
   rc.seed = static_cast<std::uint64_t>(experiment.get_int("seed"));
 
   Options runtime =

@@ -2,6 +2,7 @@
 // test_batch.bin, batches.meta.txt), from its folder or straight from the
 // distributed cifar-10-binary.tar.gz (read with libarchive).
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -137,6 +138,10 @@ std::vector<int> parse_batch_list(const std::string& text) {
     if (item.size() != 1 || item[0] < '1' || item[0] > '5') {
       throw ld::Error("dataset.batches: expected 'all' or a comma-separated list of training batches 1-5, got '" +
                       text + "'");
+    }
+    if (std::find(out.begin(), out.end(), item[0] - '0') != out.end()) {
+      throw ld::Error("dataset.batches: batch " + item + " is listed twice in '" + text +
+                      "' (its images would be trained on twice per epoch)");
     }
     out.push_back(item[0] - '0');
   }

@@ -89,6 +89,10 @@ std::vector<Sample> list_split(const fs::path& root, const std::string& split,
     if (!fs::is_directory(dir)) continue;
     std::vector<Sample> files;
     for (const auto& name : sorted_names(dir, false)) files.push_back({split + "/" + wnid + "/" + name, label});
+    if (files.empty()) {
+      throw ld::Error("dataset imagenette: class folder " + dir.string() +
+                      " has no JPEG images (a class without samples; remove the folder or restore its files)");
+    }
     per_class.push_back(std::move(files));
   }
   std::vector<Sample> out;

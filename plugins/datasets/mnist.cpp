@@ -150,6 +150,16 @@ class MnistDataset : public ld::Dataset {
     }
     std::int64_t max_label = std::max(train_lab.max().item<std::int64_t>(), test_lab.max().item<std::int64_t>());
     num_classes_ = max_label + 1;
+    // The classes are 0..max. When most of them have no sample at all, a label
+    // byte is corrupt (one 200 in MNIST built a 201-class model). A few empty
+    // classes are allowed: train_limit/test_limit may leave some out.
+    const at::Tensor counts = at::bincount(at::cat({train_lab, test_lab}).to(at::kLong), {}, num_classes_);
+    const std::int64_t empty = counts.eq(0).sum().item<std::int64_t>();
+    if (2 * empty > num_classes_) {
+      throw ld::Error("dataset mnist: the labels in " + root_.string() + " go up to " + std::to_string(max_label) +
+                      ", but " + std::to_string(empty) + " of the classes 0.." + std::to_string(max_label) +
+                      " have no sample: a label file is corrupt or not an idx label file");
+    }
     at::Tensor train_f = train_img.to(at::kFloat).div_(255.0);
     at::Tensor test_f = test_img.to(at::kFloat).div_(255.0);
     if (o.normalize) {

@@ -79,6 +79,8 @@ TEST(Cifar10, BatchesKeyAndLimits) {
             test::cifar_label("data_batch_2.bin", 0));
   EXPECT_NE(error_of(dir.str(), {{"batches", "1,6"}}).find("training batches 1-5"), std::string::npos);
   EXPECT_NE(error_of(dir.str(), {{"batches", "3"}}).find("has no data_batch_3.bin"), std::string::npos);
+  // Issue 12, CLI finding 9: "1,1" loaded batch 1 twice.
+  EXPECT_NE(error_of(dir.str(), {{"batches", "1,2,1"}}).find("batch 1 is listed twice"), std::string::npos);
 }
 
 TEST(Cifar10, NormalisesPerChannel) {

@@ -156,6 +156,16 @@ TEST(Config, ARepeatedKeyOrSectionIsAnErrorNamingBothLines) {
   EXPECT_EQ(resolve("train:\n  epochs: 3\npolicy:\n  plugin: none\n").train.epochs, 3);
 }
 
+// Issue 12, CLI finding 11: the name became a path, runs/../../escape.
+TEST(Config, ExperimentNameIsAFolderNameNotAPath) {
+  for (const char* bad : {"../../escape", "a/b", ".hidden", "", "-rf", "two words"}) {
+    const std::string e = error_of(std::string("experiment:\n  name: '") + bad + "'\n");
+    EXPECT_NE(e.find("experiment.name: expected a name of letters, digits"), std::string::npos) << bad << ": " << e;
+  }
+  EXPECT_EQ(resolve("experiment:\n  name: cifar10-resnet18_v2.1\n").name, "cifar10-resnet18_v2.1");
+  EXPECT_NE(error_of("", {"experiment.name=../x"}).find("(from --set)"), std::string::npos);
+}
+
 // Issue 12, CLI finding 12: a folder got "does not exist".
 TEST(Config, AConfigPathThatIsAFolderOrMissingIsNamedForWhatItIs) {
   test::TempDir dir;

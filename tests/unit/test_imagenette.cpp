@@ -67,6 +67,16 @@ TEST(Imagenette, RoundTripsLabelsAndPixelsOfEveryImage) {
   }
 }
 
+// Issue 12, CLI finding 9: an empty train/<class> folder was accepted silently.
+TEST(Imagenette, AnEmptyClassFolderIsNamed) {
+  test::TempDir dir;
+  test::write_imagenette_fixture(dir.str());
+  const fs::path folder = dir.path() / "imagenette2" / "train" / test::fixture_wnid(1);
+  for (const auto& f : fs::directory_iterator(folder)) fs::remove(f.path());
+  const std::string e = error_of([&] { open(dir.str()); });
+  EXPECT_NE(e.find(folder.string() + " has no JPEG images"), std::string::npos) << e;
+}
+
 TEST(Imagenette, ResizesWithDctScalingAndKeepsGeometry) {
   test::TempDir dir;
   test::write_imagenette_fixture(dir.str(), {2, 1, 1});

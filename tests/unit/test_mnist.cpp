@@ -70,6 +70,23 @@ TEST(Mnist, LimitsAndNormalisation) {
   EXPECT_NEAR(x.std().item<double>(), 1.0, 1e-3);
 }
 
+// Issue 12, CLI finding 9: a label byte of 200 built a 201-class model.
+TEST(Mnist, ALabelFarPastTheOthersIsACorruptLabelFile) {
+  test::TempDir dir;
+  const test::IdxFixture f;
+  test::write_idx_fixture(dir.str(), f);
+  std::vector<std::uint8_t> labels;
+  for (int i = 0; i < f.train; ++i) labels.push_back(static_cast<std::uint8_t>(test::fixture_label(f, "train", i)));
+  labels[17] = 200;
+  test::write_idx_file(dir.str() + "/train-labels-idx1-ubyte.gz", 0x0801, {static_cast<std::uint32_t>(f.train)},
+                       labels, true);
+  const std::string e = error_of(dir.str());
+  EXPECT_NE(e.find("go up to 200"), std::string::npos) << e;
+  EXPECT_NE(e.find("a label file is corrupt"), std::string::npos) << e;
+  EXPECT_EQ(open(dir.str(), {{"train_limit", "3"}, {"test_limit", "1"}})->num_classes(), f.classes)
+      << "limits that leave a few classes out are not an error";
+}
+
 TEST(Mnist, BadMagicNamesFileAndOffset) {
   test::TempDir dir;
   test::write_idx_fixture(dir.str(), test::IdxFixture{});
