@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "learndrop/core/plugin_host.h"
+#include "learndrop/core/text.h"
 #include "learndrop/error.h"
 
 namespace ld::core {
@@ -126,15 +127,49 @@ Suite load_suite(const std::string& file, const PluginHost& host) {
       }
       axis.labels.push_back(label);
     }
+    // A repeated value trained the same config twice into one run folder.
+    for (std::size_t i = 0; i < axis.values.size(); ++i) {
+      for (std::size_t j = 0; j < i; ++j) {
+        if (axis.values[i] == axis.values[j]) {
+          throw Error(where + ": value " + std::to_string(i + 1) + " (" + value_label(axis.values[i]) +
+                      ") repeats value " + std::to_string(j + 1));
+        }
+      }
+    }
     axes.push_back(std::move(axis));
   }
+  // The keys the matrix sets: what exclude entries and the baseline may name.
+  std::vector<std::string> axis_keys;
+  for (const auto& axis : axes) {
+    for (const auto& value : axis.values) {
+      for (const auto& kv : value) {
+        if (std::find(axis_keys.begin(), axis_keys.end(), kv.first) == axis_keys.end()) axis_keys.push_back(kv.first);
+      }
+    }
+  }
+  auto check_keys = [&](const Assignment& a, const YAML::Node& node, const std::string& what,
+                        const std::string& consequence) {
+    for (const auto& kv : a) {
+      if (std::find(axis_keys.begin(), axis_keys.end(), kv.first) == axis_keys.end()) {
+        throw Error(located(file, node, what) + ": '" + kv.first + "' is not a key the matrix sets" +
+                    did_you_mean(kv.first, axis_keys) + " (" + consequence + "; the matrix sets " +
+                    quoted_list(axis_keys) + ")");
+      }
+    }
+  };
   std::vector<Assignment> excludes;
   if (root["exclude"].IsDefined()) {
     if (!root["exclude"].IsSequence()) throw Error(located(file, root["exclude"], "exclude") + ": expected a list");
-    for (const auto& e : root["exclude"]) excludes.push_back(assignments(e, file, "exclude"));
+    for (const auto& e : root["exclude"]) {
+      excludes.push_back(assignments(e, file, "exclude"));
+      check_keys(excludes.back(), e, "exclude", "the entry would exclude nothing");
+    }
   }
   Assignment baseline;
-  if (root["baseline"].IsDefined()) baseline = assignments(root["baseline"], file, "baseline");
+  if (root["baseline"].IsDefined()) {
+    baseline = assignments(root["baseline"], file, "baseline");
+    check_keys(baseline, root["baseline"], "baseline", "every run would be paired with itself");
+  }
   if (root["budget"].IsDefined()) {
     suite.budget = scalar(root["budget"], located(file, root["budget"], "budget"));
     if (suite.budget != "time" && suite.budget != "flops") {
@@ -231,6 +266,13 @@ Suite load_suite(const std::string& file, const PluginHost& host) {
         }
         b.insert(b.end(), baseline_extra.begin(), baseline_extra.end());
         run.baseline_hash = run.is_baseline ? run.hash : resolve(b).hash();
+      }
+      for (const auto& other : suite.runs) {
+        if (other.hash == run.hash) {
+          throw Error(file + ": runs " + other.label + " and " + run.label +
+                      " have the same effective config (hash " + run.hash +
+                      "): they would train the same run into one folder");
+        }
       }
       suite.runs.push_back(std::move(run));
     }

@@ -90,6 +90,23 @@ TEST_F(Suites, BaselineOfANamedAxisIsItsWholeValue) {
             std::string::npos);
 }
 
+// Issue 12, CLI finding 10: three suite mistakes that went through silently.
+TEST_F(Suites, RepeatedValuesStrayExcludeKeysAndBaselinesOffTheMatrixAreErrors) {
+  std::string e = error_of("matrix:\n  experiment.seed: [1, 2, 1]\n");
+  EXPECT_NE(e.find("matrix.experiment.seed"), std::string::npos) << e;
+  EXPECT_NE(e.find("value 3 (1) repeats value 1"), std::string::npos) << e;
+  e = error_of("matrix:\n  train.lr: [0.1, 0.10]\n");  // different text, the same config
+  EXPECT_NE(e.find("have the same effective config"), std::string::npos) << e;
+  e = error_of("matrix:\n  experiment.seed: [1, 2]\nexclude:\n  - {experiment.sed: 1}\n");
+  EXPECT_NE(e.find("'experiment.sed' is not a key the matrix sets"), std::string::npos) << e;
+  EXPECT_NE(e.find("did you mean 'experiment.seed'?"), std::string::npos) << e;
+  EXPECT_NE(e.find("the entry would exclude nothing"), std::string::npos) << e;
+  e = error_of("matrix:\n  experiment.seed: [1, 2]\nbaseline: {policy.plugin: none}\n");
+  EXPECT_NE(e.find("'policy.plugin' is not a key the matrix sets"), std::string::npos) << e;
+  EXPECT_NE(e.find("every run would be paired with itself"), std::string::npos) << e;
+  EXPECT_EQ(load_suite(write_suite(kMatrix), *host_).runs.size(), 6u) << "a valid suite still loads";
+}
+
 TEST_F(Suites, BadSuitesAreNamedBeforeAnythingRuns) {
   EXPECT_NE(error_of("matrx: {}\n").find("matrx: unknown suite key"), std::string::npos);
   std::string e = error_of("matrix:\n  model.variant: [vgg11_bn, vgg99]\n");
