@@ -2,6 +2,7 @@
 
 #include <ctime>
 
+#include <nlohmann/json.hpp>
 #include <sqlite3.h>
 
 #include "learndrop/error.h"
@@ -87,23 +88,47 @@ std::string utc_now() {
   return buf;
 }
 
-ResultsDb::ResultsDb(const std::filesystem::path& path) : path_(path) {
-  if (sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr) != SQLITE_OK) {
+ResultsDb::ResultsDb(const std::filesystem::path& path, Mode mode) : path_(path) {
+  const int flags = mode == Mode::kReadOnly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+  if (sqlite3_open_v2(path.c_str(), &db_, flags, nullptr) != SQLITE_OK) {
     std::string msg = db_ ? sqlite3_errmsg(db_) : "out of memory";
     sqlite3_close(db_);
     db_ = nullptr;
     throw Error("results database " + path.string() + ": cannot open: " + msg);
   }
   sqlite3_busy_timeout(db_, 10000);
+  if (mode == Mode::kReadOnly) {
+    // A report reads; a zero-byte file or another program's database is not
+    // given LearnDrop's tables.
+    bool ours = false;
+    try {
+      ours = has_column("runs", "config_hash") && has_column("epochs", "metrics");
+    } catch (const Error&) {
+      sqlite3_close(db_);
+      db_ = nullptr;
+      throw;
+    }
+    if (!ours) {
+      sqlite3_close(db_);
+      db_ = nullptr;
+      throw Error("results database " + path.string() +
+                  ": not a LearnDrop results database (no 'runs' and 'epochs' tables); it was left unchanged");
+    }
+    return;
+  }
   exec("PRAGMA foreign_keys = ON;");
   exec("PRAGMA journal_mode = WAL;");
   exec(kSchema);
   // Databases of schema 1 (before budget-matched baselines) gain the columns.
   for (const char* column : {"role", "budget_hash"}) {
-    Statement info(db_, "SELECT 1 FROM pragma_table_info('runs') WHERE name = ?1", path_.string());
-    info.bind(1, std::string(column));
-    if (!info.step()) exec(std::string("ALTER TABLE runs ADD COLUMN ") + column + " TEXT NOT NULL DEFAULT '';");
+    if (!has_column("runs", column)) exec(std::string("ALTER TABLE runs ADD COLUMN ") + column + " TEXT NOT NULL DEFAULT '';");
   }
+}
+
+bool ResultsDb::has_column(const std::string& table, const std::string& column) const {
+  Statement info(db_, "SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2", path_.string());
+  info.bind(1, table).bind(2, column);
+  return info.step();
 }
 
 ResultsDb::~ResultsDb() { sqlite3_close(db_); }
@@ -118,7 +143,10 @@ void ResultsDb::exec(const std::string& sql) const {
 }
 
 bool ResultsDb::finished(const std::string& hash, const std::string& code_version) const {
-  Statement s(db_, "SELECT 1 FROM runs WHERE config_hash = ?1 AND code_version = ?2 AND status = 'finished'",
+  // A summary that is not valid JSON (a corrupt record) does not count.
+  Statement s(db_,
+              "SELECT 1 FROM runs WHERE config_hash = ?1 AND code_version = ?2 AND status = 'finished' "
+              "AND json_valid(summary)",
               path_.string());
   s.bind(1, hash).bind(2, code_version);
   return s.step();
@@ -181,9 +209,13 @@ void ResultsDb::fail(std::int64_t id, const std::string& error) {
 
 std::vector<RunRecord> ResultsDb::runs() const {
   std::vector<RunRecord> out;
+  // A read-only database of schema 1 lacks the budget columns.
+  const std::string role = has_column("runs", "role") ? "role" : "''";
+  const std::string budget = has_column("runs", "budget_hash") ? "budget_hash" : "''";
   Statement s(db_,
               "SELECT id, suite, label, config_hash, code_version, baseline_hash, is_baseline, matrix_values, "
-              "config_yaml, out_dir, status, error, started, ended, summary, role, budget_hash FROM runs ORDER BY id",
+              "config_yaml, out_dir, status, error, started, ended, summary, " +
+                  role + ", " + budget + " FROM runs ORDER BY id",
               path_.string());
   while (s.step()) {
     RunRecord r;
@@ -210,6 +242,20 @@ std::vector<RunRecord> ResultsDb::runs() const {
     Statement e(db_, "SELECT metrics FROM epochs WHERE run_id = ?1 ORDER BY epoch", path_.string());
     e.bind(1, r.id);
     while (e.step()) r.epochs_json.push_back(e.text(0));
+  }
+  for (auto& r : out) {
+    if (r.status != "finished") continue;
+    auto corrupt = [&](const std::string& what, const std::string& text) {
+      if (nlohmann::json::accept(text)) return false;
+      r.status = "failed";
+      r.error = "results database " + path_.string() + ": run " + r.label + " (id " + std::to_string(r.id) + "): its " +
+                what + " is not valid JSON";
+      return true;
+    };
+    if (corrupt("summary", r.summary_json) || corrupt("matrix values", r.values_json)) continue;
+    for (std::size_t i = 0; i < r.epochs_json.size(); ++i) {
+      if (corrupt("metrics of epoch " + std::to_string(i + 1), r.epochs_json[i])) break;
+    }
   }
   return out;
 }

@@ -2,6 +2,8 @@
 // runs and the report.
 #include <gtest/gtest.h>
 
+#include <sqlite3.h>
+
 #include <fstream>
 
 #include <nlohmann/json.hpp>
@@ -178,6 +180,73 @@ TEST_F(Suites, FailedRunIsRecordedAndTheSuiteGoesOn) {
   r = test::run_ldrop("suite run --stop-on-failure " + file);  // retries the failed runs only, stops at the first
   EXPECT_EQ(r.code, 1) << r.output;
   EXPECT_NE(r.output.find("0 finished, 1 failed, 2 skipped, 1 not started"), std::string::npos) << r.output;
+}
+
+// Issue 12, CLI finding 6: a report on a zero-byte file or a foreign SQLite
+// database created LearnDrop's tables in it and exited 0.
+TEST_F(Suites, ReportsOpenTheDatabaseReadOnlyAndRefuseForeignFiles) {
+  const fs::path empty = dir_.path() / "empty.db";
+  std::ofstream(empty).close();
+  test::LdropResult r = test::run_ldrop("suite report " + empty.string() + " --out " + (dir_.path() / "r1").string());
+  EXPECT_NE(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("not a LearnDrop results database"), std::string::npos) << r.output;
+  EXPECT_EQ(fs::file_size(empty), 0u) << "the report wrote into its input";
+  const fs::path foreign = dir_.path() / "foreign.db";
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(foreign.c_str(), &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db, "CREATE TABLE t (x); INSERT INTO t VALUES (1);", nullptr, nullptr, nullptr), SQLITE_OK);
+    sqlite3_close(db);
+  }
+  const auto size = fs::file_size(foreign);
+  r = test::run_ldrop("suite report " + foreign.string() + " --out " + (dir_.path() / "r2").string());
+  EXPECT_NE(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("not a LearnDrop results database"), std::string::npos) << r.output;
+  EXPECT_EQ(fs::file_size(foreign), size);
+  for (const char* side : {"-wal", "-shm"}) {
+    EXPECT_FALSE(fs::exists(foreign.string() + side)) << side;
+    EXPECT_FALSE(fs::exists(empty.string() + side)) << side;
+  }
+}
+
+// Issue 12, CLI finding 7: corrupt JSON in a record gave a raw parser error
+// naming neither the database nor the run, and suite run counted it finished.
+TEST_F(Suites, ACorruptRecordIsNamedLeftOutOfReportsAndRunAgain) {
+  const fs::path db_file = dir_.path() / "corrupt.db";
+  {
+    ResultsDb db(db_file);
+    for (const std::string label : {"good", "bad"}) {
+      RunRecord r;
+      r.suite = "fixture";
+      r.label = label;
+      r.config_hash = label + "-hash";
+      r.code_version = "test";
+      r.baseline_hash = r.config_hash;
+      r.is_baseline = true;
+      r.values_json = R"({"experiment.seed": "1"})";
+      r.config_yaml = "x";
+      r.out_dir = "runs/" + label;
+      const std::int64_t id = db.start(r);
+      const json summary = {{"model", "vgg11_bn"}, {"dataset", "mnist"}, {"policy", "none"}, {"seed", 1},
+                            {"test_accuracy", 0.9}, {"train_seconds", 10.0}, {"wall_seconds", 11.0},
+                            {"forward_flops", 1}, {"forward_flops_full", 1}, {"flops_reduction", 0.0},
+                            {"dropped_stages", 0}, {"num_stages", 8}};
+      db.finish(id, label == "bad" ? std::string("{\"model\": \"vgg11_bn\", trunc") : summary.dump(), {"{}"});
+    }
+    EXPECT_TRUE(db.finished("good-hash", "test"));
+    EXPECT_FALSE(db.finished("bad-hash", "test")) << "a corrupt record counted as finished";
+    const auto records = db.runs();
+    ASSERT_EQ(records.size(), 2u);
+    EXPECT_EQ(records[1].status, "failed");
+    EXPECT_NE(records[1].error.find("results database " + db_file.string() + ": run bad (id 2): its summary is not "
+                                    "valid JSON"),
+              std::string::npos)
+        << records[1].error;
+  }
+  const test::LdropResult r =
+      test::run_ldrop("suite report " + db_file.string() + " --out " + (dir_.path() / "report").string());
+  EXPECT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("run bad (id 2): its summary is not valid JSON; left out"), std::string::npos) << r.output;
 }
 
 TEST_F(Suites, ReportPairsRunsWithTheirBaselinesAndAveragesSeeds) {

@@ -8,6 +8,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <spdlog/spdlog.h>
+
 #include "commands.h"
 #include "learndrop/core/files.h"
 #include "learndrop/core/plugin_host.h"
@@ -210,8 +212,11 @@ int suite_report(const core::PluginHost& host, const std::string& input, const s
   fs::path db_path = input;
   if (fs::path(input).extension() != ".db") db_path = core::load_suite(input, host).output / "results.db";
   if (!fs::exists(db_path)) throw Error("suite report: no results database at " + db_path.string());
-  core::ResultsDb db(db_path);
+  core::ResultsDb db(db_path, core::ResultsDb::Mode::kReadOnly);
   const auto records = db.runs();
+  for (const auto& r : records) {
+    if (r.status == "failed" && r.error.rfind("results database ", 0) == 0) spdlog::warn("{}; left out", r.error);
+  }
   const ReportTable table = build_report(records);
   const fs::path out = out_arg.empty() ? db_path.parent_path() / "report" : fs::path(out_arg);
   fs::create_directories(out);

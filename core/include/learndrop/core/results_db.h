@@ -39,8 +39,12 @@ struct RunRecord {
 /// transactions, so an interrupted suite leaves a consistent database.
 class ResultsDb {
  public:
-  /// Opens or creates the database (and its schema). Throws ld::Error naming the file.
-  explicit ResultsDb(const std::filesystem::path& path);
+  enum class Mode { kReadWrite, kReadOnly };
+
+  /// Opens or creates the database (and its schema). Read-only (reports)
+  /// opens an existing LearnDrop database and never writes to it: a file that
+  /// is not one is an error. Throws ld::Error naming the file.
+  explicit ResultsDb(const std::filesystem::path& path, Mode mode = Mode::kReadWrite);
   ~ResultsDb();
   ResultsDb(const ResultsDb&) = delete;
   ResultsDb& operator=(const ResultsDb&) = delete;
@@ -61,13 +65,16 @@ class ResultsDb {
   /// Records the end of run `id`: failed with an error message.
   void fail(std::int64_t id, const std::string& error);
 
-  /// Every run (epochs included), oldest first.
+  /// Every run (epochs included), oldest first. A finished run whose stored
+  /// JSON does not parse is returned as failed, its error naming the
+  /// database and what was corrupt (and finished() does not count it).
   std::vector<RunRecord> runs() const;
 
   const std::filesystem::path& path() const { return path_; }
 
  private:
   void exec(const std::string& sql) const;
+  bool has_column(const std::string& table, const std::string& column) const;
   /// Runs `body` in one write transaction, rolled back if it throws.
   void transaction(const std::function<void()>& body);
   std::filesystem::path path_;
