@@ -177,7 +177,16 @@ void PluginHost::load_library(const fs::path& file) {
         // RTLD_NOW: an unresolved symbol is an error here, not a crash hours later.
         file, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
   } catch (const std::exception& e) {
-    throw Error("cannot load plugin library " + path + ": " + e.what());
+    // Boost wraps dlerror's message and appends an unrelated errno text
+    // ("...: Bad file descriptor"): keep dlerror's own words.
+    std::string why = e.what();
+    const std::string marker = "dlerror system message: ";
+    const auto at = why.find(marker);
+    const auto end = why.rfind(')');
+    if (at != std::string::npos && end != std::string::npos && end > at) {
+      why = why.substr(at + marker.size(), end - at - marker.size());
+    }
+    throw Error("cannot load plugin library " + path + ": " + why);
   }
   if (!library->has(LEARNDROP_ENTRY_SYMBOL)) {
     throw Error("plugin library " + path + " is not a LearnDrop plugin: it does not export '" + LEARNDROP_ENTRY_SYMBOL +

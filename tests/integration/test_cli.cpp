@@ -142,6 +142,17 @@ TEST_F(Cli, PluginPathsInTheConfigAreLoadedRelativeToIt) {
   EXPECT_EQ(nlohmann::json::parse(in)["dropped_stages"], 1);
 }
 
+// Issue 12, CLI finding 12: "A subcommand is required" for a misspelt command.
+TEST_F(Cli, AnUnknownCommandIsNamedWithTheClosestOne) {
+  Result r = ldrop("frobnicate");
+  EXPECT_EQ(r.code, 2) << r.output;
+  EXPECT_NE(r.output.find("error: ldrop: unknown command 'frobnicate' (commands: 'run', "), std::string::npos)
+      << r.output;
+  r = ldrop("suite rnu x.yaml");
+  EXPECT_EQ(r.code, 2) << r.output;
+  EXPECT_NE(r.output.find("ldrop suite: unknown command 'rnu'; did you mean 'run'?"), std::string::npos) << r.output;
+}
+
 TEST_F(Cli, MissingConfigFileIsNamed) {
   Result r = ldrop("run /nonexistent/cfg.yaml");
   EXPECT_EQ(r.code, 2);

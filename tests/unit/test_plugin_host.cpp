@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <fstream>
+
 #include "cifar_fixture.h"
 #include "idx_fixture.h"
 #include "jpeg_fixture.h"
@@ -57,6 +59,19 @@ TEST(PluginHost, AnEntryThatIsNullOrAFunctionIsRefusedNotCalled) {
   e = load_error("function_entry");
   EXPECT_NE(e.find("ldp_function_entry.so"), std::string::npos) << e;
   EXPECT_NE(e.find("as a function, not as the entry pointer"), std::string::npos) << e;
+}
+
+// Issue 12, CLI finding 12: load errors ended with a spurious ": Bad file descriptor".
+TEST(PluginHost, AFileThatIsNoLibraryGetsTheLoadersOwnReason) {
+  test::TempDir dir;
+  const std::string file = dir.str() + "/ldp_text.so";
+  std::ofstream(file) << "not a library";
+  auto host = test::builtin_host();
+  const std::string e = test::error_of([&] { host->load_library(file); });
+  EXPECT_NE(e.find("cannot load plugin library " + file + ": "), std::string::npos) << e;
+  EXPECT_NE(e.find("file too short"), std::string::npos) << e;
+  EXPECT_EQ(e.find("Bad file descriptor"), std::string::npos) << e;
+  EXPECT_EQ(e.find("boost::dll"), std::string::npos) << e;
 }
 
 TEST(PluginHost, AnUnresolvedSymbolIsAnErrorAtLoadTime) {

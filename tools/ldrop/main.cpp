@@ -11,6 +11,7 @@
 #include "learndrop/core/config.h"
 #include "learndrop/core/interrupt.h"
 #include "learndrop/core/plugin_host.h"
+#include "learndrop/core/text.h"
 #include "learndrop/core/suite.h"
 #include "learndrop/core/trainer.h"
 #include "learndrop/error.h"
@@ -170,6 +171,28 @@ int main(int argc, char** argv) {
   describe->add_option("name", plugin_name, "plugin name")->required();
   describe->add_flag("--json", json, "print JSON");
 
+  // An unknown command word (at the top or under a command group) is named,
+  // with the closest command, instead of CLI11's "A subcommand is required".
+  {
+    CLI::App* level = &app;
+    for (int i = 1; i < argc && !level->get_subcommands({}).empty(); ++i) {
+      const std::string word = argv[i];
+      if (word.empty() || word[0] == '-') break;
+      std::vector<std::string> names;
+      CLI::App* next = nullptr;
+      for (CLI::App* sub : level->get_subcommands({})) {
+        names.push_back(sub->get_name());
+        if (sub->get_name() == word) next = sub;
+      }
+      if (next == nullptr) {
+        const std::string where = level == &app ? "ldrop" : "ldrop " + level->get_name();
+        std::fprintf(stderr, "error: %s: unknown command '%s'%s (commands: %s)\n", where.c_str(), word.c_str(),
+                     ld::core::did_you_mean(word, names).c_str(), ld::core::quoted_list(names).c_str());
+        return kBadInput;
+      }
+      level = next;
+    }
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
