@@ -1,9 +1,34 @@
 #!/usr/bin/env bash
 # Builds if needed and runs the whole test suite (GoogleTest through CTest).
+#
+#   tools/test.sh [CTEST ARGS...]              the Release build in build/
+#   tools/test.sh --sanitize [CTEST ARGS...]   AddressSanitizer + UndefinedBehaviorSanitizer
+#                                              build in build-sanitize/ (its own folder)
+#
+# Sanitized runs: any ASan/UBSan report fails the test that triggered it
+# (halt_on_error); tools/sanitize.supp lists the reports of LibTorch itself
+# that are not ours, each with its reason.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [[ ! -f build/CMakeCache.txt ]]; then
-  cmake -S . -B build -DCMAKE_BUILD_TYPE=Release
+build=build
+flags=()
+if [[ ${1:-} == --sanitize ]]; then
+  shift
+  build=build-sanitize
+  san="-fsanitize=address,undefined -fno-sanitize=vptr -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
+  flags=(-DCMAKE_BUILD_TYPE=RelWithDebInfo "-DCMAKE_CXX_FLAGS=$san" "-DCMAKE_C_FLAGS=$san"
+         "-DCMAKE_EXE_LINKER_FLAGS=-fsanitize=address,undefined"
+         "-DCMAKE_SHARED_LINKER_FLAGS=-fsanitize=address,undefined"
+         "-DCMAKE_MODULE_LINKER_FLAGS=-fsanitize=address,undefined")
+  # Leak checking is off: LibTorch keeps process-lifetime allocations (operator
+  # registry, thread pools) that LeakSanitizer reports at exit.
+  export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:halt_on_error=1:abort_on_error=0:detect_odr_violation=0}
+  export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1:suppressions=$PWD/tools/sanitize.supp}
+else
+  flags=(-DCMAKE_BUILD_TYPE=Release)
 fi
-cmake --build build -j"$(nproc)"
-ctest --test-dir build --output-on-failure -j"$(nproc)" "$@"
+if [[ ! -f $build/CMakeCache.txt ]]; then
+  cmake -S . -B "$build" "${flags[@]}"
+fi
+cmake --build "$build" -j"$(nproc)"
+ctest --test-dir "$build" --output-on-failure -j"$(nproc)" "$@"
