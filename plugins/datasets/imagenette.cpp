@@ -412,6 +412,14 @@ class ImagenetteDataset : public ld::Dataset {
     if (tjDecompressHeader3(tj, data, bytes.size(), &width, &height, &subsamp, &colorspace) != 0) {
       throw ld::Error("dataset imagenette: " + path.string() + ": not a readable JPEG: " + tjGetErrorStr2(tj));
     }
+    // A corrupt header can claim 65500x65500 (12 GiB of RGB): bound the
+    // decode before allocating for it.
+    constexpr std::int64_t kMaxPixels = std::int64_t{1} << 26;  // 64 megapixels
+    if (width <= 0 || height <= 0 || static_cast<std::int64_t>(width) * height > kMaxPixels) {
+      throw ld::Error("dataset imagenette: " + path.string() + ": the JPEG header claims " + std::to_string(width) +
+                      "x" + std::to_string(height) + " pixels, more than the " + std::to_string(kMaxPixels >> 20) +
+                      " megapixels an image may have here (a corrupt header?)");
+    }
     Crop crop = center_square(width, height);
     crop.flip = mode == kCentreMirrored;
     if (mode == kRandom) {
@@ -437,10 +445,13 @@ class ImagenetteDataset : public ld::Dataset {
     const int sh = (height * num + denom - 1) / denom;
     const bool cmyk = colorspace == TJCS_CMYK || colorspace == TJCS_YCCK;
     std::vector<std::uint8_t> pixels(static_cast<std::size_t>(sw) * sh * (cmyk ? 4 : 3));
+    // Warnings count: a truncated file or garbage in the entropy-coded data
+    // decodes "successfully" into grey or smeared pixels that train silently.
     if (tjDecompress2(tj, data, bytes.size(), pixels.data(), sw, 0, sh, cmyk ? TJPF_CMYK : TJPF_RGB,
-                      TJFLAG_ACCURATEDCT) != 0 &&
-        tjGetErrorCode(tj) == TJERR_FATAL) {
-      throw ld::Error("dataset imagenette: " + path.string() + ": cannot decode JPEG: " + tjGetErrorStr2(tj));
+                      TJFLAG_ACCURATEDCT) != 0) {
+      throw ld::Error("dataset imagenette: " + path.string() + ": " +
+                      (tjGetErrorCode(tj) == TJERR_FATAL ? "cannot decode JPEG: " : "corrupt JPEG: ") +
+                      tjGetErrorStr2(tj) + " (remove or replace the file)");
     }
     if (cmyk) {  // Adobe-style (inverted) CMYK to RGB
       for (std::size_t p = 0, q = 0; p < pixels.size(); p += 4, q += 3) {

@@ -77,6 +77,44 @@ TEST(Imagenette, AnEmptyClassFolderIsNamed) {
   EXPECT_NE(e.find(folder.string() + " has no JPEG images"), std::string::npos) << e;
 }
 
+// Issue 12, CLI finding 5: these trained silently.
+TEST(Imagenette, TruncatedCorruptAndHugeJpegsAreRefusedNamingTheFile) {
+  test::TempDir dir;
+  test::write_imagenette_fixture(dir.str());
+  auto ds = open(dir.str(), {{"augment", "none"}});
+  // Train sample 0 is the first image of the first class (classes interleaved).
+  const fs::path file = dir.path() / "imagenette2" / "train" / test::fixture_wnid(0) / "img_0.JPEG";
+  std::string bytes;
+  {
+    std::ifstream in(file, std::ios::binary);
+    bytes.assign((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  }
+  auto write = [&](const std::string& b) { std::ofstream(file, std::ios::binary | std::ios::trunc) << b; };
+  // Walk the marker segments to the start of frame (FF C0..C2: length[2]
+  // precision[1] height[2] width[2]) and the start of scan (FF DA).
+  std::size_t sof = 0, sos = 0;
+  for (std::size_t i = 2; i + 4 < bytes.size() && sos == 0;) {
+    const auto marker = static_cast<unsigned char>(bytes[i + 1]);
+    if (marker >= 0xC0 && marker <= 0xC2) sof = i;
+    if (marker == 0xDA) sos = i;
+    i += 2 + (static_cast<std::size_t>(static_cast<unsigned char>(bytes[i + 2])) << 8) +
+         static_cast<unsigned char>(bytes[i + 3]);
+  }
+  ASSERT_GT(sof, 0u);
+  ASSERT_GT(sos, sof);
+  write(bytes.substr(0, sos + (bytes.size() - sos) / 2));  // half of the compressed data
+  std::string e = error_of([&] { ds->get_batch(Split::kTrain, {0}, 0); });
+  EXPECT_NE(e.find(file.string() + ": corrupt JPEG"), std::string::npos) << e;
+  std::string huge = bytes;
+  huge[sof + 5] = huge[sof + 7] = static_cast<char>(0xFF);
+  huge[sof + 6] = huge[sof + 8] = static_cast<char>(0xDC);  // 65500 x 65500
+  write(huge);
+  e = error_of([&] { ds->get_batch(Split::kTrain, {0}, 0); });
+  EXPECT_NE(e.find(file.string() + ": the JPEG header claims 65500x65500 pixels"), std::string::npos) << e;
+  write(bytes);
+  EXPECT_EQ(error_of([&] { ds->get_batch(Split::kTrain, {0}, 0); }), "(no error)");
+}
+
 TEST(Imagenette, ResizesWithDctScalingAndKeepsGeometry) {
   test::TempDir dir;
   test::write_imagenette_fixture(dir.str(), {2, 1, 1});
