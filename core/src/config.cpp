@@ -6,6 +6,8 @@
 #include <regex>
 #include <thread>
 
+#include <yaml-cpp/depthguard.h>
+
 #include "learndrop/core/device.h"
 #include "learndrop/core/files.h"
 #include "learndrop/core/plugin_host.h"
@@ -163,6 +165,10 @@ ConfigTree parse_config(const std::string& text, const std::string& origin) {
   tree.file = origin;
   try {
     tree.root = YAML::Load(text);
+  } catch (const YAML::DeepRecursion& e) {
+    // yaml-cpp's message for this is "bad file".
+    throw Error(origin + ":" + std::to_string(e.mark.line + 1) + ": invalid YAML: nested more than " +
+                std::to_string(e.depth()) + " levels deep");
   } catch (const YAML::Exception& e) {
     throw Error(origin + ":" + std::to_string(e.mark.line + 1) + ": invalid YAML: " + e.msg);
   }

@@ -166,6 +166,13 @@ TEST(Config, ExperimentNameIsAFolderNameNotAPath) {
   EXPECT_NE(error_of("", {"experiment.name=../x"}).find("(from --set)"), std::string::npos);
 }
 
+// Issue 12, CLI finding 12: deep nesting got "invalid YAML: bad file".
+TEST(Config, DeepNestingIsNamedAsSuch) {
+  const std::string e = error_of("a: " + std::string(5000, '[') + std::string(5000, ']') + "\n");
+  EXPECT_NE(e.find("invalid YAML: nested more than"), std::string::npos) << e;
+  EXPECT_EQ(e.find("bad file"), std::string::npos) << e;
+}
+
 // Issue 12, CLI finding 12: a folder got "does not exist".
 TEST(Config, AConfigPathThatIsAFolderOrMissingIsNamedForWhatItIs) {
   test::TempDir dir;
