@@ -153,6 +153,19 @@ TEST_F(Cli, AnUnknownCommandIsNamedWithTheClosestOne) {
   EXPECT_NE(r.output.find("ldrop suite: unknown command 'rnu'; did you mean 'run'?"), std::string::npos) << r.output;
 }
 
+// Issue 12, CLI finding 2: these ran past 300 s / grew to 24 GB and were killed.
+TEST_F(Cli, ModelSummaryRefusesSizesPastAMemoryEstimateInsteadOfRunningThem) {
+  Result r = ldrop("model summary --variant resnet152 --in-channels 4096 --input-size 4096 --width 16");
+  EXPECT_EQ(r.code, 2) << r.output;  // bad input
+  EXPECT_NE(r.output.find("--width 16: about "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("of float32 parameters"), std::string::npos) << r.output;
+  r = ldrop("model summary --variant vgg19_bn --input-size 16384");
+  EXPECT_EQ(r.code, 2) << r.output;  // bad input
+  EXPECT_NE(r.output.find("--input-size 16384: the forward pass would hold about "), std::string::npos) << r.output;
+  r = ldrop("model summary --variant vgg11_bn --input-size 96 --num-classes 10");
+  EXPECT_EQ(r.code, 0) << r.output;
+}
+
 TEST_F(Cli, MissingConfigFileIsNamed) {
   Result r = ldrop("run /nonexistent/cfg.yaml");
   EXPECT_EQ(r.code, 2);

@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 
@@ -8,6 +9,7 @@
 #include "learndrop/core/flops.h"
 #include "learndrop/core/plugin_host.h"
 #include "learndrop/core/text.h"
+#include "learndrop/cache.h"
 #include "learndrop/registrar.h"
 
 namespace ld::cli {
@@ -78,7 +80,57 @@ std::shared_ptr<StagedModel> create_summary_model(const core::PluginHost& host, 
 
 int model_summary(const core::PluginHost& host, const ModelSummaryArgs& a) {
   const core::PluginInfo& info = plugin_for(host, a.variant);
+  // Parameters grow with width squared: estimate them from width 1 before
+  // allocating (resnet152 at width 16 is 15 billion of them).
+  double width = 1.0;
+  try {
+    width = std::stod(a.width);
+  } catch (...) {
+    throw Error("--width: expected a number, got '" + a.width + "'");
+  }
+  if (width > 1.0) {
+    ModelSummaryArgs narrow = a;
+    narrow.width = "1.0";
+    const double estimate = static_cast<double>(count_params(create_summary_model(host, narrow))) * width * width * 4;
+    const double budget = static_cast<double>(ld::available_memory()) / 2;
+    if (budget > 0 && estimate > budget) {
+      throw Error("--width " + a.width + ": about " + core::format_bytes(estimate) + " of float32 parameters (" +
+                  core::format_bytes(estimate / (width * width)) + " at width 1, times width squared), more than " +
+                  "half of the available memory (" + core::format_bytes(budget) + ")");
+    }
+  }
   auto model = create_summary_model(host, a);
+  // The summary runs one real forward pass. At a large input it holds
+  // activations that grow with the input area (vgg19_bn at 4096 px: 4 GiB per
+  // feature map), so a pass at 64 px, scaled by the area, must fit first.
+  // (LibTorch 1.13 cannot move a module to the meta device.)
+  const std::int64_t probe = 64;
+  if (a.input_size > probe) {
+    core::ModelProfile small;
+    bool probed = true;
+    try {
+      small = core::profile_model(*model, {a.in_channels, probe, probe});
+    } catch (const std::exception&) {
+      probed = false;  // a model built for its input size only: profiled as it is
+    }
+    if (probed) {
+      double largest = static_cast<double>(a.in_channels * probe * probe);
+      for (const auto& shape : small.stage_output_shapes) {
+        double n = 1;
+        for (auto d : shape) n *= static_cast<double>(d);
+        largest = std::max(largest, n);
+      }
+      const double area = static_cast<double>(a.input_size) * static_cast<double>(a.input_size) / (probe * probe);
+      const double bytes = 3 * 4 * largest * area;  // input, output and one temporary of the largest stage
+      const double budget = static_cast<double>(ld::available_memory()) / 2;
+      if (budget > 0 && bytes > budget) {
+        throw Error("--input-size " + std::to_string(a.input_size) + ": the forward pass would hold about " +
+                    core::format_bytes(bytes) + " of feature maps, more than half of the available memory (" +
+                    core::format_bytes(budget) + "); forward FLOPs would be about " +
+                    core::format_flops(static_cast<double>(small.flops_from(0)) * area) + " per image");
+      }
+    }
+  }
   core::ModelProfile profile = core::profile_model(*model, {a.in_channels, a.input_size, a.input_size});
   const std::int64_t params = count_params(model->shared_from_this());
   const double total = static_cast<double>(profile.flops_from(0));
