@@ -159,9 +159,9 @@ TEST_F(Cli, ModelSummaryRefusesSizesPastAMemoryEstimateInsteadOfRunningThem) {
   EXPECT_EQ(r.code, 2) << r.output;  // bad input
   EXPECT_NE(r.output.find("--width 16: about "), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("of float32 parameters"), std::string::npos) << r.output;
-  r = ldrop("model summary --variant vgg19_bn --input-size 16384");
+  r = ldrop("model summary --variant vgg19_bn --input-size 4096 --in-channels 4096");
   EXPECT_EQ(r.code, 2) << r.output;  // bad input
-  EXPECT_NE(r.output.find("--input-size 16384: the forward pass would hold about "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("--input-size 4096: the forward pass would hold about "), std::string::npos) << r.output;
   r = ldrop("model summary --variant vgg11_bn --input-size 96 --num-classes 10");
   EXPECT_EQ(r.code, 0) << r.output;
 }
