@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdio>
 #include <numeric>
+#include <utility>
 
 #include <unistd.h>
 
@@ -230,9 +231,13 @@ Trainer::Trainer(const RunConfig& cfg, const PluginHost& host, const RunOptions&
     augmentation_after_drop_ = std::to_string(views_) + " cached views per sample, one drawn per epoch";
   }
 
+  // The cache plugin is created (and its options checked) before the run
+  // folder is, not at the first drop hours later; that drop uses this instance.
+  CacheContext cctx{opts.out_dir, cfg.threads, device_text(device_)};
+  auto prepared = std::make_shared<std::shared_ptr<FeatureCache>>(
+      host_.create_cache(cfg_.cache.plugin, cfg_.cache.options, cctx));
   out_ = std::make_unique<RunOutput>(opts.out_dir);
   out_->write_config(cfg.effective_yaml());
-  CacheContext cctx{out_->dir().string(), cfg.threads, device_text(device_)};
   DropSettings drop;
   drop.dtype = storage_type(cfg.cache_dtype);
   drop.build_batch = std::max<std::int64_t>(batch, 256);
@@ -244,7 +249,11 @@ Trainer::Trainer(const RunConfig& cfg, const PluginHost& host, const RunOptions&
   drop.precision = precision_;
   drop.data_key = cfg.dataset.plugin + "|" + std::to_string(cfg.seed) + "|" + cfg.effective_yaml();
   controller_ = std::make_unique<DropController>(
-      *model_, *dataset_, [this, cctx] { return host_.create_cache(cfg_.cache.plugin, cfg_.cache.options, cctx); },
+      *model_, *dataset_,
+      [this, cctx, prepared] {
+        if (*prepared) return std::exchange(*prepared, nullptr);
+        return host_.create_cache(cfg_.cache.plugin, cfg_.cache.options, cctx);
+      },
       profile_.stage_flops, profile_.stage_output_shapes, drop);
   optimizer_ = std::make_unique<StagedOptimizer>(*model_, cfg.train);
   tracker_ = std::make_unique<StageStatsTracker>(*model_);

@@ -145,7 +145,20 @@ class DiskReader : public ld::BatchReader {
 
 }  // namespace
 
-DiskCache::DiskCache(DiskOptions options, const ld::CacheContext& ctx) : options_(std::move(options)), ctx_(ctx) {}
+DiskCache::DiskCache(DiskOptions options, const ld::CacheContext& ctx) : options_(std::move(options)), ctx_(ctx) {
+  // The host creates the cache when the run starts: an unusable cache.dir is
+  // reported then, not at the first drop.
+  if (options_.dir.empty()) return;
+  std::error_code ec;
+  fs::create_directories(options_.dir, ec);
+  if (ec || !fs::is_directory(options_.dir)) {
+    throw ld::Error("cache disk: cannot create cache.dir " + options_.dir + ": " +
+                    (ec ? ec.message() : std::string("not a folder")));
+  }
+  if (::access(options_.dir.c_str(), W_OK | X_OK) != 0) {
+    throw ld::Error("cache disk: cache.dir " + options_.dir + " is not writable: " + std::strerror(errno));
+  }
+}
 
 DiskCache::~DiskCache() {
   if (fd_ >= 0) ::close(fd_);

@@ -167,6 +167,20 @@ TEST_F(TrainingRun, SummaryNamesDeviceAndPrecisionAndBf16CachesAreBfloat16) {
   EXPECT_NEAR(b, a, 0.05 * a);
 }
 
+// Issue 12: the cache plugin is created at start-up, so a bad cache.dir stops
+// the run before it trains (it used to fail at the first drop).
+TEST_F(TrainingRun, AnUnusableCacheDirStopsTheRunBeforeItStarts) {
+  test::TempDir out;
+  std::ofstream(out.path() / "a-file") << "x";
+  const std::string e = test::error_of([&] {
+    train(data_.str(), (out.path() / "run").string(),
+          {"cache.plugin=disk", "cache.dir=" + (out.path() / "a-file" / "cache").string(), "policy.plugin=scripted",
+           "policy.cuts=0,2"});
+  });
+  EXPECT_NE(e.find("cannot create cache.dir"), std::string::npos) << e;
+  EXPECT_FALSE(std::filesystem::exists(out.path() / "run")) << "the run folder was created before the check";
+}
+
 TEST_F(TrainingRun, Fp16OnTheCpuIsRefusedBeforeAnythingIsWritten) {
   test::TempDir out;
   const std::string e = test::error_of(
