@@ -14,6 +14,7 @@
 
 #include "learndrop/core/text.h"
 #include "learndrop/plugin.h"
+#include "plugin_guard.h"
 
 namespace ld::core {
 
@@ -314,17 +315,26 @@ std::shared_ptr<StagedModel> PluginHost::create_model(const std::string& name, c
                                                       const ModelContext& context) const {
   return impl_->create<StagedModel>(PluginKind::kModel, name, &Registered::model, options, context);
 }
+// Datasets, policies and caches go out behind the plugin boundary
+// (plugin_guard.h). Models are torch modules the trainer calls through
+// forward_stage; their errors surface as LibTorch's.
 std::shared_ptr<Dataset> PluginHost::create_dataset(const std::string& name, const Options& options,
                                                     const DatasetContext& context) const {
-  return impl_->create<Dataset>(PluginKind::kDataset, name, &Registered::dataset, options, context);
+  return std::make_shared<guard::DatasetGuard>(
+      impl_->create<Dataset>(PluginKind::kDataset, name, &Registered::dataset, options, context),
+      guard::label("dataset", name, impl_->get(PluginKind::kDataset, name).info.library));
 }
 std::shared_ptr<DropPolicy> PluginHost::create_policy(const std::string& name, const Options& options,
                                                       const PolicyContext& context) const {
-  return impl_->create<DropPolicy>(PluginKind::kPolicy, name, &Registered::policy, options, context);
+  return std::make_shared<guard::Policy>(
+      impl_->create<DropPolicy>(PluginKind::kPolicy, name, &Registered::policy, options, context),
+      guard::label("policy", name, impl_->get(PluginKind::kPolicy, name).info.library));
 }
 std::shared_ptr<FeatureCache> PluginHost::create_cache(const std::string& name, const Options& options,
                                                        const CacheContext& context) const {
-  return impl_->create<FeatureCache>(PluginKind::kCache, name, &Registered::cache, options, context);
+  return std::make_shared<guard::Cache>(
+      impl_->create<FeatureCache>(PluginKind::kCache, name, &Registered::cache, options, context),
+      guard::label("cache", name, impl_->get(PluginKind::kCache, name).info.library));
 }
 
 }  // namespace ld::core

@@ -74,6 +74,36 @@ TEST(PluginHost, AFileThatIsNoLibraryGetsTheLoadersOwnReason) {
   EXPECT_EQ(e.find("boost::dll"), std::string::npos) << e;
 }
 
+// Issue 12, one plugin boundary: whatever a plugin's call throws becomes an
+// ld::Error naming the plugin, its library, the config section and the call.
+TEST(PluginHost, EveryCallIntoAPluginNamesThePluginItsLibraryAndTheCall) {
+  auto host = test::builtin_host();
+  const std::string lib = test::test_plugin("throwing_calls");
+  host->load_library(lib);
+  auto dataset = host->create_dataset("throwing-calls", Options(), DatasetContext{});
+  EXPECT_EQ(dataset->size(Split::kTrain), 4) << "calls that do not throw pass through";
+  std::string e = test::error_of([&] { dataset->get_batch(Split::kTrain, {0}, 0); });
+  EXPECT_NE(e.find("dataset plugin 'throwing-calls' (" + lib + ", section dataset) failed in get_batch: a plain "
+                   "std::runtime_error from get_batch"),
+            std::string::npos)
+      << e;
+  auto policy = host->create_policy("throwing-calls", Options(), PolicyContext{});
+  e = test::error_of([&] { policy->decide(PolicyInput{}); });
+  EXPECT_NE(e.find("policy plugin 'throwing-calls' (" + lib + ", section policy) failed in decide with an unknown "
+                   "exception"),
+            std::string::npos)
+      << e;
+  auto cache = host->create_cache("throwing-calls", Options(), CacheContext{});
+  e = test::error_of([&] { cache->get({7}); });
+  EXPECT_NE(e.find("cache plugin 'throwing-calls' (" + lib + ", section cache) failed in get: row 7 is unreadable"),
+            std::string::npos)
+      << e;
+  // A reader from the default implementation goes through the boundary too.
+  auto reader = cache->reader({0, 1}, 2);
+  e = test::error_of([&] { reader->next(); });
+  EXPECT_NE(e.find("failed in reader next: "), std::string::npos) << e;
+}
+
 TEST(PluginHost, AnUnresolvedSymbolIsAnErrorAtLoadTime) {
   const std::string e = load_error("unresolved_symbol");
   EXPECT_NE(e.find("cannot load plugin library"), std::string::npos) << e;
