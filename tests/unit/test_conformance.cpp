@@ -1,0 +1,56 @@
+// The SDK's conformance suites (learndrop/testing/conformance.h), run on
+// every built-in cache backend and drop policy exactly as a plugin author
+// runs them on theirs.
+#include "learndrop/testing/conformance.h"
+
+#include "learndrop/registrar.h"
+#include "test_env.h"
+
+namespace ld::core {
+
+namespace {
+
+PluginHost& host() {
+  static auto h = test::builtin_host();
+  return *h;
+}
+
+ld::testing::CacheFactory cache(const std::string& plugin, std::map<std::string, std::string> keys = {}) {
+  return {plugin + (keys.count("ram_budget") ? (keys["ram_budget"] == "0" ? "Disk" : "Ram") : ""), [plugin, keys] {
+            static test::TempDir dir;
+            auto set = keys;
+            if (plugin == "disk" || plugin == "auto") set["dir"] = dir.str();
+            return host().create_cache(plugin, test::plugin_options(host(), PluginKind::kCache, plugin, set),
+                                       CacheContext{dir.str(), 2});
+          }};
+}
+
+ld::testing::PolicyFactory policy(const std::string& plugin) {
+  return {plugin, [plugin](const PolicyContext& ctx) {
+            return host().create_policy(plugin, test::plugin_options(host(), PluginKind::kPolicy, plugin, {}), ctx);
+          }};
+}
+
+std::string name_of(const std::string& n) {
+  std::string out;
+  for (char c : n) out += std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
+  return out;
+}
+
+}  // namespace
+
+using ld::testing::CacheConformance;
+using ld::testing::PolicyConformance;
+
+INSTANTIATE_TEST_SUITE_P(Builtin, CacheConformance,
+                         ::testing::Values(cache("device"), cache("ram"), cache("disk", {{"prefetch", "3"}}),
+                                           cache("auto", {{"ram_budget", "0"}}),
+                                           cache("auto", {{"ram_budget", "1GiB"}})),
+                         [](const auto& info) { return name_of(info.param.name); });
+
+INSTANTIATE_TEST_SUITE_P(Builtin, PolicyConformance,
+                         ::testing::Values(policy("learn-drop"), policy("none"), policy("fixed"), policy("freezeout"),
+                                           policy("autofreeze")),
+                         [](const auto& info) { return name_of(info.param.name); });
+
+}  // namespace ld::core
