@@ -8,7 +8,7 @@
 #include <ATen/TensorIndexing.h>
 #include <torch/nn/module.h>
 
-#include "learndrop/core/batch_feed.h"
+#include "learndrop/core/seeds.h"
 #include "learndrop/core/interrupt.h"
 #include "learndrop/core/text.h"
 #include "learndrop/error.h"
