@@ -308,7 +308,8 @@ void Trainer::train_epoch(std::int64_t epoch) {
     }
     optimizer_->zero_grad();
     scaler_->scale_loss(loss).backward();
-    const bool finite = scaler_->unscale(optimizer_->parameters());
+    // fp16 only: the parameter list is not gathered at every fp32/bf16 step.
+    const bool finite = !scaler_->enabled() || scaler_->unscale(optimizer_->parameters());
     if (policy_->wants_step_gradient_norms()) tracker_->add_step_gradients(cut);
     if (finite) optimizer_->step();  // fp16: a step with inf/NaN gradients is skipped
     scaler_->update(finite);

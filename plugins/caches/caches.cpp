@@ -16,19 +16,6 @@ namespace ldcache {
 
 namespace {
 
-// ram_budget: auto = half of the available memory.
-std::int64_t parse_budget(const std::string& text) {
-  return text == "auto" ? ld::available_memory() / 2 : ld::parse_size("cache.ram_budget", text);
-}
-
-// device_budget on a run on `device`: 0 on the CPU (RAM is the device
-// memory there); auto = half of the GPU memory free at the drop.
-std::int64_t device_budget(const std::string& text, const at::Device& device) {
-  const std::int64_t size = text == "auto" ? -1 : ld::parse_size("cache.device_budget", text);
-  if (!device.is_cuda()) return 0;
-  return size >= 0 ? size : ld::available_device_memory(device.index()) / 2;
-}
-
 DiskOptions disk_options(const ld::Options& o) {
   return {o.get_string("dir"), o.get_int("prefetch"), o.get_bool("drop_page_cache")};
 }
@@ -49,17 +36,17 @@ class AutoCache : public ld::FeatureCache {
  public:
   AutoCache(std::string budget, std::string device_budget_text, DiskOptions disk, ld::CacheContext ctx)
       : budget_text_(std::move(budget)),
-        budget_(parse_budget(budget_text_)),
+        budget_(ld::ram_budget(budget_text_)),
         device_budget_text_(std::move(device_budget_text)),
         disk_(std::move(disk)),
         ctx_(std::move(ctx)) {
-    device_budget(device_budget_text_, at::Device(ctx_.device));  // validates the option at creation
+    ld::device_budget(device_budget_text_, at::Device(ctx_.device));  // validates the option at creation
   }
 
   void begin(const ld::CacheLayout& layout) override {
     const std::int64_t need = layout.count * layout.row_bytes();
     const at::Device device(ctx_.device);
-    const std::int64_t on_device = device_budget(device_budget_text_, device);
+    const std::int64_t on_device = ld::device_budget(device_budget_text_, device);
     if (device.is_cuda() && need <= on_device) {
       try {
         auto cache = std::make_unique<DeviceCache>(device);

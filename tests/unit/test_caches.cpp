@@ -12,6 +12,7 @@
 
 #include "learndrop/core/interrupt.h"
 #include "learndrop/registrar.h"
+#include "learndrop/testing/cache_helpers.h"
 #include "test_env.h"
 
 namespace ld::core {
@@ -32,19 +33,8 @@ CacheLayout layout(std::int64_t count, std::vector<std::int64_t> shape, at::Scal
   return CacheLayout{1, count, std::move(shape), dtype, key};
 }
 
-// Writes `source` ([N, ...]) into `cache` in shuffled batches of 7.
 void fill(FeatureCache& cache, const at::Tensor& source, at::ScalarType dtype = at::kFloat) {
-  std::vector<std::int64_t> shape(source.sizes().begin() + 1, source.sizes().end());
-  cache.begin(layout(source.size(0), shape, dtype));
-  std::vector<std::int64_t> rows(static_cast<std::size_t>(source.size(0)));
-  std::iota(rows.begin(), rows.end(), 0);
-  std::shuffle(rows.begin(), rows.end(), std::mt19937(3));
-  for (std::size_t b = 0; b < rows.size(); b += 7) {
-    std::vector<std::int64_t> part(rows.begin() + static_cast<std::ptrdiff_t>(b),
-                                   rows.begin() + static_cast<std::ptrdiff_t>(std::min(rows.size(), b + 7)));
-    cache.put(part, source.index_select(0, at::tensor(part, at::kLong)).to(dtype));  // the host stores the storage type
-  }
-  cache.finish();
+  ld::testing::fill_cache(cache, source, dtype);
 }
 
 std::vector<fs::path> cache_files(const fs::path& dir) {

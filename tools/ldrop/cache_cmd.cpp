@@ -57,12 +57,10 @@ int cache_plan(const core::PluginHost& host, const core::RunConfig& cfg, const s
   const std::string device_setting =
       cfg.cache.options.has("device_budget") ? cfg.cache.options.get_string("device_budget") : "auto";
   const std::int64_t device_free = device.is_cuda() ? ld::available_device_memory(device.index()) : 0;
-  const std::int64_t device_budget = !device.is_cuda()          ? 0
-                                    : device_setting == "auto" ? device_free / 2
-                                                               : ld::parse_size("cache.device_budget", device_setting);
+  const std::int64_t device_budget = ld::device_budget(device_setting, device);
   const std::string ram_setting =
       cfg.cache.options.has("ram_budget") ? cfg.cache.options.get_string("ram_budget") : "auto";
-  const std::int64_t ram_budget = ram_setting == "auto" ? memory / 2 : ld::parse_size("cache.ram_budget", ram_setting);
+  const std::int64_t ram_budget = ld::ram_budget(ram_setting);
 
   nlohmann::json rows = nlohmann::json::array();
   for (std::size_t k = 1; k <= model->num_stages(); ++k) {

@@ -78,6 +78,20 @@ inline std::int64_t available_device_memory(int index) {
   return rc == 0 ? static_cast<std::int64_t>(free) : 0;
 }
 
+/// cache.ram_budget: "auto" = half of the available memory, or a size.
+inline std::int64_t ram_budget(const std::string& text) {
+  return text == "auto" ? available_memory() / 2 : parse_size("cache.ram_budget", text);
+}
+
+/// cache.device_budget on a run on `device`: 0 on the CPU (RAM is the
+/// device memory there); "auto" = half of the GPU memory free now, or a
+/// size (validated on every device).
+inline std::int64_t device_budget(const std::string& text, const at::Device& device) {
+  const std::int64_t size = text == "auto" ? -1 : parse_size("cache.device_budget", text);
+  if (!device.is_cuda()) return 0;
+  return size >= 0 ? size : available_device_memory(device.index()) / 2;
+}
+
 /// What one cache holds, fixed by `begin`.
 struct CacheLayout {
   std::size_t cut = 0;                ///< Stages before the cached features.

@@ -33,6 +33,7 @@
 
 #include "learndrop/cache.h"
 #include "learndrop/policy.h"
+#include "learndrop/testing/cache_helpers.h"
 
 namespace ld::testing {
 
@@ -48,25 +49,6 @@ struct PolicyFactory {
 };
 inline void PrintTo(const PolicyFactory& f, std::ostream* os) { *os << f.name; }
 
-namespace detail {
-inline CacheLayout layout(std::int64_t count, std::vector<std::int64_t> shape, at::ScalarType dtype) {
-  return CacheLayout{1, count, std::move(shape), dtype, "00000000000000aa"};
-}
-// Writes `source` ([N, ...]) into `cache` in shuffled batches of 7, in the storage type.
-inline void fill(FeatureCache& cache, const at::Tensor& source, at::ScalarType dtype) {
-  std::vector<std::int64_t> shape(source.sizes().begin() + 1, source.sizes().end());
-  cache.begin(layout(source.size(0), shape, dtype));
-  std::vector<std::int64_t> rows(static_cast<std::size_t>(source.size(0)));
-  std::iota(rows.begin(), rows.end(), 0);
-  std::shuffle(rows.begin(), rows.end(), std::mt19937(3));
-  for (std::size_t b = 0; b < rows.size(); b += 7) {
-    std::vector<std::int64_t> part(rows.begin() + static_cast<std::ptrdiff_t>(b),
-                                   rows.begin() + static_cast<std::ptrdiff_t>(std::min(rows.size(), b + 7)));
-    cache.put(part, source.index_select(0, at::tensor(part, at::kLong)).to(dtype).to(cache.device()));
-  }
-  cache.finish();
-}
-}  // namespace detail
 
 /// A cache backend: rows come back bit-identical (float32) in any order,
 /// through `get` and through readers of any batch size; half-precision
@@ -78,7 +60,7 @@ TEST_P(CacheConformance, RowsComeBackBitIdenticalInAnyOrderThroughGetAndReaders)
   at::manual_seed(1);
   const at::Tensor source = at::randn({103, 5, 3, 4});
   auto cache = GetParam().make();
-  detail::fill(*cache, source, at::kFloat);
+  fill_cache(*cache, source, at::kFloat);
   EXPECT_GE(cache->bytes(), 103 * 60 * 4);
   std::mt19937 rng(7);
   for (int round = 0; round < 5; ++round) {
@@ -105,7 +87,7 @@ TEST_P(CacheConformance, HalfPrecisionStorageRoundsWithinItsBoundAndGetReturnsTh
   for (auto [dtype, rel, abs] : {std::tuple{at::kHalf, std::ldexp(1.0, -11), std::ldexp(1.0, -25)},
                                  std::tuple{at::kBFloat16, std::ldexp(1.0, -8), 0.0}}) {
     auto cache = GetParam().make();
-    detail::fill(*cache, source, dtype);
+    fill_cache(*cache, source, dtype);
     std::vector<std::int64_t> all(40);
     std::iota(all.begin(), all.end(), 0);
     const at::Tensor stored = cache->get(all);
@@ -118,7 +100,7 @@ TEST_P(CacheConformance, HalfPrecisionStorageRoundsWithinItsBoundAndGetReturnsTh
 
 TEST_P(CacheConformance, AReaderMayOutliveTheLastBatchAndARowOutOfRangeIsAnError) {
   auto cache = GetParam().make();
-  detail::fill(*cache, at::arange(12, at::kFloat).view({12, 1}), at::kFloat);
+  fill_cache(*cache, at::arange(12, at::kFloat).view({12, 1}), at::kFloat);
   {
     auto reader = cache->reader({3, 1, 2}, 2);
     EXPECT_EQ(reader->next().size(0), 2);
