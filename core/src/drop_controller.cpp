@@ -129,7 +129,10 @@ std::vector<std::int64_t> DropController::rows(const std::vector<std::int64_t>& 
 std::string DropController::cache_key(std::size_t cut) const {
   Fnv1a64 h;
   auto add_tensor = [&](const at::Tensor& t) {
-    at::Tensor c = t.contiguous();
+    // The bytes are read on the host: a model on a GPU is copied here first
+    // (once per drop; reading a device pointer on the host crashed the first
+    // CUDA drop on the device kit's build).
+    at::Tensor c = t.to(at::kCPU).contiguous();
     h.add(c.data_ptr(), static_cast<std::size_t>(c.numel() * c.element_size()));
   };
   for (std::size_t i = 0; i < cut; ++i) {
