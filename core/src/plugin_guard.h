@@ -12,6 +12,7 @@
 
 #include "learndrop/cache.h"
 #include "learndrop/core/interrupt.h"
+#include "learndrop/core/plugin_host.h"
 #include "learndrop/dataset.h"
 #include "learndrop/error.h"
 #include "learndrop/policy.h"
@@ -29,10 +30,14 @@ decltype(auto) call(const std::string& who, const char* what, F&& f) {
     return f();
   } catch (const Interrupted&) {
     throw;
+  } catch (const PluginError&) {
+    throw;  // already names a plugin
+  } catch (const Error& e) {
+    throw PluginError(who + " failed in " + what + ": " + e.what(), false);
   } catch (const std::exception& e) {
-    throw Error(who + " failed in " + what + ": " + e.what());
+    throw PluginError(who + " failed in " + what + ": " + e.what(), true);
   } catch (...) {
-    throw Error(who + " failed in " + what + " with an unknown exception");
+    throw PluginError(who + " failed in " + what + " with an unknown exception", true);
   }
 }
 

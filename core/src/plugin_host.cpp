@@ -151,10 +151,12 @@ struct PluginHost::Impl {
     std::unique_ptr<T> object;
     try {
       object = (r.*member)(options, context);
+    } catch (const Error& e) {
+      throw PluginError(where + " failed: " + e.what(), false);
     } catch (const std::exception& e) {
-      throw Error(where + " failed: " + e.what());
+      throw PluginError(where + " failed: " + e.what(), true);
     } catch (...) {
-      throw Error(where + " failed with an unknown exception");
+      throw PluginError(where + " failed with an unknown exception", true);
     }
     if (!object) throw Error(where + " returned no object");
     return keep_loaded(std::move(object), r.library);

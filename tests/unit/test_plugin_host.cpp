@@ -1,6 +1,8 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <functional>
+#include <optional>
 
 #include "cifar_fixture.h"
 #include "idx_fixture.h"
@@ -102,6 +104,33 @@ TEST(PluginHost, EveryCallIntoAPluginNamesThePluginItsLibraryAndTheCall) {
   auto reader = cache->reader({0, 1}, 2);
   e = test::error_of([&] { reader->next(); });
   EXPECT_NE(e.find("failed in reader next: "), std::string::npos) << e;
+}
+
+// An ld::Error is a plugin's refusal of its input; anything else it throws is
+// a fault in the plugin, and the error says which (the fuzz targets rely on it).
+TEST(PluginHost, PluginErrorsTellARefusalFromAFault) {
+  auto host = test::builtin_host();
+  host->load_library(test::test_plugin("throwing_calls"));
+  auto unexpected = [](const std::function<void()>& f) -> std::optional<bool> {
+    try {
+      f();
+    } catch (const PluginError& e) {
+      return e.unexpected();
+    } catch (...) {
+    }
+    return std::nullopt;
+  };
+  auto dataset = host->create_dataset("throwing-calls", Options(), DatasetContext{});
+  auto policy = host->create_policy("throwing-calls", Options(), PolicyContext{});
+  auto cache = host->create_cache("throwing-calls", Options(), CacheContext{});
+  EXPECT_EQ(unexpected([&] { dataset->get_batch(Split::kTrain, {0}, 0); }), true) << "std::runtime_error";
+  EXPECT_EQ(unexpected([&] { policy->decide(PolicyInput{}); }), true) << "throw 42";
+  EXPECT_EQ(unexpected([&] { cache->get({7}); }), false) << "ld::Error";
+  EXPECT_EQ(unexpected([&] { host->create_dataset("mnist", test::plugin_options(*host, PluginKind::kDataset, "mnist",
+                                                                                {{"root", "/nonexistent/x"}}),
+                                                  DatasetContext{}); }),
+            false)
+      << "a factory's ld::Error";
 }
 
 TEST(PluginHost, AnUnresolvedSymbolIsAnErrorAtLoadTime) {

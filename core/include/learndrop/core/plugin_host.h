@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "learndrop/error.h"
 #include "learndrop/manifest.h"
 #include "learndrop/options.h"
 
@@ -26,6 +27,20 @@ namespace ld::core {
 struct PluginInfo {
   Manifest manifest;
   std::string library;  ///< Path of the shared library that registered it.
+};
+
+/// What the host throws when a call into a plugin fails: an ld::Error naming
+/// the plugin, its library and the call. `unexpected()` is true when the
+/// plugin threw something other than ld::Error (std::bad_alloc, a LibTorch
+/// error, ...): a fault in the plugin rather than its refusal of bad input.
+/// The fuzz targets (tests/fuzz) count those as crashes.
+class PluginError : public Error {
+ public:
+  PluginError(const std::string& what, bool unexpected) : Error(what), unexpected_(unexpected) {}
+  bool unexpected() const { return unexpected_; }
+
+ private:
+  bool unexpected_;
 };
 
 /// Loads plugin libraries with Boost.DLL and creates plugin objects.
