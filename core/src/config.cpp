@@ -144,13 +144,19 @@ void check_unique_keys(const YAML::Node& node, const std::string& origin) {
   if (node.IsMap()) {
     std::map<std::string, int> seen;
     for (const auto& kv : node) {
-      if (kv.first.IsScalar()) {
-        const int line = kv.first.Mark().line + 1;
-        auto [it, inserted] = seen.emplace(kv.first.Scalar(), line);
-        if (!inserted) {
-          throw Error(origin + ":" + std::to_string(line) + ": key '" + kv.first.Scalar() +
-                      "' appears twice in the same mapping (first on line " + std::to_string(it->second) + ")");
-        }
+      const int line = kv.first.Mark().line + 1;
+      // A complex key ("? [a, b]: 1") or an empty one reached
+      // YAML::Node::as<std::string>() later and escaped as yaml-cpp's "bad
+      // conversion" (found by tools/fuzz.sh, config and suite targets).
+      if (!kv.first.IsScalar()) {
+        throw Error(origin + ":" + std::to_string(line) + ": expected a key name, got " +
+                    (kv.first.IsNull() ? "an empty key" : kv.first.IsMap() ? "a mapping" : "a list") +
+                    " as a key");
+      }
+      auto [it, inserted] = seen.emplace(kv.first.Scalar(), line);
+      if (!inserted) {
+        throw Error(origin + ":" + std::to_string(line) + ": key '" + kv.first.Scalar() +
+                    "' appears twice in the same mapping (first on line " + std::to_string(it->second) + ")");
       }
       check_unique_keys(kv.second, origin);
     }
@@ -181,7 +187,9 @@ ConfigTree parse_config(const std::string& text, const std::string& origin) {
 ConfigTree load_config(const std::string& file) {
   std::error_code ec;
   const auto status = fs::status(file, ec);
-  if (ec || !fs::exists(status)) throw Error(file + ": config file does not exist");
+  if (status.type() == fs::file_type::not_found) throw Error(file + ": config file does not exist");
+  // e.g. a name too long for the file system (found by tools/fuzz.sh, suite target)
+  if (ec) throw Error(file + ": cannot read the config file: " + ec.message());
   if (fs::is_directory(status)) throw Error(file + ": is a folder, not a config file");
   // read_file names the file and the reason when reading fails; special files
   // such as /dev/stdin are read like regular ones.

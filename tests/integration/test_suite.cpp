@@ -122,6 +122,23 @@ TEST_F(Suites, BadSuitesAreNamedBeforeAnythingRuns) {
   EXPECT_NE(e.find("budget-matched baselines need a baseline"), std::string::npos) << e;
   e = error_of("matrix:\n  experiment.seed: 1\n");
   EXPECT_NE(e.find("matrix.experiment.seed: expected a non-empty list"), std::string::npos) << e;
+  // Found by tools/fuzz.sh: a mapping as a key in a named axis's value escaped as yaml-cpp's "bad conversion".
+  e = error_of("matrix:\n  net:\n    - {label: a, model.variant: vgg11_bn}\n    - {label: b, {model.width: 1}: 5}\n");
+  EXPECT_NE(e.find("suite.yaml:6: expected a key name, got a mapping as a key"), std::string::npos) << e;
+  // Found by tools/fuzz.sh: a base name too long for the file system escaped as std::filesystem_error.
+  {
+    const std::string file = (dir_.path() / "long.yaml").string();
+    std::ofstream(file) << "base: " << std::string(300, 'b') << ".yaml\noutput: out\nmatrix:\n  experiment.seed: [1]\n";
+    e = test::error_of([&] { load_suite(file, *host_); });
+    EXPECT_NE(e.find(": cannot read config "), std::string::npos) << e;
+    EXPECT_NE(e.find("File name too long"), std::string::npos) << e;
+  }
+  // Found while writing the suite fuzz target: a matrix of 10^6 runs was expanded, every run resolved.
+  std::string seeds;
+  for (int i = 1; i <= 100; ++i) seeds += (i > 1 ? ", " : "") + std::to_string(i);
+  e = error_of("matrix:\n  experiment.seed: [" + seeds + "]\n  train.epochs: [" + seeds + "]\n  train.lr: [" + seeds +
+               "]\n");
+  EXPECT_NE(e.find("expands to more than 10000 runs (100 x 100 x 100 values)"), std::string::npos) << e;
   test::LdropResult r = test::run_ldrop("suite run " + (dir_.path() / "suite.yaml").string());
   EXPECT_EQ(r.code, 2) << r.output;
 }

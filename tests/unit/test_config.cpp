@@ -156,6 +156,17 @@ TEST(Config, ARepeatedKeyOrSectionIsAnErrorNamingBothLines) {
   EXPECT_EQ(resolve("train:\n  epochs: 3\npolicy:\n  plugin: none\n").train.epochs, 3);
 }
 
+// Found by tools/fuzz.sh (config and suite targets): a complex or empty key
+// escaped as yaml-cpp's "bad conversion", an exception that is not ld::Error.
+TEST(Config, AKeyThatIsNotANameIsRefusedNamingTheLine) {
+  std::string e = error_of("model:\n  plugin: resnet\n? variant: resnet18\n");
+  EXPECT_NE(e.find("cfg.yaml:3: expected a key name, got a mapping as a key"), std::string::npos) << e;
+  e = error_of("train:\n  ? [epochs, lr]\n  : 1\n");
+  EXPECT_NE(e.find("cfg.yaml:2: expected a key name, got a list as a key"), std::string::npos) << e;
+  e = error_of("train:\n  epochs: 2\n  ~: 1\n");
+  EXPECT_NE(e.find("expected a key name, got an empty key"), std::string::npos) << e;
+}
+
 // Issue 12, CLI finding 11: the name became a path, runs/../../escape.
 TEST(Config, ExperimentNameIsAFolderNameNotAPath) {
   for (const char* bad : {"../../escape", "a/b", ".hidden", "", "-rf", "two words"}) {
@@ -180,6 +191,9 @@ TEST(Config, AConfigPathThatIsAFolderOrMissingIsNamedForWhatItIs) {
             std::string::npos);
   EXPECT_NE(test::error_of([&] { load_config(dir.str() + "/none.yaml"); }).find("config file does not exist"),
             std::string::npos);
+  // Not "does not exist" for a name the file system refuses (found by tools/fuzz.sh).
+  const std::string e_long = test::error_of([&] { load_config(dir.str() + "/" + std::string(300, 'c') + ".yaml"); });
+  EXPECT_NE(e_long.find(": cannot read the config file: File name too long"), std::string::npos) << e_long;
   std::ofstream(dir.path() / "dup.yaml") << "train:\n  lr: 0.1\n  lr: 0.2\n";
   const std::string e = test::error_of([&] { load_config((dir.path() / "dup.yaml").string()); });
   EXPECT_NE(e.find("dup.yaml:3: key 'lr' appears twice"), std::string::npos) << e;
