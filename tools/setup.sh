@@ -20,6 +20,7 @@ packages=(
   libsqlite3-dev                   # suite results database (results.db)
   python3-matplotlib               # suite report plots (tools/plot_suite.py)
   libgtest-dev libgmock-dev        # tests
+  clang-14 libclang-rt-14-dev      # fuzz targets (tools/fuzz.sh: libFuzzer, ASan, UBSan)
   dataset-fashion-mnist            # the quickstart's data (/usr/share/datasets/fashion-mnist)
 )
 
