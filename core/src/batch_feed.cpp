@@ -6,20 +6,19 @@
 #include <ATen/ATen.h>
 #include <c10/core/DeviceGuard.h>
 
-#include "learndrop/core/drop_controller.h"
 #include "learndrop/error.h"
 
 namespace ld::core {
 
-BatchFeed::BatchFeed(const DropController& controller, const Dataset& dataset, const FeedSettings& settings)
-    : controller_(controller),
-      dataset_(dataset),
+BatchFeed::BatchFeed(std::unique_ptr<BatchSource> source, const FeedSettings& settings)
+    : source_(std::move(source)),
       settings_(settings),
-      arena_(std::make_unique<tbb::task_arena>(std::max(1, settings.loader_threads))),
       // A slot is refilled once its copy is done; one more than the queue
       // lets the producer stage the next batch while the queue is full.
       stager_(std::make_unique<DeviceStager>(settings.device,
-                                             static_cast<int>(std::max<std::int64_t>(2, settings.prefetch + 1)))) {}
+                                             static_cast<int>(std::max<std::int64_t>(2, settings.prefetch + 1)))) {
+  if (!source_) throw Error("internal: a batch feed without a source");
+}
 
 BatchFeed::~BatchFeed() { stop(); }
 
@@ -32,7 +31,8 @@ void BatchFeed::stop() {
   if (producer_.joinable()) producer_.join();
   queue_.clear();
   stopping_ = false;
-  reader_.reset();
+  if (started_) source_->end();
+  started_ = false;
   step_ = steps_;
 }
 
@@ -40,41 +40,27 @@ void BatchFeed::start(const std::vector<std::int64_t>& order, std::int64_t first
                       std::uint64_t epoch_seed) {
   stop();
   order_ = &order;
-  step_ = produced_ = first_step;
+  step_ = produced_ = resume_step_ = first_step;
   steps_ = steps;
   epoch_seed_ = epoch_seed;
-  reader_.reset();
   if (step_ >= steps_) return;
-  if (controller_.cut() > 0) {
-    auto begin = order.begin() + step_ * settings_.batch_size;
-    auto end =
-        order.begin() + std::min<std::int64_t>(steps_ * settings_.batch_size, static_cast<std::int64_t>(order.size()));
-    reader_ = controller_.reader(std::vector<std::int64_t>(begin, end), settings_.batch_size, epoch_seed_);
-  }
+  source_->begin(order, settings_.batch_size, step_, steps_, epoch_seed_);
+  started_ = true;
   if (settings_.prefetch > 0) producer_ = std::thread([this] { produce(); });
+}
+
+void BatchFeed::replace_source(std::unique_ptr<BatchSource> source) {
+  if (!source) throw Error("internal: a batch feed without a source");
+  stop();
+  source_ = std::move(source);
+  if (order_ != nullptr) start(*order_, resume_step_, steps_, epoch_seed_);
 }
 
 BatchFeed::Item BatchFeed::make(std::int64_t step) {
   Item item;
   try {
-    at::Tensor images, labels;
-    const std::vector<std::int64_t> idx = indices(step);
-    if (reader_) {
-      at::Tensor stored = reader_->next();
-      if (!stored.defined() || stored.size(0) != static_cast<std::int64_t>(idx.size())) {
-        throw Error("cache reader returned " +
-                    (stored.defined() ? std::to_string(stored.size(0)) + " samples" : std::string("no batch")) +
-                    " for batch " + std::to_string(step) + " of " + std::to_string(idx.size()));
-      }
-      images = controller_.to_model_layout(controller_.augment(stored, idx, epoch_seed_));
-      labels = controller_.train_labels().index_select(0, at::tensor(idx, at::kLong));
-    } else {
-      // The augmentation of a batch depends on the epoch and the step only.
-      const std::uint64_t seed = mix_seed(epoch_seed_, static_cast<std::uint64_t>(step));
-      Batch b = arena_->execute([&] { return dataset_.get_batch(Split::kTrain, idx, seed); });
-      images = b.images.dim() == 4 ? b.images.contiguous(at::MemoryFormat::ChannelsLast) : b.images;
-      labels = b.labels;
-    }
+    Batch b = source_->batch(step, indices(step));
+    at::Tensor images = b.images, labels = b.labels;
     // On the CPU the producer also converts the stored type; on a GPU the
     // consumer does, after the copy of the (smaller) stored type.
     if (settings_.device.is_cpu() && images.scalar_type() != at::kFloat) {
@@ -136,7 +122,7 @@ bool BatchFeed::next(at::Tensor& images, at::Tensor& labels) {
   images = item.staged.tensors.at(0);
   labels = item.staged.tensors.at(1);
   if (images.scalar_type() != at::kFloat) images = images.to(at::kFloat);
-  ++step_;
+  resume_step_ = ++step_;
   return true;
 }
 

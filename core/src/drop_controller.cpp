@@ -1,5 +1,8 @@
 #include "learndrop/core/drop_controller.h"
 
+#include "learndrop/core/batch_feed.h"
+#include "learndrop/core/optimizer.h"
+
 #include <chrono>
 #include <numeric>
 #include <tuple>
@@ -159,14 +162,42 @@ at::Tensor DropController::to_model_layout(const at::Tensor& stored) const {
   return from_storage_layout(stored, stage_shapes_.at(cut_ - 1));
 }
 
-at::Tensor DropController::inputs(const std::vector<std::int64_t>& indices, std::uint64_t epoch_seed) const {
-  if (cut_ == 0) {
-    at::Tensor x = dataset_.get_batch(Split::kTrain, indices, epoch_seed).images;
-    return x.dim() == 4 ? x.contiguous(at::MemoryFormat::ChannelsLast) : x;
+std::unique_ptr<BatchSource> DropController::source(int loader_threads) const {
+  if (cut_ == 0) return std::make_unique<DatasetSource>(dataset_, loader_threads);
+  return std::make_unique<CacheSource>(*this);
+}
+
+DropOutcome DropController::apply(const Decision& decision, StagedOptimizer* optimizer, BatchFeed* feed) {
+  DropOutcome out;
+  out.asked = decision.cut;
+  std::size_t target = decision.cut;
+  const std::size_t stages = model_.num_stages();
+  if (target > stages) {
+    out.note = "cut " + std::to_string(target) + " asked for, but the model has " + std::to_string(stages) +
+               " stages; clamped";
+    target = stages;
   }
-  return to_model_layout(augment(cache_->get(rows(indices, epoch_seed)), indices, epoch_seed))
-      .to(at::kCPU)
-      .to(at::kFloat);
+  if (target < cut_) {
+    out.note = "cut " + std::to_string(target) + " asked for, below the current cut " + std::to_string(cut_) +
+               "; drops are monotone, keeping " + std::to_string(cut_);
+  }
+  if (target <= cut_) {
+    out.cut = cut_;
+    return out;
+  }
+  // The feed's producer may be reading the current cache, which the build
+  // below reads too and then releases: stop it first.
+  if (feed) feed->stop();
+  const bool training = model_.is_training();
+  out.drop = advance(target);
+  if (training) {
+    model_.train();
+    keep_dropped_in_eval();
+  }
+  if (optimizer) optimizer->drop_stages_before(target);
+  if (feed) feed->replace_source(source());
+  out.cut = cut_;
+  return out;
 }
 
 namespace {

@@ -21,6 +21,7 @@
 #include "learndrop/core/optimizer.h"
 #include "learndrop/core/plugin_host.h"
 #include "learndrop/core/run_output.h"
+#include "learndrop/core/seeds.h"
 #include "learndrop/core/stage_stats.h"
 #include "learndrop/core/text.h"
 #include "learndrop/registrar.h"
@@ -114,7 +115,7 @@ class Trainer {
  private:
   void train_epoch(std::int64_t epoch);
   void evaluation_point(std::int64_t epoch, std::int64_t step_in_epoch, EpochTally& tally);
-  void drop_to(std::size_t target, const PolicyInput& in, const Decision& d, EpochTally& tally);
+  void report_drop(const DropReport& r, const PolicyInput& in, const Decision& d, EpochTally& tally);
   void print_epoch(std::int64_t epoch, const EpochTally& t, double train_seconds, double epoch_seconds);
   void print_live(std::int64_t epoch, std::int64_t s, const EpochTally& t, Clock::time_point start);
   json summary(double wall_seconds) const;
@@ -257,8 +258,8 @@ Trainer::Trainer(const RunConfig& cfg, const PluginHost& host, const RunOptions&
       profile_.stage_flops, profile_.stage_output_shapes, drop);
   optimizer_ = std::make_unique<StagedOptimizer>(*model_, cfg.train);
   tracker_ = std::make_unique<StageStatsTracker>(*model_);
-  feed_ = std::make_unique<BatchFeed>(*controller_, *dataset_,
-                                      FeedSettings{batch, cfg.prefetch, cfg.loader_threads, device_});
+  feed_ = std::make_unique<BatchFeed>(controller_->source(cfg.loader_threads),
+                                      FeedSettings{batch, cfg.prefetch, device_});
 }
 
 json Trainer::run() {
@@ -444,28 +445,16 @@ void Trainer::evaluation_point(std::int64_t epoch, std::int64_t step_in_epoch, E
     }
     return;
   }
-  if (target > model_->num_stages()) {
-    spdlog::warn("policy '{}' asked for cut {} but the model has {} stages; clamped", cfg_.policy.plugin, target,
-                 model_->num_stages());
-    target = model_->num_stages();
-  }
-  if (target < cut) {
-    spdlog::warn("policy '{}' asked for cut {} below the current cut {}; drops are monotone, keeping {}",
-                 cfg_.policy.plugin, target, cut, cut);
-  } else if (target > cut) {
-    drop_to(target, in, d, tally);
-    feed_->start(order_, step_in_epoch, steps_per_epoch_, epoch_seed_);  // the rest of the epoch from the cache
-  }
+  // The drop itself is one call: DropController::apply checks the decision,
+  // stops the feed, freezes, builds the cache, trims the optimizer and hands
+  // the feed the cache for the rest of the epoch.
+  const DropOutcome outcome = controller_->apply(d, optimizer_.get(), feed_.get());
+  if (!outcome.note.empty()) spdlog::warn("policy '{}': {}", cfg_.policy.plugin, outcome.note);
+  if (outcome.drop) report_drop(*outcome.drop, in, d, tally);
 }
 
-void Trainer::drop_to(std::size_t target, const PolicyInput& in, const Decision& d, EpochTally& tally) {
-  // The feed's producer may be reading the current cache; advance reads it
-  // too (to build the next cut) and then releases it. Stop the producer first.
-  feed_->stop();
-  DropReport r = controller_->advance(target);
-  optimizer_->drop_stages_before(target);
-  model_->train();
-  controller_->keep_dropped_in_eval();
+void Trainer::report_drop(const DropReport& r, const PolicyInput& in, const Decision& d, EpochTally& tally) {
+  const std::size_t target = r.to_cut;
   tally.flops += r.flops;
   cache_seconds_ += r.seconds;
   if (live_) std::printf("\r\033[K");

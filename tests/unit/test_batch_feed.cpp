@@ -14,7 +14,9 @@
 #include "learndrop/core/batch_feed.h"
 #include "learndrop/core/drop_controller.h"
 #include "learndrop/core/flops.h"
+#include "learndrop/core/seeds.h"
 #include "learndrop/registrar.h"
+#include "drop_helpers.h"
 #include "test_env.h"
 
 namespace ld::core {
@@ -60,8 +62,8 @@ struct AugmentedRun {
   // Every batch of an epoch fed with `settings`.
   std::vector<std::pair<at::Tensor, at::Tensor>> epoch(const FeedSettings& settings,
                                                        const std::vector<std::int64_t>& order,
-                                                       std::uint64_t epoch_seed) {
-    BatchFeed feed(*controller, *data, settings);
+                                                       std::uint64_t epoch_seed, int threads = 1) {
+    BatchFeed feed(controller->source(threads), settings);
     const auto steps = static_cast<std::int64_t>(order.size()) / settings.batch_size;
     feed.start(order, 0, steps, epoch_seed);
     std::vector<std::pair<at::Tensor, at::Tensor>> out;
@@ -100,31 +102,31 @@ class FailingDataset : public Dataset {
 TEST(BatchFeed, BatchesAreIdenticalForAnyThreadCountAndPrefetchDepth) {
   AugmentedRun s(1);
   const auto order = epoch_order(s.n(), 9, 0);
-  const auto reference = s.epoch(FeedSettings{8, 0, 1}, order, 77);
+  const auto reference = s.epoch(FeedSettings{8, 0}, order, 77);
   ASSERT_EQ(reference.size(), 5u);
   for (int threads : {1, 2}) {
     tbb::global_control limit(tbb::global_control::max_allowed_parallelism, static_cast<std::size_t>(threads));
     for (std::int64_t prefetch : {1, 2, 6}) {
-      expect_same_batches(reference, s.epoch(FeedSettings{8, prefetch, threads}, order, 77),
+      expect_same_batches(reference, s.epoch(FeedSettings{8, prefetch}, order, 77, threads),
                           std::to_string(threads) + " threads, prefetch " + std::to_string(prefetch));
     }
   }
   // The same order with another epoch seed augments differently.
-  auto other = s.epoch(FeedSettings{8, 2, 2}, order, 78);
+  auto other = s.epoch(FeedSettings{8, 2}, order, 78, 2);
   EXPECT_FALSE(other[0].first.equal(reference[0].first));
   EXPECT_TRUE(other[0].second.equal(reference[0].second));
 }
 
 TEST(BatchFeed, FeedsTheCachedViewsAfterADropAtAnyDepth) {
   AugmentedRun s(3);
-  s.controller->advance(2);
+  test::drop_to(*s.controller, 2);
   const auto order = epoch_order(s.n(), 9, 1);
-  const auto reference = s.epoch(FeedSettings{8, 0, 1}, order, 5);
-  expect_same_batches(reference, s.epoch(FeedSettings{8, 3, 2}, order, 5), "prefetch 3");
+  const auto reference = s.epoch(FeedSettings{8, 0}, order, 5);
+  expect_same_batches(reference, s.epoch(FeedSettings{8, 3}, order, 5, 2), "prefetch 3");
   for (std::size_t b = 0; b < reference.size(); ++b) {
     std::vector<std::int64_t> idx(order.begin() + static_cast<std::ptrdiff_t>(b * 8),
                                   order.begin() + static_cast<std::ptrdiff_t>(b * 8 + 8));
-    EXPECT_TRUE(reference[b].first.equal(s.controller->inputs(idx, 5))) << "batch " << b;
+    EXPECT_TRUE(reference[b].first.equal(test::inputs(*s.controller, idx, 5))) << "batch " << b;
   }
 }
 
@@ -138,7 +140,7 @@ TEST(BatchFeed, AnErrorWhilePreparingABatchReachesTheTrainingThreadInOrder) {
   std::vector<std::int64_t> order(64);
   std::iota(order.begin(), order.end(), 0);
   for (std::int64_t prefetch : {0, 2}) {
-    BatchFeed feed(controller, data, FeedSettings{8, prefetch, 2});
+    BatchFeed feed(controller.source(2), FeedSettings{8, prefetch});
     feed.start(order, 0, 8, 1);
     at::Tensor x, y;
     for (int step = 0; step < 4; ++step) EXPECT_TRUE(feed.next(x, y)) << "step " << step;
@@ -154,7 +156,7 @@ TEST(BatchFeed, AnErrorWhilePreparingABatchReachesTheTrainingThreadInOrder) {
 
 TEST(CacheViews, EachViewIsOneDrawOfTheTrainingTransform) {
   AugmentedRun s(4);
-  s.controller->advance(1);
+  test::drop_to(*s.controller, 1);
   const std::int64_t n = s.n();
   std::vector<std::int64_t> idx = {0, 5, 17, 39};
   std::vector<at::Tensor> views;
@@ -181,14 +183,14 @@ TEST(CacheViews, EachViewIsOneDrawOfTheTrainingTransform) {
 
 TEST(CacheViews, OneViewPerSampleIsDrawnEachEpochAndAllAreUsed) {
   AugmentedRun s(4);
-  s.controller->advance(1);
+  test::drop_to(*s.controller, 1);
   const std::int64_t n = s.n();
   std::vector<std::int64_t> all(static_cast<std::size_t>(n));
   std::iota(all.begin(), all.end(), 0);
   std::map<std::int64_t, int> drawn;
   std::vector<std::set<std::int64_t>> per_sample(static_cast<std::size_t>(n));
   for (std::uint64_t epoch = 0; epoch < 12; ++epoch) {
-    at::Tensor fed = s.controller->inputs(all, epoch);
+    at::Tensor fed = test::inputs(*s.controller, all, epoch);
     std::vector<std::int64_t> rows;
     for (auto i : all) {
       std::int64_t v = s.controller->view_of(epoch, i);
@@ -210,17 +212,17 @@ TEST(CacheViews, OneViewPerSampleIsDrawnEachEpochAndAllAreUsed) {
 
 TEST(CacheViews, AViewCacheHoldsKRowsPerSampleAndCarriesThemToTheNextCut) {
   AugmentedRun s(3);
-  DropReport first = s.controller->advance(1);
+  DropReport first = test::drop_to(*s.controller, 1);
   const auto& shape1 = s.profile.stage_output_shapes[0];
   EXPECT_EQ(first.cache_bytes, 3 * s.n() * shape1[0] * shape1[1] * shape1[2] * 4);
   EXPECT_EQ(first.flops, 3 * s.n() * s.profile.stage_range_flops(0, 1));
-  at::Tensor before = s.controller->inputs({3, 4}, 21);
-  s.controller->advance(3);
+  at::Tensor before = test::inputs(*s.controller, {3, 4}, 21);
+  test::drop_to(*s.controller, 3);
   // The new cut's features of the drawn views are the old cut's through the new stages.
   at::NoGradGuard no_grad;
   at::Tensor x = before;
   for (std::size_t st = 1; st < 3; ++st) x = s.model->forward_stage(st, x);
-  EXPECT_TRUE(at::allclose(s.controller->inputs({3, 4}, 21), x, 1e-5, 1e-6));
+  EXPECT_TRUE(at::allclose(test::inputs(*s.controller, {3, 4}, 21), x, 1e-5, 1e-6));
 }
 
 namespace {
@@ -289,14 +291,16 @@ TEST(BatchFeedLifetime, AReaderNeverOutlivesItsCacheAcrossADrop) {
       *s.model, *s.data, [] { return std::make_shared<LifetimeCache>(); }, s.profile.stage_flops,
       s.profile.stage_output_shapes, DropSettings{});
   readers_after_cache = 0;
-  s.controller->advance(1);
+  test::drop_to(*s.controller, 1);
   std::vector<std::int64_t> order(static_cast<std::size_t>(s.n()));
   std::iota(order.begin(), order.end(), 0);
-  BatchFeed feed(*s.controller, *s.data, FeedSettings{4, 2, 1});
+  BatchFeed feed(s.controller->source(), FeedSettings{4, 2});
   feed.start(order, 0, s.n() / 4, 5);
   at::Tensor x, y;
   ASSERT_TRUE(feed.next(x, y));
-  s.controller->advance(2);  // releases the cut-1 cache while the feed still reads it
+  // A drop without the feed attached (apply would stop it first): the
+  // controller releases the cut-1 cache while the feed's reader still reads it.
+  test::drop_to(*s.controller, 2);
   feed.start(order, 1, s.n() / 4, 5);  // destroys the old reader
   int batches = 0;
   while (feed.next(x, y)) ++batches;

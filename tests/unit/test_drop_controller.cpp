@@ -7,11 +7,13 @@
 
 #include <torch/nn/functional/loss.h>
 
+#include "learndrop/core/batch_feed.h"
 #include "learndrop/core/config.h"
 #include "learndrop/core/drop_controller.h"
 #include "learndrop/core/flops.h"
 #include "learndrop/core/optimizer.h"
 #include "learndrop/registrar.h"
+#include "drop_helpers.h"
 #include "test_env.h"
 
 namespace ld::core {
@@ -78,8 +80,8 @@ struct Fixture {
     at::NoGradGuard no_grad;
     at::Tensor full = model->forward(images(), 0);
     for (std::size_t k : cuts) {
-      controller->advance(k);
-      at::Tensor logits = model->forward(controller->inputs(all(), 0), k);
+      test::drop_to(*controller, k);
+      at::Tensor logits = model->forward(test::inputs(*controller, all(), 0), k);
       EXPECT_TRUE(logits.equal(full)) << "cut " << k << ": max difference "
                                       << (logits - full).abs().max().item<float>();
     }
@@ -97,7 +99,7 @@ struct Fixture {
     controller->keep_dropped_in_eval();
     for (int s = 0; s < steps; ++s) {
       std::vector<std::int64_t> idx = all();
-      at::Tensor x = controller->inputs(idx, 0);
+      at::Tensor x = test::inputs(*controller, idx, 0);
       at::Tensor loss = torch::nn::functional::cross_entropy(model->forward(x, controller->cut()), data.labels_);
       opt.zero_grad();
       loss.backward();
@@ -141,7 +143,7 @@ TEST(DropInvariants, DroppedStagesAreFrozenBitForBit) {
   Fixture f;
   StagedOptimizer opt(*f.model, sgd());
   f.train_steps(opt, 2);
-  f.controller->advance(3);
+  test::drop_to(*f.controller, 3);
   opt.drop_stages_before(3);
   std::vector<at::Tensor> before;
   for (std::size_t i = 0; i < 3; ++i) {
@@ -170,7 +172,7 @@ TEST(DropInvariants, DroppedStagesLeaveTheOptimizer) {
   Fixture f;
   StagedOptimizer opt(*f.model, sgd());
   std::size_t all_params = opt.parameters().size();
-  f.controller->advance(2);
+  test::drop_to(*f.controller, 2);
   opt.drop_stages_before(2);
   std::size_t dropped = f.model->stage_module(0)->parameters().size() + f.model->stage_module(1)->parameters().size();
   EXPECT_EQ(opt.parameters().size(), all_params - dropped);
@@ -193,7 +195,7 @@ TEST(DropInvariants, DroppedStagesTakeTheirOptimizerStateWithThem) {
   f.train_steps(opt, 2);
   const std::size_t all_params = opt.parameters().size();
   ASSERT_EQ(opt.state_entries(), all_params) << "momentum SGD keeps one buffer per parameter after a step";
-  f.controller->advance(3);
+  test::drop_to(*f.controller, 3);
   opt.drop_stages_before(3);
   EXPECT_EQ(opt.state_entries(), opt.parameters().size());
   EXPECT_LT(opt.state_entries(), all_params);
@@ -203,10 +205,10 @@ TEST(DropInvariants, DroppedStagesTakeTheirOptimizerStateWithThem) {
 
 TEST(DropInvariants, NewCutIsBuiltFromThePreviousCacheThroughNewStagesOnly) {
   Fixture f(/*build_batch=*/16);
-  DropReport first = f.controller->advance(2);
+  DropReport first = test::drop_to(*f.controller, 2);
   EXPECT_EQ(f.data.reads.load(), 3);  // 48 samples in batches of 16, read once
   EXPECT_EQ(first.flops, 48 * f.profile.stage_range_flops(0, 2));
-  DropReport second = f.controller->advance(5);
+  DropReport second = test::drop_to(*f.controller, 5);
   EXPECT_EQ(f.data.reads.load(), 3) << "the new cut read raw samples again";
   EXPECT_EQ(second.flops, 48 * f.profile.stage_range_flops(2, 5));
   EXPECT_EQ(second.from_cut, 2u);
@@ -217,16 +219,69 @@ TEST(DropInvariants, NewCutIsBuiltFromThePreviousCacheThroughNewStagesOnly) {
 
 TEST(DropInvariants, OnlyForwardMovesOfTheCutAreAccepted) {
   Fixture f;
-  f.controller->advance(2);
-  EXPECT_THROW(f.controller->advance(2), Error);
-  EXPECT_THROW(f.controller->advance(1), Error);
-  EXPECT_THROW(f.controller->advance(f.model->num_stages() + 1), Error);
-  EXPECT_EQ(f.controller->cut(), 2u);
+  test::drop_to(*f.controller, 2);
+  const std::uint64_t generation = f.controller->generation();
+  // The same cut or a lower one is no drop; a lower one is named as kept.
+  DropOutcome same = f.controller->apply(Decision{2, ""});
+  EXPECT_FALSE(same.drop.has_value());
+  EXPECT_EQ(same.note, "");
+  DropOutcome lower = f.controller->apply(Decision{1, ""});
+  EXPECT_FALSE(lower.drop.has_value());
+  EXPECT_EQ(lower.cut, 2u);
+  EXPECT_EQ(lower.note, "cut 1 asked for, below the current cut 2; drops are monotone, keeping 2");
+  EXPECT_EQ(f.controller->generation(), generation) << "no cache was built";
+  // A cut past the last stage is clamped to the last.
+  const std::size_t stages = f.model->num_stages();
+  DropOutcome past = f.controller->apply(Decision{stages + 3, ""});
+  ASSERT_TRUE(past.drop.has_value());
+  EXPECT_EQ(past.drop->to_cut, stages);
+  EXPECT_EQ(past.note, "cut " + std::to_string(stages + 3) + " asked for, but the model has " + std::to_string(stages) +
+                           " stages; clamped");
+  EXPECT_EQ(f.controller->cut(), stages);
+}
+
+// The drop transaction with a training attached: the optimizer loses the
+// frozen stages, the model keeps its mode, and the feed goes on from the new
+// cache at the batch it would have given next.
+TEST(DropInvariants, ApplyTrimsTheOptimizerAndHandsTheFeedTheCache) {
+  Fixture f;
+  f.model->train();
+  TrainSettings train;
+  StagedOptimizer optimizer(*f.model, train);
+  const std::size_t params_before = optimizer.parameters().size();
+  std::vector<std::int64_t> order(static_cast<std::size_t>(f.data.size(Split::kTrain)));
+  std::iota(order.begin(), order.end(), 0);
+  BatchFeed feed(f.controller->source(), FeedSettings{4, 2});
+  const auto steps = static_cast<std::int64_t>(order.size()) / 4;
+  feed.start(order, 0, steps, 3);
+  at::Tensor x, y;
+  ASSERT_TRUE(feed.next(x, y));
+  ASSERT_TRUE(feed.next(x, y));
+  DropOutcome out = f.controller->apply(Decision{2, "test"}, &optimizer, &feed);
+  ASSERT_TRUE(out.drop.has_value());
+  EXPECT_LT(optimizer.parameters().size(), params_before);
+  for (std::size_t i = 0; i < 2; ++i) {
+    for (const auto& p : f.model->stage_module(i)->parameters()) {
+      for (const auto& q : optimizer.parameters()) EXPECT_FALSE(p.is_same(q)) << "a frozen parameter is still trained";
+    }
+    EXPECT_FALSE(f.model->stage_module(i)->is_training()) << "stage " << i;
+  }
+  EXPECT_TRUE(f.model->stage_module(2)->is_training());
+  // The rest of the epoch comes from the cache: cut-2 features of batches 2, 3, ...
+  std::int64_t fed = 0;
+  while (feed.next(x, y)) {
+    const std::int64_t step = 2 + fed++;
+    std::vector<std::int64_t> idx(order.begin() + step * 4, order.begin() + step * 4 + 4);
+    std::vector<std::int64_t> rows(idx);
+    EXPECT_TRUE(x.equal(f.controller->cached_rows(rows))) << "batch " << step;
+    EXPECT_TRUE(y.equal(f.controller->train_labels().index_select(0, at::tensor(idx, at::kLong))));
+  }
+  EXPECT_EQ(fed, steps - 2);
 }
 
 TEST(DropInvariants, LabelsFollowTheCachedSamples) {
   Fixture f;
-  f.controller->advance(1);
+  test::drop_to(*f.controller, 1);
   EXPECT_TRUE(f.controller->train_labels().equal(f.data.labels_));
 }
 

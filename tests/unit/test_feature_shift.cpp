@@ -16,8 +16,10 @@
 #include "learndrop/core/batch_feed.h"
 #include "learndrop/core/drop_controller.h"
 #include "learndrop/core/feature_shift.h"
+#include "learndrop/core/seeds.h"
 #include "learndrop/core/flops.h"
 #include "learndrop/registrar.h"
+#include "drop_helpers.h"
 #include "test_env.h"
 
 namespace ld::core {
@@ -135,7 +137,7 @@ void expect_equivariance(const std::string& plugin, const std::map<std::string, 
       *model, *data, [&] { return host->create_cache("ram", Options(), CacheContext{}); }, profile.stage_flops,
       profile.stage_output_shapes, settings);
   for (std::size_t cut : cuts) {
-    controller.advance(cut);
+    test::drop_to(controller, cut);
     const FeatureShift& f = controller.feature_shift();
     ASSERT_GT(f.stride, 0) << "cut " << cut;
     ASSERT_EQ(f.max_shift, t.max_shift / f.stride) << "cut " << cut;
@@ -264,9 +266,9 @@ TEST(FeatureShift, TheFeedShiftsEachCachedSampleByItsDrawForTheEpoch) {
   DropController controller(
       *model, *data, [&] { return host->create_cache("ram", Options(), CacheContext{}); }, profile.stage_flops,
       profile.stage_output_shapes, settings);
-  controller.advance(3);  // stride 1: shifts of up to 4 map pixels
+  test::drop_to(controller, 3);  // stride 1: shifts of up to 4 map pixels
   ASSERT_EQ(controller.feature_shift().max_shift, 4);
-  BatchFeed feed(controller, *data, FeedSettings{16, 2, 1});
+  BatchFeed feed(controller.source(), FeedSettings{16, 2});
   const std::vector<std::int64_t> order = epoch_order(48, 9, 2);
   const std::uint64_t epoch_seed = 1234;
   feed.start(order, 0, 3, epoch_seed);

@@ -17,6 +17,7 @@
 #include "learndrop/core/device.h"
 #include "learndrop/core/flops.h"
 #include "learndrop/core/plugin_host.h"
+#include "learndrop/core/seeds.h"
 #include "learndrop/core/text.h"
 #include "learndrop/registrar.h"
 

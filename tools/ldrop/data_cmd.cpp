@@ -7,9 +7,9 @@
 #include <tbb/task_arena.h>
 
 #include "commands.h"
-#include "learndrop/core/batch_feed.h"
 #include "learndrop/core/config.h"
 #include "learndrop/core/plugin_host.h"
+#include "learndrop/core/seeds.h"
 #include "learndrop/registrar.h"
 
 namespace ld::cli {

@@ -11,16 +11,10 @@
 
 #include <ATen/core/Tensor.h>
 
-#include <tbb/task_arena.h>
-
-#include "learndrop/cache.h"
+#include "learndrop/core/batch_source.h"
 #include "learndrop/core/device.h"
-#include "learndrop/core/seeds.h"
-#include "learndrop/dataset.h"
 
 namespace ld::core {
-
-class DropController;
 
 /// How batches are prepared.
 struct FeedSettings {
@@ -28,9 +22,6 @@ struct FeedSettings {
   /// Batches prepared ahead of training by a background thread (0 = each
   /// batch is prepared in the training thread when asked for).
   std::int64_t prefetch = 2;
-  /// TBB threads the dataset may use for one batch (its decode and
-  /// transform run in a task arena of this size).
-  int loader_threads = 1;
   /// The training device: batches are handed out there, float32. On CUDA
   /// the producer copies them through pinned staging buffers on a side
   /// stream (DeviceStager), overlapping the copy with training.
@@ -38,8 +29,9 @@ struct FeedSettings {
 };
 
 /// Feeds the training batches of one epoch in model layout, float32, on the
-/// training device: from the dataset at cut 0, from the feature cache's
-/// reader after a drop.
+/// training device, from a BatchSource: the dataset before the first drop,
+/// the feature cache after it (DropController::source and apply). The feed
+/// does not know which.
 ///
 /// A producer thread prepares batches in step order into a queue of at most
 /// `prefetch` batches while the model trains on the current one. A batch
@@ -47,14 +39,13 @@ struct FeedSettings {
 /// batches are the same for any prefetch depth and thread count.
 class BatchFeed {
  public:
-  BatchFeed(const DropController& controller, const Dataset& dataset, const FeedSettings& settings);
+  BatchFeed(std::unique_ptr<BatchSource> source, const FeedSettings& settings);
   ~BatchFeed();
   BatchFeed(const BatchFeed&) = delete;
   BatchFeed& operator=(const BatchFeed&) = delete;
 
   /// (Re)starts at batch `first_step` of `order`; batch s covers
-  /// order[s*B, (s+1)*B) and feeding stops before batch `steps`. Call again
-  /// after a drop so the rest of the epoch comes from the new cache.
+  /// order[s*B, (s+1)*B) and feeding stops before batch `steps`.
   void start(const std::vector<std::int64_t>& order, std::int64_t first_step, std::int64_t steps,
              std::uint64_t epoch_seed);
 
@@ -62,10 +53,14 @@ class BatchFeed {
   /// threw (e.g. a corrupt file).
   bool next(at::Tensor& images, at::Tensor& labels);
 
-  /// Stops the producer thread and releases the cache reader; `next`
-  /// returns false until the next `start`. Call before a drop replaces the
-  /// cache the reader reads.
+  /// Stops the producer thread and ends the source's epoch (a cache source
+  /// releases its reader); `next` returns false until the next `start`.
   void stop();
+
+  /// Stops (if not stopped yet), replaces the source and goes on with the
+  /// first batch not yet returned by `next`, now from `source`: a drop in
+  /// the middle of an epoch (DropController::apply).
+  void replace_source(std::unique_ptr<BatchSource> source);
 
  private:
   struct Item {
@@ -76,17 +71,16 @@ class BatchFeed {
   Item make(std::int64_t step);
   void produce();
 
-  const DropController& controller_;
-  const Dataset& dataset_;
+  std::unique_ptr<BatchSource> source_;
   FeedSettings settings_;
-  std::unique_ptr<tbb::task_arena> arena_;
   std::unique_ptr<DeviceStager> stager_;
   const std::vector<std::int64_t>* order_ = nullptr;
-  std::int64_t step_ = 0;      // next batch handed out
+  std::int64_t step_ = 0;         // next batch handed out (steps_ once stopped)
+  std::int64_t resume_step_ = 0;  // next batch handed out, kept across stop
   std::int64_t produced_ = 0;  // next batch the producer prepares
   std::int64_t steps_ = 0;
   std::uint64_t epoch_seed_ = 0;
-  std::unique_ptr<BatchReader> reader_;
+  bool started_ = false;  // the source is between begin and end
 
   std::thread producer_;
   std::mutex mutex_;

@@ -3,17 +3,24 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include <ATen/core/Tensor.h>
 
 #include "learndrop/cache.h"
+#include "learndrop/core/batch_source.h"
 #include "learndrop/core/device.h"
 #include "learndrop/core/feature_shift.h"
 #include "learndrop/dataset.h"
 #include "learndrop/model.h"
+#include "learndrop/policy.h"
 
 namespace ld::core {
+
+class BatchFeed;
+class StagedOptimizer;
 
 /// Converts a model-layout batch (NCHW, channels-last strides) to the cache's
 /// per-sample storage layout (NHWC, contiguous) and back, without changing a
@@ -55,6 +62,17 @@ struct DropReport {
   FeatureShift shift;  ///< Feature-space shifts at the new cut (feature augmentation).
 };
 
+/// What DropController::apply did with a decision.
+struct DropOutcome {
+  std::size_t asked = 0;  ///< The cut the decision asked for.
+  std::size_t cut = 0;    ///< The cut afterwards.
+  /// Why the decision was not taken as asked (a cut past the last stage is
+  /// clamped; a cut below the current one is kept, drops are monotone);
+  /// empty when it was.
+  std::string note;
+  std::optional<DropReport> drop;  ///< What the drop did, when stages were dropped.
+};
+
 /// Owns the current cut and its feature cache, and holds the drop invariants:
 /// only a prefix is dropped, a drop is monotone, dropped stages are frozen
 /// (eval mode, no gradients), and a new cut is built from the previous cache
@@ -70,18 +88,26 @@ class DropController {
 
   std::size_t cut() const { return cut_; }
 
-  /// Freezes stages [cut, new_cut) and builds the cache at `new_cut` from the
-  /// current one (or from the dataset at cut 0). `new_cut` must be larger than
-  /// the current cut and at most the number of stages.
-  DropReport advance(std::size_t new_cut);
+  /// Applies a drop policy's decision, as one transaction (the trainer and
+  /// the tests call this one method). The cut asked for is clamped to the
+  /// number of stages, and a cut below the current one is kept. A larger cut:
+  ///  1. stops `feed`, whose producer may be reading the current cache;
+  ///  2. freezes stages [cut, new cut) (eval mode, no gradients);
+  ///  3. builds the cache at the new cut from the current one (or from the
+  ///     dataset at cut 0), on the model's device and in its precision;
+  ///  4. removes the frozen parameters and their state from `optimizer`;
+  ///  5. hands `feed` the cache source, which goes on with the rest of the
+  ///     epoch from the new cache.
+  /// The model keeps its training mode (frozen stages stay in eval mode).
+  /// `optimizer` and `feed` may be null (a controller outside a training).
+  DropOutcome apply(const Decision& decision, StagedOptimizer* optimizer = nullptr, BatchFeed* feed = nullptr);
+
+  /// The batch source for the current cut: the dataset's training transform
+  /// (decoded by `loader_threads` TBB threads) at cut 0, the cache after.
+  std::unique_ptr<BatchSource> source(int loader_threads = 1) const;
 
   /// Puts dropped stages back in eval mode (call after `model.train()`).
   void keep_dropped_in_eval();
-
-  /// Training inputs `indices` in the epoch of `epoch_seed`: the dataset's
-  /// training transform at cut 0, afterwards each sample's cached view drawn
-  /// for the epoch (view_of), in model layout, float32, on the CPU.
-  at::Tensor inputs(const std::vector<std::int64_t>& indices, std::uint64_t epoch_seed) const;
 
   /// A reader over the cached views of `order` drawn for the epoch of
   /// `epoch_seed`, in storage layout; cut must be > 0. The reader shares
@@ -135,6 +161,7 @@ class DropController {
   std::uint64_t generation() const { return generation_; }
 
  private:
+  DropReport advance(std::size_t new_cut);
   std::vector<std::int64_t> rows(const std::vector<std::int64_t>& samples, std::uint64_t epoch_seed) const;
   FeatureShift shift_at(std::size_t cut) const;
 
