@@ -135,6 +135,7 @@ TORCH_MODULE(Head);
 class ResNet : public ld::StagedModel {
  public:
   ResNet(const ResNetOptions& o, const ld::ModelContext& ctx) {
+    set_label(o.variant);
     const Layout& layout = kLayouts.at(o.variant);
     std::int64_t in = scaled(64, o.width);
     add_stage("stem", Stem(ctx.in_channels, in, o.stem == "imagenet"));

@@ -81,6 +81,7 @@ TORCH_MODULE(FullClassifier);
 class Vgg : public ld::StagedModel {
  public:
   Vgg(const VggOptions& o, const ld::ModelContext& ctx) {
+    set_label(o.variant);
     bool bn = o.variant.size() > 3 && o.variant.substr(o.variant.size() - 3) == "_bn";
     const std::vector<int>& layout = kLayouts.at(bn ? o.variant.substr(0, o.variant.size() - 3) : o.variant);
     std::int64_t in = ctx.in_channels, h = ctx.height, w = ctx.width;

@@ -1,5 +1,5 @@
 // Test plugin: a dataset, a policy and a cache whose calls throw, to check
-// the host's plugin boundary (core/src/plugin_guard.h).
+// the host's plugin boundary (core/src/host/plugin_guard.h).
 #include <stdexcept>
 
 #include "learndrop/sdk.h"

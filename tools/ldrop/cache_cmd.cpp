@@ -100,7 +100,7 @@ int cache_plan(const core::PluginHost& host, const core::RunConfig& cfg, const s
   }
   std::printf(
       "cache plan: %s on %s, %lld training samples x %lld view%s, %s storage\n",
-      cfg.model.options.has("variant") ? cfg.model.options.get_string("variant").c_str() : cfg.model.plugin.c_str(),
+      (model->label().empty() ? cfg.model.plugin : model->label()).c_str(),
       cfg.dataset.plugin.c_str(), static_cast<long long>(n), static_cast<long long>(views), views == 1 ? "" : "s",
       cfg.cache_dtype.c_str());
   std::printf("%4s  %-12s %-16s %12s %12s %16s %7s  %s\n", "cut", "last stage", "shape [C,H,W]", "per sample",

@@ -12,7 +12,8 @@ namespace ld {
 // 2: FeatureCache::begin(CacheLayout), stats()
 // 3: PolicyInput learning rates, StageStats::mean_grad_norm, Dataset::shift_flip / get_untransformed
 // 4: CacheContext::device, FeatureCache::device(); get returns the storage type
-constexpr std::uint32_t kSdkAbiVersion = 4;
+// 5: StagedModel::label() / set_label (the host no longer reads a "variant" option)
+constexpr std::uint32_t kSdkAbiVersion = 5;
 
 /// What a plugin library was built against. Plain integers only, so that the
 /// host can read it before it trusts any C++ type from the library.

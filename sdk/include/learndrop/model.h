@@ -59,6 +59,10 @@ class LEARNDROP_VISIBLE StagedModel : public torch::nn::Module {
 
   std::size_t num_stages() const { return stages_.size(); }
 
+  /// What runs call this model in logs and summary.json, e.g. "vgg11_bn" or
+  /// "resnet50"; empty means the plugin's name.
+  const std::string& label() const { return label_; }
+
   /// Human-readable name of stage `i`, e.g. "conv3" or "layer2.1".
   const std::string& stage_name(std::size_t i) const { return stage_names_.at(i); }
 
@@ -108,10 +112,14 @@ class LEARNDROP_VISIBLE StagedModel : public torch::nn::Module {
   /// Sets a head made of a sequence of layers.
   void set_head(torch::nn::Sequential layers) { set_head(SequentialStage(std::move(layers))); }
 
+  /// Sets label() (a plugin with variants names the variant built).
+  void set_label(std::string label) { label_ = std::move(label); }
+
  private:
   std::vector<torch::nn::AnyModule> stages_;
   std::vector<std::string> stage_names_;
   torch::nn::AnyModule head_;
+  std::string label_;
 };
 
 }  // namespace ld

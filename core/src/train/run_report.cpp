@@ -1,0 +1,185 @@
+#include "run_report.h"
+
+#include <cstdio>
+
+#include <unistd.h>
+
+#include <ATen/ATen.h>
+#include <spdlog/spdlog.h>
+
+#include "learndrop/core/text.h"
+
+namespace ld::core {
+
+using json = nlohmann::json;
+
+EpochTally::EpochTally(at::Device device)
+    : loss_sum(at::zeros({}, at::TensorOptions().dtype(at::kDouble).device(device))),
+      correct_sum(at::zeros({}, at::TensorOptions().dtype(at::kLong).device(device))) {}
+
+double EpochTally::loss() const { return seen ? loss_sum.item<double>() / static_cast<double>(seen) : 0.0; }
+
+double EpochTally::accuracy() const {
+  return seen ? static_cast<double>(correct_sum.item<std::int64_t>()) / static_cast<double>(seen) : 0.0;
+}
+
+RunReporter::RunReporter(const RunConfig& cfg, const RunParts& parts, const RunOptions& opts)
+    : cfg_(cfg), parts_(parts), opts_(opts), live_(opts.progress && ::isatty(STDOUT_FILENO)) {}
+
+void RunReporter::started() const {
+  spdlog::info("run {}: {} on {} ({}), policy {}, device {} ({}), {} threads ({} loading, {} batches ahead), seed {}",
+               parts_.out->dir().string(), parts_.model_label, cfg_.dataset.plugin, parts_.dataset->describe(),
+               cfg_.policy.plugin, device_text(parts_.device), precision_text(parts_.precision), cfg_.threads,
+               cfg_.loader_threads, cfg_.prefetch, cfg_.seed);
+  spdlog::info("model: {} stages + head, {} per sample forward (head {})", parts_.model->num_stages(),
+               format_flops(static_cast<double>(parts_.profile.flops_from(0))),
+               format_flops(static_cast<double>(parts_.profile.head_flops)));
+}
+
+void RunReporter::clear_live() const {
+  if (live_) std::printf("\r\033[K");
+}
+
+void RunReporter::live(std::int64_t epoch, std::int64_t step, const EpochTally& t, Clock::time_point epoch_start) {
+  if (!live_ || seconds_since(last_live_) <= 0.5) return;
+  last_live_ = Clock::now();
+  std::printf("\r\033[Kepoch %lld/%lld  step %lld/%lld  loss %.4f  cut %zu/%zu  %.0f img/s",
+              static_cast<long long>(epoch + 1), static_cast<long long>(cfg_.train.epochs),
+              static_cast<long long>(step), static_cast<long long>(parts_.steps_per_epoch), t.loss(),
+              parts_.controller->cut(), parts_.model->num_stages(), t.seen / seconds_since(epoch_start));
+  std::fflush(stdout);
+}
+
+void RunReporter::evaluation_point(const json& line) { parts_.out->append_stats(line); }
+
+void RunReporter::drop(const DropReport& r, double epoch, std::int64_t step, const std::string& reason) {
+  const StagedModel& model = *parts_.model;
+  clear_live();
+  if (drops_.empty() && !parts_.feature_augment && parts_.views == 1 &&
+      parts_.augmentation_after_drop.rfind("frozen", 0) == 0) {
+    spdlog::warn(
+        "dataset '{}' augments its training samples but cache.views is 1: after this drop, every epoch "
+        "trains on the same augmented draw of each sample (set cache.views: K to cache K draws)",
+        cfg_.dataset.plugin);
+  }
+  spdlog::info(
+      "drop at epoch {:.2f} (step {}): stages {}..{} frozen ({} -> {}), cache {} ({}{}) built in {:.1f}s, {}{}",
+      epoch, step, model.stage_name(r.from_cut), model.stage_name(r.to_cut - 1), r.from_cut, r.to_cut,
+      format_bytes(static_cast<double>(r.cache_bytes)), r.cache_description,
+      parts_.views > 1 ? ", " + std::to_string(parts_.views) + " views per sample" : "", r.seconds,
+      format_flops(static_cast<double>(r.flops)), reason.empty() ? "" : "; " + reason);
+  json entry = {{"epoch", epoch},
+                {"step", step},
+                {"from_cut", r.from_cut},
+                {"to_cut", r.to_cut},
+                {"cache_bytes", r.cache_bytes},
+                {"cache", r.cache_description},
+                {"cache_build_seconds", r.seconds},
+                {"cache_build_flops", r.flops},
+                {"reason", reason}};
+  if (parts_.feature_augment) {
+    entry["stride"] = r.shift.stride;
+    entry["feature_shift"] = r.shift.max_shift;
+    spdlog::info("after the drop: cached {} view(s) per sample; maps at stride {} shifted by up to {} map pixels",
+                 parts_.views, r.shift.stride, r.shift.max_shift);
+  }
+  drops_.push_back(std::move(entry));
+}
+
+void RunReporter::shadow_drop(double epoch, std::int64_t step, std::size_t from, std::size_t to,
+                              const std::string& reason) {
+  clear_live();
+  spdlog::info("shadow: the policy would drop at epoch {:.2f} (step {}): stages {}..{} ({} -> {}){}", epoch, step,
+               parts_.model->stage_name(from), parts_.model->stage_name(to - 1), from, to,
+               reason.empty() ? "" : "; " + reason);
+  shadow_drops_.push_back({{"epoch", epoch}, {"step", step}, {"from_cut", from}, {"to_cut", to}, {"reason", reason}});
+}
+
+void RunReporter::epoch_done(std::int64_t epoch, const EpochTally& t, const RunTotals& totals, const CacheStats& read,
+                             double train_seconds, double epoch_seconds) {
+  const bool evaluated = totals.evaluated;
+  parts_.out->append_metrics({{"epoch", epoch + 1},
+                              {"train_loss", t.loss()},
+                              {"train_accuracy", t.accuracy()},
+                              {"test_loss", evaluated ? json(totals.last_eval.loss) : json(nullptr)},
+                              {"test_accuracy", evaluated ? json(totals.last_eval.accuracy) : json(nullptr)},
+                              {"cut", parts_.controller->cut()},
+                              {"train_seconds_total", totals.train_seconds},
+                              {"lr", learning_rate(cfg_.train, static_cast<double>(epoch + 1))},
+                              {"epoch_seconds", epoch_seconds},
+                              {"train_seconds", train_seconds},
+                              {"images_per_second", t.seen / train_seconds},
+                              {"cache_read_bytes", read.bytes_read},
+                              {"cache_wait_seconds", read.read_seconds},
+                              {"forward_flops", t.flops},
+                              {"forward_flops_total", totals.flops},
+                              {"forward_flops_full_total", totals.flops_full}});
+  if (!opts_.progress) return;
+  const double mean_epoch = totals.train_seconds / static_cast<double>(epoch + 1);
+  clear_live();
+  char test[16] = "     -";
+  if (evaluated) std::snprintf(test, sizeof test, "%5.2f%%", 100.0 * totals.last_eval.accuracy);
+  std::printf("epoch %3lld/%lld  loss %.4f  train %5.2f%%  test %s  cut %zu/%zu  %6.0f img/s  %5.1fs  ETA %s\n",
+              static_cast<long long>(epoch + 1), static_cast<long long>(cfg_.train.epochs), t.loss(),
+              100.0 * t.accuracy(), test, parts_.controller->cut(), parts_.model->num_stages(),
+              t.seen / train_seconds, epoch_seconds,
+              format_duration(mean_epoch * static_cast<double>(cfg_.train.epochs - epoch - 1)).c_str());
+  std::fflush(stdout);
+}
+
+json RunReporter::finish(const RunTotals& totals, double wall_seconds) {
+  parts_.model->to(at::kCPU);  // model.pt loads on any machine
+  parts_.out->save_model(*parts_.model);
+  json s = summary(totals, wall_seconds);
+  parts_.out->write_summary(s);
+  spdlog::info(
+      "done: test accuracy {:.2f}%, {} stages dropped of {}, forward {} vs {} full ({:.1f}% less), train {:.1f}s",
+      100.0 * totals.last_eval.accuracy, parts_.controller->cut(), parts_.model->num_stages(),
+      format_flops(static_cast<double>(totals.flops)), format_flops(static_cast<double>(totals.flops_full)),
+      100.0 * s["flops_reduction"].get<double>(), totals.train_seconds);
+  return s;
+}
+
+json RunReporter::summary(const RunTotals& t, double wall_seconds) const {
+  const double reduction =
+      t.flops_full > 0 ? 1.0 - static_cast<double>(t.flops) / static_cast<double>(t.flops_full) : 0.0;
+  return {{"model", parts_.model_label},
+          {"model_plugin", cfg_.model.plugin},
+          {"dataset", cfg_.dataset.plugin},
+          {"policy", cfg_.policy.plugin},
+          {"cache", cfg_.cache.plugin},
+          {"cache_views", parts_.views},
+          {"augmentation_after_drop", parts_.augmentation_after_drop},
+          {"experiment", cfg_.name},
+          {"seed", cfg_.seed},
+          {"config_hash", cfg_.hash()},
+          {"threads", cfg_.threads},
+          {"device", device_text(parts_.device)},
+          {"precision", precision_text(parts_.precision)},
+          {"cache_dtype", cfg_.cache_dtype},
+          {"skipped_steps", parts_.scaler->skipped_steps()},
+          {"epochs", cfg_.train.epochs},
+          {"train_samples", parts_.n_train},
+          {"test_samples", parts_.dataset->size(Split::kTest)},
+          {"num_stages", parts_.model->num_stages()},
+          {"dropped_stages", parts_.controller->cut()},
+          {"drops", drops_},
+          {"policy_shadow", cfg_.policy_shadow},
+          {"shadow_drops", shadow_drops_},
+          {"cache_augment", parts_.feature_augment ? "feature" : "views"},
+          {"test_accuracy", t.last_eval.accuracy},
+          {"test_loss", t.last_eval.loss},
+          {"train_seconds", t.train_seconds},
+          {"cache_build_seconds", t.cache_seconds},
+          {"cache_read_bytes", t.cache_read_bytes},
+          {"cache_wait_seconds", t.cache_wait_seconds},
+          {"wall_seconds", wall_seconds},
+          {"forward_flops", t.flops},
+          {"forward_flops_full", t.flops_full},
+          {"flops_reduction", reduction},
+          {"eval_forward_flops", t.eval_flops},
+          {"stage_forward_flops", parts_.profile.stage_flops},
+          {"head_forward_flops", parts_.profile.head_flops}};
+}
+
+}  // namespace ld::core

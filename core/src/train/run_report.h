@@ -1,0 +1,85 @@
+#pragma once
+// The reporting part of a run (run_training = setup, loop, reporting): the
+// console (log lines, progress) and the run folder's files (stats.jsonl,
+// metrics.jsonl, summary.json, model.pt).
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+#include <ATen/core/Tensor.h>
+#include <nlohmann/json.hpp>
+
+#include "learndrop/cache.h"
+#include "run_setup.h"
+
+namespace ld::core {
+
+using Clock = std::chrono::steady_clock;
+
+inline double seconds_since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+/// Test loss and accuracy of the full model.
+struct EvalResult {
+  double loss = 0;
+  double accuracy = 0;
+};
+
+/// Running totals of one epoch. Loss and correct predictions are summed on
+/// the training device and read only when printed or written, so that a GPU
+/// never waits for the host between steps.
+struct EpochTally {
+  explicit EpochTally(at::Device device);
+  double loss() const;
+  double accuracy() const;
+  at::Tensor loss_sum, correct_sum;
+  std::int64_t seen = 0;
+  std::int64_t flops = 0;
+};
+
+/// What the loop adds up over the run.
+struct RunTotals {
+  std::int64_t flops = 0, flops_full = 0, eval_flops = 0;
+  double train_seconds = 0, cache_seconds = 0, cache_wait_seconds = 0;
+  std::int64_t cache_read_bytes = 0;
+  EvalResult last_eval;
+  bool evaluated = false;  ///< Whether last_eval is the current epoch's.
+};
+
+class RunReporter {
+ public:
+  RunReporter(const RunConfig& cfg, const RunParts& parts, const RunOptions& opts);
+
+  /// The first two log lines: what runs where, and the model's FLOPs.
+  void started() const;
+  /// The live progress line on a terminal, at most twice a second.
+  void live(std::int64_t epoch, std::int64_t step, const EpochTally& tally, Clock::time_point epoch_start);
+  /// An evaluation point's line of stats.jsonl.
+  void evaluation_point(const nlohmann::json& line);
+  /// A drop: the log lines and the summary's record of it.
+  void drop(const DropReport& r, double epoch, std::int64_t step, const std::string& reason);
+  /// policy.shadow: where the policy would have dropped.
+  void shadow_drop(double epoch, std::int64_t step, std::size_t from, std::size_t to, const std::string& reason);
+  /// The end of an epoch: its metrics.jsonl line and console line.
+  void epoch_done(std::int64_t epoch, const EpochTally& tally, const RunTotals& totals, const CacheStats& read,
+                  double train_seconds, double epoch_seconds);
+  /// The end of the run: model.pt (saved from the CPU), summary.json, the
+  /// last log line. Returns the summary.
+  nlohmann::json finish(const RunTotals& totals, double wall_seconds);
+
+ private:
+  nlohmann::json summary(const RunTotals& totals, double wall_seconds) const;
+  void clear_live() const;
+
+  const RunConfig& cfg_;
+  const RunParts& parts_;
+  const RunOptions& opts_;
+  const bool live_;
+  Clock::time_point last_live_ = Clock::now();
+  nlohmann::json drops_ = nlohmann::json::array();
+  nlohmann::json shadow_drops_ = nlohmann::json::array();
+};
+
+}  // namespace ld::core

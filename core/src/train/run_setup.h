@@ -1,0 +1,54 @@
+#pragma once
+// The setup part of a run (run_training = setup, loop, reporting): every
+// object a run is made of, created from its config.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include <ATen/core/Tensor.h>
+
+#include "learndrop/core/batch_feed.h"
+#include "learndrop/core/config.h"
+#include "learndrop/core/device.h"
+#include "learndrop/core/drop_controller.h"
+#include "learndrop/core/flops.h"
+#include "learndrop/core/optimizer.h"
+#include "learndrop/core/run_output.h"
+#include "learndrop/core/stage_stats.h"
+#include "learndrop/core/trainer.h"
+#include "learndrop/policy.h"
+
+namespace ld::core {
+
+/// A run's parts. Created in order (device and precision, dataset, model,
+/// policy, cache plugin, run folder, drop controller, optimizer, feed), so a
+/// bad config or plugin fails before the run folder exists where it can.
+struct RunParts {
+  at::Device device = at::Device(at::kCPU);
+  Precision precision = Precision::kFp32;
+  std::unique_ptr<GradScaler> scaler;
+  std::shared_ptr<Dataset> dataset;
+  std::shared_ptr<StagedModel> model;
+  std::string model_label;  ///< The model's label(), or its plugin's name.
+  ModelProfile profile;
+  std::int64_t n_train = 0;
+  std::int64_t steps_per_epoch = 0;
+  std::shared_ptr<DropPolicy> policy;
+  std::unique_ptr<RunOutput> out;
+  std::unique_ptr<DropController> controller;
+  std::unique_ptr<StagedOptimizer> optimizer;
+  std::unique_ptr<StageStatsTracker> tracker;
+  std::unique_ptr<BatchFeed> feed;
+  /// How training is augmented after a drop.
+  std::int64_t views = 1;
+  bool feature_augment = false;
+  std::string augmentation_after_drop;
+};
+
+/// Creates the parts of the run of `cfg`: plugins from the host, the model on
+/// its device (channels-last), the run folder with config.yaml. Throws
+/// ld::Error naming the key or plugin at fault.
+RunParts set_up_run(const RunConfig& cfg, const PluginHost& host, const RunOptions& opts);
+
+}  // namespace ld::core
