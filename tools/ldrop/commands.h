@@ -1,9 +1,14 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
+
+namespace CLI {
+class App;
+}
 
 namespace ld {
 class StagedModel;
@@ -16,6 +21,32 @@ struct RunRecord;
 }  // namespace ld::core
 
 namespace ld::cli {
+
+/// Exit codes: 0 success, 1 a failure while running, 2 bad input (usage,
+/// config, plugins), 128 + signal when interrupted.
+constexpr int kFailed = 1;
+constexpr int kBadInput = 2;
+/// What an input phase returns when the run phase should follow.
+constexpr int kContinue = -1;
+
+/// One ldrop command: its subcommand and two phases. `input` loads plugins
+/// and checks the input; what it throws exits 2, and it returns an exit code
+/// or kContinue. `run` (may be empty) does the work; what it throws exits 1.
+struct Command {
+  CLI::App* sub = nullptr;
+  std::function<int(core::PluginHost&)> input;
+  std::function<int(core::PluginHost&)> run;
+};
+
+/// Adds every subcommand with its options to `app` (registry.cpp).
+std::vector<Command> register_commands(CLI::App& app);
+
+/// Names an unknown command word with the closest one (exit 2), instead of
+/// CLI11's "A subcommand is required"; 0 when every word is known.
+int refuse_unknown_command(CLI::App& app, int argc, char** argv);
+
+/// Runs the parsed command's phases with their exit codes.
+int run_command(const std::vector<Command>& commands);
 
 /// Arguments of `ldrop model summary`.
 struct ModelSummaryArgs {

@@ -1,0 +1,333 @@
+// The ldrop command table: every subcommand with its options and what it
+// does, in two phases with their own exit codes (commands.h, Command).
+
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <memory>
+
+#include <spdlog/spdlog.h>
+#include <CLI/CLI.hpp>
+
+#include "commands.h"
+#include "learndrop/core/config.h"
+#include "learndrop/core/interrupt.h"
+#include "learndrop/core/plugin_host.h"
+#include "learndrop/core/suite.h"
+#include "learndrop/core/text.h"
+#include "learndrop/core/trainer.h"
+#include "learndrop/error.h"
+
+namespace ld::cli {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+// Loads plugins (built-in, LEARNDROP_PLUGIN_PATH, then the config's
+// plugins.paths) and validates the config against their manifests.
+core::RunConfig prepare(core::PluginHost& host, const std::string& file, const std::vector<std::string>& sets) {
+  core::ConfigTree tree = core::load_config(file);
+  for (const auto& s : sets) core::apply_override(tree, s);
+  host.load_standard_paths();
+  for (const auto& p : core::plugin_paths(tree)) {
+    try {
+      host.load_path(p);
+    } catch (const Error& e) {
+      throw Error(file + ": plugins.paths: " + e.what());
+    }
+  }
+  core::RunConfig cfg = core::resolve_config(tree, host);
+  for (const auto& w : cfg.warnings) spdlog::warn("{}", w);
+  return cfg;
+}
+
+// The first line of an exception message (LibTorch appends a backtrace).
+std::string first_line(const char* what) {
+  std::string s(what);
+  return s.substr(0, s.find('\n'));
+}
+
+std::string default_out_dir(const core::RunConfig& cfg) {
+  return (fs::path("runs") / (cfg.name + "-" + cfg.hash().substr(0, 8))).string();
+}
+
+
+// A config file with --set overrides, validated in the input phase.
+struct ConfigArgs {
+  std::string file;
+  std::vector<std::string> sets;
+  core::RunConfig cfg;
+  void add_to(CLI::App* sub) {
+    sub->add_option("config", file, "YAML config file")->required();
+    sub->add_option("--set", sets, "override a config key, e.g. --set train.epochs=3 (repeatable)");
+  }
+  int load(core::PluginHost& host) {
+    cfg = prepare(host, file, sets);
+    return kContinue;
+  }
+};
+
+void add_model_options(CLI::App* sub, ModelSummaryArgs& a) {
+  sub->add_option("--variant", a.variant, "e.g. vgg11_bn, resnet50")->required();
+  sub->add_option("--stem", a.stem, "imagenet | cifar (resnet)")->check(CLI::IsMember({"imagenet", "cifar"}));
+  sub->add_option("--input-size", a.input_size, "input height and width")->check(CLI::Range(1, 4096));
+  sub->add_option("--in-channels", a.in_channels, "input channels")->check(CLI::Range(1, 4096));
+  sub->add_option("--num-classes", a.num_classes, "classes")->check(CLI::Range(1, 1000000));
+  sub->add_option("--width", a.width, "channel multiplier");
+  sub->add_option("--option", a.options, "another model key as KEY=VALUE, e.g. classifier=compact");
+}
+
+// Loads the built-in plugins and LEARNDROP_PLUGIN_PATH, then calls `f`.
+template <typename F>
+std::function<int(core::PluginHost&)> with_plugins(F f) {
+  return [f](core::PluginHost& host) {
+    host.load_standard_paths();
+    return f(host);
+  };
+}
+
+void add_run(CLI::App& app, std::vector<Command>& out) {
+  auto config = std::make_shared<ConfigArgs>();
+  auto out_dir = std::make_shared<std::string>();
+  auto quiet = std::make_shared<bool>(false);
+  CLI::App* run = app.add_subcommand("run", "train a model as the config says");
+  config->add_to(run);
+  run->add_option("--out", *out_dir, "run folder (default runs/<experiment.name>-<config hash>)");
+  run->add_flag("--quiet", *quiet, "no per-epoch progress lines");
+  out.push_back({run, [config](core::PluginHost& host) { return config->load(host); },
+                 [config, out_dir, quiet](core::PluginHost& host) {
+                   core::RunOptions options;
+                   options.out_dir = out_dir->empty() ? default_out_dir(config->cfg) : *out_dir;
+                   options.progress = !*quiet;
+                   core::install_interrupt_handlers();
+                   core::run_training(config->cfg, host, options);
+                   std::printf("results in %s (summary.json, metrics.jsonl, model.pt, config.yaml)\n",
+                               options.out_dir.c_str());
+                   return 0;
+                 }});
+
+  auto checked = std::make_shared<ConfigArgs>();
+  CLI::App* check = app.add_subcommand("check", "validate a config and print the effective config");
+  checked->add_to(check);
+  out.push_back({check, [checked](core::PluginHost& host) { return checked->load(host); },
+                 [checked](core::PluginHost&) {
+                   std::cout << checked->cfg.effective_yaml();
+                   std::printf("# config hash %s\n", checked->cfg.hash().c_str());
+                   return 0;
+                 }});
+}
+
+void add_compare(CLI::App& app, std::vector<Command>& out) {
+  auto baseline = std::make_shared<std::string>();
+  auto compared = std::make_shared<std::vector<std::string>>();
+  CLI::App* compare =
+      app.add_subcommand("compare", "compare finished runs with a baseline run (time, FLOPs, accuracy)");
+  compare->add_option("baseline", *baseline, "run folder of the baseline (e.g. policy none)")->required();
+  compare->add_option("runs", *compared, "run folders to compare with it")->required();
+  out.push_back({compare, [baseline, compared](core::PluginHost&) { return compare_runs(*baseline, *compared); }, {}});
+}
+
+void add_model(CLI::App& app, std::vector<Command>& out) {
+  CLI::App* model = app.add_subcommand("model", "inspect model plugins");
+  model->require_subcommand(1);
+
+  auto summary_args = std::make_shared<ModelSummaryArgs>();
+  CLI::App* summary = model->add_subcommand("summary", "stages with output shape, parameters and forward FLOPs");
+  add_model_options(summary, *summary_args);
+  summary->add_flag("--json", summary_args->json, "print JSON");
+  out.push_back({summary, with_plugins([summary_args](core::PluginHost& host) {
+                   return model_summary(host, *summary_args);
+                 }),
+                 {}});
+
+  auto bench_args = std::make_shared<ModelSummaryArgs>();
+  auto bench_settings = std::make_shared<ModelBenchSettings>();
+  CLI::App* bench =
+      model->add_subcommand("bench", "training images/s of a model on random data (SGD, channels-last)");
+  add_model_options(bench, *bench_args);
+  ModelBenchSettings& b = *bench_settings;
+  bench->add_option("--batch", b.batch, "batch size")->check(CLI::Range(2, 1 << 20));
+  bench->add_option("--steps", b.steps, "timed steps (after 3 warm-up steps)")->check(CLI::Range(1, 1 << 20));
+  bench->add_option("--threads", b.threads, "intra-op threads")->check(CLI::Range(1, 1024));
+  bench->add_option("--device", b.device, "auto | cpu | cuda | cuda:N (default cpu)");
+  bench->add_option("--precision", b.precision, "fp32 | bf16 | fp16 (autocast)")
+      ->check(CLI::IsMember({"fp32", "bf16", "fp16"}));
+  bench->add_option("--tier", b.tier,
+                    "where a cut's cached batch lives: device (its memory) | host (copied through pinned staging "
+                    "buffers each step, as the ram and disk caches feed a GPU)")
+      ->check(CLI::IsMember({"device", "host"}));
+  bench->add_flag("--cuts", b.all_cuts,
+                  "time a training step from every cut (stages before it dropped) against the full model");
+  bench->add_option("--cut", b.cuts, "time a training step from this cut (repeatable)");
+  out.push_back({bench, with_plugins([bench_args, bench_settings](core::PluginHost& host) {
+                   return model_bench(host, *bench_args, *bench_settings);
+                 }),
+                 {}});
+}
+
+void add_data(CLI::App& app, std::vector<Command>& out) {
+  CLI::App* data = app.add_subcommand("data", "inspect dataset plugins");
+  data->require_subcommand(1);
+  auto config = std::make_shared<ConfigArgs>();
+  auto threads = std::make_shared<int>(1);
+  auto samples = std::make_shared<std::int64_t>(0);
+  CLI::App* bench =
+      data->add_subcommand("bench", "training samples/s of a config's dataset (decode + transform + batch)");
+  config->add_to(bench);
+  bench->add_option("--threads", *threads, "loader threads")->check(CLI::Range(1, 1024));
+  bench->add_option("--samples", *samples, "samples to load (default one epoch)")->check(CLI::Range(0, 1 << 30));
+  out.push_back({bench, [config](core::PluginHost& host) { return config->load(host); },
+                 [config, threads, samples](core::PluginHost& host) {
+                   return data_bench(host, config->cfg, *threads, *samples);
+                 }});
+}
+
+void add_cache(CLI::App& app, std::vector<Command>& out) {
+  CLI::App* cache = app.add_subcommand("cache", "plan feature caches");
+  cache->require_subcommand(1);
+  auto config = std::make_shared<ConfigArgs>();
+  auto json = std::make_shared<bool>(false);
+  CLI::App* plan = cache->add_subcommand("plan", "per cut: bytes per sample, cache size and forward FLOPs saved");
+  config->add_to(plan);
+  plan->add_flag("--json", *json, "print JSON");
+  out.push_back({plan, [config](core::PluginHost& host) { return config->load(host); },
+                 [config, json](core::PluginHost& host) {
+                   return cache_plan(host, config->cfg, default_out_dir(config->cfg), *json);
+                 }});
+
+  auto args = std::make_shared<CacheBenchArgs>();
+  CacheBenchArgs& a = *args;
+  CLI::App* bench = cache->add_subcommand("bench", "write and shuffled-read bandwidth of a cache, page cache dropped");
+  bench->add_option("--dir", a.dir, "folder for the cache file")->required();
+  bench->add_option("--plugin", a.plugin, "cache plugin");
+  bench->add_option("--rows", a.rows, "rows (samples)")->check(CLI::Range(1, 1 << 30));
+  bench->add_option("--row-bytes", a.row_bytes, "bytes per row")->check(CLI::Range(4, 1 << 30));
+  bench->add_option("--batch", a.batch, "rows per batch")->check(CLI::Range(1, 1 << 20));
+  bench->add_option("--prefetch", a.prefetch, "batches read ahead")->check(CLI::Range(1, 256));
+  bench->add_option("--threads", a.threads, "threads")->check(CLI::Range(1, 1024));
+  bench->add_option("--epochs", a.epochs, "read passes (best reported)")->check(CLI::Range(1, 1000));
+  out.push_back({bench, with_plugins([args](core::PluginHost& host) { return cache_bench(host, *args); }), {}});
+}
+
+// Loads the plugins a suite's base config names (not for a .db report input).
+void load_suite_plugins(core::PluginHost& host, const std::string& file) {
+  host.load_standard_paths();
+  if (fs::path(file).extension() != ".db") {
+    for (const auto& p : core::suite_plugin_paths(file)) host.load_path(p);
+  }
+}
+
+void add_suite(CLI::App& app, std::vector<Command>& out) {
+  CLI::App* suite = app.add_subcommand("suite", "run experiment suites and report their results");
+  suite->require_subcommand(1);
+  auto args = std::make_shared<SuiteRunArgs>();
+  CLI::App* run = suite->add_subcommand("run", "run a suite's matrix, skipping runs already finished");
+  run->add_option("suite", args->file, "suite YAML file")->required();
+  run->add_option("--jobs", args->jobs, "runs at once (set runtime.threads so jobs x threads <= cores)")
+      ->check(CLI::Range(1, 256));
+  run->add_flag("--dry-run", args->dry_run, "print the plan only");
+  run->add_flag("--stop-on-failure", args->stop_on_failure, "start no new run after a failure");
+  out.push_back({run,
+                 [args](core::PluginHost& host) {
+                   load_suite_plugins(host, args->file);
+                   core::load_suite(args->file, host);  // a bad suite stops here, before anything runs
+                   return kContinue;
+                 },
+                 [args](core::PluginHost& host) { return suite_run(host, *args); }});
+
+  auto input = std::make_shared<std::string>();
+  auto report_out = std::make_shared<std::string>();
+  CLI::App* report = suite->add_subcommand("report", "Markdown table, CSV and plots from a suite's results.db");
+  report->add_option("input", *input, "suite YAML file or results.db")->required();
+  report->add_option("--out", *report_out, "report folder (default <output>/report)");
+  out.push_back({report,
+                 [input, report_out](core::PluginHost& host) {
+                   load_suite_plugins(host, *input);
+                   return suite_report(host, *input, *report_out);
+                 },
+                 {}});
+}
+
+void add_plugins(CLI::App& app, std::vector<Command>& out) {
+  CLI::App* plugins = app.add_subcommand("plugins", "list and describe the available plugins");
+  plugins->require_subcommand(1);
+  auto json = std::make_shared<bool>(false);
+  CLI::App* list = plugins->add_subcommand("list", "every loaded plugin with its kind, version and description");
+  list->add_flag("--json", *json, "print JSON");
+  out.push_back({list, with_plugins([json](core::PluginHost& host) { return plugins_list(host, *json); }), {}});
+  auto name = std::make_shared<std::string>();
+  CLI::App* describe = plugins->add_subcommand("describe", "a plugin's manifest and config keys");
+  describe->add_option("name", *name, "plugin name")->required();
+  describe->add_flag("--json", *json, "print JSON");
+  out.push_back({describe, with_plugins([name, json](core::PluginHost& host) {
+                   return plugins_describe(host, *name, *json);
+                 }),
+                 {}});
+}
+
+}  // namespace
+
+std::vector<Command> register_commands(CLI::App& app) {
+  std::vector<Command> commands;
+  add_run(app, commands);
+  add_compare(app, commands);
+  add_model(app, commands);
+  add_data(app, commands);
+  add_cache(app, commands);
+  add_suite(app, commands);
+  add_plugins(app, commands);
+  return commands;
+}
+
+int refuse_unknown_command(CLI::App& app, int argc, char** argv) {
+  CLI::App* level = &app;
+  for (int i = 1; i < argc && !level->get_subcommands({}).empty(); ++i) {
+    const std::string word = argv[i];
+    if (word.empty() || word[0] == '-') break;
+    std::vector<std::string> names;
+    CLI::App* next = nullptr;
+    for (CLI::App* sub : level->get_subcommands({})) {
+      names.push_back(sub->get_name());
+      if (sub->get_name() == word) next = sub;
+    }
+    if (next == nullptr) {
+      const std::string where = level == &app ? "ldrop" : "ldrop " + level->get_name();
+      std::fprintf(stderr, "error: %s: unknown command '%s'%s (commands: %s)\n", where.c_str(), word.c_str(),
+                   core::did_you_mean(word, names).c_str(), core::quoted_list(names).c_str());
+      return kBadInput;
+    }
+    level = next;
+  }
+  return 0;
+}
+
+int run_command(const std::vector<Command>& commands) {
+  const Command* chosen = nullptr;
+  for (const auto& c : commands) {
+    if (c.sub->parsed()) chosen = &c;
+  }
+  if (chosen == nullptr) return kBadInput;  // CLI11 requires a subcommand; not reached
+  core::PluginHost host;
+  int code = kContinue;
+  try {
+    code = chosen->input(host);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", first_line(e.what()).c_str());
+    return kBadInput;
+  }
+  if (code != kContinue || !chosen->run) return code;
+  try {
+    return chosen->run(host);
+  } catch (const core::Interrupted& e) {
+    std::fflush(stdout);
+    std::fprintf(stderr, "\nerror: %s; stopped, temporary files removed, no summary written\n", e.what());
+    return 128 + e.signal();
+  } catch (const std::exception& e) {
+    std::fflush(stdout);
+    std::fprintf(stderr, "error: %s\n", first_line(e.what()).c_str());
+    return kFailed;
+  }
+}
+
+}  // namespace ld::cli
