@@ -5,6 +5,8 @@
 #include <map>
 #include <regex>
 #include <thread>
+#include <type_traits>
+#include <variant>
 
 #include <yaml-cpp/depthguard.h>
 
@@ -232,6 +234,69 @@ void apply_override(ConfigTree& tree, const std::string& assignment) {
   tree.overrides.push_back(key);
 }
 
+namespace {
+
+// The train section: each key once, with the TrainSettings member it sets.
+// Validation (host_section_keys), reading (resolve_config) and the effective
+// config (effective_yaml) all walk this table.
+using TrainMember = std::variant<std::int64_t TrainSettings::*, double TrainSettings::*, bool TrainSettings::*,
+                                 std::string TrainSettings::*>;
+struct TrainKey {
+  ConfigKey key;
+  TrainMember member;
+};
+
+const std::vector<TrainKey>& train_keys() {
+  static const std::vector<TrainKey> keys = {
+      {ConfigKey("epochs", ValueType::kInt, "10", "number of training epochs").range(1, 100000),
+       &TrainSettings::epochs},
+      {ConfigKey("batch_size", ValueType::kInt, "128", "training batch size").range(2, 1 << 20),
+       &TrainSettings::batch_size},
+      {ConfigKey("eval_batch_size", ValueType::kInt, "512", "test batch size").range(1, 1 << 20),
+       &TrainSettings::eval_batch_size},
+      {ConfigKey("optimizer", ValueType::kString, "sgd", "sgd | adam | adamw").one_of({"sgd", "adam", "adamw"}),
+       &TrainSettings::optimizer},
+      {ConfigKey("lr", ValueType::kFloat, "0.05", "base learning rate").range(0, 100),
+       &TrainSettings::lr},
+      {ConfigKey("momentum", ValueType::kFloat, "0.9", "SGD momentum").range(0, 1),
+       &TrainSettings::momentum},
+      {ConfigKey("nesterov", ValueType::kBool, "false", "Nesterov momentum (sgd)"),
+       &TrainSettings::nesterov},
+      {ConfigKey("weight_decay", ValueType::kFloat, "0.0005", "L2 weight decay").range(0, 1),
+       &TrainSettings::weight_decay},
+      {ConfigKey("lr_schedule", ValueType::kString, "cosine",
+                   "constant | step (x lr_gamma every lr_step_epochs) | cosine (to 0 at the last epoch)")
+             .one_of({"constant", "step", "cosine"}),
+       &TrainSettings::lr_schedule},
+      {ConfigKey("lr_step_epochs", ValueType::kInt, "30", "epochs between steps of the step schedule")
+             .range(1, 100000),
+       &TrainSettings::lr_step_epochs},
+      {ConfigKey("lr_gamma", ValueType::kFloat, "0.1", "factor of the step schedule").range(0, 1),
+       &TrainSettings::lr_gamma},
+      {ConfigKey("warmup_epochs", ValueType::kFloat, "0", "linear learning-rate warm-up, in epochs")
+             .range(0, 100000),
+       &TrainSettings::warmup_epochs},
+      {ConfigKey("eval_every", ValueType::kInt, "1",
+                   "evaluate the test set every N epochs and after the last (test time is not training time)")
+             .range(1, 100000),
+       &TrainSettings::eval_every},
+      {ConfigKey("precision", ValueType::kString, "fp32",
+                   "fp32 | bf16 | fp16: autocast computes convolutions and matrix products in this type (fp16 with "
+                   "loss scaling; CUDA only; bf16 on CPUs with native bfloat16)")
+             .one_of({"fp32", "bf16", "fp16"}),
+       &TrainSettings::precision},
+  };
+  return keys;
+}
+
+std::vector<ConfigKey> train_config_keys() {
+  std::vector<ConfigKey> out;
+  for (const auto& k : train_keys()) out.push_back(k.key);
+  return out;
+}
+
+}  // namespace
+
 const std::vector<ConfigKey>& host_section_keys(const std::string& section) {
   static const std::map<std::string, std::vector<ConfigKey>> keys = {
       {"experiment",
@@ -249,30 +314,7 @@ const std::vector<ConfigKey>& host_section_keys(const std::string& section) {
         ConfigKey("device", ValueType::kString, "auto",
                   "where the model trains: auto (the first CUDA GPU if LibTorch sees one, else the CPU) | cpu | "
                   "cuda | cuda:N")}},
-      {"train",
-       {ConfigKey("epochs", ValueType::kInt, "10", "number of training epochs").range(1, 100000),
-        ConfigKey("batch_size", ValueType::kInt, "128", "training batch size").range(2, 1 << 20),
-        ConfigKey("eval_batch_size", ValueType::kInt, "512", "test batch size").range(1, 1 << 20),
-        ConfigKey("optimizer", ValueType::kString, "sgd", "sgd | adam | adamw").one_of({"sgd", "adam", "adamw"}),
-        ConfigKey("lr", ValueType::kFloat, "0.05", "base learning rate").range(0, 100),
-        ConfigKey("momentum", ValueType::kFloat, "0.9", "SGD momentum").range(0, 1),
-        ConfigKey("nesterov", ValueType::kBool, "false", "Nesterov momentum (sgd)"),
-        ConfigKey("weight_decay", ValueType::kFloat, "0.0005", "L2 weight decay").range(0, 1),
-        ConfigKey("lr_schedule", ValueType::kString, "cosine",
-                  "constant | step (x lr_gamma every lr_step_epochs) | cosine (to 0 at the last epoch)")
-            .one_of({"constant", "step", "cosine"}),
-        ConfigKey("lr_step_epochs", ValueType::kInt, "30", "epochs between steps of the step schedule")
-            .range(1, 100000),
-        ConfigKey("lr_gamma", ValueType::kFloat, "0.1", "factor of the step schedule").range(0, 1),
-        ConfigKey("warmup_epochs", ValueType::kFloat, "0", "linear learning-rate warm-up, in epochs")
-            .range(0, 100000),
-        ConfigKey("eval_every", ValueType::kInt, "1",
-                  "evaluate the test set every N epochs and after the last (test time is not training time)")
-            .range(1, 100000),
-        ConfigKey("precision", ValueType::kString, "fp32",
-                  "fp32 | bf16 | fp16: autocast computes convolutions and matrix products in this type (fp16 with "
-                  "loss scaling; CUDA only; bf16 on CPUs with native bfloat16)")
-            .one_of({"fp32", "bf16", "fp16"})}},
+      {"train", train_config_keys()},
       {"model", {ConfigKey("plugin", ValueType::kString, "vgg", "model plugin")}},
       {"dataset", {ConfigKey("plugin", ValueType::kString, "mnist", "dataset plugin")}},
       {"policy",
@@ -413,20 +455,17 @@ RunConfig resolve_config(const ConfigTree& tree, const PluginHost& host) {
 
   Options train = validate_section(tree, "train", tree.root["train"], host_section_keys("train"), "section 'train'");
   TrainSettings& t = rc.train;
-  t.epochs = train.get_int("epochs");
-  t.batch_size = train.get_int("batch_size");
-  t.eval_batch_size = train.get_int("eval_batch_size");
-  t.optimizer = train.get_string("optimizer");
-  t.lr = train.get_float("lr");
-  t.momentum = train.get_float("momentum");
-  t.nesterov = train.get_bool("nesterov");
-  t.weight_decay = train.get_float("weight_decay");
-  t.lr_schedule = train.get_string("lr_schedule");
-  t.lr_step_epochs = train.get_int("lr_step_epochs");
-  t.lr_gamma = train.get_float("lr_gamma");
-  t.warmup_epochs = train.get_float("warmup_epochs");
-  t.eval_every = train.get_int("eval_every");
-  t.precision = train.get_string("precision");
+  for (const auto& k : train_keys()) {
+    std::visit(
+        [&](auto member) {
+          using T = std::decay_t<decltype(t.*member)>;
+          if constexpr (std::is_same_v<T, std::int64_t>) t.*member = train.get_int(k.key.name);
+          if constexpr (std::is_same_v<T, double>) t.*member = train.get_float(k.key.name);
+          if constexpr (std::is_same_v<T, bool>) t.*member = train.get_bool(k.key.name);
+          if constexpr (std::is_same_v<T, std::string>) t.*member = train.get_string(k.key.name);
+        },
+        k.member);
+  }
   if (t.nesterov && (t.optimizer != "sgd" || t.momentum == 0)) {
     throw Error(where(tree, tree.root["train"]["nesterov"], "train.nesterov") +
                 ": Nesterov momentum needs optimizer 'sgd' with momentum > 0");
@@ -522,20 +561,9 @@ std::string RunConfig::effective_yaml() const {
   emit_options(e, "model", model);
   emit_options(e, "dataset", dataset);
   e << YAML::Key << "train" << YAML::Value << YAML::BeginMap;
-  e << YAML::Key << "epochs" << YAML::Value << train.epochs;
-  e << YAML::Key << "batch_size" << YAML::Value << train.batch_size;
-  e << YAML::Key << "eval_batch_size" << YAML::Value << train.eval_batch_size;
-  e << YAML::Key << "optimizer" << YAML::Value << train.optimizer;
-  e << YAML::Key << "lr" << YAML::Value << train.lr;
-  e << YAML::Key << "momentum" << YAML::Value << train.momentum;
-  e << YAML::Key << "nesterov" << YAML::Value << train.nesterov;
-  e << YAML::Key << "weight_decay" << YAML::Value << train.weight_decay;
-  e << YAML::Key << "lr_schedule" << YAML::Value << train.lr_schedule;
-  e << YAML::Key << "lr_step_epochs" << YAML::Value << train.lr_step_epochs;
-  e << YAML::Key << "lr_gamma" << YAML::Value << train.lr_gamma;
-  e << YAML::Key << "warmup_epochs" << YAML::Value << train.warmup_epochs;
-  e << YAML::Key << "eval_every" << YAML::Value << train.eval_every;
-  e << YAML::Key << "precision" << YAML::Value << train.precision;
+  for (const auto& k : train_keys()) {
+    std::visit([&](auto member) { e << YAML::Key << k.key.name << YAML::Value << train.*member; }, k.member);
+  }
   e << YAML::EndMap;
   emit_options(e, "policy", policy, {{"shadow", policy_shadow ? "true" : "false"}});
   emit_options(e, "cache", cache,
