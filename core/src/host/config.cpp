@@ -414,18 +414,11 @@ std::vector<std::string> plugin_paths(const ConfigTree& tree) {
   return out;
 }
 
-RunConfig resolve_config(const ConfigTree& tree, const PluginHost& host) {
-  for (const auto& kv : tree.root) {
-    std::string name = kv.first.as<std::string>();
-    if (std::find(kSections.begin(), kSections.end(), name) == kSections.end()) {
-      throw Error(where(tree, kv.first, name) + ": unknown section" + did_you_mean(name, kSections) +
-                  " (known: " + quoted_list(kSections) + ")");
-    }
-  }
-  RunConfig rc;
-  rc.file = tree.file;
-  rc.plugin_paths = plugin_paths(tree);
+namespace {
 
+// resolve_config, one section at a time.
+
+void resolve_experiment(const ConfigTree& tree, RunConfig& rc) {
   Options experiment = validate_section(tree, "experiment", tree.root["experiment"], host_section_keys("experiment"),
                                         "section 'experiment'");
   rc.name = experiment.get_string("name");
@@ -439,6 +432,9 @@ RunConfig resolve_config(const ConfigTree& tree, const PluginHost& host) {
   }
   rc.seed = static_cast<std::uint64_t>(experiment.get_int("seed"));
 
+}
+
+void resolve_runtime(const ConfigTree& tree, RunConfig& rc) {
   Options runtime =
       validate_section(tree, "runtime", tree.root["runtime"], host_section_keys("runtime"), "section 'runtime'");
   rc.threads_setting = runtime.get_string("threads");
@@ -453,6 +449,9 @@ RunConfig resolve_config(const ConfigTree& tree, const PluginHost& host) {
                 ": expected auto, cpu, cuda or cuda:N, got '" + rc.device + "'");
   }
 
+}
+
+void resolve_train(const ConfigTree& tree, RunConfig& rc) {
   Options train = validate_section(tree, "train", tree.root["train"], host_section_keys("train"), "section 'train'");
   TrainSettings& t = rc.train;
   for (const auto& k : train_keys()) {
@@ -471,68 +470,92 @@ RunConfig resolve_config(const ConfigTree& tree, const PluginHost& host) {
                 ": Nesterov momentum needs optimizer 'sgd' with momentum > 0");
   }
 
-  for (const auto& section : kPluginSections) {
-    YAML::Node node = tree.root[section];
-    const auto& host_keys = host_section_keys(section);
-    std::vector<std::string> plugin_keys;
-    if (node.IsDefined() && node.IsMap()) {
-      for (const auto& kv : node) {
-        std::string k = kv.first.as<std::string>();
-        bool is_host = std::any_of(host_keys.begin(), host_keys.end(), [&](const ConfigKey& h) { return h.name == k; });
-        if (!is_host) plugin_keys.push_back(k);
-      }
-    }
-    Options host_opts = validate_section(tree, section, node, host_keys, "section '" + section + "'", plugin_keys);
-    std::string plugin = host_opts.get_string("plugin");
-    const PluginInfo* info = nullptr;
-    try {
-      info = &host.find(kind_of(section), plugin);
-    } catch (const Error& e) {
-      throw Error(where(tree, node.IsDefined() && node.IsMap() ? node["plugin"] : node, section + ".plugin") + ": " +
-                  e.what());
-    }
-    std::vector<std::string> host_names;
-    for (const auto& h : host_keys) host_names.push_back(h.name);
-    // `--set SECTION.plugin=X` switches plugins: the file's keys for the
-    // previous plugin that X does not accept are left out, with a warning.
-    const bool switched =
-        std::find(tree.overrides.begin(), tree.overrides.end(), section + ".plugin") != tree.overrides.end();
-    std::vector<std::string> ignored = host_names;
-    for (const auto& k : plugin_keys) {
-      bool known = std::any_of(info->manifest.keys.begin(), info->manifest.keys.end(),
-                               [&](const ConfigKey& m) { return m.name == k; });
-      bool overridden =
-          std::find(tree.overrides.begin(), tree.overrides.end(), section + "." + k) != tree.overrides.end();
-      if (switched && !known && !overridden) {
-        ignored.push_back(k);
-        rc.warnings.push_back(where(tree, node[k], section + "." + k) + ": ignored, not a key of " + section + " '" +
-                              plugin + "' (the plugin was changed with --set)");
-      }
-    }
-    PluginChoice choice;
-    choice.plugin = plugin;
-    choice.options = validate_section(tree, section, node, info->manifest.keys, section + " '" + plugin + "'", ignored);
-    if (section == "model") rc.model = choice;
-    if (section == "dataset") rc.dataset = choice;
-    if (section == "policy") {
-      rc.policy = choice;
-      rc.policy_shadow = host_opts.get_bool("shadow");
-    }
-    if (section == "cache") {
-      rc.cache = choice;
-      rc.cache_dtype = host_opts.get_string("dtype");
-      if (rc.cache_dtype == "auto") {
-        rc.cache_dtype = t.precision == "bf16" ? "bfloat16" : t.precision == "fp16" ? "float16" : "float32";
-      }
-      rc.cache_views = host_opts.get_int("views");
-      rc.cache_augment = host_opts.get_string("augment");
-      if (rc.cache_augment == "feature" && rc.cache_views != 1) {
-        throw Error(where(tree, node["views"], "cache.views") +
-                    ": cache.views applies to cache.augment: views; feature augmentation caches the sample and "
-                    "its mirror (set views: 1 or augment: views)");
-      }
+}
+
+// A plugin section (model, dataset, policy, cache): the host's keys, the
+// plugin it names and that plugin's keys from its manifest.
+void resolve_plugin_section(const ConfigTree& tree, const PluginHost& host, const std::string& section,
+                            RunConfig& rc) {
+  const TrainSettings& t = rc.train;
+  YAML::Node node = tree.root[section];
+  const auto& host_keys = host_section_keys(section);
+  std::vector<std::string> plugin_keys;
+  if (node.IsDefined() && node.IsMap()) {
+    for (const auto& kv : node) {
+      std::string k = kv.first.as<std::string>();
+      bool is_host = std::any_of(host_keys.begin(), host_keys.end(), [&](const ConfigKey& h) { return h.name == k; });
+      if (!is_host) plugin_keys.push_back(k);
     }
   }
+  Options host_opts = validate_section(tree, section, node, host_keys, "section '" + section + "'", plugin_keys);
+  std::string plugin = host_opts.get_string("plugin");
+  const PluginInfo* info = nullptr;
+  try {
+    info = &host.find(kind_of(section), plugin);
+  } catch (const Error& e) {
+    throw Error(where(tree, node.IsDefined() && node.IsMap() ? node["plugin"] : node, section + ".plugin") + ": " +
+                e.what());
+  }
+  std::vector<std::string> host_names;
+  for (const auto& h : host_keys) host_names.push_back(h.name);
+  // `--set SECTION.plugin=X` switches plugins: the file's keys for the
+  // previous plugin that X does not accept are left out, with a warning.
+  const bool switched =
+      std::find(tree.overrides.begin(), tree.overrides.end(), section + ".plugin") != tree.overrides.end();
+  std::vector<std::string> ignored = host_names;
+  for (const auto& k : plugin_keys) {
+    bool known = std::any_of(info->manifest.keys.begin(), info->manifest.keys.end(),
+                             [&](const ConfigKey& m) { return m.name == k; });
+    bool overridden =
+        std::find(tree.overrides.begin(), tree.overrides.end(), section + "." + k) != tree.overrides.end();
+    if (switched && !known && !overridden) {
+      ignored.push_back(k);
+      rc.warnings.push_back(where(tree, node[k], section + "." + k) + ": ignored, not a key of " + section + " '" +
+                            plugin + "' (the plugin was changed with --set)");
+    }
+  }
+  PluginChoice choice;
+  choice.plugin = plugin;
+  choice.options = validate_section(tree, section, node, info->manifest.keys, section + " '" + plugin + "'", ignored);
+  if (section == "model") rc.model = choice;
+  if (section == "dataset") rc.dataset = choice;
+  if (section == "policy") {
+    rc.policy = choice;
+    rc.policy_shadow = host_opts.get_bool("shadow");
+  }
+  if (section == "cache") {
+    rc.cache = choice;
+    rc.cache_dtype = host_opts.get_string("dtype");
+    if (rc.cache_dtype == "auto") {
+      rc.cache_dtype = t.precision == "bf16" ? "bfloat16" : t.precision == "fp16" ? "float16" : "float32";
+    }
+    rc.cache_views = host_opts.get_int("views");
+    rc.cache_augment = host_opts.get_string("augment");
+    if (rc.cache_augment == "feature" && rc.cache_views != 1) {
+      throw Error(where(tree, node["views"], "cache.views") +
+                  ": cache.views applies to cache.augment: views; feature augmentation caches the sample and "
+                  "its mirror (set views: 1 or augment: views)");
+    }
+  }
+}
+
+}  // namespace
+
+RunConfig resolve_config(const ConfigTree& tree, const PluginHost& host) {
+  for (const auto& kv : tree.root) {
+    std::string name = kv.first.as<std::string>();
+    if (std::find(kSections.begin(), kSections.end(), name) == kSections.end()) {
+      throw Error(where(tree, kv.first, name) + ": unknown section" + did_you_mean(name, kSections) +
+                  " (known: " + quoted_list(kSections) + ")");
+    }
+  }
+  RunConfig rc;
+  rc.file = tree.file;
+  rc.plugin_paths = plugin_paths(tree);
+  resolve_experiment(tree, rc);
+  resolve_runtime(tree, rc);
+  resolve_train(tree, rc);  // before the cache section, whose dtype follows train.precision
+  for (const auto& section : kPluginSections) resolve_plugin_section(tree, host, section, rc);
   return rc;
 }
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 
 #include "learndrop/core/plugin_host.h"
 #include "learndrop/core/text.h"
@@ -86,37 +87,10 @@ ConfigTree base_tree(const YAML::Node& base, const std::string& file) {
   return t;
 }
 
-}  // namespace
-
-std::vector<std::string> suite_plugin_paths(const std::string& file) {
-  ConfigTree suite = load_config(file);
-  return plugin_paths(base_tree(suite.root["base"], file));
-}
-
-Suite load_suite(const std::string& file, const PluginHost& host) {
-  ConfigTree tree = load_config(file);
-  const YAML::Node& root = tree.root;
-  for (const auto& kv : root) {
-    const std::string key = kv.first.as<std::string>();
-    static const std::vector<std::string> known = {"base", "output", "set", "matrix", "exclude", "baseline", "budget"};
-    if (std::find(known.begin(), known.end(), key) == known.end()) {
-      throw Error(located(file, kv.first, key) +
-                  ": unknown suite key (expected base, output, set, matrix, exclude, baseline, budget)");
-    }
-  }
-  Suite suite;
-  suite.file = file;
-  suite.name = fs::path(file).stem().string();
-  if (!root["output"].IsDefined()) throw Error(file + ": output: missing (the folder for runs, database and report)");
-  suite.output = (fs::path(file).parent_path() / scalar(root["output"], located(file, root["output"], "output")))
-                     .lexically_normal();
-  const ConfigTree base = base_tree(root["base"], file);
-
-  Assignment fixed;
-  if (root["set"].IsDefined()) fixed = assignments(root["set"], file, "set");
-
+// The matrix: its axes and their values (a dotted key's list, or a named
+// axis's list of assignments), no value twice, at most 10,000 runs.
+std::vector<Axis> read_matrix(const YAML::Node& matrix, const std::string& file) {
   std::vector<Axis> axes;
-  const YAML::Node& matrix = root["matrix"];
   if (!matrix.IsDefined() || !matrix.IsMap() || matrix.size() == 0) {
     throw Error(located(file, matrix, "matrix") + ": expected a mapping of config keys to lists of values");
   }
@@ -158,6 +132,89 @@ Suite load_suite(const std::string& file, const PluginHost& host) {
     throw Error(located(file, matrix, "matrix") + ": expands to more than " + std::to_string(kMaxRuns) + " runs (" +
                 product + " values); split it into several suites");
   }
+  return axes;
+}
+
+// Where each run's baseline is: on each axis that sets a baseline key, the
+// index of the value that matches the baseline; the baseline's other keys
+// are added to every baseline run.
+struct BaselinePlan {
+  std::vector<long> positions;
+  Assignment extra;
+};
+BaselinePlan plan_baseline(const std::vector<Axis>& axes, const Assignment& baseline, const std::string& file,
+                           const YAML::Node& node) {
+  std::map<std::string, std::string> wanted(baseline.begin(), baseline.end());
+  BaselinePlan plan;
+  std::vector<long>& baseline_pos = plan.positions;
+  baseline_pos.assign(axes.size(), -1);
+  Assignment& baseline_extra = plan.extra;
+  baseline_extra = baseline;
+  for (std::size_t a = 0; a < axes.size(); ++a) {
+    bool touches = false;
+    for (const auto& entry : baseline) {
+      const std::string& k = entry.first;  // not a structured binding: C++17 lambdas cannot capture one
+      for (const auto& value : axes[a].values) {
+        touches = touches || std::any_of(value.begin(), value.end(), [&](const auto& kv) { return kv.first == k; });
+      }
+    }
+    if (!touches) continue;
+    for (std::size_t i = 0; i < axes[a].values.size() && baseline_pos[a] < 0; ++i) {
+      const Assignment& value = axes[a].values[i];
+      bool match = true;
+      for (const auto& kv : value) {
+        auto it = wanted.find(kv.first);
+        if (it != wanted.end() && it->second != kv.second) match = false;
+      }
+      if (match) baseline_pos[a] = static_cast<long>(i);
+    }
+    if (baseline_pos[a] < 0) {
+      throw Error(located(file, node, "baseline") + ": no value of matrix axis '" + axes[a].name +
+                  "' matches the baseline");
+    }
+    const Assignment& chosen = axes[a].values[static_cast<std::size_t>(baseline_pos[a])];
+    baseline_extra.erase(std::remove_if(baseline_extra.begin(), baseline_extra.end(),
+                                        [&](const auto& kv) {
+                                          return std::any_of(chosen.begin(), chosen.end(),
+                                                             [&](const auto& c) { return c.first == kv.first; });
+                                        }),
+                         baseline_extra.end());
+  }
+
+  return plan;
+}
+
+}  // namespace
+
+std::vector<std::string> suite_plugin_paths(const std::string& file) {
+  ConfigTree suite = load_config(file);
+  return plugin_paths(base_tree(suite.root["base"], file));
+}
+
+Suite load_suite(const std::string& file, const PluginHost& host) {
+  ConfigTree tree = load_config(file);
+  const YAML::Node& root = tree.root;
+  for (const auto& kv : root) {
+    const std::string key = kv.first.as<std::string>();
+    static const std::vector<std::string> known = {"base", "output", "set", "matrix", "exclude", "baseline", "budget"};
+    if (std::find(known.begin(), known.end(), key) == known.end()) {
+      throw Error(located(file, kv.first, key) +
+                  ": unknown suite key (expected base, output, set, matrix, exclude, baseline, budget)");
+    }
+  }
+  Suite suite;
+  suite.file = file;
+  suite.name = fs::path(file).stem().string();
+  if (!root["output"].IsDefined()) throw Error(file + ": output: missing (the folder for runs, database and report)");
+  suite.output = (fs::path(file).parent_path() / scalar(root["output"], located(file, root["output"], "output")))
+                     .lexically_normal();
+  const ConfigTree base = base_tree(root["base"], file);
+
+  Assignment fixed;
+  if (root["set"].IsDefined()) fixed = assignments(root["set"], file, "set");
+
+  const YAML::Node& matrix = root["matrix"];
+  const std::vector<Axis> axes = read_matrix(matrix, file);
   // The keys the matrix sets: what exclude entries and the baseline may name.
   std::vector<std::string> axis_keys;
   for (const auto& axis : axes) {
@@ -201,40 +258,9 @@ Suite load_suite(const std::string& file, const PluginHost& host) {
     }
   }
   for (const auto& [k, v] : baseline) suite.baseline[k] = v;
-  // On each axis that sets a baseline key, the index of the value that
-  // matches the baseline (the baseline's other keys are added to every run).
-  std::vector<long> baseline_pos(axes.size(), -1);
-  Assignment baseline_extra = baseline;
-  for (std::size_t a = 0; a < axes.size(); ++a) {
-    bool touches = false;
-    for (const auto& entry : baseline) {
-      const std::string& k = entry.first;  // not a structured binding: C++17 lambdas cannot capture one
-      for (const auto& value : axes[a].values) {
-        touches = touches || std::any_of(value.begin(), value.end(), [&](const auto& kv) { return kv.first == k; });
-      }
-    }
-    if (!touches) continue;
-    for (std::size_t i = 0; i < axes[a].values.size() && baseline_pos[a] < 0; ++i) {
-      const Assignment& value = axes[a].values[i];
-      bool match = true;
-      for (const auto& kv : value) {
-        auto it = suite.baseline.find(kv.first);
-        if (it != suite.baseline.end() && it->second != kv.second) match = false;
-      }
-      if (match) baseline_pos[a] = static_cast<long>(i);
-    }
-    if (baseline_pos[a] < 0) {
-      throw Error(located(file, root["baseline"], "baseline") + ": no value of matrix axis '" + axes[a].name +
-                  "' matches the baseline");
-    }
-    const Assignment& chosen = axes[a].values[static_cast<std::size_t>(baseline_pos[a])];
-    baseline_extra.erase(std::remove_if(baseline_extra.begin(), baseline_extra.end(),
-                                        [&](const auto& kv) {
-                                          return std::any_of(chosen.begin(), chosen.end(),
-                                                             [&](const auto& c) { return c.first == kv.first; });
-                                        }),
-                         baseline_extra.end());
-  }
+  const BaselinePlan plan = plan_baseline(axes, baseline, file, root["baseline"]);
+  const std::vector<long>& baseline_pos = plan.positions;
+  const Assignment& baseline_extra = plan.extra;
 
   auto resolve = [&](const Assignment& values) {
     ConfigTree t;
@@ -252,6 +278,7 @@ Suite load_suite(const std::string& file, const PluginHost& host) {
   };
 
   // Cartesian product, last axis fastest.
+  std::map<std::string, std::string> labels_by_hash;  // no two runs with one config
   std::vector<std::size_t> pos(axes.size(), 0);
   for (bool more = true; more;) {
     Assignment values;
@@ -288,12 +315,10 @@ Suite load_suite(const std::string& file, const PluginHost& host) {
         b.insert(b.end(), baseline_extra.begin(), baseline_extra.end());
         run.baseline_hash = run.is_baseline ? run.hash : resolve(b).hash();
       }
-      for (const auto& other : suite.runs) {
-        if (other.hash == run.hash) {
-          throw Error(file + ": runs " + other.label + " and " + run.label +
-                      " have the same effective config (hash " + run.hash +
-                      "): they would train the same run into one folder");
-        }
+      const auto [same, added] = labels_by_hash.emplace(run.hash, run.label);
+      if (!added) {
+        throw Error(file + ": runs " + same->second + " and " + run.label + " have the same effective config (hash " +
+                    run.hash + "): they would train the same run into one folder");
       }
       suite.runs.push_back(std::move(run));
     }
