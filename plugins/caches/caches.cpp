@@ -16,17 +16,22 @@ namespace ldcache {
 
 namespace {
 
-DiskOptions disk_options(const ld::Options& o) {
-  return {o.get_string("dir"), o.get_int("prefetch"), o.get_bool("drop_page_cache")};
-}
-
-std::vector<ld::ConfigKey> disk_keys() {
-  return {ld::ConfigKey("dir", ld::ValueType::kString, "",
-                        "folder for the cache files (default: <run folder>/cache); put it on a fast local disk"),
-          ld::ConfigKey("prefetch", ld::ValueType::kInt, "4", "batches each epoch's reader reads ahead").range(1, 256),
-          ld::ConfigKey("drop_page_cache", ld::ValueType::kBool, "false",
-                        "evict the cache file from the OS page cache after writing it and after each epoch, so "
-                        "reads come from the device (benchmarks)")};
+// The disk cache's keys, each with the DiskOptions member it sets (the
+// manifests of disk and auto and their factories all use it).
+const ld::OptionTable<DiskOptions>& disk_table() {
+  static const auto table =
+      ld::OptionTable<DiskOptions>()
+          .add(ld::ConfigKey("dir", ld::ValueType::kString, "",
+                             "folder for the cache files (default: <run folder>/cache); put it on a fast local disk"),
+               &DiskOptions::dir)
+          .add(ld::ConfigKey("prefetch", ld::ValueType::kInt, "4", "batches each epoch's reader reads ahead")
+                   .range(1, 256),
+               &DiskOptions::prefetch)
+          .add(ld::ConfigKey("drop_page_cache", ld::ValueType::kBool, "false",
+                             "evict the cache file from the OS page cache after writing it and after each epoch, so "
+                             "reads come from the device (benchmarks)"),
+               &DiskOptions::drop_page_cache);
+  return table;
 }
 
 // `auto`: a RamCache while the cut fits ram_budget, a DiskCache otherwise;
@@ -52,8 +57,8 @@ class AutoCache : public ld::FeatureCache {
         auto cache = std::make_unique<DeviceCache>(device);
         cache->begin(layout);
         impl_ = std::move(cache);
-        reason_ = bytes_text(static_cast<double>(need)) + " <= device_budget " +
-                  bytes_text(static_cast<double>(on_device));
+        reason_ =
+            bytes_text(static_cast<double>(need)) + " <= device_budget " + bytes_text(static_cast<double>(on_device));
         return;
       } catch (const ld::Error& e) {
         spdlog::warn("cache auto: {}; trying RAM", e.what());
@@ -130,9 +135,9 @@ void register_plugins(ld::Registrar& r) {
   disk.name = "disk";
   disk.version = "1.0.0";
   disk.description = "a checksummed record file per cut, parallel pread with batches read ahead";
-  disk.keys = disk_keys();
+  disk.keys = disk_table().keys();
   r.add_cache(disk, [](const ld::Options& o, const ld::CacheContext& ctx) {
-    return std::make_unique<DiskCache>(disk_options(o), ctx);
+    return std::make_unique<DiskCache>(disk_table().read(o), ctx);
   });
 
   ld::Manifest autom;
@@ -142,7 +147,7 @@ void register_plugins(ld::Registrar& r) {
   autom.description =
       "device memory while a cut fits device_budget (CUDA runs), then ram while it fits ram_budget, then disk "
       "(ram if the disk fails and memory allows)";
-  autom.keys = disk_keys();
+  autom.keys = disk_table().keys();
   autom.keys.insert(
       autom.keys.begin(),
       ld::ConfigKey("ram_budget", ld::ValueType::kString, "auto",
@@ -152,7 +157,7 @@ void register_plugins(ld::Registrar& r) {
                                   "largest cut kept in GPU memory on a CUDA run: auto (half of the GPU memory free "
                                   "at the drop), 0 (never) or a size such as 20GiB; unused on CPU runs"));
   r.add_cache(autom, [](const ld::Options& o, const ld::CacheContext& ctx) {
-    return std::make_unique<AutoCache>(o.get_string("ram_budget"), o.get_string("device_budget"), disk_options(o),
+    return std::make_unique<AutoCache>(o.get_string("ram_budget"), o.get_string("device_budget"), disk_table().read(o),
                                        ctx);
   });
 }

@@ -33,12 +33,33 @@ struct CifarOptions {
   std::int64_t test_limit = 0;
   bool normalize = true;
   std::string augment;
-
-  static CifarOptions from(const ld::Options& o) {
-    return {o.get_string("root"),    o.get_string("batches"), o.get_int("train_limit"),
-            o.get_int("test_limit"), o.get_bool("normalize"), o.get_string("augment")};
-  }
 };
+
+// The keys, each with the member it sets (the manifest and the factory both use it).
+const ld::OptionTable<CifarOptions>& options_table() {
+  static const auto table = [] {
+    const auto limits = ld::sample_limit_keys();
+    return ld::OptionTable<CifarOptions>()
+        .add(ld::ConfigKey("root", ld::ValueType::kString, "",
+                           "cifar-10-batches-bin/, its parent, or cifar-10-binary.tar.gz; default "
+                           "$LEARNDROP_DATA/cifar10"),
+             &CifarOptions::root)
+        .add(limits[0], &CifarOptions::train_limit)
+        .add(limits[1], &CifarOptions::test_limit)
+        .add(ld::ConfigKey("batches", ld::ValueType::kString, "all",
+                           "training batches to use: all (every data_batch_N.bin present) or a list such as 1,2"),
+             &CifarOptions::batches)
+        .add(ld::ConfigKey("normalize", ld::ValueType::kBool, "true",
+                           "per-channel mean/std of CIFAR-10 (0.4914, 0.4822, 0.4465 / 0.2470, 0.2435, 0.2616)"),
+             &CifarOptions::normalize)
+        .add(ld::ConfigKey("augment", ld::ValueType::kString, "none",
+                           "none | flip (horizontal, p = 0.5) | crop_flip (random 32x32 crop of the 4-px padded "
+                           "image, then flip)")
+                 .one_of({"none", "flip", "crop_flip"}),
+             &CifarOptions::augment);
+  }();
+  return table;
+}
 
 // The files of the binary version, by name, from a folder or a .tar.gz.
 class Source {
@@ -287,26 +308,13 @@ ld::Manifest manifest() {
   m.name = "cifar10";
   m.version = "1.0.0";
   m.description = "CIFAR-10 binary version, from its folder or cifar-10-binary.tar.gz";
-  m.keys = {
-      ld::ConfigKey("root", ld::ValueType::kString, "",
-                    "cifar-10-batches-bin/, its parent, or cifar-10-binary.tar.gz; default $LEARNDROP_DATA/cifar10"),
-      ld::ConfigKey("batches", ld::ValueType::kString, "all",
-                    "training batches to use: all (every data_batch_N.bin present) or a list such as 1,2"),
-      ld::ConfigKey("normalize", ld::ValueType::kBool, "true",
-                    "per-channel mean/std of CIFAR-10 (0.4914, 0.4822, 0.4465 / 0.2470, 0.2435, 0.2616)"),
-      ld::ConfigKey("augment", ld::ValueType::kString, "none",
-                    "none | flip (horizontal, p = 0.5) | crop_flip (random 32x32 crop of the 4-px padded image, "
-                    "then flip)")
-          .one_of({"none", "flip", "crop_flip"}),
-  };
-  auto limits = ld::sample_limit_keys();
-  m.keys.insert(m.keys.begin() + 1, limits.begin(), limits.end());  // after root, as documented
+  m.keys = options_table().keys();
   return m;
 }
 
 void register_plugins(ld::Registrar& r) {
   r.add_dataset(manifest(), [](const ld::Options& o, const ld::DatasetContext& ctx) {
-    return std::make_unique<Cifar10Dataset>(CifarOptions::from(o), ctx);
+    return std::make_unique<Cifar10Dataset>(options_table().read(o), ctx);
   });
 }
 

@@ -45,17 +45,54 @@ struct ImagenetteOptions {
   std::string augment;
   double min_scale = 0.35;
 
-  static ImagenetteOptions from(const ld::Options& o) {
-    ImagenetteOptions r{o.get_string("root"),    o.get_int("train_limit"), o.get_int("test_limit"),
-                        o.get_int("image_size"), o.get_int("noise"),       o.get_bool("normalize"),
-                        o.get_string("augment"), o.get_float("min_scale")};
-    if (r.noise != 0 && r.noise != 1 && r.noise != 5 && r.noise != 25 && r.noise != 50) {
-      throw ld::Error("dataset.noise: expected one of 0, 1, 5, 25, 50 (percent of noisy training labels), got " +
-                      std::to_string(r.noise));
-    }
-    return r;
-  }
+  static ImagenetteOptions from(const ld::Options& o);
 };
+
+// The keys, each with the member it sets (the manifest and the factory both use it).
+const ld::OptionTable<ImagenetteOptions>& options_table() {
+  static const auto table = [] {
+    const auto limits = ld::sample_limit_keys();
+    return ld::OptionTable<ImagenetteOptions>()
+        .add(ld::ConfigKey("root", ld::ValueType::kString, "",
+                           "imagenette2 folder (train/<wnid>/*.JPEG, val/<wnid>/*.JPEG) or its parent; default "
+                           "$LEARNDROP_DATA/imagenette"),
+             &ImagenetteOptions::root)
+        .add(limits[0], &ImagenetteOptions::train_limit)
+        .add(limits[1], &ImagenetteOptions::test_limit)
+        .add(ld::ConfigKey("image_size", ld::ValueType::kInt, "128",
+                           "side of the square samples: the shorter side is resized to it and the centre cropped "
+                           "(e.g. 64, 128, 160, 224)")
+                 .range(8, 1024),
+             &ImagenetteOptions::image_size)
+        .add(ld::ConfigKey("noise", ld::ValueType::kInt, "0",
+                           "percent of noisy training labels from noisy_imagenette.csv: 0, 1, 5, 25 or 50")
+                 .range(0, 50),
+             &ImagenetteOptions::noise)
+        .add(ld::ConfigKey("normalize", ld::ValueType::kBool, "true",
+                           "per-channel ImageNet mean/std (0.485, 0.456, 0.406 / 0.229, 0.224, 0.225)"),
+             &ImagenetteOptions::normalize)
+        .add(ld::ConfigKey("augment", ld::ValueType::kString, "none",
+                           "none | flip (horizontal, p = 0.5) | crop_flip (random resized crop, area min_scale..1, "
+                           "aspect 3/4..4/3, then flip)")
+                 .one_of({"none", "flip", "crop_flip"}),
+             &ImagenetteOptions::augment)
+        .add(ld::ConfigKey("min_scale", ld::ValueType::kFloat, "0.35",
+                           "smallest crop area of crop_flip, as a fraction of the image (torchvision's default is "
+                           "0.08)")
+                 .range(0.01, 1.0),
+             &ImagenetteOptions::min_scale);
+  }();
+  return table;
+}
+
+ImagenetteOptions ImagenetteOptions::from(const ld::Options& o) {
+  ImagenetteOptions r = options_table().read(o);
+  if (r.noise != 0 && r.noise != 1 && r.noise != 5 && r.noise != 25 && r.noise != 50) {
+    throw ld::Error("dataset.noise: expected one of 0, 1, 5, 25, 50 (percent of noisy training labels), got " +
+                    std::to_string(r.noise));
+  }
+  return r;
+}
 
 struct Sample {
   std::string relative;  // e.g. "train/n01440764/ILSVRC2012_val_00000293.JPEG"
@@ -482,29 +519,7 @@ ld::Manifest manifest() {
   m.name = "imagenette";
   m.version = "1.0.0";
   m.description = "Imagenette (imagenette2 tree of JPEGs, libjpeg-turbo), optionally with noisy labels";
-  m.keys = {
-      ld::ConfigKey("root", ld::ValueType::kString, "",
-                    "imagenette2 folder (train/<wnid>/*.JPEG, val/<wnid>/*.JPEG) or its parent; default "
-                    "$LEARNDROP_DATA/imagenette"),
-      ld::ConfigKey("image_size", ld::ValueType::kInt, "128",
-                    "side of the square samples: the shorter side is resized to it and the centre cropped (e.g. "
-                    "64, 128, 160, 224)")
-          .range(8, 1024),
-      ld::ConfigKey("noise", ld::ValueType::kInt, "0",
-                    "percent of noisy training labels from noisy_imagenette.csv: 0, 1, 5, 25 or 50")
-          .range(0, 50),
-      ld::ConfigKey("normalize", ld::ValueType::kBool, "true",
-                    "per-channel ImageNet mean/std (0.485, 0.456, 0.406 / 0.229, 0.224, 0.225)"),
-      ld::ConfigKey("augment", ld::ValueType::kString, "none",
-                    "none | flip (horizontal, p = 0.5) | crop_flip (random resized crop, area min_scale..1, "
-                    "aspect 3/4..4/3, then flip)")
-          .one_of({"none", "flip", "crop_flip"}),
-      ld::ConfigKey("min_scale", ld::ValueType::kFloat, "0.35",
-                    "smallest crop area of crop_flip, as a fraction of the image (torchvision's default is 0.08)")
-          .range(0.01, 1.0),
-  };
-  auto limits = ld::sample_limit_keys();
-  m.keys.insert(m.keys.begin() + 1, limits.begin(), limits.end());  // after root, as documented
+  m.keys = options_table().keys();
   return m;
 }
 

@@ -18,11 +18,25 @@ struct MnistOptions {
   std::int64_t train_limit = 0;
   std::int64_t test_limit = 0;
   bool normalize = true;
-
-  static MnistOptions from(const ld::Options& o) {
-    return {o.get_string("root"), o.get_int("train_limit"), o.get_int("test_limit"), o.get_bool("normalize")};
-  }
 };
+
+// The keys, each with the member it sets (the manifest and the factory both use it).
+const ld::OptionTable<MnistOptions>& options_table() {
+  static const auto table = [] {
+    const auto limits = ld::sample_limit_keys();
+    return ld::OptionTable<MnistOptions>()
+        .add(ld::ConfigKey(
+                 "root", ld::ValueType::kString, "",
+                 "folder with {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]; default $LEARNDROP_DATA/mnist"),
+             &MnistOptions::root)
+        .add(limits[0], &MnistOptions::train_limit)
+        .add(limits[1], &MnistOptions::test_limit)
+        .add(ld::ConfigKey("normalize", ld::ValueType::kBool, "true",
+                           "subtract the training pixels' mean and divide by their standard deviation"),
+             &MnistOptions::normalize);
+  }();
+  return table;
+}
 
 // Reads an idx file (raw or .gz) through zlib, which passes raw files through.
 class IdxReader {
@@ -209,20 +223,13 @@ ld::Manifest manifest() {
   m.name = "mnist";
   m.version = "1.0.0";
   m.description = "MNIST, Fashion-MNIST or any idx-format image set (raw or .gz)";
-  m.keys = {
-      ld::ConfigKey("root", ld::ValueType::kString, "",
-                    "folder with {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]; default $LEARNDROP_DATA/mnist"),
-      ld::ConfigKey("normalize", ld::ValueType::kBool, "true",
-                    "subtract the training pixels' mean and divide by their standard deviation"),
-  };
-  auto limits = ld::sample_limit_keys();
-  m.keys.insert(m.keys.begin() + 1, limits.begin(), limits.end());  // after root, as documented
+  m.keys = options_table().keys();
   return m;
 }
 
 void register_plugins(ld::Registrar& r) {
   r.add_dataset(manifest(), [](const ld::Options& o, const ld::DatasetContext& ctx) {
-    return std::make_unique<MnistDataset>(MnistOptions::from(o), ctx);
+    return std::make_unique<MnistDataset>(options_table().read(o), ctx);
   });
 }
 

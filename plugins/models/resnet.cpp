@@ -38,12 +38,31 @@ struct ResNetOptions {
   double width = 1.0;
   std::string init;
   std::string weights;
-
-  static ResNetOptions from(const ld::Options& o) {
-    return {o.get_string("variant"), o.get_string("stem"), o.get_float("width"), o.get_string("init"),
-            o.get_string("weights")};
-  }
 };
+
+// The keys, each with the member it sets (the manifest and the factory both use it).
+const ld::OptionTable<ResNetOptions>& options_table() {
+  static const auto table =
+      ld::OptionTable<ResNetOptions>()
+          .add(ld::ConfigKey("variant", ld::ValueType::kString, "resnet18", "architecture")
+                   .one_of({"resnet18", "resnet34", "resnet50", "resnet101", "resnet152"}),
+               &ResNetOptions::variant)
+          .add(ld::ConfigKey("stem", ld::ValueType::kString, "imagenet",
+                             "imagenet = 7x7/2 conv + max-pool; cifar = 3x3/1 conv, no pool (for 28-32 px inputs)")
+                   .one_of({"imagenet", "cifar"}),
+               &ResNetOptions::stem)
+          .add(ld::ConfigKey("width", ld::ValueType::kFloat, "1.0", "channel multiplier (1.0 = the published widths)")
+                   .range(0.01, 16),
+               &ResNetOptions::width)
+          .add(ld::ConfigKey("init", ld::ValueType::kString, "torchvision",
+                             "torchvision = torchvision's initialisation; default = LibTorch's layer defaults")
+                   .one_of({"torchvision", "default"}),
+               &ResNetOptions::init)
+          .add(ld::ConfigKey("weights", ld::ValueType::kString, "",
+                             "start from a state dict saved by PyTorch with torchvision's names (fine-tuning)"),
+               &ResNetOptions::weights);
+  return table;
+}
 
 std::int64_t scaled(double channels, double width) { return std::max<std::int64_t>(1, std::llround(channels * width)); }
 
@@ -187,26 +206,13 @@ ld::Manifest manifest() {
   m.name = "resnet";
   m.version = "1.0.0";
   m.description = "ResNet-18/34/50/101/152; the stem and every residual block are stages";
-  m.keys = {
-      ld::ConfigKey("variant", ld::ValueType::kString, "resnet18", "architecture")
-          .one_of({"resnet18", "resnet34", "resnet50", "resnet101", "resnet152"}),
-      ld::ConfigKey("stem", ld::ValueType::kString, "imagenet",
-                    "imagenet = 7x7/2 conv + max-pool; cifar = 3x3/1 conv, no pool (for 28-32 px inputs)")
-          .one_of({"imagenet", "cifar"}),
-      ld::ConfigKey("width", ld::ValueType::kFloat, "1.0", "channel multiplier (1.0 = the published widths)")
-          .range(0.01, 16),
-      ld::ConfigKey("init", ld::ValueType::kString, "torchvision",
-                    "torchvision = torchvision's initialisation; default = LibTorch's layer defaults")
-          .one_of({"torchvision", "default"}),
-      ld::ConfigKey("weights", ld::ValueType::kString, "",
-                    "start from a state dict saved by PyTorch with torchvision's names (fine-tuning)"),
-  };
+  m.keys = options_table().keys();
   return m;
 }
 
 void register_plugins(ld::Registrar& r) {
   r.add_model(manifest(), [](const ld::Options& o, const ld::ModelContext& ctx) {
-    return std::make_unique<ResNet>(ResNetOptions::from(o), ctx);
+    return std::make_unique<ResNet>(options_table().read(o), ctx);
   });
 }
 

@@ -37,18 +37,35 @@ struct VggOptions {
   double dropout = 0.5;
   std::string init;
   std::string weights;
-
-  static VggOptions from(const ld::Options& o) {
-    VggOptions v;
-    v.variant = o.get_string("variant");
-    v.width = o.get_float("width");
-    v.classifier = o.get_string("classifier");
-    v.dropout = o.get_float("dropout");
-    v.init = o.get_string("init");
-    v.weights = o.get_string("weights");
-    return v;
-  }
 };
+
+// The keys, each with the member it sets (the manifest and the factory both use it).
+const ld::OptionTable<VggOptions>& options_table() {
+  static const auto table =
+      ld::OptionTable<VggOptions>()
+          .add(ld::ConfigKey("variant", ld::ValueType::kString, "vgg11_bn", "architecture")
+                   .one_of({"vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn"}),
+               &VggOptions::variant)
+          .add(ld::ConfigKey("width", ld::ValueType::kFloat, "1.0", "channel multiplier (1.0 = the published widths)")
+                   .range(0.01, 16),
+               &VggOptions::width)
+          .add(ld::ConfigKey("classifier", ld::ValueType::kString, "full",
+                             "full = torchvision's 7x7-pool + 4096-4096 head; compact = global pool + one hidden layer "
+                             "(for small images)")
+                   .one_of({"full", "compact"}),
+               &VggOptions::classifier)
+          .add(ld::ConfigKey("dropout", ld::ValueType::kFloat, "0.5", "dropout probability in the head").range(0, 1),
+               &VggOptions::dropout)
+          .add(ld::ConfigKey("init", ld::ValueType::kString, "torchvision",
+                             "torchvision = torchvision's initialisation; default = LibTorch's layer defaults")
+                   .one_of({"torchvision", "default"}),
+               &VggOptions::init)
+          .add(ld::ConfigKey(
+                   "weights", ld::ValueType::kString, "",
+                   "start from a state dict saved by PyTorch with torchvision's names (fine-tuning; classifier full)"),
+               &VggOptions::weights);
+  return table;
+}
 
 std::int64_t scaled(double channels, double width) { return std::max<std::int64_t>(1, std::llround(channels * width)); }
 
@@ -182,28 +199,13 @@ ld::Manifest manifest() {
   m.name = "vgg";
   m.version = "1.0.0";
   m.description = "VGG-11/13/16/19 (optionally with batch norm); one stage per conv layer";
-  m.keys = {
-      ld::ConfigKey("variant", ld::ValueType::kString, "vgg11_bn", "architecture")
-          .one_of({"vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn"}),
-      ld::ConfigKey("width", ld::ValueType::kFloat, "1.0", "channel multiplier (1.0 = the published widths)")
-          .range(0.01, 16),
-      ld::ConfigKey("classifier", ld::ValueType::kString, "full",
-                    "full = torchvision's 7x7-pool + 4096-4096 head; compact = global pool + one hidden layer "
-                    "(for small images)")
-          .one_of({"full", "compact"}),
-      ld::ConfigKey("dropout", ld::ValueType::kFloat, "0.5", "dropout probability in the head").range(0, 1),
-      ld::ConfigKey("init", ld::ValueType::kString, "torchvision",
-                    "torchvision = torchvision's initialisation; default = LibTorch's layer defaults")
-          .one_of({"torchvision", "default"}),
-      ld::ConfigKey("weights", ld::ValueType::kString, "",
-                    "start from a state dict saved by PyTorch with torchvision's names (fine-tuning; classifier full)"),
-  };
+  m.keys = options_table().keys();
   return m;
 }
 
 void register_plugins(ld::Registrar& r) {
   r.add_model(manifest(), [](const ld::Options& o, const ld::ModelContext& ctx) {
-    return std::make_unique<Vgg>(VggOptions::from(o), ctx);
+    return std::make_unique<Vgg>(options_table().read(o), ctx);
   });
 }
 

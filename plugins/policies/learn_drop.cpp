@@ -23,20 +23,65 @@ struct LearnDropOptions {
   bool lr_normalized = false;
   std::int64_t smooth = 1;
 
-  static LearnDropOptions from(const ld::Options& o) {
-    LearnDropOptions r;
-    r.period = o.get_int("period");
-    r.threshold = o.get_float("threshold");
-    r.min_slope = o.get_float("min_slope");
-    r.window = o.get_int("window");
-    r.patience = o.get_int("patience");
-    r.warmup = o.get_float("warmup");
-    r.peak_reference = o.get_string("reference") == "peak";
-    r.lr_normalized = o.get_string("normalize") == "lr";
-    r.smooth = o.get_int("smooth");
-    return r;
-  }
+  std::string reference;  ///< first | peak
+  std::string normalize;  ///< none | lr
+
+  static LearnDropOptions from(const ld::Options& o);
 };
+
+// The keys, each with the member it sets (the manifest and the factory both
+// use it), then the drop guards' keys, which ld::DropGuards::from reads.
+const ld::OptionTable<LearnDropOptions>& options_table() {
+  static const auto table =
+      ld::OptionTable<LearnDropOptions>()
+          .add(ld::ConfigKey("period", ld::ValueType::kInt, "0",
+                             "evaluation period in optimizer steps (0 = once per epoch)")
+                   .range(0, 1e9),
+               &LearnDropOptions::period)
+          .add(ld::ConfigKey("threshold", ld::ValueType::kFloat, "0.5",
+                             "a stage may stop once its change score (change / reference change) is below this")
+                   .range(0, 100),
+               &LearnDropOptions::threshold)
+          .add(ld::ConfigKey("min_slope", ld::ValueType::kFloat, "0.2",
+                             "the score is still falling if it dropped by more than this per point over the window")
+                   .range(0, 100),
+               &LearnDropOptions::min_slope)
+          .add(ld::ConfigKey("window", ld::ValueType::kInt, "1", "points over which the slope is measured")
+                   .range(1, 1000),
+               &LearnDropOptions::window)
+          .add(ld::ConfigKey("patience", ld::ValueType::kInt, "1", "consecutive stopped points before a stage may drop")
+                   .range(1, 1000),
+               &LearnDropOptions::patience)
+          .add(ld::ConfigKey("warmup", ld::ValueType::kFloat, "1", "never drop before this many epochs").range(0, 1e6),
+               &LearnDropOptions::warmup)
+          .add(ld::ConfigKey(
+                   "reference", ld::ValueType::kString, "peak",
+                   "what the change is divided by: first = the first measured change (the paper's reading), "
+                   "peak = the largest change measured so far; points in the learning-rate warm-up never count")
+                   .one_of({"first", "peak"}),
+               &LearnDropOptions::reference)
+          .add(ld::ConfigKey(
+                   "normalize", ld::ValueType::kString, "none",
+                   "lr = divide each period's change by the sum of its steps' learning rates, so that a decaying "
+                   "schedule is not read as convergence; none = the raw change (the paper's)")
+                   .one_of({"none", "lr"}),
+               &LearnDropOptions::normalize)
+          .add(ld::ConfigKey("smooth", ld::ValueType::kInt, "1",
+                             "average the change over the last N points before scoring")
+                   .range(1, 1000),
+               &LearnDropOptions::smooth)
+          // Defaults from the realistic suite (docs/policies/learn-drop.md): no drop
+          // before 40% of the training, deeper stages later, the last two always trained.
+          .add_unbound(ld::drop_guard_keys("0.4", "2", "1", "0", "true"));
+  return table;
+}
+
+LearnDropOptions LearnDropOptions::from(const ld::Options& o) {
+  LearnDropOptions r = options_table().read(o);
+  r.peak_reference = r.reference == "peak";
+  r.lr_normalized = r.normalize == "lr";
+  return r;
+}
 
 /// Drops the longest prefix of stages whose change score stopped falling
 /// below a threshold.
@@ -68,12 +113,11 @@ class ChangeScorePolicy : public ld::DropPolicy {
       if (o_.lr_normalized) change = in.lr_sum > 0 ? change / in.lr_sum : 0.0;
       recent_[i].push_back(change);
       if (static_cast<std::int64_t>(recent_[i].size()) > o_.smooth) recent_[i].pop_front();
-      const double smoothed = std::accumulate(recent_[i].begin(), recent_[i].end(), 0.0) /
-                              static_cast<double>(recent_[i].size());
+      const double smoothed =
+          std::accumulate(recent_[i].begin(), recent_[i].end(), 0.0) / static_cast<double>(recent_[i].size());
       // The reference: the first measured change after the warm-up, or the
       // largest so far (robust when learning speeds up after the first point).
-      if (!in_lr_warmup &&
-          (reference_[i] <= 0 || (o_.peak_reference && smoothed > reference_[i]))) {
+      if (!in_lr_warmup && (reference_[i] <= 0 || (o_.peak_reference && smoothed > reference_[i]))) {
         reference_[i] = smoothed;
       }
       const double score = reference_[i] > 0 ? smoothed / reference_[i] : 1.0;
@@ -86,9 +130,8 @@ class ChangeScorePolicy : public ld::DropPolicy {
     while (wanted < n && stopped_for_[wanted] >= o_.patience) ++wanted;
     std::string held;
     const std::size_t cut = guards_.clamp(in, wanted, &held);
-    if (cut == in.cut) return {in.cut, wanted > in.cut ? "stages up to " + std::to_string(wanted) +
-                                                             " stopped; held by " + held
-                                                       : ""};
+    if (cut == in.cut)
+      return {in.cut, wanted > in.cut ? "stages up to " + std::to_string(wanted) + " stopped; held by " + held : ""};
     std::string reason = std::string(o_.lr_normalized ? "learning-rate-normalised " : "") + "change scores";
     for (std::size_t i = in.cut; i < cut; ++i) {
       char buf[64];
@@ -127,34 +170,7 @@ ld::Manifest manifest() {
   m.name = "learn-drop";
   m.version = "2.0.0";  // 2: guards, normalize, smooth; defaults from the realistic suite
   m.description = "Learn&Drop: drops the leading stages whose parameter change score stopped falling";
-  m.keys = {
-      ld::ConfigKey("period", ld::ValueType::kInt, "0", "evaluation period in optimizer steps (0 = once per epoch)")
-          .range(0, 1e9),
-      ld::ConfigKey("threshold", ld::ValueType::kFloat, "0.5",
-                    "a stage may stop once its change score (change / reference change) is below this")
-          .range(0, 100),
-      ld::ConfigKey("min_slope", ld::ValueType::kFloat, "0.2",
-                    "the score is still falling if it dropped by more than this per point over the window")
-          .range(0, 100),
-      ld::ConfigKey("window", ld::ValueType::kInt, "1", "points over which the slope is measured").range(1, 1000),
-      ld::ConfigKey("patience", ld::ValueType::kInt, "1", "consecutive stopped points before a stage may drop")
-          .range(1, 1000),
-      ld::ConfigKey("warmup", ld::ValueType::kFloat, "1", "never drop before this many epochs").range(0, 1e6),
-      ld::ConfigKey("reference", ld::ValueType::kString, "peak",
-                    "what the change is divided by: first = the first measured change (the paper's reading), "
-                    "peak = the largest change measured so far; points in the learning-rate warm-up never count")
-          .one_of({"first", "peak"}),
-      ld::ConfigKey("normalize", ld::ValueType::kString, "none",
-                    "lr = divide each period's change by the sum of its steps' learning rates, so that a decaying "
-                    "schedule is not read as convergence; none = the raw change (the paper's)")
-          .one_of({"none", "lr"}),
-      ld::ConfigKey("smooth", ld::ValueType::kInt, "1", "average the change over the last N points before scoring")
-          .range(1, 1000),
-  };
-  // Defaults from the realistic suite (docs/policies/learn-drop.md): no drop
-  // before 40% of the training, deeper stages later, the last two always trained.
-  auto guards = ld::drop_guard_keys("0.4", "2", "1", "0", "true");
-  m.keys.insert(m.keys.end(), guards.begin(), guards.end());
+  m.keys = options_table().keys();
   return m;
 }
 

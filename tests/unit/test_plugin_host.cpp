@@ -10,6 +10,7 @@
 #include "learndrop/abi.h"
 #include "learndrop/core/config.h"
 #include "learndrop/core/plugin_host.h"
+#include "learndrop/option_table.h"
 #include "learndrop/registrar.h"
 #include "test_env.h"
 
@@ -277,6 +278,50 @@ TEST(PluginHost, EveryBuiltinPluginCreatesFromItsDefaults) {
       }
     }
   }
+}
+
+}  // namespace ld::core
+
+namespace ld::core {
+
+// The SDK's OptionTable: one table of keys and the members they set.
+namespace {
+struct TableOptions {
+  std::int64_t window = 0;
+  double threshold = 0;
+  float scale = 0;
+  bool flag = false;
+  std::string mode;
+};
+}  // namespace
+
+TEST(OptionTable, KeysComeInOrderAndReadFillsEveryMember) {
+  const auto table = OptionTable<TableOptions>()
+                         .add(ConfigKey("window", ValueType::kInt, "5", "w"), &TableOptions::window)
+                         .add(ConfigKey("threshold", ValueType::kFloat, "0.5", "t"), &TableOptions::threshold)
+                         .add(ConfigKey("scale", ValueType::kFloat, "2", "s"), &TableOptions::scale)
+                         .add(ConfigKey("flag", ValueType::kBool, "true", "f"), &TableOptions::flag)
+                         .add(ConfigKey("mode", ValueType::kString, "a", "m"), &TableOptions::mode)
+                         .add_unbound({ConfigKey("extra", ValueType::kInt, "1", "read elsewhere")});
+  std::vector<std::string> names;
+  for (const auto& k : table.keys()) names.push_back(k.name);
+  EXPECT_EQ(names, (std::vector<std::string>{"window", "threshold", "scale", "flag", "mode", "extra"}));
+  std::map<std::string, Value> values;
+  for (const auto& k : table.keys()) values[k.name] = parse_value(k, k.default_value, k.name);
+  values["window"] = parse_value(table.keys()[0], "7", "window");
+  const TableOptions o = table.read(Options("policy", values));
+  EXPECT_EQ(o.window, 7);
+  EXPECT_DOUBLE_EQ(o.threshold, 0.5);
+  EXPECT_FLOAT_EQ(o.scale, 2.0f);
+  EXPECT_TRUE(o.flag);
+  EXPECT_EQ(o.mode, "a");
+}
+
+TEST(OptionTable, AKeyOfAnotherTypeThanItsMemberIsRefused) {
+  EXPECT_THROW(OptionTable<TableOptions>().add(ConfigKey("window", ValueType::kFloat, "5", "w"), &TableOptions::window),
+               Error);
+  EXPECT_THROW(OptionTable<TableOptions>().add(ConfigKey("mode", ValueType::kBool, "true", "m"), &TableOptions::mode),
+               Error);
 }
 
 }  // namespace ld::core

@@ -2,3 +2,4 @@
 
 /// Everything a LearnDrop plugin needs.
 #include "learndrop/plugin.h"
+#include "learndrop/option_table.h"
