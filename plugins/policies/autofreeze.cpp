@@ -51,6 +51,18 @@ class AutoFreezePolicy : public ld::DropPolicy {
     return {cut, reason};
   }
 
+  bool has_state() const override { return true; }
+  ld::PolicyState save_state() const override {
+    ld::PolicyState state;
+    state.values["previous"] = previous_;
+    guards_.save(state);
+    return state;
+  }
+  void load_state(const ld::PolicyState& state) override {
+    previous_ = state.at("previous", static_cast<std::int64_t>(previous_.size()));
+    guards_.load(state);
+  }
+
  private:
   // Linear interpolation between order statistics (numpy's default).
   static double percentile_of(std::vector<double> v, double p) {

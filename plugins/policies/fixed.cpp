@@ -19,6 +19,11 @@ class FixedPolicy : public ld::DropPolicy {
     return {std::max(in.cut, cut_), reason};
   }
 
+  // Nothing is remembered between calls: the state is empty.
+  bool has_state() const override { return true; }
+  ld::PolicyState save_state() const override { return {}; }
+  void load_state(const ld::PolicyState&) override {}
+
  private:
   std::size_t cut_;
   double epoch_;

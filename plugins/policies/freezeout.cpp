@@ -16,7 +16,11 @@ namespace {
 class FreezeOutPolicy : public ld::DropPolicy {
  public:
   FreezeOutPolicy(double t0, bool cubic, std::int64_t period, ld::DropGuards guards, const ld::PolicyContext& ctx)
-      : t0_(t0), cubic_(cubic), period_(period), guards_(guards), stages_(ctx.num_stages),
+      : t0_(t0),
+        cubic_(cubic),
+        period_(period),
+        guards_(guards),
+        stages_(ctx.num_stages),
         epochs_(static_cast<double>(std::max<std::int64_t>(1, ctx.epochs))) {}
 
   std::int64_t period_steps() const override { return period_; }
@@ -36,10 +40,20 @@ class FreezeOutPolicy : public ld::DropPolicy {
     const std::size_t cut = guards_.clamp(in, wanted, &held);
     if (cut == in.cut) return {in.cut, ""};
     char reason[160];
-    std::snprintf(reason, sizeof reason, "FreezeOut schedule (%s, t0 %.3f): stages up to %zu freeze by %.1f%% of training",
+    std::snprintf(reason, sizeof reason,
+                  "FreezeOut schedule (%s, t0 %.3f): stages up to %zu freeze by %.1f%% of training",
                   cubic_ ? "cubic" : "linear", t0_, cut, 100.0 * freeze_at(cut - 1));
     return {cut, reason};
   }
+
+  // The schedule is fixed by the options; only the guards remember a drop.
+  bool has_state() const override { return true; }
+  ld::PolicyState save_state() const override {
+    ld::PolicyState state;
+    guards_.save(state);
+    return state;
+  }
+  void load_state(const ld::PolicyState& state) override { guards_.load(state); }
 
  private:
   double t0_;
@@ -55,7 +69,8 @@ void register_plugins(ld::Registrar& r) {
   m.kind = ld::PluginKind::kPolicy;
   m.name = "freezeout";
   m.version = "1.0.0";
-  m.description = "FreezeOut (Brock et al. 2017): stage i freezes at a fixed fraction of training, earlier stages first";
+  m.description =
+      "FreezeOut (Brock et al. 2017): stage i freezes at a fixed fraction of training, earlier stages first";
   m.keys = {
       ld::ConfigKey("t0", ld::ValueType::kFloat, "0.5", "fraction of the training at which the first stage freezes")
           .range(0, 1),

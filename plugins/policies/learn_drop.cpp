@@ -144,6 +144,33 @@ class ChangeScorePolicy : public ld::DropPolicy {
     return {cut, reason + tail + (cut < wanted ? " (" + held + " holds back the rest)" : "")};
   }
 
+  // The reference change, the recent changes and the scores of every stage,
+  // how long each has been stopped, and the guards' last drop.
+  bool has_state() const override { return true; }
+  ld::PolicyState save_state() const override {
+    ld::PolicyState state;
+    state.values["reference"] = reference_;
+    state.values["stopped_for"].assign(stopped_for_.begin(), stopped_for_.end());
+    for (std::size_t i = 0; i < scores_.size(); ++i) {
+      state.values["recent." + std::to_string(i)].assign(recent_[i].begin(), recent_[i].end());
+      state.values["scores." + std::to_string(i)] = scores_[i];
+    }
+    guards_.save(state);
+    return state;
+  }
+  void load_state(const ld::PolicyState& state) override {
+    const auto n = static_cast<std::int64_t>(reference_.size());
+    reference_ = state.at("reference", n);
+    const auto& stopped = state.at("stopped_for", n);
+    for (std::size_t i = 0; i < stopped_for_.size(); ++i) stopped_for_[i] = static_cast<std::int64_t>(stopped[i]);
+    for (std::size_t i = 0; i < scores_.size(); ++i) {
+      const auto& recent = state.at("recent." + std::to_string(i));
+      recent_[i].assign(recent.begin(), recent.end());
+      scores_[i] = state.at("scores." + std::to_string(i));
+    }
+    guards_.load(state);
+  }
+
  private:
   // Whether the score fell by more than min_slope per point, on average, over
   // the last `window` points. With too little history it counts as falling.

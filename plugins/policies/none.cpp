@@ -8,6 +8,11 @@ namespace {
 class NoDropPolicy : public ld::DropPolicy {
  public:
   ld::Decision decide(const ld::PolicyInput& in) override { return {in.cut, "full training"}; }
+
+  // Nothing is remembered between calls: the state is empty.
+  bool has_state() const override { return true; }
+  ld::PolicyState save_state() const override { return {}; }
+  void load_state(const ld::PolicyState&) override {}
 };
 
 void register_plugins(ld::Registrar& r) {

@@ -136,6 +136,15 @@ class Policy final : public DropPolicy {
   bool wants_step_gradient_norms() const override {
     return call(who_, "wants_step_gradient_norms", [&] { return inner_->wants_step_gradient_norms(); });
   }
+  bool has_state() const override {
+    return call(who_, "has_state", [&] { return inner_->has_state(); });
+  }
+  PolicyState save_state() const override {
+    return call(who_, "save_state", [&] { return inner_->save_state(); });
+  }
+  void load_state(const PolicyState& state) override {
+    call(who_, "load_state", [&] { inner_->load_state(state); });
+  }
 
  private:
   std::shared_ptr<DropPolicy> inner_;

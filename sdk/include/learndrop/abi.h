@@ -13,7 +13,8 @@ namespace ld {
 // 3: PolicyInput learning rates, StageStats::mean_grad_norm, Dataset::shift_flip / get_untransformed
 // 4: CacheContext::device, FeatureCache::device(); get returns the storage type
 // 5: StagedModel::label() / set_label (the host no longer reads a "variant" option)
-constexpr std::uint32_t kSdkAbiVersion = 5;
+// 6: DropPolicy::has_state / save_state / load_state, PolicyState
+constexpr std::uint32_t kSdkAbiVersion = 6;
 
 /// What a plugin library was built against. Plain integers only, so that the
 /// host can read it before it trusts any C++ type from the library.

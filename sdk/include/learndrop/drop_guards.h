@@ -32,10 +32,10 @@ inline double linear_freeze_point(double start, std::size_t i, std::size_t n) {
 /// ```
 class DropGuards {
  public:
-  double min_progress = 0;        ///< No drop before this fraction of the training.
-  std::int64_t keep_stages = 1;   ///< Never drop the last `keep_stages` stages.
-  double max_fraction = 1;        ///< Never drop more than this fraction of the stages.
-  double cooldown = 0;            ///< Fraction of the training between two drops.
+  double min_progress = 0;       ///< No drop before this fraction of the training.
+  std::int64_t keep_stages = 1;  ///< Never drop the last `keep_stages` stages.
+  double max_fraction = 1;       ///< Never drop more than this fraction of the stages.
+  double cooldown = 0;           ///< Fraction of the training between two drops.
   /// Deeper stages wait longer: stage i of n may not drop before
   /// min_progress + (1 - min_progress) * i / (n - 1) of the training
   /// (FreezeOut's linear schedule as a lower bound).
@@ -86,6 +86,14 @@ class DropGuards {
     if (cut > in.cut) last_drop_progress_ = progress;
     if (why != nullptr) *why = cut < wanted ? held : "";
     return std::max(cut, in.cut);
+  }
+
+  /// The guards' own state (when the last drop was), under `prefix` in a policy's state.
+  void save(PolicyState& state, const std::string& prefix = "guards.") const {
+    state.values[prefix + "last_drop_progress"] = {last_drop_progress_};
+  }
+  void load(const PolicyState& state, const std::string& prefix = "guards.") {
+    last_drop_progress_ = state.at(prefix + "last_drop_progress", 1)[0];
   }
 
  private:

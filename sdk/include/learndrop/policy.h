@@ -1,9 +1,11 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
+#include "learndrop/error.h"
 #include "learndrop/export.h"
 
 namespace ld {
@@ -56,6 +58,24 @@ struct PolicyContext {
   double lr_warmup_epochs = 0;
 };
 
+/// What a policy remembers between evaluation points, as named lists of
+/// numbers (doubles, so integers up to 2^53 and every double round-trip
+/// exactly). A checkpoint stores it; its names are the policy's business.
+struct PolicyState {
+  std::map<std::string, std::vector<double>> values;
+
+  /// The list `name`; throws ld::Error naming it when absent or not `size` long (size < 0: any length).
+  const std::vector<double>& at(const std::string& name, std::int64_t size = -1) const {
+    auto it = values.find(name);
+    if (it == values.end()) throw Error("policy state: no '" + name + "'");
+    if (size >= 0 && static_cast<std::int64_t>(it->second.size()) != size) {
+      throw Error("policy state: '" + name + "' has " + std::to_string(it->second.size()) + " values, expected " +
+                  std::to_string(size));
+    }
+    return it->second;
+  }
+};
+
 /// A drop criterion.
 ///
 /// It sees per-stage statistics after each evaluation period and answers how
@@ -79,6 +99,21 @@ class LEARNDROP_VISIBLE DropPolicy {
   /// Whether the host should fill StageStats::mean_grad_norm (a gradient-norm
   /// pass at every step).
   virtual bool wants_step_gradient_norms() const { return false; }
+
+  /// Whether this policy saves and restores its state (save_state and
+  /// load_state). A policy that does not cannot be resumed from a checkpoint.
+  virtual bool has_state() const { return false; }
+
+  /// Everything decide() remembers from earlier calls.
+  virtual PolicyState save_state() const { return {}; }
+
+  /// Restores what save_state returned, on a policy made with the same
+  /// options and context: it then decides exactly as the saved one would.
+  /// Throws ld::Error on a state it cannot take.
+  virtual void load_state(const PolicyState& state) {
+    (void)state;
+    throw Error("this policy does not restore its state");
+  }
 };
 
 }  // namespace ld

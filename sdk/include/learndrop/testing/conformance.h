@@ -49,7 +49,6 @@ struct PolicyFactory {
 };
 inline void PrintTo(const PolicyFactory& f, std::ostream* os) { *os << f.name; }
 
-
 /// A cache backend: rows come back bit-identical (float32) in any order,
 /// through `get` and through readers of any batch size; half-precision
 /// storage rounds within its stated bound and `get` returns the storage
@@ -132,7 +131,8 @@ inline PolicyInput point(std::int64_t i, std::size_t stages, std::size_t cut) {
     st.dropped = s < cut;
     st.num_params = 1000;
     st.param_norm = 10;
-    st.relative_change = st.dropped ? 0 : 0.5 * std::exp(-0.4 * static_cast<double>(i) / (1.0 + static_cast<double>(s)));
+    st.relative_change =
+        st.dropped ? 0 : 0.5 * std::exp(-0.4 * static_cast<double>(i) / (1.0 + static_cast<double>(s)));
     st.grad_norm = st.dropped ? 0 : 1.0 / static_cast<double>(i + 1);
     st.mean_grad_norm = st.grad_norm;
     in.stages.push_back(st);
@@ -155,6 +155,33 @@ TEST_P(PolicyConformance, DecisionsStayInRangeAndAreDeterministic) {
     EXPECT_EQ(da.cut, db.cut) << "two instances disagree on the same inputs at point " << i;
     EXPECT_EQ(da.reason, db.reason) << "point " << i;
     cut = std::max(cut, std::min(da.cut, ctx.num_stages));  // what the host applies
+  }
+}
+
+// A policy with state (has_state) restored from save_state at any point
+// decides exactly as the one that went on: what a resumed run needs.
+TEST_P(PolicyConformance, SavedStateRestoresTheSameDecisions) {
+  const PolicyContext ctx{6, 100, 20, 0};
+  if (!GetParam().make(ctx)->has_state()) GTEST_SKIP() << "the policy does not save its state";
+  for (std::int64_t saved_at : {1, 5, 17}) {
+    SCOPED_TRACE("saved after point " + std::to_string(saved_at));
+    auto a = GetParam().make(ctx);
+    std::size_t cut = 0;
+    std::int64_t i = 1;
+    for (; i <= saved_at; ++i)
+      cut = std::max(cut, std::min(a->decide(detail::point(i, ctx.num_stages, cut)).cut, ctx.num_stages));
+    const PolicyState state = a->save_state();
+    auto b = GetParam().make(ctx);
+    b->load_state(state);
+    EXPECT_EQ(b->save_state().values, state.values) << "the restored state saves differently";
+    for (; i <= 40; ++i) {
+      const PolicyInput in = detail::point(i, ctx.num_stages, cut);
+      const Decision da = a->decide(in);
+      const Decision db = b->decide(in);
+      ASSERT_EQ(da.cut, db.cut) << "point " << i;
+      ASSERT_EQ(da.reason, db.reason) << "point " << i;
+      cut = std::max(cut, std::min(da.cut, ctx.num_stages));
+    }
   }
 }
 
