@@ -102,6 +102,21 @@ class AutoCache : public ld::FeatureCache {
   std::int64_t bytes() const override { return impl_ ? impl_->bytes() : 0; }
   std::string describe() const override { return "auto (" + reason_ + "): " + (impl_ ? impl_->describe() : ""); }
   ld::CacheStats stats() const override { return impl_ ? impl_->stats() : ld::CacheStats{}; }
+  void retain() override {
+    if (impl_) impl_->retain();
+  }
+  // Only a cut that begin() would put on disk can have been kept there.
+  bool reopen(const ld::CacheLayout& layout) override {
+    const std::int64_t need = layout.count * layout.row_bytes();
+    const at::Device device(ctx_.device);
+    if ((device.is_cuda() && need <= ld::device_budget(device_budget_text_, device)) || need <= budget_) return false;
+    auto disk = std::make_unique<DiskCache>(disk_, ctx_);
+    if (!disk->reopen(layout)) return false;
+    reason_ = bytes_text(static_cast<double>(need)) + " > ram_budget " + bytes_text(static_cast<double>(budget_)) +
+              ", reopened";
+    impl_ = std::move(disk);
+    return true;
+  }
 
  private:
   std::string budget_text_;

@@ -1,5 +1,6 @@
 #include "disk_cache.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <csignal>
@@ -193,28 +194,95 @@ void DiskCache::remove_stale_files() const {
   }
 }
 
-void DiskCache::begin(const ld::CacheLayout& layout) {
+void DiskCache::set_layout(const ld::CacheLayout& layout) {
   layout_ = layout;
   if (layout.shape.size() > kMaxDims) throw ld::Error("cache disk: rows of more than 8 dimensions");
   dir_ = options_.dir.empty() ? fs::path(ctx_.run_dir) / "cache" : fs::path(options_.dir);
+  data_offset_ = kHeaderBytes;
+  crc_offset_ = data_offset_ + layout.count * layout.row_bytes();
+  file_bytes_ = crc_offset_ + layout.count * static_cast<std::int64_t>(sizeof(std::uint32_t));
+}
+
+std::string DiskCache::stem(const ld::CacheLayout& layout) {
+  return "ldcache-cut" + std::to_string(layout.cut) + "-" + layout.key.substr(0, 16) + "-";
+}
+
+void DiskCache::retain() {
+  if (!complete_ || path_.empty()) return;
+  // Without the pid in its name, no run's clean-up of dead processes' files removes it.
+  const fs::path kept = dir_ / (stem(layout_) + "kept.bin");
+  std::error_code ec;
+  fs::rename(path_, kept, ec);
+  if (ec) {
+    spdlog::warn("cache disk: cannot keep {} for a resumed run ({}); it will be rebuilt", path_.string(), ec.message());
+    return;
+  }
+  spdlog::info("cache disk: kept {} for a resumed run", kept.string());
+  path_.clear();  // the destructor leaves it
+}
+
+bool DiskCache::reopen(const ld::CacheLayout& layout) {
+  set_layout(layout);
+  std::error_code ec;
+  if (!fs::is_directory(dir_, ec)) return false;
+  // Candidates: a file kept by retain(), or a complete file of a process
+  // that died (SIGKILL, a lost machine) without removing it.
+  const std::string prefix = stem(layout);
+  std::vector<fs::path> candidates;
+  for (const auto& e : fs::directory_iterator(dir_, ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.rfind(prefix, 0) != 0 || e.path().extension() != ".bin") continue;
+    const std::string owner = name.substr(prefix.size(), name.size() - prefix.size() - 4);
+    if (owner != "kept") {
+      const long pid = std::strtol(owner.c_str(), nullptr, 10);
+      if (pid <= 0 || pid == ::getpid() || ::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;
+    }
+    candidates.push_back(e.path());
+  }
+  std::sort(candidates.begin(), candidates.end());
+  for (const auto& candidate : candidates) {
+    fd_ = ::open(candidate.c_str(), O_RDWR | O_CLOEXEC);
+    if (fd_ < 0) continue;
+    path_ = candidate;
+    try {
+      verify_file();
+      crc_.assign(static_cast<std::size_t>(layout.count), 0);
+      const auto crc_bytes = static_cast<std::int64_t>(crc_.size() * sizeof(std::uint32_t));
+      const std::int64_t got =
+          read_all(fd_, reinterpret_cast<char*>(crc_.data()), static_cast<std::size_t>(crc_bytes), crc_offset_);
+      if (got != crc_bytes) io_error("cannot read the checksums of", got < 0 ? static_cast<int>(-got) : EIO);
+    } catch (const ld::Error& e) {
+      spdlog::warn("cache disk: not reusing {}: {}", candidate.string(), e.what());
+      ::close(fd_);
+      fd_ = -1;
+      path_.clear();
+      continue;
+    }
+    // Owned by this process from now on (removed when the cache is destroyed).
+    const fs::path own = dir_ / (prefix + std::to_string(::getpid()) + ".bin");
+    fs::rename(candidate, own, ec);
+    path_ = ec ? candidate : own;
+    complete_ = true;
+    return true;
+  }
+  return false;
+}
+
+void DiskCache::begin(const ld::CacheLayout& layout) {
+  set_layout(layout);
   std::error_code ec;
   fs::create_directories(dir_, ec);
   if (ec || !fs::is_directory(dir_)) {
     throw ld::Error("cache disk: cannot create cache.dir " + dir_.string() + ": " + ec.message());
   }
   remove_stale_files();
-  const std::string stem =
-      "ldcache-cut" + std::to_string(layout.cut) + "-" + layout.key.substr(0, 16) + "-" + std::to_string(::getpid());
-  path_ = dir_ / ("." + stem + ".tmp");
+  path_ = dir_ / ("." + stem(layout) + std::to_string(::getpid()) + ".tmp");
   fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd_ < 0) {
     int err = errno;
     path_.clear();
     throw ld::Error("cache disk: cannot create a file in cache.dir " + dir_.string() + ": " + std::strerror(err));
   }
-  data_offset_ = kHeaderBytes;
-  crc_offset_ = data_offset_ + layout.count * layout.row_bytes();
-  file_bytes_ = crc_offset_ + layout.count * static_cast<std::int64_t>(sizeof(std::uint32_t));
   // Reserve the whole file now, so that a full disk is found before the build.
   int err = ::posix_fallocate(fd_, 0, file_bytes_);
   if (err == EOPNOTSUPP || err == EINVAL) err = ::ftruncate(fd_, file_bytes_) == 0 ? 0 : errno;

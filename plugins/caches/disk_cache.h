@@ -33,6 +33,11 @@ class DiskCache : public ld::FeatureCache {
   std::int64_t bytes() const override;
   std::string describe() const override;
   ld::CacheStats stats() const override;
+  /// Renames the file to ldcache-cut<C>-<key>-kept.bin and leaves it.
+  void retain() override;
+  /// Adopts a kept file, or the complete file of a dead process, with the
+  /// layout's key whose header and size check out.
+  bool reopen(const ld::CacheLayout& layout) override;
 
   /// Reads `rows` in storage dtype, checking the file and every row's CRC
   /// (thread-safe).
@@ -45,6 +50,8 @@ class DiskCache : public ld::FeatureCache {
 
  private:
   std::int64_t offset(std::int64_t row) const;
+  void set_layout(const ld::CacheLayout& layout);
+  static std::string stem(const ld::CacheLayout& layout);
   void write_header(bool complete);
   void verify_file();
   void remove_stale_files() const;

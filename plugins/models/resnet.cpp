@@ -174,6 +174,9 @@ class ResNet : public ld::StagedModel {
     if (!o.weights.empty()) ld::load_state_dict(*this, o.weights, [this](const std::string& n) { return rename(n); });
   }
 
+ public:
+  std::string torchvision_name(const std::string& name) const override { return rename(name); }
+
  private:
   // "stage0.conv1.weight" -> "conv1.weight", "stage3.bn2.bias" -> "layer1.2.bn2.bias", "head.fc.bias" -> "fc.bias".
   std::string rename(const std::string& name) const {

@@ -160,6 +160,9 @@ class Vgg : public ld::StagedModel {
     }
   }
 
+ public:
+  std::string torchvision_name(const std::string& name) const override { return rename(name); }
+
  private:
   // "stage3.layers.1.weight" -> "features.<index>.weight", "head.layers.5.bias" -> "classifier.3.bias".
   std::string rename(const std::string& name) const {

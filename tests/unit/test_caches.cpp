@@ -179,6 +179,60 @@ TEST(DiskCache, FileIsRemovedWithTheCacheAndStaleFilesOfDeadRunsAreCleaned) {
   EXPECT_TRUE(cache_files(dir.path()).empty());
 }
 
+TEST(DiskCache, ARetainedFileIsReopenedByItsKeyOnlyWhenIntact) {
+  test::TempDir dir;
+  const at::Tensor rows = at::randn({6, 2, 3});
+  const CacheLayout l = layout(6, {2, 3});
+  std::int64_t bytes = 0;
+  {
+    auto cache = make("disk", dir.str());
+    fill(*cache, rows);
+    bytes = cache->bytes();
+    cache->retain();
+  }
+  ASSERT_EQ(cache_files(dir.path()).size(), 1u);
+  EXPECT_EQ(cache_files(dir.path())[0].filename(), "ldcache-cut1-00000000000000aa-kept.bin");
+  // Another key, count or dtype finds nothing; nothing is removed either.
+  EXPECT_FALSE(make("disk", dir.str())->reopen(layout(6, {2, 3}, at::kFloat, "00000000000000bb")));
+  EXPECT_FALSE(make("disk", dir.str())->reopen(layout(5, {2, 3})));
+  EXPECT_FALSE(make("disk", dir.str())->reopen(layout(6, {2, 3}, at::kHalf)));
+  ASSERT_EQ(cache_files(dir.path()).size(), 1u);
+  {
+    auto cache = make("disk", dir.str());
+    ASSERT_TRUE(cache->reopen(l));
+    EXPECT_TRUE(at::equal(cache->get({0, 1, 2, 3, 4, 5}), rows));
+    EXPECT_EQ(cache->bytes(), bytes);
+  }
+  EXPECT_TRUE(cache_files(dir.path()).empty());  // adopted, then removed with the cache
+
+  // A kept file whose rows were overwritten is not adopted (size checks the header; rows are checked as read).
+  {
+    auto cache = make("disk", dir.str());
+    fill(*cache, rows);
+    cache->retain();
+  }
+  const fs::path kept = cache_files(dir.path()).at(0);
+  fs::resize_file(kept, fs::file_size(kept) - 4);
+  EXPECT_FALSE(make("disk", dir.str())->reopen(l));
+}
+
+TEST(AutoCache, ReopensOnlyACutItWouldKeepOnDisk) {
+  test::TempDir dir;
+  const at::Tensor rows = at::randn({8, 4});
+  const CacheLayout l = layout(8, {4});
+  {
+    auto cache = make("auto", dir.str(), {{"ram_budget", "16"}});  // 128 bytes > 16: on disk
+    fill(*cache, rows);
+    cache->retain();
+  }
+  ASSERT_EQ(cache_files(dir.path()).size(), 1u);
+  EXPECT_FALSE(make("auto", dir.str(), {{"ram_budget", "1GiB"}})->reopen(l));  // it would be in RAM
+  auto cache = make("auto", dir.str(), {{"ram_budget", "16"}});
+  ASSERT_TRUE(cache->reopen(l));
+  EXPECT_TRUE(at::equal(cache->get({7, 0, 3}), rows.index_select(0, at::tensor(std::vector<std::int64_t>{7, 0, 3}))));
+  EXPECT_NE(cache->describe().find("reopened"), std::string::npos) << cache->describe();
+}
+
 TEST(AutoCache, BudgetIsASizeOrAuto) {
   test::TempDir dir;
   auto small = make("auto", dir.str(), {{"ram_budget", "1KiB"}});

@@ -85,6 +85,12 @@ class Cache final : public FeatureCache {
   CacheStats stats() const override {
     return call(who_, "stats", [&] { return inner_->stats(); });
   }
+  void retain() override {
+    call(who_, "retain", [&] { inner_->retain(); });
+  }
+  bool reopen(const CacheLayout& layout) override {
+    return call(who_, "reopen", [&] { return inner_->reopen(layout); });
+  }
 
  private:
   std::shared_ptr<FeatureCache> inner_;

@@ -14,7 +14,8 @@ namespace ld {
 // 4: CacheContext::device, FeatureCache::device(); get returns the storage type
 // 5: StagedModel::label() / set_label (the host no longer reads a "variant" option)
 // 6: DropPolicy::has_state / save_state / load_state, PolicyState
-constexpr std::uint32_t kSdkAbiVersion = 6;
+// 7: FeatureCache::retain / reopen (a resumed run adopts a kept cache), StagedModel::torchvision_name
+constexpr std::uint32_t kSdkAbiVersion = 7;
 
 /// What a plugin library was built against. Plain integers only, so that the
 /// host can read it before it trusts any C++ type from the library.

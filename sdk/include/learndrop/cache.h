@@ -183,6 +183,22 @@ class LEARNDROP_VISIBLE FeatureCache {
 
   /// Reads so far.
   virtual CacheStats stats() const { return {}; }
+
+  /// Keeps the stored rows after this object is destroyed, for `reopen` by a
+  /// resumed run. The host calls it, after `finish`, when a run stops with a
+  /// checkpoint (SIGINT/SIGTERM). Default: nothing is kept (the resumed run
+  /// rebuilds the cache).
+  virtual void retain() {}
+
+  /// Instead of begin/put/finish: adopts stored rows of `layout` (the same
+  /// key, cut, count, shape and dtype) kept by `retain` or left by a process
+  /// that died, if they are intact. True when adopted: the cache is then
+  /// readable as after `finish`. False when there are none (the host then
+  /// builds the cache); throws only on errors other than "not there".
+  virtual bool reopen(const CacheLayout& layout) {
+    (void)layout;
+    return false;
+  }
 };
 
 namespace detail {

@@ -88,6 +88,16 @@ class LEARNDROP_VISIBLE StagedModel : public torch::nn::Module {
   /// The module of the head.
   std::shared_ptr<torch::nn::Module> head_module() const { return head_.ptr(); }
 
+  /// The name that parameter or buffer `name` (ours, e.g.
+  /// "stage3.layers.1.weight") has in torchvision's module of the same
+  /// architecture ("features.8.weight"), for `ldrop export --format
+  /// torchvision`: the inverse of what `model.weights` reads. "" when the
+  /// model follows no torchvision architecture.
+  virtual std::string torchvision_name(const std::string& name) const {
+    (void)name;
+    return "";
+  }
+
  protected:
   /// Appends a stage; `name` is for people, the module is registered as "stage<i>".
   template <typename ModuleHolder>
