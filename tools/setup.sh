@@ -19,6 +19,7 @@ packages=(
   libturbojpeg0-dev pkg-config     # Imagenette JPEGs (libjpeg-turbo, DCT scaling)
   libsqlite3-dev                   # suite results database (results.db)
   python3-matplotlib               # suite report plots (tools/plot_suite.py)
+  python3-torch python3-torchvision  # ldrop export checked against torchvision (tools/export/check_torchvision.py)
   libgtest-dev libgmock-dev        # tests
   clang-14 libclang-rt-14-dev      # fuzz targets (tools/fuzz.sh: libFuzzer, ASan, UBSan)
   dataset-fashion-mnist            # the quickstart's data (/usr/share/datasets/fashion-mnist)

@@ -180,6 +180,44 @@ TEST_F(Suites, InterruptedSuiteContinuesWithoutRepeatingFinishedRuns) {
   for (const auto& [hash, n] : finished) EXPECT_EQ(n, 1) << hash;
 }
 
+TEST_F(Suites, ARunStoppedWithACheckpointIsResumedNotRestarted) {
+  // The run stops itself with SIGTERM before step 20 of 24 (3 epochs of 8), as a preempted job does.
+  const std::string file = write_suite("matrix:\n  experiment.seed: [5]\n");
+  test::LdropResult first = test::run_ldrop("suite run " + file, "LEARNDROP_TEST_SIGTERM_AT_STEP=20 ");
+  EXPECT_EQ(first.code, 1) << first.output;
+  const fs::path run_dir = dir_.path() / "out" / "runs";
+  ASSERT_EQ(std::distance(fs::directory_iterator(run_dir), fs::directory_iterator{}), 1);
+  const fs::path run = fs::directory_iterator(run_dir)->path();
+  ASSERT_TRUE(fs::exists(run / "checkpoint" / "MANIFEST.json")) << first.output;
+
+  test::LdropResult again = test::run_ldrop("suite run " + file);
+  ASSERT_EQ(again.code, 0) << again.output;
+  EXPECT_NE(again.output.find("resumed from its checkpoint"), std::string::npos) << again.output;
+  std::ifstream log(dir_.path() / "out" / "logs" / (run.filename().string() + ".log"));
+  const std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("resumed from " + (run / "checkpoint").string() + " at epoch 3, step 4 of 8"),
+            std::string::npos)
+      << text;
+
+  // The same metrics as the run done in one go.
+  const std::string direct = (dir_.path() / "direct").string();
+  ASSERT_EQ(test::run_ldrop("run " + (dir_.path() / "out" / "configs" / (run.filename().string() + ".yaml")).string() +
+                            " --quiet --out " + direct)
+                .code,
+            0);
+  auto metrics = [](const fs::path& dir) {
+    std::vector<json> lines;
+    std::ifstream in(dir / "metrics.jsonl");
+    for (std::string line; std::getline(in, line);) {
+      json j = json::parse(line);
+      lines.push_back({j["train_loss"], j["train_accuracy"], j["test_loss"], j["test_accuracy"], j["cut"]});
+    }
+    return lines;
+  };
+  EXPECT_EQ(metrics(run), metrics(direct));
+  EXPECT_EQ(metrics(run).size(), 3u);
+}
+
 TEST_F(Suites, FailedRunIsRecordedAndTheSuiteGoesOn) {
   const std::string file = write_suite("matrix:\n  dataset.root: [" + data_.str() + ", " + dir_.str() +
                                        "/no-such-folder]\n  experiment.seed: [1, 2]\n");

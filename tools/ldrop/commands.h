@@ -158,6 +158,18 @@ int plugins_list(const core::PluginHost& host, bool json);
 /// `ldrop plugins describe NAME [--json]`.
 int plugins_describe(const core::PluginHost& host, const std::string& name, bool json);
 
+/// Arguments of `ldrop export`.
+struct ExportArgs {
+  std::string run_dir;
+  std::string format = "torchvision";
+  std::string out;         ///< default RUN_DIR/model.torchvision.pt
+  std::int64_t probe = 0;  ///< inputs to write with LearnDrop's logits (OUT.probe.pt)
+};
+
+/// `ldrop export RUN_DIR --format torchvision`: model.pt with torchvision's
+/// names, as a state dict `torch.load` reads (export_cmd.cpp).
+int export_run(core::PluginHost& host, const core::RunConfig& cfg, const ExportArgs& args);
+
 /// `ldrop compare BASELINE RUN...`: a table of runs against a baseline run.
 int compare_runs(const std::string& baseline, const std::vector<std::string>& runs);
 

@@ -4,10 +4,13 @@
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <map>
 #include <memory>
+#include <set>
 
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
 
 #include "commands.h"
 #include "learndrop/core/config.h"
@@ -87,21 +90,101 @@ std::function<int(core::PluginHost&)> with_plugins(F f) {
   };
 }
 
+// "section.key" -> value text of an effective config.
+std::map<std::string, std::string> flatten(const std::string& yaml) {
+  std::map<std::string, std::string> out;
+  const YAML::Node root = YAML::Load(yaml);
+  for (const auto& section : root) {
+    for (const auto& key : section.second) {
+      std::string text = YAML::Dump(key.second);
+      // Numbers as their shortest exact form (0.05, not 0.050000000000000003).
+      try {
+        std::size_t used = 0;
+        const double v = std::stod(text, &used);
+        if (used == text.size()) text = nlohmann::json(v).dump();
+      } catch (const std::exception&) {
+      }
+      out[section.first.as<std::string>() + "." + key.first.as<std::string>()] = text;
+    }
+  }
+  return out;
+}
+
+// The keys whose values differ between two effective configs, as
+// "key: old -> new" (at most 8 named).
+std::string changed_keys(const std::string& before, const std::string& after) {
+  const auto a = flatten(before), b = flatten(after);
+  std::set<std::string> keys;
+  for (const auto& kv : a) keys.insert(kv.first);
+  for (const auto& kv : b) keys.insert(kv.first);
+  std::string text;
+  std::size_t n = 0;
+  for (const auto& k : keys) {
+    auto ia = a.find(k), ib = b.find(k);
+    const std::string va = ia == a.end() ? "(absent)" : ia->second, vb = ib == b.end() ? "(absent)" : ib->second;
+    if (va == vb) continue;
+    if (n++ < 8) text += (text.empty() ? "" : ", ") + k + ": " + va + " -> " + vb;
+  }
+  if (n > 8) text += ", and " + std::to_string(n - 8) + " more";
+  return text;
+}
+
+// ldrop run [CONFIG] [--resume RUN_DIR]: the config file, or the run folder's
+// config.yaml; a config given with --resume must hash as the run's did.
+struct RunArgs {
+  std::string file, resume, out_dir;
+  std::vector<std::string> sets;
+  bool quiet = false;
+  core::RunConfig cfg;
+
+  int load(core::PluginHost& host) {
+    if (resume.empty()) {
+      if (file.empty()) throw Error("run: a config file is needed (or --resume RUN_DIR)");
+      cfg = prepare(host, file, sets);
+      return kContinue;
+    }
+    const fs::path saved = fs::path(resume) / "config.yaml";
+    if (!fs::is_directory(resume)) throw Error("--resume " + resume + ": no such run folder");
+    if (!fs::exists(saved))
+      throw Error("--resume " + resume + ": " + saved.string() + " is missing (not a run folder)");
+    if (!out_dir.empty() && fs::weakly_canonical(out_dir) != fs::weakly_canonical(resume)) {
+      throw Error("--out " + out_dir + " with --resume " + resume + ": a resumed run stays in its folder");
+    }
+    if (file.empty()) {
+      cfg = prepare(host, saved.string(), sets);
+      return kContinue;
+    }
+    core::PluginHost run_host;
+    const core::RunConfig before = prepare(run_host, saved.string(), {});
+    cfg = prepare(host, file, sets);
+    if (cfg.hash() != before.hash()) {
+      throw Error("--resume " + resume + ": " + file + " is not the config of that run (hash " + cfg.hash() +
+                  ", the run's " + before.hash() +
+                  "); changed: " + changed_keys(before.identity_yaml(), cfg.identity_yaml()));
+    }
+    return kContinue;
+  }
+};
+
 void add_run(CLI::App& app, std::vector<Command>& out) {
-  auto config = std::make_shared<ConfigArgs>();
-  auto out_dir = std::make_shared<std::string>();
-  auto quiet = std::make_shared<bool>(false);
-  CLI::App* run = app.add_subcommand("run", "train a model as the config says");
-  config->add_to(run);
-  run->add_option("--out", *out_dir, "run folder (default runs/<experiment.name>-<config hash>)");
-  run->add_flag("--quiet", *quiet, "no per-epoch progress lines");
-  out.push_back({run, [config](core::PluginHost& host) { return config->load(host); },
-                 [config, out_dir, quiet](core::PluginHost& host) {
+  auto args = std::make_shared<RunArgs>();
+  CLI::App* run = app.add_subcommand("run", "train a model as the config says, or resume an interrupted run");
+  run->add_option("config", args->file, "YAML config file (with --resume: optional, must match the run's)");
+  run->add_option("--set", args->sets, "override a config key, e.g. --set train.epochs=3 (repeatable)");
+  run->add_option("--out", args->out_dir, "run folder (default runs/<experiment.name>-<config hash>)");
+  run->add_option("--resume", args->resume,
+                  "go on with the interrupted run in RUN_DIR from its checkpoint (docs/checkpoints.md)");
+  run->add_flag("--quiet", args->quiet, "no per-epoch progress lines");
+  out.push_back({run, [args](core::PluginHost& host) { return args->load(host); },
+                 [args](core::PluginHost& host) {
                    core::RunOptions options;
-                   options.out_dir = out_dir->empty() ? default_out_dir(config->cfg) : *out_dir;
-                   options.progress = !*quiet;
+                   options.out_dir = !args->resume.empty()   ? args->resume
+                                     : args->out_dir.empty() ? default_out_dir(args->cfg)
+                                                             : args->out_dir;
+                   options.progress = !args->quiet;
+                   options.resume = !args->resume.empty();
                    core::install_interrupt_handlers();
-                   core::run_training(config->cfg, host, options);
+                   core::run_training(args->cfg, host, options);
                    std::printf("results in %s (summary.json, metrics.jsonl, model.pt, config.yaml)\n",
                                options.out_dir.c_str());
                    return 0;
@@ -116,6 +199,28 @@ void add_run(CLI::App& app, std::vector<Command>& out) {
                    std::printf("# config hash %s\n", checked->cfg.hash().c_str());
                    return 0;
                  }});
+}
+
+void add_export(CLI::App& app, std::vector<Command>& out) {
+  auto args = std::make_shared<ExportArgs>();
+  auto cfg = std::make_shared<core::RunConfig>();
+  CLI::App* sub = app.add_subcommand("export", "write a finished run's model for use outside LearnDrop");
+  sub->add_option("run_dir", args->run_dir, "run folder (with model.pt and config.yaml)")->required();
+  sub->add_option("--format", args->format, "torchvision: a state dict with torchvision's parameter names")
+      ->check(CLI::IsMember({"torchvision"}));
+  sub->add_option("--out", args->out, "output file (default RUN_DIR/model.torchvision.pt)");
+  sub->add_option("--probe", args->probe,
+                  "also write N random inputs and LearnDrop's logits on them (OUT.probe.pt) for "
+                  "tools/export/check_torchvision.py")
+      ->check(CLI::Range(0, 100000));
+  out.push_back({sub,
+                 [args, cfg](core::PluginHost& host) {
+                   const fs::path saved = fs::path(args->run_dir) / "config.yaml";
+                   if (!fs::exists(saved)) throw Error("export: " + saved.string() + " is missing (not a run folder)");
+                   *cfg = prepare(host, saved.string(), {});
+                   return kContinue;
+                 },
+                 [args, cfg](core::PluginHost& host) { return export_run(host, *cfg, *args); }});
 }
 
 void add_compare(CLI::App& app, std::vector<Command>& out) {
@@ -272,6 +377,7 @@ std::vector<Command> register_commands(CLI::App& app) {
   std::vector<Command> commands;
   add_run(app, commands);
   add_compare(app, commands);
+  add_export(app, commands);
   add_model(app, commands);
   add_data(app, commands);
   add_cache(app, commands);
@@ -321,7 +427,11 @@ int run_command(const std::vector<Command>& commands) {
     return chosen->run(host);
   } catch (const core::Interrupted& e) {
     std::fflush(stdout);
-    std::fprintf(stderr, "\nerror: %s; stopped, temporary files removed, no summary written\n", e.what());
+    if (e.checkpoint().empty()) {
+      std::fprintf(stderr, "\nerror: %s; stopped, temporary files removed, no summary written\n", e.what());
+    } else {
+      std::fprintf(stderr, "\nerror: %s; stopped, %s\n", e.what(), e.checkpoint().c_str());
+    }
     return 128 + e.signal();
   } catch (const std::exception& e) {
     std::fflush(stdout);

@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "learndrop/core/checkpoint.h"
 #include "learndrop/core/files.h"
 #include "learndrop/core/plugin_host.h"
 #include "learndrop/core/results_db.h"
@@ -74,6 +75,7 @@ struct Active {
   std::int64_t db_id = 0;
   std::chrono::steady_clock::time_point start;
   fs::path out_dir, log;
+  bool resumed = false;  // went on from the run folder's checkpoint
 };
 
 }  // namespace
@@ -125,7 +127,7 @@ int suite_run(const core::PluginHost& host, const SuiteRunArgs& a) {
   bool stop_launching = false;
   const auto suite_start = std::chrono::steady_clock::now();
 
-  auto launch = [&](std::size_t i) {
+  auto launch = [&](std::size_t i, bool fresh) {
     const core::SuiteRun& r = runs[i];
     const std::string name = run_name(r);
     const fs::path config = suite.output / "configs" / (name + ".yaml");
@@ -133,7 +135,12 @@ int suite_run(const core::PluginHost& host, const SuiteRunArgs& a) {
     const fs::path log = suite.output / "logs" / (name + ".log");
     core::atomic_write(config, r.effective_yaml);
     std::error_code ec;
-    fs::remove_all(out_dir, ec);  // a partial run of an interrupted suite
+    // A run an interrupted suite left: resumed from its checkpoint when it
+    // has one (`ldrop run --resume` checks that it is this config's), else
+    // started again.
+    const bool resume = !fresh && fs::exists(out_dir / "config.yaml") && !fs::exists(out_dir / "summary.json") &&
+                        core::has_checkpoint(out_dir);
+    if (!resume) fs::remove_all(out_dir, ec);
     core::RunRecord rec;
     rec.suite = suite.name;
     rec.label = r.label;
@@ -149,12 +156,13 @@ int suite_run(const core::PluginHost& host, const SuiteRunArgs& a) {
     rec.out_dir = out_dir.string();
     const std::int64_t id = db->start(rec);
     ++started;
-    std::printf("[%zu/%zu] %s: started (log %s)\n", started, total_to_run, r.label.c_str(), log.string().c_str());
+    std::printf("[%zu/%zu] %s: %s (log %s)\n", started, total_to_run, r.label.c_str(),
+                resume ? "resumed from its checkpoint" : "started", log.string().c_str());
     std::fflush(stdout);
     pid_t pid = fork();
     if (pid < 0) throw Error(std::string("suite: cannot start a run: ") + std::strerror(errno));
     if (pid == 0) {
-      int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | (resume ? O_APPEND : O_TRUNC), 0644);
       if (fd >= 0) {
         dup2(fd, STDOUT_FILENO);
         dup2(fd, STDERR_FILENO);
@@ -162,12 +170,17 @@ int suite_run(const core::PluginHost& host, const SuiteRunArgs& a) {
       }
       sigaction(SIGINT, &old_int, nullptr);
       sigaction(SIGTERM, &old_term, nullptr);
-      execl(exe.c_str(), exe.c_str(), "run", config.c_str(), "--out", out_dir.c_str(), "--quiet",
-            static_cast<char*>(nullptr));
+      if (resume) {
+        execl(exe.c_str(), exe.c_str(), "run", config.c_str(), "--resume", out_dir.c_str(), "--quiet",
+              static_cast<char*>(nullptr));
+      } else {
+        execl(exe.c_str(), exe.c_str(), "run", config.c_str(), "--out", out_dir.c_str(), "--quiet",
+              static_cast<char*>(nullptr));
+      }
       std::fprintf(stderr, "error: cannot execute %s: %s\n", exe.c_str(), std::strerror(errno));
       _exit(127);
     }
-    active[pid] = Active{i, id, std::chrono::steady_clock::now(), out_dir, log};
+    active[pid] = Active{i, id, std::chrono::steady_clock::now(), out_dir, log, resume};
   };
 
   auto reap = [&](pid_t pid, int status) {
@@ -186,6 +199,13 @@ int suite_run(const core::PluginHost& host, const SuiteRunArgs& a) {
                   static_cast<long long>(s["dropped_stages"].get<std::int64_t>()),
                   static_cast<long long>(s["num_stages"].get<std::int64_t>()),
                   100.0 * s["flops_reduction"].get<double>());
+    } else if (act.resumed && !g_stop && WIFEXITED(status)) {
+      // The checkpoint could not be used (corrupt, or of other code): once more from the start.
+      const std::string error = error_from_log(act.log, status);
+      db->fail(act.db_id, "resume failed: " + error);
+      std::printf("[resume failed] %s: %s; starting it again\n", r.label.c_str(), error.c_str());
+      --started;
+      launch(act.index, true);
     } else {
       std::string error = g_stop ? "interrupted" : error_from_log(act.log, status);
       db->fail(act.db_id, error);
@@ -244,7 +264,7 @@ int suite_run(const core::PluginHost& host, const SuiteRunArgs& a) {
       stop_launching = true;
     }
     while (!stop_launching && active.size() < static_cast<std::size_t>(a.jobs) && next < runs.size()) {
-      if (!done[next]) launch(next);
+      if (!done[next]) launch(next, false);
       ++next;
     }
     if (active.empty() && !stop_launching && !budgets_added) {

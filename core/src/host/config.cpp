@@ -244,6 +244,9 @@ using TrainMember = std::variant<std::int64_t TrainSettings::*, double TrainSett
 struct TrainKey {
   ConfigKey key;
   TrainMember member;
+  /// False for keys that do not change what a run computes (how often it
+  /// checkpoints): left out of the config hash and the cache keys.
+  bool identity = true;
 };
 
 const std::vector<TrainKey>& train_keys() {
@@ -256,35 +259,35 @@ const std::vector<TrainKey>& train_keys() {
        &TrainSettings::eval_batch_size},
       {ConfigKey("optimizer", ValueType::kString, "sgd", "sgd | adam | adamw").one_of({"sgd", "adam", "adamw"}),
        &TrainSettings::optimizer},
-      {ConfigKey("lr", ValueType::kFloat, "0.05", "base learning rate").range(0, 100),
-       &TrainSettings::lr},
-      {ConfigKey("momentum", ValueType::kFloat, "0.9", "SGD momentum").range(0, 1),
-       &TrainSettings::momentum},
-      {ConfigKey("nesterov", ValueType::kBool, "false", "Nesterov momentum (sgd)"),
-       &TrainSettings::nesterov},
+      {ConfigKey("lr", ValueType::kFloat, "0.05", "base learning rate").range(0, 100), &TrainSettings::lr},
+      {ConfigKey("momentum", ValueType::kFloat, "0.9", "SGD momentum").range(0, 1), &TrainSettings::momentum},
+      {ConfigKey("nesterov", ValueType::kBool, "false", "Nesterov momentum (sgd)"), &TrainSettings::nesterov},
       {ConfigKey("weight_decay", ValueType::kFloat, "0.0005", "L2 weight decay").range(0, 1),
        &TrainSettings::weight_decay},
       {ConfigKey("lr_schedule", ValueType::kString, "cosine",
-                   "constant | step (x lr_gamma every lr_step_epochs) | cosine (to 0 at the last epoch)")
-             .one_of({"constant", "step", "cosine"}),
+                 "constant | step (x lr_gamma every lr_step_epochs) | cosine (to 0 at the last epoch)")
+           .one_of({"constant", "step", "cosine"}),
        &TrainSettings::lr_schedule},
-      {ConfigKey("lr_step_epochs", ValueType::kInt, "30", "epochs between steps of the step schedule")
-             .range(1, 100000),
+      {ConfigKey("lr_step_epochs", ValueType::kInt, "30", "epochs between steps of the step schedule").range(1, 100000),
        &TrainSettings::lr_step_epochs},
       {ConfigKey("lr_gamma", ValueType::kFloat, "0.1", "factor of the step schedule").range(0, 1),
        &TrainSettings::lr_gamma},
-      {ConfigKey("warmup_epochs", ValueType::kFloat, "0", "linear learning-rate warm-up, in epochs")
-             .range(0, 100000),
+      {ConfigKey("warmup_epochs", ValueType::kFloat, "0", "linear learning-rate warm-up, in epochs").range(0, 100000),
        &TrainSettings::warmup_epochs},
       {ConfigKey("eval_every", ValueType::kInt, "1",
-                   "evaluate the test set every N epochs and after the last (test time is not training time)")
-             .range(1, 100000),
+                 "evaluate the test set every N epochs and after the last (test time is not training time)")
+           .range(1, 100000),
        &TrainSettings::eval_every},
       {ConfigKey("precision", ValueType::kString, "fp32",
-                   "fp32 | bf16 | fp16: autocast computes convolutions and matrix products in this type (fp16 with "
-                   "loss scaling; CUDA only; bf16 on CPUs with native bfloat16)")
-             .one_of({"fp32", "bf16", "fp16"}),
+                 "fp32 | bf16 | fp16: autocast computes convolutions and matrix products in this type (fp16 with "
+                 "loss scaling; CUDA only; bf16 on CPUs with native bfloat16)")
+           .one_of({"fp32", "bf16", "fp16"}),
        &TrainSettings::precision},
+      {ConfigKey("checkpoint_every", ValueType::kInt, "1",
+                 "write checkpoint/ in the run folder every N epochs, and on SIGINT/SIGTERM at the next step (0 = "
+                 "never; a resumed run ends bit-identical to one not interrupted: docs/checkpoints.md)")
+           .range(0, 100000),
+       &TrainSettings::checkpoint_every, false},
   };
   return keys;
 }
@@ -573,7 +576,11 @@ void emit_options(YAML::Emitter& e, const std::string& section, const PluginChoi
 }
 }  // namespace
 
-std::string RunConfig::effective_yaml() const {
+std::string RunConfig::effective_yaml() const { return emit_yaml(true); }
+
+std::string RunConfig::identity_yaml() const { return emit_yaml(false); }
+
+std::string RunConfig::emit_yaml(bool all_keys) const {
   YAML::Emitter e;
   e << YAML::BeginMap;
   e << YAML::Key << "experiment" << YAML::Value << YAML::BeginMap << YAML::Key << "name" << YAML::Value << name
@@ -585,6 +592,7 @@ std::string RunConfig::effective_yaml() const {
   emit_options(e, "dataset", dataset);
   e << YAML::Key << "train" << YAML::Value << YAML::BeginMap;
   for (const auto& k : train_keys()) {
+    if (!all_keys && !k.identity) continue;
     std::visit([&](auto member) { e << YAML::Key << k.key.name << YAML::Value << train.*member; }, k.member);
   }
   e << YAML::EndMap;
@@ -599,6 +607,6 @@ std::string RunConfig::effective_yaml() const {
   return std::string(e.c_str()) + "\n";
 }
 
-std::string RunConfig::hash() const { return fnv1a_hex(effective_yaml()); }
+std::string RunConfig::hash() const { return fnv1a_hex(identity_yaml()); }
 
 }  // namespace ld::core

@@ -1,8 +1,10 @@
 #include "learndrop/core/interrupt.h"
 
+#include <atomic>
 #include <csignal>
 #include <cstring>
 #include <string>
+#include <utility>
 
 #include <unistd.h>
 
@@ -11,6 +13,7 @@ namespace ld::core {
 namespace {
 
 volatile std::sig_atomic_t g_signal = 0;
+std::atomic<int> g_deferred{0};
 
 extern "C" void on_signal(int sig) {
   if (g_signal != 0) _exit(128 + sig);  // a second signal: stop now
@@ -19,12 +22,21 @@ extern "C" void on_signal(int sig) {
 
 }  // namespace
 
-Interrupted::Interrupted(int signal)
+Interrupted::Interrupted(int signal, std::string checkpoint)
     : Error(std::string("interrupted by ") + (signal == SIGINT    ? "SIGINT"
                                               : signal == SIGTERM ? "SIGTERM"
                                               : signal == SIGHUP  ? "SIGHUP"
                                                                   : "a signal")),
-      signal_(signal) {}
+      signal_(signal),
+      checkpoint_(std::move(checkpoint)) {}
+
+DeferInterrupts::DeferInterrupts(bool on) : on_(on) {
+  if (on_) ++g_deferred;
+}
+
+DeferInterrupts::~DeferInterrupts() {
+  if (on_) --g_deferred;
+}
 
 void install_interrupt_handlers() {
   struct sigaction sa {};
@@ -41,7 +53,7 @@ void install_interrupt_handlers() {
 int pending_signal() { return g_signal; }
 
 void throw_if_interrupted() {
-  if (g_signal != 0) throw Interrupted(g_signal);
+  if (g_signal != 0 && g_deferred.load() == 0) throw Interrupted(g_signal);
 }
 
 }  // namespace ld::core

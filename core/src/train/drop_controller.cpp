@@ -4,6 +4,7 @@
 #include "learndrop/core/optimizer.h"
 
 #include <chrono>
+#include <cstdio>
 #include <numeric>
 #include <tuple>
 
@@ -223,6 +224,68 @@ std::unique_ptr<BatchReader> DropController::reader(const std::vector<std::int64
   return std::make_unique<OwningReader>(cache_, cache_->reader(rows(order, epoch_seed), batch_size));
 }
 
+void DropController::retain_cache() {
+  if (cache_) cache_->retain();
+}
+
+std::string DropController::restore(const std::vector<std::size_t>& drops, const at::Tensor& labels,
+                                    StagedOptimizer* optimizer) {
+  if (cut_ != 0) throw Error("internal: restore on a controller that has dropped already");
+  if (drops.empty()) return "";
+  for (std::size_t i = 0; i < drops.size(); ++i) {
+    if (drops[i] == 0 || drops[i] > model_.num_stages() || (i > 0 && drops[i] <= drops[i - 1])) {
+      throw Error("checkpoint: drop " + std::to_string(i + 1) + " to cut " + std::to_string(drops[i]) +
+                  " is not a valid drop of this " + std::to_string(model_.num_stages()) + "-stage model");
+    }
+  }
+  const auto start = std::chrono::steady_clock::now();
+  const std::size_t last = drops.back();
+  const bool training = model_.is_training();
+  std::string how;
+  // The kept cache of the last cut, when its key (a digest of the restored
+  // frozen weights) finds it intact.
+  CacheLayout layout;
+  layout.cut = last;
+  layout.count = dataset_.size(Split::kTrain) * settings_.views;
+  layout.shape = storage_shape(stage_shapes_.at(last - 1));
+  layout.dtype = settings_.dtype;
+  layout.key = cache_key(last);
+  std::shared_ptr<FeatureCache> kept = make_cache_();
+  if (kept->reopen(layout)) {
+    for (std::size_t i = 0; i < last; ++i) {
+      auto stage = model_.stage_module(i);
+      stage->eval();
+      for (auto& p : stage->parameters()) p.set_requires_grad(false);
+    }
+    cache_ = std::move(kept);
+    ++generation_;
+    cut_ = last;
+    drops_ = drops;
+    labels_ = labels.to(at::kLong).contiguous();
+    shift_ = shift_at(last);
+    how = "cut-" + std::to_string(last) + " cache reopened without recomputation: " + cache_->describe();
+  } else {
+    kept.reset();
+    std::int64_t flops = 0;
+    for (std::size_t cut : drops) flops += advance(cut).flops;
+    if (!labels_.equal(labels.to(at::kLong))) {
+      throw Error("checkpoint: the training labels differ from the data set's (has the data changed?)");
+    }
+    how = "cache rebuilt from the frozen stages (cuts";
+    for (std::size_t cut : drops) how += " " + std::to_string(cut);
+    how += ", " + format_flops(static_cast<double>(flops)) + ")";
+  }
+  if (training) {
+    model_.train();
+    keep_dropped_in_eval();
+  }
+  if (optimizer) optimizer->drop_stages_before(last);
+  char seconds[32];
+  std::snprintf(seconds, sizeof seconds, " in %.1fs",
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  return how + seconds;
+}
+
 DropReport DropController::advance(std::size_t new_cut) {
   if (new_cut <= cut_ || new_cut > model_.num_stages()) {
     throw Error("internal: invalid drop from cut " + std::to_string(cut_) + " to " + std::to_string(new_cut) + " of " +
@@ -290,6 +353,7 @@ DropReport DropController::advance(std::size_t new_cut) {
   cache_ = std::move(next);  // the old cache is released here, or by the last reader still holding it
   ++generation_;
   cut_ = new_cut;
+  drops_.push_back(new_cut);
   shift_ = shift_at(new_cut);
   report.shift = shift_;
   report.cache_bytes = cache_->bytes();

@@ -5,6 +5,11 @@
 #include <torch/optim/adam.h>
 #include <torch/optim/adamw.h>
 #include <torch/optim/sgd.h>
+#include <torch/serialize.h>
+
+#include <sstream>
+
+#include "learndrop/error.h"
 
 #include "torch_compat.h"
 
@@ -55,6 +60,26 @@ void StagedOptimizer::drop_stages_before(std::size_t cut) {
 
 void StagedOptimizer::set_lr(double lr) {
   for (auto& g : optimizer_->param_groups()) g.options().set_lr(lr);
+}
+
+std::string StagedOptimizer::save() const {
+  torch::serialize::OutputArchive archive;
+  optimizer_->save(archive);
+  std::ostringstream out;
+  archive.save_to(out);
+  return out.str();
+}
+
+void StagedOptimizer::load(const std::string& bytes) {
+  torch::serialize::InputArchive archive;
+  std::istringstream in(bytes);
+  try {
+    archive.load_from(in);
+    optimizer_->load(archive);
+  } catch (const c10::Error& e) {
+    const std::string what = e.what();
+    throw Error("optimizer state does not match this run's parameters: " + what.substr(0, what.find('\n')));
+  }
 }
 
 std::size_t StagedOptimizer::state_entries() const { return optimizer_->state().size(); }

@@ -13,7 +13,22 @@ namespace ld::core {
 
 namespace fs = std::filesystem;
 
-RunOutput::RunOutput(fs::path dir) : dir_(std::move(dir)) {
+namespace {
+// Opens `path` for appending after its first `bytes` bytes (the rest is cut off).
+void open_at(std::ofstream& out, const fs::path& path, std::int64_t bytes) {
+  std::error_code ec;
+  const auto size = fs::file_size(path, ec);
+  if (ec || static_cast<std::int64_t>(size) < bytes) {
+    throw Error("cannot resume: " + path.string() + " has " + (ec ? ec.message() : std::to_string(size) + " bytes") +
+                ", the checkpoint saw " + std::to_string(bytes));
+  }
+  fs::resize_file(path, static_cast<std::uintmax_t>(bytes), ec);
+  if (ec) throw Error("cannot resume: cannot cut " + path.string() + " back: " + ec.message());
+  out.open(path, std::ios::app);
+}
+}  // namespace
+
+RunOutput::RunOutput(fs::path dir, const Resume* resume) : dir_(std::move(dir)) {
   std::error_code ec;
   fs::create_directories(dir_, ec);
   if (ec || !fs::is_directory(dir_)) {
@@ -21,23 +36,42 @@ RunOutput::RunOutput(fs::path dir) : dir_(std::move(dir)) {
   }
   // Stale files of an earlier run in the same folder would mix with this one.
   for (const char* name : {"summary.json", "model.pt"}) fs::remove(dir_ / name, ec);
-  metrics_.open(dir_ / "metrics.jsonl", std::ios::trunc);
+  if (resume) {
+    written_ = *resume;
+    open_at(metrics_, dir_ / "metrics.jsonl", resume->metrics_bytes);
+    open_at(stats_, dir_ / "stats.jsonl", resume->stats_bytes);
+  } else {
+    // A new run in the folder of an old one: its checkpoints are not this run's.
+    remove_checkpoints();
+    metrics_.open(dir_ / "metrics.jsonl", std::ios::trunc);
+    stats_.open(dir_ / "stats.jsonl", std::ios::trunc);
+  }
   if (!metrics_) throw Error("cannot write " + (dir_ / "metrics.jsonl").string() + ": " + std::strerror(errno));
-  stats_.open(dir_ / "stats.jsonl", std::ios::trunc);
   if (!stats_) throw Error("cannot write " + (dir_ / "stats.jsonl").string() + ": " + std::strerror(errno));
+}
+
+RunOutput::Resume RunOutput::sizes() const { return written_; }
+
+void RunOutput::remove_checkpoints() {
+  std::error_code ec;
+  for (const char* name : {"checkpoint", "checkpoint.prev"}) fs::remove_all(dir_ / name, ec);
 }
 
 void RunOutput::write_config(const std::string& yaml) { atomic_write(dir_ / "config.yaml", yaml); }
 
 void RunOutput::append_metrics(const nlohmann::json& line) {
-  metrics_ << line.dump() << '\n';
+  const std::string text = line.dump() + "\n";
+  metrics_ << text;
   metrics_.flush();
+  written_.metrics_bytes += static_cast<std::int64_t>(text.size());
   if (!metrics_) throw Error("cannot write " + (dir_ / "metrics.jsonl").string() + ": " + std::strerror(errno));
 }
 
 void RunOutput::append_stats(const nlohmann::json& line) {
-  stats_ << line.dump() << '\n';
+  const std::string text = line.dump() + "\n";
+  stats_ << text;
   stats_.flush();
+  written_.stats_bytes += static_cast<std::int64_t>(text.size());
   if (!stats_) throw Error("cannot write " + (dir_ / "stats.jsonl").string() + ": " + std::strerror(errno));
 }
 

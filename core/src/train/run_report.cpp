@@ -127,11 +127,20 @@ void RunReporter::epoch_done(std::int64_t epoch, const EpochTally& t, const RunT
   std::fflush(stdout);
 }
 
+json RunReporter::state() const { return {{"drops", drops_}, {"shadow_drops", shadow_drops_}, {"resumes", resumes_}}; }
+
+void RunReporter::restore(const json& state) {
+  drops_ = state.at("drops");
+  shadow_drops_ = state.at("shadow_drops");
+  resumes_ = state.at("resumes");
+}
+
 json RunReporter::finish(const RunTotals& totals, double wall_seconds) {
   parts_.model->to(at::kCPU);  // model.pt loads on any machine
   parts_.out->save_model(*parts_.model);
   json s = summary(totals, wall_seconds);
   parts_.out->write_summary(s);
+  parts_.out->remove_checkpoints();  // a finished run is not resumed
   spdlog::info(
       "done: test accuracy {:.2f}%, {} stages dropped of {}, forward {} vs {} full ({:.1f}% less), train {:.1f}s",
       100.0 * totals.last_eval.accuracy, parts_.controller->cut(), parts_.model->num_stages(),
@@ -161,6 +170,8 @@ json RunReporter::summary(const RunTotals& t, double wall_seconds) const {
           {"epochs", cfg_.train.epochs},
           {"train_samples", parts_.n_train},
           {"test_samples", parts_.dataset->size(Split::kTest)},
+          {"input_shape", parts_.dataset->sample_shape()},
+          {"num_classes", parts_.dataset->num_classes()},
           {"num_stages", parts_.model->num_stages()},
           {"dropped_stages", parts_.controller->cut()},
           {"drops", drops_},
@@ -179,7 +190,8 @@ json RunReporter::summary(const RunTotals& t, double wall_seconds) const {
           {"flops_reduction", reduction},
           {"eval_forward_flops", t.eval_flops},
           {"stage_forward_flops", parts_.profile.stage_flops},
-          {"head_forward_flops", parts_.profile.head_flops}};
+          {"head_forward_flops", parts_.profile.head_flops},
+          {"resumes", resumes_}};
 }
 
 }  // namespace ld::core

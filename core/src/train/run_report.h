@@ -69,6 +69,12 @@ class RunReporter {
   /// last log line. Returns the summary.
   nlohmann::json finish(const RunTotals& totals, double wall_seconds);
 
+  /// What a checkpoint keeps of the report (the summary's drops), and back.
+  nlohmann::json state() const;
+  void restore(const nlohmann::json& state);
+  /// A resume, recorded in the summary's `resumes`.
+  void resumed(const nlohmann::json& entry) { resumes_.push_back(entry); }
+
  private:
   nlohmann::json summary(const RunTotals& totals, double wall_seconds) const;
   void clear_live() const;
@@ -80,6 +86,7 @@ class RunReporter {
   Clock::time_point last_live_ = Clock::now();
   nlohmann::json drops_ = nlohmann::json::array();
   nlohmann::json shadow_drops_ = nlohmann::json::array();
+  nlohmann::json resumes_ = nlohmann::json::array();
 };
 
 }  // namespace ld::core

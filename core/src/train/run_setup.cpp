@@ -30,7 +30,8 @@ at::ScalarType storage_type(const std::string& name) {
 
 }  // namespace
 
-RunParts set_up_run(const RunConfig& cfg, const PluginHost& host, const RunOptions& opts) {
+RunParts set_up_run(const RunConfig& cfg, const PluginHost& host, const RunOptions& opts,
+                    const RunOutput::Resume* resume) {
   RunParts p;
   p.device = resolve_device(cfg.device);
   p.precision = parse_precision(cfg.train.precision);
@@ -97,7 +98,7 @@ RunParts set_up_run(const RunConfig& cfg, const PluginHost& host, const RunOptio
   CacheContext cctx{opts.out_dir, cfg.threads, device_text(p.device)};
   auto prepared = std::make_shared<std::shared_ptr<FeatureCache>>(
       host.create_cache(cfg.cache.plugin, cfg.cache.options, cctx));
-  p.out = std::make_unique<RunOutput>(opts.out_dir);
+  p.out = std::make_unique<RunOutput>(opts.out_dir, resume);
   p.out->write_config(cfg.effective_yaml());
   DropSettings drop;
   drop.dtype = storage_type(cfg.cache_dtype);
@@ -108,7 +109,7 @@ RunParts set_up_run(const RunConfig& cfg, const PluginHost& host, const RunOptio
   drop.shift_flip = shift_flip;
   drop.device = p.device;
   drop.precision = p.precision;
-  drop.data_key = cfg.dataset.plugin + "|" + std::to_string(cfg.seed) + "|" + cfg.effective_yaml();
+  drop.data_key = cfg.dataset.plugin + "|" + std::to_string(cfg.seed) + "|" + cfg.identity_yaml();
   p.controller = std::make_unique<DropController>(
       *p.model, *p.dataset,
       [&host, &cfg, cctx, prepared] {

@@ -49,6 +49,8 @@ struct RunParts {
 /// Creates the parts of the run of `cfg`: plugins from the host, the model on
 /// its device (channels-last), the run folder with config.yaml. Throws
 /// ld::Error naming the key or plugin at fault.
-RunParts set_up_run(const RunConfig& cfg, const PluginHost& host, const RunOptions& opts);
+/// `resume`: the run goes on in its folder from a checkpoint (RunOutput).
+RunParts set_up_run(const RunConfig& cfg, const PluginHost& host, const RunOptions& opts,
+                    const RunOutput::Resume* resume = nullptr);
 
 }  // namespace ld::core

@@ -4,6 +4,9 @@
 
 #include <ATen/ATen.h>
 
+#include "learndrop/core/checkpoint.h"
+#include "learndrop/error.h"
+
 namespace ld::core {
 
 namespace {
@@ -13,6 +16,38 @@ std::vector<at::Tensor> copy_parameters(StagedModel& model, std::size_t stage) {
   return out;
 }
 }  // namespace
+
+void StageStatsTracker::save(Checkpoint& ckpt) const {
+  for (std::size_t i = 0; i < snapshot_.size(); ++i) {
+    for (std::size_t j = 0; j < snapshot_[i].size(); ++j) {
+      ckpt.tensors["tracker/" + std::to_string(i) + "/" + std::to_string(j)] = snapshot_[i][j];
+    }
+  }
+  ckpt.tensors["tracker/grad_norm_sum"] = at::tensor(grad_norm_sum_, at::kDouble);
+  ckpt.meta["tracker_grad_steps"] = grad_steps_;
+}
+
+void StageStatsTracker::load(const Checkpoint& ckpt) {
+  at::NoGradGuard no_grad;
+  for (std::size_t i = 0; i < snapshot_.size(); ++i) {
+    const std::string prefix = "tracker/" + std::to_string(i) + "/";
+    // A dropped stage has no snapshot.
+    if (!ckpt.tensors.count(prefix + "0")) {
+      snapshot_[i].clear();
+      continue;
+    }
+    snapshot_[i] = copy_parameters(model_, i);
+    for (std::size_t j = 0; j < snapshot_[i].size(); ++j)
+      snapshot_[i][j].copy_(ckpt.tensor(prefix + std::to_string(j)));
+  }
+  at::Tensor sums = ckpt.tensor("tracker/grad_norm_sum").to(at::kDouble).contiguous();
+  if (sums.numel() != static_cast<std::int64_t>(grad_norm_sum_.size())) {
+    throw Error("checkpoint " + ckpt.from.string() + ": tracker/grad_norm_sum has " + std::to_string(sums.numel()) +
+                " values for " + std::to_string(grad_norm_sum_.size()) + " stages");
+  }
+  grad_norm_sum_.assign(sums.data_ptr<double>(), sums.data_ptr<double>() + sums.numel());
+  grad_steps_ = ckpt.meta.at("tracker_grad_steps").get<std::int64_t>();
+}
 
 StageStatsTracker::StageStatsTracker(StagedModel& model) : model_(model), grad_norm_sum_(model.num_stages(), 0.0) {
   for (std::size_t i = 0; i < model.num_stages(); ++i) snapshot_.push_back(copy_parameters(model, i));

@@ -3,15 +3,22 @@
 // (run_report.cpp: console and run folder).
 #include "learndrop/core/trainer.h"
 
+#include <csignal>
+#include <cstdlib>
+#include <filesystem>
+#include <mutex>
 #include <numeric>
+#include <utility>
 #include <vector>
 
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
 #include <spdlog/spdlog.h>
 #include <tbb/global_control.h>
 #include <torch/nn/functional/loss.h>
 #include <torch/utils.h>
 
+#include "learndrop/core/checkpoint.h"
 #include "learndrop/core/interrupt.h"
 #include "learndrop/core/seeds.h"
 #include "run_report.h"
@@ -51,32 +58,61 @@ EvalResult evaluate(StagedModel& model, const Dataset& dataset, std::int64_t bat
   return {n ? loss.item<double>() / n : 0.0, n ? static_cast<double>(correct.item<std::int64_t>()) / n : 0.0};
 }
 
+// LEARNDROP_TEST_SIGTERM_AT_STEP=N: the run sends itself SIGTERM before
+// training step N (fault injection for the resume tests; docs/testing.md).
+std::int64_t test_signal_step() {
+  const char* v = std::getenv("LEARNDROP_TEST_SIGTERM_AT_STEP");
+  return v && *v ? std::strtoll(v, nullptr, 10) : -1;
+}
+
+std::vector<double> to_doubles(const at::Tensor& t) {
+  at::Tensor c = t.to(at::kCPU).to(at::kDouble).contiguous();
+  return std::vector<double>(c.data_ptr<double>(), c.data_ptr<double>() + c.numel());
+}
+
 /// The loop of one run: epochs of steps, evaluation points where the policy
-/// decides, and drops through DropController::apply.
+/// decides, and drops through DropController::apply. With
+/// train.checkpoint_every > 0 it writes checkpoints at epoch ends and, on
+/// SIGINT/SIGTERM, at the next step; a checkpoint holds everything the loop
+/// goes on from, so that a resumed run computes exactly what it would have.
 class Trainer {
  public:
-  Trainer(const RunConfig& cfg, const PluginHost& host, const RunOptions& opts)
+  Trainer(const RunConfig& cfg, const PluginHost& host, const RunOptions& opts, const Checkpoint* resume)
       : cfg_(cfg),
         tbb_threads_(tbb::global_control::max_allowed_parallelism, static_cast<std::size_t>(cfg.threads)),
-        p_(prepare(cfg, host, opts)),
+        p_(prepare(cfg, host, opts, resume)),
         report_(cfg, p_, opts),
-        loss_since_point_(at::zeros({}, at::TensorOptions().dtype(at::kDouble).device(p_.device))) {}
+        loss_since_point_(at::zeros({}, at::TensorOptions().dtype(at::kDouble).device(p_.device))),
+        checkpoints_(cfg.train.checkpoint_every > 0),
+        signal_at_step_(test_signal_step()),
+        resume_(resume) {}
 
   json run() {
-    const auto start = Clock::now();
+    const auto start = run_start_ = Clock::now();
     report_.started();
-    for (std::int64_t epoch = 0; epoch < cfg_.train.epochs; ++epoch) train_epoch(epoch);
-    return report_.finish(totals_, seconds_since(start));
+    std::int64_t first_epoch = 0;
+    if (resume_) first_epoch = restore(*resume_);
+    for (std::int64_t epoch = first_epoch; epoch < cfg_.train.epochs; ++epoch) train_epoch(epoch);
+    return report_.finish(totals_, wall_before_ + seconds_since(start));
   }
 
  private:
-  static RunParts prepare(const RunConfig& cfg, const PluginHost& host, const RunOptions& opts) {
+  static RunParts prepare(const RunConfig& cfg, const PluginHost& host, const RunOptions& opts,
+                          const Checkpoint* resume) {
     at::set_num_threads(cfg.threads);
     torch::manual_seed(cfg.seed);
-    return set_up_run(cfg, host, opts);
+    if (!resume) return set_up_run(cfg, host, opts);
+    const json& out = resume->meta.at("output");
+    const RunOutput::Resume sizes{out.at("metrics_bytes").get<std::int64_t>(),
+                                  out.at("stats_bytes").get<std::int64_t>()};
+    return set_up_run(cfg, host, opts, &sizes);
   }
   void train_epoch(std::int64_t epoch);
   void evaluation_point(std::int64_t epoch, std::int64_t step_in_epoch, EpochTally& tally);
+  CacheStats epoch_reads() const;
+  std::string save_checkpoint(std::int64_t epoch, std::int64_t step_in_epoch, const EpochTally* tally,
+                              const CacheStats& reads);
+  std::int64_t restore(const Checkpoint& c);
 
   const RunConfig& cfg_;
   tbb::global_control tbb_threads_;
@@ -92,7 +128,34 @@ class Trainer {
   std::int64_t steps_since_point_ = 0;
   double lr_since_point_ = 0, last_lr_ = 0;
   std::size_t shadow_cut_ = 0;  // policy.shadow: the cut the policy believes in
+  // This epoch's cache reads: the current cache's since the epoch began
+  // (or since it was built), plus those of a run resumed within the epoch.
+  std::uint64_t cache_at_start_ = 0;
+  CacheStats stats_at_start_, read_carry_;
+
+  // Checkpoints and resume.
+  const bool checkpoints_;
+  const std::int64_t signal_at_step_;
+  const Checkpoint* resume_;
+  std::int64_t first_step_ = 0;               // where the first (resumed) epoch begins
+  const Checkpoint* resume_tally_ = nullptr;  // the tally that epoch goes on from
+  double wall_before_ = 0;                    // wall seconds of the processes before a resume
+  Clock::time_point run_start_ = Clock::now();
 };
+
+CacheStats Trainer::epoch_reads() const {
+  CacheStats r = read_carry_;
+  if (const FeatureCache* cache = p_.controller->cache()) {
+    CacheStats now = cache->stats();
+    if (p_.controller->generation() == cache_at_start_) {
+      now.bytes_read -= stats_at_start_.bytes_read;
+      now.read_seconds -= stats_at_start_.read_seconds;
+    }
+    r.bytes_read += now.bytes_read;
+    r.read_seconds += now.read_seconds;
+  }
+  return r;
+}
 
 void Trainer::train_epoch(std::int64_t epoch) {
   const auto epoch_start = Clock::now();
@@ -100,14 +163,30 @@ void Trainer::train_epoch(std::int64_t epoch) {
   order_ = epoch_order(p_.n_train, cfg_.seed, epoch);
   p_.model->train();
   p_.controller->keep_dropped_in_eval();
-  p_.feed->start(order_, 0, p_.steps_per_epoch, epoch_seed_);
+  std::int64_t s = std::exchange(first_step_, 0);
+  p_.feed->start(order_, s, p_.steps_per_epoch, epoch_seed_);
   EpochTally tally(p_.device);
-  const std::uint64_t cache_at_start = p_.controller->generation();
-  const CacheStats stats_at_start = p_.controller->cache() ? p_.controller->cache()->stats() : CacheStats{};
-  std::int64_t s = 0;
+  if (const Checkpoint* c = std::exchange(resume_tally_, nullptr)) {
+    tally.loss_sum.copy_(c->tensor("tally/loss_sum"));
+    tally.correct_sum.copy_(c->tensor("tally/correct_sum"));
+    tally.seen = c->meta.at("tally").at("seen").get<std::int64_t>();
+    tally.flops = c->meta.at("tally").at("flops").get<std::int64_t>();
+  }
+  cache_at_start_ = p_.controller->generation();
+  stats_at_start_ = p_.controller->cache() ? p_.controller->cache()->stats() : CacheStats{};
   at::Tensor x, y;
-  while (p_.feed->next(x, y)) {
+  while (true) {
+    if (step_ == signal_at_step_) std::raise(SIGTERM);
+    if (checkpoints_ && pending_signal() != 0) {
+      // Stop at this step with a checkpoint; the cache stays for the resume.
+      p_.feed->stop();
+      const std::string where = save_checkpoint(epoch, s, &tally, epoch_reads());
+      p_.controller->retain_cache();
+      throw Interrupted(pending_signal(),
+                        "checkpoint " + where + " written; go on with: ldrop run --resume " + p_.out->dir().string());
+    }
     throw_if_interrupted();
+    if (!p_.feed->next(x, y)) break;
     last_lr_ = learning_rate(cfg_.train, static_cast<double>(epoch) + static_cast<double>(s) / p_.steps_per_epoch);
     p_.optimizer->set_lr(last_lr_);
     const std::size_t cut = p_.controller->cut();
@@ -143,24 +222,22 @@ void Trainer::train_epoch(std::int64_t epoch) {
   const double train_seconds = seconds_since(epoch_start);
   totals_.train_seconds += train_seconds;
   // Cache reads of this epoch (a cache built during the epoch counts from zero).
-  CacheStats read;
-  if (const FeatureCache* cache = p_.controller->cache()) {
-    read = cache->stats();
-    if (p_.controller->generation() == cache_at_start) {
-      read.bytes_read -= stats_at_start.bytes_read;
-      read.read_seconds -= stats_at_start.read_seconds;
-    }
-  }
+  const CacheStats read = epoch_reads();
+  read_carry_ = CacheStats{};
   totals_.cache_read_bytes += read.bytes_read;
   totals_.cache_wait_seconds += read.read_seconds;
   totals_.flops += tally.flops;
   totals_.evaluated = (epoch + 1) % cfg_.train.eval_every == 0 || epoch + 1 == cfg_.train.epochs;
   if (totals_.evaluated) {
+    DeferInterrupts defer(checkpoints_);  // a signal stops the run at the next step, with a checkpoint
     totals_.last_eval = evaluate(*p_.model, *p_.dataset, cfg_.train.eval_batch_size, p_.device, p_.precision);
     totals_.eval_flops += p_.dataset->size(Split::kTest) * p_.profile.flops_from(0);
   }
   const double epoch_seconds = seconds_since(epoch_start);
   report_.epoch_done(epoch, tally, totals_, read, train_seconds, epoch_seconds);
+  if (checkpoints_ && (epoch + 1) % cfg_.train.checkpoint_every == 0 && epoch + 1 < cfg_.train.epochs) {
+    save_checkpoint(epoch + 1, 0, nullptr, CacheStats{});
+  }
 }
 
 void Trainer::evaluation_point(std::int64_t epoch, std::int64_t step_in_epoch, EpochTally& tally) {
@@ -231,7 +308,11 @@ void Trainer::evaluation_point(std::int64_t epoch, std::int64_t step_in_epoch, E
   // The drop itself is one call: DropController::apply checks the decision,
   // stops the feed, freezes, builds the cache, trims the optimizer and hands
   // the feed the cache for the rest of the epoch.
-  const DropOutcome outcome = p_.controller->apply(d, p_.optimizer.get(), p_.feed.get());
+  DropOutcome outcome;
+  {
+    DeferInterrupts defer(checkpoints_);  // the cache is built; the next step checkpoints
+    outcome = p_.controller->apply(d, p_.optimizer.get(), p_.feed.get());
+  }
   if (!outcome.note.empty()) spdlog::warn("policy '{}': {}", cfg_.policy.plugin, outcome.note);
   if (outcome.drop) {
     tally.flops += outcome.drop->flops;
@@ -240,10 +321,199 @@ void Trainer::evaluation_point(std::int64_t epoch, std::int64_t step_in_epoch, E
   }
 }
 
+std::string Trainer::save_checkpoint(std::int64_t epoch, std::int64_t step_in_epoch, const EpochTally* tally,
+                                     const CacheStats& reads) {
+  const auto start = Clock::now();
+  Checkpoint c;
+  json& m = c.meta;
+  m["config_hash"] = cfg_.hash();
+  m["epoch"] = epoch;
+  m["step_in_epoch"] = step_in_epoch;
+  m["steps_per_epoch"] = p_.steps_per_epoch;
+  m["step"] = step_;
+  m["eval_point"] = eval_point_;
+  m["steps_since_point"] = steps_since_point_;
+  m["shadow_cut"] = shadow_cut_;
+  m["cut"] = p_.controller->cut();
+  m["drops"] = p_.controller->drops();
+  m["totals"] = {{"flops", totals_.flops},
+                 {"flops_full", totals_.flops_full},
+                 {"eval_flops", totals_.eval_flops},
+                 {"cache_read_bytes", totals_.cache_read_bytes},
+                 {"evaluated", totals_.evaluated}};
+  m["tally"] = {{"seen", tally ? tally->seen : 0}, {"flops", tally ? tally->flops : 0}};
+  m["epoch_read_bytes"] = reads.bytes_read;
+  const RunOutput::Resume sizes = p_.out->sizes();
+  m["output"] = {{"metrics_bytes", sizes.metrics_bytes}, {"stats_bytes", sizes.stats_bytes}};
+  m["report"] = report_.state();
+  const GradScaler::State scaler = p_.scaler->state();
+  m["scaler"] = {{"good_steps", scaler.good_steps}, {"skipped", scaler.skipped}};
+  m["device"] = device_text(p_.device);
+  const std::size_t cut = p_.controller->cut();
+  m["cache"] = {{"plugin", cfg_.cache.plugin},
+                {"key", cut > 0 ? p_.controller->cache_key(cut) : ""},
+                {"dtype", cfg_.cache_dtype},
+                {"views", p_.views},
+                {"cut", cut}};
+  // The policy's own state: a plugin's business, kept as named lists of doubles.
+  json policy = {{"plugin", cfg_.policy.plugin}, {"has_state", p_.policy->has_state()}, {"names", json::array()}};
+  if (p_.policy->has_state()) {
+    PolicyState state;
+    try {
+      state = p_.policy->save_state();
+    } catch (const std::exception& e) {
+      throw Error("policy '" + cfg_.policy.plugin + "' failed to save its state: " + e.what());
+    }
+    for (const auto& [name, values] : state.values) {
+      policy["names"].push_back(name);
+      c.tensors["policy/" + name] = at::tensor(values, at::kDouble);
+    }
+  }
+  m["policy"] = policy;
+
+  for (const auto& kv : p_.model->named_parameters()) c.tensors["model/" + kv.key()] = kv.value();
+  for (const auto& kv : p_.model->named_buffers()) c.tensors["model/" + kv.key()] = kv.value();
+  p_.tracker->save(c);
+  c.optimizer = p_.optimizer->save();
+  if (cut > 0) c.tensors["labels"] = p_.controller->train_labels();
+  c.tensors["loss_since_point"] = loss_since_point_;
+  c.tensors["tally/loss_sum"] = tally ? tally->loss_sum : at::zeros({}, at::kDouble);
+  c.tensors["tally/correct_sum"] = tally ? tally->correct_sum : at::zeros({}, at::kLong);
+  const double wall = wall_before_ + seconds_since(run_start_);
+  c.tensors["doubles"] =
+      at::tensor(std::vector<double>{lr_since_point_, last_lr_, totals_.train_seconds, totals_.cache_seconds,
+                                     totals_.cache_wait_seconds, totals_.last_eval.loss, totals_.last_eval.accuracy,
+                                     scaler.scale, reads.read_seconds, wall},
+                 at::kDouble);
+  {
+    auto gen = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    c.tensors["rng/cpu"] = gen.get_state();
+  }
+  if (p_.device.is_cuda()) {
+    auto gen = at::globalContext().defaultGenerator(p_.device);
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    c.tensors["rng/cuda"] = gen.get_state();
+  }
+  write_checkpoint(p_.out->dir(), c);
+  const std::string where = (p_.out->dir() / "checkpoint").string() + " (epoch " + std::to_string(epoch + 1) +
+                            ", step " + std::to_string(step_in_epoch) + " of " + std::to_string(p_.steps_per_epoch) +
+                            ")";
+  spdlog::debug("checkpoint {} written in {:.2f}s", where, seconds_since(start));
+  return where;
+}
+
+std::int64_t Trainer::restore(const Checkpoint& c) {
+  const json& m = c.meta;
+  const std::string from = c.from.string();
+  if (m.at("steps_per_epoch").get<std::int64_t>() != p_.steps_per_epoch) {
+    throw Error("checkpoint " + from + " has " + std::to_string(m.at("steps_per_epoch").get<std::int64_t>()) +
+                " steps per epoch, this run " + std::to_string(p_.steps_per_epoch) + " (has the data changed?)");
+  }
+  if (m.at("device").get<std::string>() != device_text(p_.device)) {
+    spdlog::warn("checkpoint {} was written on {}, resuming on {}: the metrics will not be bit-identical", from,
+                 m.at("device").get<std::string>(), device_text(p_.device));
+  }
+  {
+    at::NoGradGuard no_grad;
+    // Copied into the model's own tensors, which keep their (channels-last) layout.
+    for (auto& kv : p_.model->named_parameters()) kv.value().copy_(c.tensor("model/" + kv.key()));
+    for (auto& kv : p_.model->named_buffers()) kv.value().copy_(c.tensor("model/" + kv.key()));
+  }
+  std::vector<std::size_t> drops = m.at("drops").get<std::vector<std::size_t>>();
+  std::string cache_how;
+  if (!drops.empty()) {
+    DeferInterrupts defer(checkpoints_);
+    cache_how = p_.controller->restore(drops, c.tensor("labels"), p_.optimizer.get());
+    p_.feed->replace_source(p_.controller->source(cfg_.loader_threads));
+    if (p_.controller->cache_key(drops.back()) != m.at("cache").at("key").get<std::string>()) {
+      throw Error("checkpoint " + from + ": the restored cache key differs from the checkpoint's");
+    }
+  }
+  p_.optimizer->load(c.optimizer);
+  p_.tracker->load(c);
+  PolicyState state;
+  for (const auto& name : m.at("policy").at("names")) {
+    state.values[name.get<std::string>()] = to_doubles(c.tensor("policy/" + name.get<std::string>()));
+  }
+  try {
+    p_.policy->load_state(state);
+  } catch (const std::exception& e) {
+    throw Error("policy '" + cfg_.policy.plugin + "' cannot restore its state from " + from + ": " + e.what());
+  }
+  const std::vector<double> d = to_doubles(c.tensor("doubles"));
+  if (d.size() != 10) throw Error("checkpoint " + from + ": 'doubles' has " + std::to_string(d.size()) + " values");
+  lr_since_point_ = d[0];
+  last_lr_ = d[1];
+  totals_.train_seconds = d[2];
+  totals_.cache_seconds = d[3];
+  totals_.cache_wait_seconds = d[4];
+  totals_.last_eval = {d[5], d[6]};
+  p_.scaler->restore(
+      {d[7], m.at("scaler").at("good_steps").get<std::int64_t>(), m.at("scaler").at("skipped").get<std::int64_t>()});
+  read_carry_ = {m.at("epoch_read_bytes").get<std::int64_t>(), d[8]};
+  wall_before_ = d[9];
+  const json& t = m.at("totals");
+  totals_.flops = t.at("flops").get<std::int64_t>();
+  totals_.flops_full = t.at("flops_full").get<std::int64_t>();
+  totals_.eval_flops = t.at("eval_flops").get<std::int64_t>();
+  totals_.cache_read_bytes = t.at("cache_read_bytes").get<std::int64_t>();
+  totals_.evaluated = t.at("evaluated").get<bool>();
+  step_ = m.at("step").get<std::int64_t>();
+  eval_point_ = m.at("eval_point").get<std::int64_t>();
+  steps_since_point_ = m.at("steps_since_point").get<std::int64_t>();
+  shadow_cut_ = m.at("shadow_cut").get<std::size_t>();
+  loss_since_point_.copy_(c.tensor("loss_since_point"));
+  {
+    auto gen = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_state(c.tensor("rng/cpu"));
+  }
+  if (p_.device.is_cuda() && c.tensors.count("rng/cuda")) {
+    auto gen = at::globalContext().defaultGenerator(p_.device);
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_state(c.tensor("rng/cuda"));
+  }
+  report_.restore(m.at("report"));
+  const std::int64_t epoch = m.at("epoch").get<std::int64_t>();
+  first_step_ = m.at("step_in_epoch").get<std::int64_t>();
+  resume_tally_ = first_step_ > 0 ? &c : nullptr;
+  report_.resumed({{"checkpoint", from},
+                   {"epoch", epoch + 1},
+                   {"step_in_epoch", first_step_},
+                   {"step", step_},
+                   {"cut", p_.controller->cut()},
+                   {"cache", cache_how}});
+  spdlog::info("resumed from {} at epoch {}, step {} of {} (cut {}){}", from, epoch + 1, first_step_,
+               p_.steps_per_epoch, p_.controller->cut(), cache_how.empty() ? "" : "; " + cache_how);
+  return epoch;
+}
+
 }  // namespace
 
 json run_training(const RunConfig& config, const PluginHost& host, const RunOptions& options) {
-  Trainer trainer(config, host, options);
+  if (!options.resume) {
+    Trainer trainer(config, host, options, nullptr);
+    return trainer.run();
+  }
+  const std::filesystem::path dir = options.out_dir;
+  if (std::filesystem::exists(dir / "summary.json")) {
+    throw Error("cannot resume " + dir.string() + ": the run has finished (summary.json); nothing to resume");
+  }
+  const Checkpoint checkpoint = read_checkpoint(dir);
+  const json& m = checkpoint.meta;
+  if (m.at("config_hash").get<std::string>() != config.hash()) {
+    throw Error("cannot resume " + dir.string() + ": its checkpoint is of config " +
+                m.at("config_hash").get<std::string>() + ", this config hashes to " + config.hash());
+  }
+  const json& policy = m.at("policy");
+  if (!policy.at("has_state").get<bool>()) {
+    throw Error("cannot resume " + dir.string() + ": policy '" + policy.at("plugin").get<std::string>() +
+                "' does not save its state (DropPolicy::has_state() is false), so after a resume it would decide "
+                "from nothing; start the run again, or implement has_state/save_state/load_state in the plugin "
+                "(docs/plugins.md)");
+  }
+  Trainer trainer(config, host, options, &checkpoint);
   return trainer.run();
 }
 

@@ -51,6 +51,7 @@ struct TrainSettings {
   double warmup_epochs = 0;
   std::int64_t eval_every = 1;  ///< Test evaluation every N epochs (and after the last).
   std::string precision = "fp32";  ///< fp32 | bf16 | fp16 (autocast).
+  std::int64_t checkpoint_every = 1;  ///< Epochs between checkpoints (0 = none; not part of the hash).
 };
 
 /// A validated config: every key known, typed and in range, defaults filled.
@@ -75,8 +76,14 @@ struct RunConfig {
 
   /// The effective config as YAML (every key, defaults included).
   std::string effective_yaml() const;
-  /// Stable hash of the effective config (identifies a run with its seed).
+  /// The effective config without the keys that do not change what the
+  /// run computes (train.checkpoint_every): what hash() and cache keys digest.
+  std::string identity_yaml() const;
+  /// Stable hash of the identity config (identifies a run with its seed).
   std::string hash() const;
+
+ private:
+  std::string emit_yaml(bool all_keys) const;
 };
 
 /// The keys of the host's own sections (experiment, runtime, train, plugins)

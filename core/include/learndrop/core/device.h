@@ -85,6 +85,18 @@ class GradScaler {
   /// Steps skipped because of inf/NaN gradients.
   std::int64_t skipped_steps() const { return skipped_; }
 
+  /// What a checkpoint keeps of the scaler.
+  struct State {
+    double scale = 1.0;
+    std::int64_t good_steps = 0, skipped = 0;
+  };
+  State state() const { return {scale_, good_steps_, skipped_}; }
+  void restore(const State& s) {
+    scale_ = s.scale;
+    good_steps_ = s.good_steps;
+    skipped_ = s.skipped;
+  }
+
  private:
   bool enabled_;
   double scale_;

@@ -160,6 +160,22 @@ class DropController {
   /// cache (an address can be reused by the next one).
   std::uint64_t generation() const { return generation_; }
 
+  /// The cut after each drop so far, in order.
+  const std::vector<std::size_t>& drops() const { return drops_; }
+
+  /// Asks the current cache to keep its rows for a resumed run
+  /// (FeatureCache::retain); nothing at cut 0.
+  void retain_cache();
+
+  /// Resumes at the cuts of `drops` (a checkpoint's), with the model holding
+  /// the checkpoint's weights: freezes stages [0, last cut), then reopens the
+  /// last cut's cache when the cache plugin kept it intact
+  /// (FeatureCache::reopen), or else rebuilds the cache of each cut in turn,
+  /// as the drops built them; the frozen weights have not changed since, so
+  /// the rows are the same. `labels` are the training labels; `optimizer`
+  /// (may be null) loses the frozen stages. Returns what it did, for the log.
+  std::string restore(const std::vector<std::size_t>& drops, const at::Tensor& labels, StagedOptimizer* optimizer);
+
  private:
   DropReport advance(std::size_t new_cut);
   std::vector<std::int64_t> rows(const std::vector<std::int64_t>& samples, std::uint64_t epoch_seed) const;
@@ -176,6 +192,7 @@ class DropController {
   std::uint64_t generation_ = 0;
   at::Tensor labels_;
   FeatureShift shift_;
+  std::vector<std::size_t> drops_;
 };
 
 }  // namespace ld::core

@@ -1,5 +1,7 @@
 #pragma once
 
+#include <string>
+
 #include "learndrop/error.h"
 
 namespace ld::core {
@@ -8,11 +10,29 @@ namespace ld::core {
 /// temporary files (caches, partial results) through their owners.
 class Interrupted : public Error {
  public:
-  explicit Interrupted(int signal);
+  /// `checkpoint`: the checkpoint written and how to resume ("" = none).
+  explicit Interrupted(int signal, std::string checkpoint = "");
   int signal() const { return signal_; }
+  const std::string& checkpoint() const { return checkpoint_; }
 
  private:
   int signal_;
+  std::string checkpoint_;
+};
+
+/// While one exists, throw_if_interrupted does not throw (pending_signal
+/// still says a signal came): a run that writes checkpoints lets a cache
+/// build or an evaluation finish and stops at the next training step with a
+/// checkpoint. `on` = false defers nothing.
+class DeferInterrupts {
+ public:
+  explicit DeferInterrupts(bool on);
+  ~DeferInterrupts();
+  DeferInterrupts(const DeferInterrupts&) = delete;
+  DeferInterrupts& operator=(const DeferInterrupts&) = delete;
+
+ private:
+  bool on_;
 };
 
 /// SIGINT and SIGTERM set a flag that throw_if_interrupted turns into

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <memory>
+#include <string>
 #include <vector>
 
 #include <torch/optim/optimizer.h>
@@ -30,6 +31,12 @@ class StagedOptimizer {
 
   /// Parameters that have optimizer state (momentum buffers, Adam moments).
   std::size_t state_entries() const;
+
+  /// The state of the parameters it updates (LibTorch's optimizer archive).
+  std::string save() const;
+  /// Restores what save() returned, on an optimizer over the same groups
+  /// (the same config, after the same drops). Throws ld::Error otherwise.
+  void load(const std::string& bytes);
 
  private:
   std::unique_ptr<torch::optim::Optimizer> optimizer_;

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -18,8 +19,22 @@ namespace ld::core {
 /// summary.json and model.pt (both written under a temporary name and renamed).
 class RunOutput {
  public:
-  /// Creates the folder (and parents). Throws ld::Error naming it.
-  explicit RunOutput(std::filesystem::path dir);
+  /// Where a resumed run goes on: the sizes its checkpoint recorded.
+  struct Resume {
+    std::int64_t metrics_bytes = 0, stats_bytes = 0;
+  };
+
+  /// Creates the folder (and parents). Throws ld::Error naming it. With
+  /// `resume`, metrics.jsonl and stats.jsonl are cut back to the lines the
+  /// checkpoint had seen (lines of the interrupted part are written again,
+  /// never twice); a file shorter than that is an error naming it.
+  explicit RunOutput(std::filesystem::path dir, const Resume* resume = nullptr);
+
+  /// Bytes written so far to metrics.jsonl and stats.jsonl (a checkpoint records them).
+  Resume sizes() const;
+
+  /// Removes checkpoint/ and checkpoint.prev/ (a finished run).
+  void remove_checkpoints();
 
   const std::filesystem::path& dir() const { return dir_; }
 
@@ -33,6 +48,7 @@ class RunOutput {
   std::filesystem::path dir_;
   std::ofstream metrics_;
   std::ofstream stats_;
+  Resume written_;
 };
 
 }  // namespace ld::core

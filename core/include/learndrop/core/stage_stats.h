@@ -9,6 +9,8 @@
 
 namespace ld::core {
 
+struct Checkpoint;
+
 /// Measures, per stage, how much its parameters changed since the previous
 /// evaluation point: ‖θ(t) − θ(t−1)‖₂ / ‖θ(t−1)‖₂, plus parameter and
 /// gradient norms.
@@ -24,6 +26,12 @@ class StageStatsTracker {
   /// Adds each trained stage's gradient norm of the step just taken to the
   /// period's mean (StageStats::mean_grad_norm); call after backward.
   void add_step_gradients(std::size_t cut);
+
+  /// Adds the snapshot and the period's gradient sums to `ckpt`.
+  void save(Checkpoint& ckpt) const;
+  /// Restores what save() wrote, into tensors laid out as the current
+  /// parameters (so that the measurements reduce in the same order).
+  void load(const Checkpoint& ckpt);
 
  private:
   StagedModel& model_;

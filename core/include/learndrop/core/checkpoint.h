@@ -1,0 +1,44 @@
+#pragma once
+// A run's checkpoint folder: what a resumed run needs to go on exactly as
+// the run would have (docs/checkpoints.md).
+
+#include <filesystem>
+#include <map>
+#include <string>
+
+#include <ATen/core/Tensor.h>
+#include <nlohmann/json.hpp>
+
+namespace ld::core {
+
+/// A checkpoint's contents: counters, names and structure as JSON, every
+/// floating-point value and model tensor as a named tensor (kept exactly),
+/// and the optimizer's own archive.
+struct Checkpoint {
+  nlohmann::json meta = nlohmann::json::object();
+  std::map<std::string, at::Tensor> tensors;
+  std::string optimizer;       ///< The optimizer's serialized archive.
+  std::filesystem::path from;  ///< The folder it was read from.
+
+  /// Tensor `name`; throws ld::Error naming the checkpoint when absent.
+  const at::Tensor& tensor(const std::string& name) const;
+};
+
+/// Writes `ckpt` as RUN_DIR/checkpoint/: state.json, tensors.pt,
+/// optimizer.pt and MANIFEST.json (bytes and CRC-32 of each file), written
+/// into a temporary folder, synced, and renamed. The checkpoint it replaces
+/// becomes checkpoint.prev/ and stays until the next one is complete.
+/// Throws ld::Error naming the file at fault; then nothing of the new
+/// checkpoint is left and the older ones are untouched.
+void write_checkpoint(const std::filesystem::path& run_dir, const Checkpoint& ckpt);
+
+/// Whether RUN_DIR has a checkpoint folder (complete or not).
+bool has_checkpoint(const std::filesystem::path& run_dir);
+
+/// Reads RUN_DIR/checkpoint/, checking every file against the manifest; when
+/// it is missing, truncated or corrupt, checkpoint.prev/ with a warning that
+/// names the bad file. Throws ld::Error naming the file at fault when neither
+/// is usable.
+Checkpoint read_checkpoint(const std::filesystem::path& run_dir);
+
+}  // namespace ld::core

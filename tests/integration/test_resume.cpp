@@ -1,0 +1,286 @@
+// Checkpoints and resume (issue 13): real `ldrop run` processes stopped by
+// SIGTERM and resumed with `ldrop run --resume` end bit-identical to the
+// same run done without interruption.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include <ATen/ATen.h>
+#include <torch/serialize.h>
+#include <nlohmann/json.hpp>
+
+#include "idx_fixture.h"
+#include "learndrop/core/config.h"
+#include "learndrop/model.h"
+#include "test_env.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+using Result = ld::test::LdropResult;
+
+// Fields that measure time or the I/O of the processes that ran: a resumed
+// epoch re-reads the batches read ahead before the interruption. Everything
+// else must be identical.
+const char* const kTimingFields[] = {"epoch_seconds",     "train_seconds",      "train_seconds_total",
+                                     "images_per_second", "cache_wait_seconds", "cache_read_bytes",
+                                     "wall_seconds",      "cache_build_seconds"};
+
+json strip(json j) {
+  if (j.is_object()) {
+    for (const char* f : kTimingFields) j.erase(f);
+    j.erase("resumes");  // where the run was resumed: the one field meant to differ
+    j.erase("cache");    // the cache's description names its file (with the pid)
+    for (auto& [k, v] : j.items()) v = strip(v);
+  } else if (j.is_array()) {
+    for (auto& v : j) v = strip(v);
+  }
+  return j;
+}
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+// What a finished run folder holds, timing aside.
+struct RunFiles {
+  std::vector<json> metrics;
+  std::string stats;
+  json summary;
+  std::map<std::string, at::Tensor> model;
+};
+
+RunFiles read_run(const fs::path& dir) {
+  RunFiles r;
+  // model.pt loaded into the model of the run's config.
+  auto host = ld::test::builtin_host();
+  host->load_path(ld::test::test_plugin("scripted_policy"));
+  const ld::core::RunConfig cfg =
+      ld::core::resolve_config(ld::core::load_config((dir / "config.yaml").string()), *host);
+  ld::ModelContext shape;
+  shape.in_channels = 1;
+  shape.height = shape.width = 16;
+  shape.num_classes = 4;
+  auto model = host->create_model("vgg", cfg.model.options, shape);
+  std::ifstream metrics(dir / "metrics.jsonl");
+  for (std::string line; std::getline(metrics, line);) r.metrics.push_back(strip(json::parse(line)));
+  r.stats = slurp(dir / "stats.jsonl");
+  r.summary = strip(json::parse(slurp(dir / "summary.json")));
+  torch::serialize::InputArchive archive;
+  archive.load_from((dir / "model.pt").string());
+  model->load(archive);
+  for (const auto& kv : model->named_parameters()) r.model[kv.key()] = kv.value().detach().clone();
+  for (const auto& kv : model->named_buffers()) r.model[kv.key()] = kv.value().detach().clone();
+  return r;
+}
+
+// Bit-identical: every metric line, the stats, the summary and each tensor of model.pt.
+void expect_identical(const fs::path& expected, const fs::path& got) {
+  const RunFiles a = read_run(expected), b = read_run(got);
+  ASSERT_EQ(a.metrics.size(), b.metrics.size());
+  for (std::size_t i = 0; i < a.metrics.size(); ++i) EXPECT_EQ(a.metrics[i], b.metrics[i]) << "epoch " << i + 1;
+  EXPECT_EQ(a.stats, b.stats);
+  EXPECT_EQ(a.summary, b.summary);
+  ASSERT_EQ(a.model.size(), b.model.size());
+  ASSERT_FALSE(a.model.empty());
+  for (const auto& [name, t] : a.model) {
+    ASSERT_TRUE(b.model.count(name)) << name;
+    const at::Tensor& u = b.model.at(name);
+    ASSERT_EQ(t.sizes(), u.sizes()) << name;
+    // Compared as bytes: -0.0 and 0.0, or two NaNs, would pass a value comparison.
+    const at::Tensor x = t.contiguous(), y = u.contiguous();
+    EXPECT_EQ(std::memcmp(x.data_ptr(), y.data_ptr(), static_cast<std::size_t>(x.nbytes())), 0) << name;
+  }
+}
+
+class Resume : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ld::test::write_idx_fixture(data_.str());
+    // 256 samples in batches of 32: 8 steps per epoch, 48 in all. The
+    // scripted policy decides every 3 steps: cut 2 at step 12 (epoch 2),
+    // cut 4 at step 27 (epoch 4). Dropout draws from LibTorch's generator.
+    config_ = (dir_.path() / "tiny.yaml").string();
+    std::ofstream(config_) << "experiment:\n  name: resume\n  seed: 3\nruntime:\n  threads: 1\n"
+                              "model:\n  plugin: vgg\n  variant: vgg11_bn\n  width: 0.0625\n  classifier: compact\n"
+                              "  dropout: 0.3\n"
+                              "dataset:\n  plugin: mnist\n  root: "
+                           << data_.str()
+                           << "\ntrain:\n  epochs: 6\n  batch_size: 32\n  lr: 0.05\n  lr_schedule: cosine\n";
+  }
+
+  std::string env() const { return "LEARNDROP_PLUGIN_PATH=" + ld::test::test_plugin("scripted_policy") + " "; }
+
+  std::string sets(const std::string& cache) const {
+    return " --quiet --set policy.plugin=scripted --set policy.cuts=0,0,0,2,2,2,2,2,4 --set policy.period=3"
+           " --set policy.state=true --set cache.plugin=" +
+           cache;
+  }
+
+  // The same run uninterrupted, once per cache and epochs.
+  fs::path reference(const std::string& cache, int epochs = 6) {
+    const fs::path out = dir_.path() / ("reference-" + cache + "-" + std::to_string(epochs));
+    if (!fs::exists(out / "summary.json")) {
+      Result r = ld::test::run_ldrop(
+          "run " + config_ + " --out " + out.string() + sets(cache) + " --set train.epochs=" + std::to_string(epochs),
+          env());
+      EXPECT_EQ(r.code, 0) << r.output;
+    }
+    return out;
+  }
+
+  // The run stopped by SIGTERM before training step `step`.
+  Result interrupted(const fs::path& out, const std::string& cache, std::int64_t step) {
+    return ld::test::run_ldrop("run " + config_ + " --out " + out.string() + sets(cache),
+                               env() + "LEARNDROP_TEST_SIGTERM_AT_STEP=" + std::to_string(step) + " ");
+  }
+
+  ld::test::TempDir data_, dir_;
+  std::string config_;
+};
+
+}  // namespace
+
+TEST_F(Resume, SigtermThenResumeIsBitIdenticalBeforeAfterAndBetweenDrops) {
+  struct Case {
+    std::string cache;
+    std::int64_t step;
+    std::string what;
+  };
+  const Case cases[] = {
+      {"ram", 5, "before the first drop"},
+      {"ram", 14, "in the epoch right after the first drop"},
+      {"disk", 14, "in the epoch right after the first drop"},
+      {"ram", 30, "after the second drop"},
+      {"disk", 30, "after the second drop"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.cache + " cache, SIGTERM at step " + std::to_string(c.step) + ", " + c.what);
+    const fs::path out = dir_.path() / ("resumed-" + c.cache + "-" + std::to_string(c.step));
+    Result r = interrupted(out, c.cache, c.step);
+    ASSERT_EQ(r.code, 143) << r.output;
+    EXPECT_NE(r.output.find("interrupted by SIGTERM; stopped, checkpoint " + (out / "checkpoint").string()),
+              std::string::npos)
+        << r.output;
+    EXPECT_NE(r.output.find("go on with: ldrop run --resume " + out.string()), std::string::npos) << r.output;
+    EXPECT_FALSE(fs::exists(out / "summary.json"));
+    // The disk cache is kept for the resume; the ram cache cannot be.
+    const bool dropped = c.step > 12;
+    const bool kept = fs::exists(out / "cache") && !fs::is_empty(out / "cache");
+    EXPECT_EQ(kept, c.cache == "disk" && dropped);
+
+    r = ld::test::run_ldrop("run --resume " + out.string() + " --quiet", env());
+    ASSERT_EQ(r.code, 0) << r.output;
+    EXPECT_NE(r.output.find("resumed from " + (out / "checkpoint").string()), std::string::npos) << r.output;
+    if (dropped) {
+      const std::string how =
+          c.cache == "disk" ? "cache reopened without recomputation" : "cache rebuilt from the frozen stages";
+      EXPECT_NE(r.output.find(how), std::string::npos) << r.output;
+    }
+    expect_identical(reference(c.cache), out);
+    // A finished run keeps no checkpoint, and has nothing to resume.
+    EXPECT_FALSE(fs::exists(out / "checkpoint"));
+    json summary = json::parse(slurp(out / "summary.json"));
+    ASSERT_EQ(summary["resumes"].size(), 1u);
+    EXPECT_EQ(summary["resumes"][0]["step"], c.step);
+    r = ld::test::run_ldrop("run --resume " + out.string(), env());
+    EXPECT_EQ(r.code, 1) << r.output;
+    EXPECT_NE(r.output.find("the run has finished (summary.json); nothing to resume"), std::string::npos) << r.output;
+  }
+}
+
+TEST_F(Resume, AnExternalSigtermAtAnyMomentResumesBitIdentical) {
+  // Not at a chosen step: kill -TERM once the third epoch line exists (of 40).
+  const fs::path out = dir_.path() / "external";
+  const std::string cmd = env() + LDROP_EXE + " run " + config_ + " --out " + out.string() + sets("disk") +
+                          " --set train.epochs=40 > " + (dir_.path() / "log").string() + " 2>&1 & pid=$!; " +
+                          "for i in $(seq 3000); do test $(cat " + (out / "metrics.jsonl").string() +
+                          " 2>/dev/null | wc -l) -ge 3 && break; sleep 0.01; done; kill -TERM $pid; wait $pid; "
+                          "echo \"exit=$?\"";
+  const std::string output = ld::test::run_shell(cmd).output;
+  ASSERT_EQ(output, "exit=143\n") << slurp(dir_.path() / "log");
+  {
+    Result r = ld::test::run_ldrop(
+        "run " + config_ + " --resume " + out.string() + sets("disk") + " --set train.epochs=40", env());
+    ASSERT_EQ(r.code, 0) << r.output;
+  }
+  expect_identical(reference("disk", 40), out);
+}
+
+TEST_F(Resume, ACorruptCheckpointIsNamedAndTheOlderOneIsUsed) {
+  // Stopped in epoch 4: checkpoint/ is from step 30, checkpoint.prev/ from the end of epoch 3.
+  const fs::path out = dir_.path() / "corrupt";
+  ASSERT_EQ(interrupted(out, "ram", 30).code, 143);
+  ASSERT_TRUE(fs::exists(out / "checkpoint.prev" / "MANIFEST.json"));
+  const fs::path tensors = out / "checkpoint" / "tensors.pt";
+  {
+    std::string bytes = slurp(tensors);
+    bytes[bytes.size() / 2] ^= 0x40;  // one flipped bit
+    std::ofstream(tensors, std::ios::binary | std::ios::trunc) << bytes;
+  }
+  Result r = ld::test::run_ldrop("run --resume " + out.string() + " --quiet", env());
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find(tensors.string() + " is corrupt: its CRC-32 does not match"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("resuming from the older complete checkpoint " + (out / "checkpoint.prev").string()),
+            std::string::npos)
+      << r.output;
+  expect_identical(reference("ram"), out);
+
+  // Truncated, with no older one: a clear error naming the file, exit 1.
+  const fs::path alone = dir_.path() / "truncated";
+  ASSERT_EQ(interrupted(alone, "ram", 5).code, 143);
+  ASSERT_FALSE(fs::exists(alone / "checkpoint.prev"));
+  const fs::path optimizer = alone / "checkpoint" / "optimizer.pt";
+  fs::resize_file(optimizer, fs::file_size(optimizer) / 2);
+  r = ld::test::run_ldrop("run --resume " + alone.string(), env());
+  EXPECT_EQ(r.code, 1) << r.output;
+  EXPECT_NE(r.output.find("no usable checkpoint in " + alone.string() + ": " + optimizer.string() +
+                          " is truncated or overwritten"),
+            std::string::npos)
+      << r.output;
+}
+
+TEST_F(Resume, AStatelessPolicyAndAChangedConfigAreRefused) {
+  const fs::path out = dir_.path() / "stateless";
+  Result r =
+      ld::test::run_ldrop("run " + config_ + " --out " + out.string() +
+                              " --quiet --set policy.plugin=scripted --set policy.cuts=0,2 --set policy.period=3",
+                          env() + "LEARNDROP_TEST_SIGTERM_AT_STEP=9 ");
+  ASSERT_EQ(r.code, 143) << r.output;
+  r = ld::test::run_ldrop("run --resume " + out.string(), env());
+  EXPECT_EQ(r.code, 1) << r.output;
+  EXPECT_NE(r.output.find("policy 'scripted' does not save its state (DropPolicy::has_state() is false)"),
+            std::string::npos)
+      << r.output;
+
+  const fs::path changed = dir_.path() / "changed";
+  ASSERT_EQ(interrupted(changed, "ram", 9).code, 143);
+  r = ld::test::run_ldrop("run " + config_ + " --resume " + changed.string() + sets("ram") +
+                              " --set train.lr=0.1 --set train.checkpoint_every=2",
+                          env());
+  EXPECT_EQ(r.code, 2) << r.output;
+  EXPECT_NE(r.output.find("is not the config of that run"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("changed: train.lr: 0.05 -> 0.1"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("checkpoint_every"), std::string::npos) << r.output;  // not part of a run's identity
+  r = ld::test::run_ldrop("run --resume " + (dir_.path() / "nowhere").string(), env());
+  EXPECT_EQ(r.code, 2) << r.output;
+  EXPECT_NE(r.output.find("no such run folder"), std::string::npos) << r.output;
+}
+
+TEST_F(Resume, CheckpointEveryZeroWritesNone) {
+  const fs::path out = dir_.path() / "off";
+  Result r = ld::test::run_ldrop(
+      "run " + config_ + " --out " + out.string() + sets("disk") + " --set train.checkpoint_every=0",
+      env() + "LEARNDROP_TEST_SIGTERM_AT_STEP=30 ");
+  ASSERT_EQ(r.code, 143) << r.output;
+  EXPECT_NE(r.output.find("stopped, temporary files removed, no summary written"), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(out / "checkpoint"));
+  EXPECT_FALSE(fs::exists(out / "checkpoint.prev"));
+  EXPECT_TRUE(fs::is_empty(out / "cache"));  // removed as before checkpoints existed
+}
