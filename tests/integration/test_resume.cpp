@@ -63,11 +63,13 @@ RunFiles read_run(const fs::path& dir) {
   host->load_path(ld::test::test_plugin("scripted_policy"));
   const ld::core::RunConfig cfg =
       ld::core::resolve_config(ld::core::load_config((dir / "config.yaml").string()), *host);
+  const json summary = json::parse(slurp(dir / "summary.json"));
   ld::ModelContext shape;
-  shape.in_channels = 1;
-  shape.height = shape.width = 16;
-  shape.num_classes = 4;
-  auto model = host->create_model("vgg", cfg.model.options, shape);
+  shape.in_channels = summary["input_shape"][0];
+  shape.height = summary["input_shape"][1];
+  shape.width = summary["input_shape"][2];
+  shape.num_classes = summary["num_classes"];
+  auto model = host->create_model(cfg.model.plugin, cfg.model.options, shape);
   std::ifstream metrics(dir / "metrics.jsonl");
   for (std::string line; std::getline(metrics, line);) r.metrics.push_back(strip(json::parse(line)));
   r.stats = slurp(dir / "stats.jsonl");
@@ -195,6 +197,49 @@ TEST_F(Resume, SigtermThenResumeIsBitIdenticalBeforeAfterAndBetweenDrops) {
   }
 }
 
+TEST_F(Resume, EveryBuiltInPolicyOptimizerAndAugmentationResumesBitIdentical) {
+  // The policies' own state (learn-drop's scores and guards, autofreeze's
+  // gradient norms, freezeout's schedule), Adam's moments, and the cached
+  // views and feature shifts of an augmented CIFAR set.
+  ld::test::TempDir cifar;
+  ASSERT_EQ(ld::test::run_shell(std::string(LDROP_FIXTURE_EXE) + " " + cifar.str() + " --cifar 20").code, 0);
+  const std::string cifar_sets =
+      " --set dataset.plugin=cifar10 --set dataset.root=" + cifar.str() +
+      " --set dataset.augment=crop_flip --set model.plugin=resnet --set model.variant=resnet18"
+      " --set model.stem=cifar --set model.width=0.125 --set train.batch_size=16"
+      " --set policy.plugin=fixed --set policy.cut=3 --set policy.epoch=2";
+  struct Case {
+    std::string name, sets;
+    std::int64_t step;
+  };
+  const Case cases[] = {
+      {"learn-drop", " --set policy.plugin=learn-drop --set train.epochs=10 --set cache.plugin=ram", 57},
+      {"autofreeze-adam",
+       " --set policy.plugin=autofreeze --set train.optimizer=adam --set train.epochs=10 --set cache.plugin=ram", 57},
+      {"freezeout-adamw",
+       " --set policy.plugin=freezeout --set train.optimizer=adamw --set train.epochs=10 --set cache.plugin=disk", 57},
+      {"cifar-feature", cifar_sets + " --set train.epochs=6 --set cache.augment=feature --set cache.plugin=disk", 27},
+      {"cifar-views",
+       cifar_sets + " --set train.epochs=6 --set cache.augment=views --set cache.views=3"
+                    " --set cache.plugin=ram",
+       27},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    const fs::path full = dir_.path() / (c.name + "-full"), part = dir_.path() / (c.name + "-resumed");
+    Result r = ld::test::run_ldrop("run " + config_ + " --quiet --out " + full.string() + c.sets, env());
+    ASSERT_EQ(r.code, 0) << r.output;
+    r = ld::test::run_ldrop("run " + config_ + " --quiet --out " + part.string() + c.sets,
+                            env() + "LEARNDROP_TEST_SIGTERM_AT_STEP=" + std::to_string(c.step) + " ");
+    ASSERT_EQ(r.code, 143) << r.output;
+    r = ld::test::run_ldrop("run --resume " + part.string() + " --quiet", env());
+    ASSERT_EQ(r.code, 0) << r.output;
+    EXPECT_NE(r.output.find("resumed from"), std::string::npos) << r.output;
+    expect_identical(full, part);
+    EXPECT_GE(json::parse(slurp(full / "summary.json"))["dropped_stages"].get<int>(), 1);  // a drop came before
+  }
+}
+
 TEST_F(Resume, AnExternalSigtermAtAnyMomentResumesBitIdentical) {
   // Not at a chosen step: kill -TERM once the third epoch line exists (of 40).
   const fs::path out = dir_.path() / "external";
@@ -275,10 +320,14 @@ TEST_F(Resume, AStatelessPolicyAndAChangedConfigAreRefused) {
 
 TEST_F(Resume, CheckpointEveryZeroWritesNone) {
   const fs::path out = dir_.path() / "off";
+  ASSERT_EQ(interrupted(out, "ram", 30).code, 143);  // a checkpoint the next run in this folder replaces
   Result r = ld::test::run_ldrop(
       "run " + config_ + " --out " + out.string() + sets("disk") + " --set train.checkpoint_every=0",
       env() + "LEARNDROP_TEST_SIGTERM_AT_STEP=30 ");
   ASSERT_EQ(r.code, 143) << r.output;
+  EXPECT_NE(r.output.find(out.string() + " holds the checkpoint of an interrupted run; starting over"),
+            std::string::npos)
+      << r.output;
   EXPECT_NE(r.output.find("stopped, temporary files removed, no summary written"), std::string::npos) << r.output;
   EXPECT_FALSE(fs::exists(out / "checkpoint"));
   EXPECT_FALSE(fs::exists(out / "checkpoint.prev"));

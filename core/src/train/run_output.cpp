@@ -4,6 +4,7 @@
 #include <cstring>
 #include <sstream>
 
+#include <spdlog/spdlog.h>
 #include <torch/serialize.h>
 
 #include "learndrop/core/files.h"
@@ -42,6 +43,12 @@ RunOutput::RunOutput(fs::path dir, const Resume* resume) : dir_(std::move(dir)) 
     open_at(stats_, dir_ / "stats.jsonl", resume->stats_bytes);
   } else {
     // A new run in the folder of an old one: its checkpoints are not this run's.
+    if (fs::exists(dir_ / "checkpoint") || fs::exists(dir_ / "checkpoint.prev")) {
+      spdlog::warn(
+          "{} holds the checkpoint of an interrupted run; starting over (ldrop run --resume {} goes on "
+          "with it instead)",
+          dir_.string(), dir_.string());
+    }
     remove_checkpoints();
     metrics_.open(dir_ / "metrics.jsonl", std::ios::trunc);
     stats_.open(dir_ / "stats.jsonl", std::ios::trunc);
