@@ -184,6 +184,7 @@ json RunReporter::summary(const RunTotals& t, double wall_seconds) const {
           {"cache_build_seconds", t.cache_seconds},
           {"cache_read_bytes", t.cache_read_bytes},
           {"cache_wait_seconds", t.cache_wait_seconds},
+          {"checkpoint_seconds", t.checkpoint_seconds},
           {"wall_seconds", wall_seconds},
           {"forward_flops", t.flops},
           {"forward_flops_full", t.flops_full},

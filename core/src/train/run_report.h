@@ -43,6 +43,7 @@ struct EpochTally {
 struct RunTotals {
   std::int64_t flops = 0, flops_full = 0, eval_flops = 0;
   double train_seconds = 0, cache_seconds = 0, cache_wait_seconds = 0;
+  double checkpoint_seconds = 0;  ///< Writing checkpoints (not training time).
   std::int64_t cache_read_bytes = 0;
   EvalResult last_eval;
   bool evaluated = false;  ///< Whether last_eval is the current epoch's.

@@ -380,11 +380,11 @@ std::string Trainer::save_checkpoint(std::int64_t epoch, std::int64_t step_in_ep
   c.tensors["tally/loss_sum"] = tally ? tally->loss_sum : at::zeros({}, at::kDouble);
   c.tensors["tally/correct_sum"] = tally ? tally->correct_sum : at::zeros({}, at::kLong);
   const double wall = wall_before_ + seconds_since(run_start_);
-  c.tensors["doubles"] =
-      at::tensor(std::vector<double>{lr_since_point_, last_lr_, totals_.train_seconds, totals_.cache_seconds,
-                                     totals_.cache_wait_seconds, totals_.last_eval.loss, totals_.last_eval.accuracy,
-                                     scaler.scale, reads.read_seconds, wall},
-                 at::kDouble);
+  c.tensors["doubles"] = at::tensor(
+      std::vector<double>{lr_since_point_, last_lr_, totals_.train_seconds, totals_.cache_seconds,
+                          totals_.cache_wait_seconds, totals_.last_eval.loss, totals_.last_eval.accuracy, scaler.scale,
+                          reads.read_seconds, wall, totals_.checkpoint_seconds + seconds_since(start)},
+      at::kDouble);
   {
     auto gen = at::detail::getDefaultCPUGenerator();
     std::lock_guard<std::mutex> lock(gen.mutex());
@@ -396,6 +396,7 @@ std::string Trainer::save_checkpoint(std::int64_t epoch, std::int64_t step_in_ep
     c.tensors["rng/cuda"] = gen.get_state();
   }
   write_checkpoint(p_.out->dir(), c);
+  totals_.checkpoint_seconds += seconds_since(start);
   const std::string where = (p_.out->dir() / "checkpoint").string() + " (epoch " + std::to_string(epoch + 1) +
                             ", step " + std::to_string(step_in_epoch) + " of " + std::to_string(p_.steps_per_epoch) +
                             ")";
@@ -442,7 +443,7 @@ std::int64_t Trainer::restore(const Checkpoint& c) {
     throw Error("policy '" + cfg_.policy.plugin + "' cannot restore its state from " + from + ": " + e.what());
   }
   const std::vector<double> d = to_doubles(c.tensor("doubles"));
-  if (d.size() != 10) throw Error("checkpoint " + from + ": 'doubles' has " + std::to_string(d.size()) + " values");
+  if (d.size() != 11) throw Error("checkpoint " + from + ": 'doubles' has " + std::to_string(d.size()) + " values");
   lr_since_point_ = d[0];
   last_lr_ = d[1];
   totals_.train_seconds = d[2];
@@ -453,6 +454,7 @@ std::int64_t Trainer::restore(const Checkpoint& c) {
       {d[7], m.at("scaler").at("good_steps").get<std::int64_t>(), m.at("scaler").at("skipped").get<std::int64_t>()});
   read_carry_ = {m.at("epoch_read_bytes").get<std::int64_t>(), d[8]};
   wall_before_ = d[9];
+  totals_.checkpoint_seconds = d[10];
   const json& t = m.at("totals");
   totals_.flops = t.at("flops").get<std::int64_t>();
   totals_.flops_full = t.at("flops_full").get<std::int64_t>();
