@@ -224,6 +224,24 @@ std::unique_ptr<BatchReader> DropController::reader(const std::vector<std::int64
   return std::make_unique<OwningReader>(cache_, cache_->reader(rows(order, epoch_seed), batch_size));
 }
 
+void DropController::freeze(std::size_t from, std::size_t to) {
+  for (std::size_t i = from; i < to; ++i) {
+    auto stage = model_.stage_module(i);
+    stage->eval();
+    for (auto& p : stage->parameters()) p.set_requires_grad(false);
+  }
+}
+
+CacheLayout DropController::layout_at(std::size_t cut) const {
+  CacheLayout layout;
+  layout.cut = cut;
+  layout.count = dataset_.size(Split::kTrain) * settings_.views;  // rows v * N + i
+  layout.shape = storage_shape(stage_shapes_.at(cut - 1));
+  layout.dtype = settings_.dtype;
+  layout.key = cache_key(cut);  // the stages before `cut` must be frozen as they will stay
+  return layout;
+}
+
 void DropController::retain_cache() {
   if (cache_) cache_->retain();
 }
@@ -244,20 +262,12 @@ std::string DropController::restore(const std::vector<std::size_t>& drops, const
   std::string how;
   // The kept cache of the last cut, when its key (a digest of the restored
   // frozen weights) finds it intact.
-  CacheLayout layout;
-  layout.cut = last;
-  layout.count = dataset_.size(Split::kTrain) * settings_.views;
-  layout.shape = storage_shape(stage_shapes_.at(last - 1));
-  layout.dtype = settings_.dtype;
-  layout.key = cache_key(last);
+  const CacheLayout layout = layout_at(last);
   std::shared_ptr<FeatureCache> kept = make_cache_();
   if (kept->reopen(layout)) {
-    for (std::size_t i = 0; i < last; ++i) {
-      auto stage = model_.stage_module(i);
-      stage->eval();
-      for (auto& p : stage->parameters()) p.set_requires_grad(false);
-    }
+    freeze(0, last);
     cache_ = std::move(kept);
+    cache_key_ = layout.key;
     ++generation_;
     cut_ = last;
     drops_ = drops;
@@ -297,23 +307,13 @@ DropReport DropController::advance(std::size_t new_cut) {
   report.to_cut = new_cut;
 
   // Freeze the newly dropped stages before computing their outputs.
-  for (std::size_t i = cut_; i < new_cut; ++i) {
-    auto stage = model_.stage_module(i);
-    stage->eval();
-    for (auto& p : stage->parameters()) p.set_requires_grad(false);
-  }
+  freeze(cut_, new_cut);
 
   // Rows v * N + i hold view v of sample i.
   const std::int64_t n = dataset_.size(Split::kTrain);
-  const std::int64_t count = n * settings_.views;
+  const CacheLayout layout = layout_at(new_cut);
+  const std::int64_t count = layout.count;
   std::shared_ptr<FeatureCache> next = make_cache_();
-  const auto& out_shape = stage_shapes_.at(new_cut - 1);
-  CacheLayout layout;
-  layout.cut = new_cut;
-  layout.count = count;
-  layout.shape = storage_shape(out_shape);
-  layout.dtype = settings_.dtype;
-  layout.key = cache_key(new_cut);
   next->begin(layout);
   std::vector<at::Tensor> labels;
   const std::int64_t per_sample =
@@ -351,6 +351,7 @@ DropReport DropController::advance(std::size_t new_cut) {
   next->finish();
   if (cut_ == 0) labels_ = at::cat(labels);
   cache_ = std::move(next);  // the old cache is released here, or by the last reader still holding it
+  cache_key_ = layout.key;
   ++generation_;
   cut_ = new_cut;
   drops_.push_back(new_cut);

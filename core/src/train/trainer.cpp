@@ -65,6 +65,14 @@ std::int64_t test_signal_step() {
   return v && *v ? std::strtoll(v, nullptr, 10) : -1;
 }
 
+// The random generators a run draws from (dropout): LibTorch's CPU generator,
+// and on CUDA the device's; named as a checkpoint stores their states.
+std::vector<std::pair<std::string, at::Generator>> generators(at::Device device) {
+  std::vector<std::pair<std::string, at::Generator>> out = {{"rng/cpu", at::detail::getDefaultCPUGenerator()}};
+  if (device.is_cuda()) out.emplace_back("rng/cuda", at::globalContext().defaultGenerator(device));
+  return out;
+}
+
 std::vector<double> to_doubles(const at::Tensor& t) {
   at::Tensor c = t.to(at::kCPU).to(at::kDouble).contiguous();
   return std::vector<double>(c.data_ptr<double>(), c.data_ptr<double>() + c.numel());
@@ -351,7 +359,7 @@ std::string Trainer::save_checkpoint(std::int64_t epoch, std::int64_t step_in_ep
   m["device"] = device_text(p_.device);
   const std::size_t cut = p_.controller->cut();
   m["cache"] = {{"plugin", cfg_.cache.plugin},
-                {"key", cut > 0 ? p_.controller->cache_key(cut) : ""},
+                {"key", p_.controller->current_cache_key()},
                 {"dtype", cfg_.cache_dtype},
                 {"views", p_.views},
                 {"cut", cut}};
@@ -385,15 +393,9 @@ std::string Trainer::save_checkpoint(std::int64_t epoch, std::int64_t step_in_ep
                           totals_.cache_wait_seconds, totals_.last_eval.loss, totals_.last_eval.accuracy, scaler.scale,
                           reads.read_seconds, wall, totals_.checkpoint_seconds + seconds_since(start)},
       at::kDouble);
-  {
-    auto gen = at::detail::getDefaultCPUGenerator();
+  for (auto& [name, gen] : generators(p_.device)) {
     std::lock_guard<std::mutex> lock(gen.mutex());
-    c.tensors["rng/cpu"] = gen.get_state();
-  }
-  if (p_.device.is_cuda()) {
-    auto gen = at::globalContext().defaultGenerator(p_.device);
-    std::lock_guard<std::mutex> lock(gen.mutex());
-    c.tensors["rng/cuda"] = gen.get_state();
+    c.tensors[name] = gen.get_state();
   }
   write_checkpoint(p_.out->dir(), c);
   totals_.checkpoint_seconds += seconds_since(start);
@@ -427,7 +429,7 @@ std::int64_t Trainer::restore(const Checkpoint& c) {
     DeferInterrupts defer(checkpoints_);
     cache_how = p_.controller->restore(drops, c.tensor("labels"), p_.optimizer.get());
     p_.feed->replace_source(p_.controller->source(cfg_.loader_threads));
-    if (p_.controller->cache_key(drops.back()) != m.at("cache").at("key").get<std::string>()) {
+    if (p_.controller->current_cache_key() != m.at("cache").at("key").get<std::string>()) {
       throw Error("checkpoint " + from + ": the restored cache key differs from the checkpoint's");
     }
   }
@@ -466,15 +468,10 @@ std::int64_t Trainer::restore(const Checkpoint& c) {
   steps_since_point_ = m.at("steps_since_point").get<std::int64_t>();
   shadow_cut_ = m.at("shadow_cut").get<std::size_t>();
   loss_since_point_.copy_(c.tensor("loss_since_point"));
-  {
-    auto gen = at::detail::getDefaultCPUGenerator();
+  for (auto& [name, gen] : generators(p_.device)) {
+    if (gen.device().is_cuda() && !c.tensors.count(name)) continue;  // written on the CPU, resumed on a GPU
     std::lock_guard<std::mutex> lock(gen.mutex());
-    gen.set_state(c.tensor("rng/cpu"));
-  }
-  if (p_.device.is_cuda() && c.tensors.count("rng/cuda")) {
-    auto gen = at::globalContext().defaultGenerator(p_.device);
-    std::lock_guard<std::mutex> lock(gen.mutex());
-    gen.set_state(c.tensor("rng/cuda"));
+    gen.set_state(c.tensor(name));
   }
   report_.restore(m.at("report"));
   const std::int64_t epoch = m.at("epoch").get<std::int64_t>();

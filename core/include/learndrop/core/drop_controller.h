@@ -160,6 +160,11 @@ class DropController {
   /// cache (an address can be reused by the next one).
   std::uint64_t generation() const { return generation_; }
 
+  /// The key of the current cache (cache_key at the cut, taken when the
+  /// cache was built or reopened; the frozen weights do not change after);
+  /// empty at cut 0.
+  const std::string& current_cache_key() const { return cache_key_; }
+
   /// The cut after each drop so far, in order.
   const std::vector<std::size_t>& drops() const { return drops_; }
 
@@ -178,6 +183,10 @@ class DropController {
 
  private:
   DropReport advance(std::size_t new_cut);
+  /// Stages [from, to) in eval mode, without gradients.
+  void freeze(std::size_t from, std::size_t to);
+  /// What the cache at `cut` holds, with its key.
+  CacheLayout layout_at(std::size_t cut) const;
   std::vector<std::int64_t> rows(const std::vector<std::int64_t>& samples, std::uint64_t epoch_seed) const;
   FeatureShift shift_at(std::size_t cut) const;
 
@@ -193,6 +202,7 @@ class DropController {
   at::Tensor labels_;
   FeatureShift shift_;
   std::vector<std::size_t> drops_;
+  std::string cache_key_;
 };
 
 }  // namespace ld::core
