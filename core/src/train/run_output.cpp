@@ -66,21 +66,19 @@ void RunOutput::remove_checkpoints() {
 
 void RunOutput::write_config(const std::string& yaml) { atomic_write(dir_ / "config.yaml", yaml); }
 
-void RunOutput::append_metrics(const nlohmann::json& line) {
+void RunOutput::append(std::ofstream& out, std::int64_t& written, const char* name, const nlohmann::json& line) {
   const std::string text = line.dump() + "\n";
-  metrics_ << text;
-  metrics_.flush();
-  written_.metrics_bytes += static_cast<std::int64_t>(text.size());
-  if (!metrics_) throw Error("cannot write " + (dir_ / "metrics.jsonl").string() + ": " + std::strerror(errno));
+  out << text;
+  out.flush();
+  written += static_cast<std::int64_t>(text.size());
+  if (!out) throw Error("cannot write " + (dir_ / name).string() + ": " + std::strerror(errno));
 }
 
-void RunOutput::append_stats(const nlohmann::json& line) {
-  const std::string text = line.dump() + "\n";
-  stats_ << text;
-  stats_.flush();
-  written_.stats_bytes += static_cast<std::int64_t>(text.size());
-  if (!stats_) throw Error("cannot write " + (dir_ / "stats.jsonl").string() + ": " + std::strerror(errno));
+void RunOutput::append_metrics(const nlohmann::json& line) {
+  append(metrics_, written_.metrics_bytes, "metrics.jsonl", line);
 }
+
+void RunOutput::append_stats(const nlohmann::json& line) { append(stats_, written_.stats_bytes, "stats.jsonl", line); }
 
 void RunOutput::write_summary(const nlohmann::json& summary) {
   atomic_write(dir_ / "summary.json", summary.dump(2) + "\n");

@@ -45,6 +45,9 @@ class RunOutput {
   void save_model(torch::nn::Module& model);
 
  private:
+  /// Appends `line` to `out` (the folder's file `name`), flushed; counts its bytes in `written`.
+  void append(std::ofstream& out, std::int64_t& written, const char* name, const nlohmann::json& line);
+
   std::filesystem::path dir_;
   std::ofstream metrics_;
   std::ofstream stats_;
