@@ -51,7 +51,8 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 
 if ((seeds)); then
   for t in "${targets[@]}"; do
-    rm -rf "tests/fuzz/corpus/$t"
+    # regress-* are inputs that once crashed a target: kept, not rewritten
+    find "tests/fuzz/corpus/$t" -type f ! -name 'regress-*' -delete 2>/dev/null || true
     LDROP_FUZZ_WRITE_SEEDS=tests/fuzz/corpus/$t "$build/bin/fuzz_$t"
   done
   [[ " ${targets[*]} " != *" config "* ]] || cp configs/*.yaml configs/paper/base.yaml tests/fuzz/corpus/config/
@@ -81,7 +82,22 @@ for t in "${targets[@]}"; do
     result="0 crashes"
   else
     failed=1
-    result="CRASH (exit $rc): $(ls -t "$artifacts" | head -1 | sed "s|^|$artifacts/|"), log $log"
+    artifact=$(ls -t "$artifacts" | head -1 | sed "s|^|$artifacts/|")
+    result="CRASH (exit $rc): $artifact, log $log"
+    # CI keeps only what is printed: the report and the input itself, so that
+    # a crash found there can be reproduced without its build folder.
+    {
+      echo "---- $t: the report in $log (its start and its end)"
+      grep -v -e '^#[0-9]' -e '^INFO:' "$log" > "$log.report" || true
+      awk '/ERROR:|runtime error|^fuzz: |deadly signal/ && !n { n = NR } n && NR < n + 25' "$log.report"
+      echo "[...]"
+      tail -n 10 "$log.report"
+      if [[ -f $artifact ]]; then
+        echo "---- $t: the input ($(stat -c %s "$artifact") bytes), base64; decode with: base64 -d > input"
+        head -c 4096 "$artifact" | base64
+      fi
+      echo "----"
+    } >&2
   fi
   printf '| %-10s | %7s | %11s | %8s | %6s | %s\n' "$t" "$took" "$runs" "$rate" "$size" "$result"
 done

@@ -167,6 +167,30 @@ TEST(Config, AKeyThatIsNotANameIsRefusedNamingTheLine) {
   EXPECT_NE(e.find("expected a key name, got an empty key"), std::string::npos) << e;
 }
 
+// Found by tools/fuzz.sh (config target, CI): an alias to a mapping or list
+// that contains it made the tree cyclic, and the key check recursed until the
+// stack overflowed. An alias bomb expands to billions of values.
+TEST(Config, ACyclicAliasOrAnAliasBombIsRefusedNotWalked) {
+  std::string e = error_of("train: &x\n  a: *x\n");
+  EXPECT_NE(e.find("cfg.yaml:2: an alias refers to a mapping or list that contains it (a cycle)"), std::string::npos)
+      << e;
+  e = error_of("model: &m\n  plugin: vgg\ndataset:\n  z: [1, *m, [*m]]\n  y: &s [*s]\n");
+  EXPECT_NE(e.find("contains it (a cycle)"), std::string::npos) << e;
+  std::string bomb = "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n";
+  for (int i = 1; i < 9; ++i) {
+    const std::string prev = "*a" + std::to_string(i - 1);
+    bomb += "a" + std::to_string(i) + ": &a" + std::to_string(i) + " [";
+    for (int j = 0; j < 10; ++j) bomb += (j ? ", " : "") + prev;
+    bomb += "]\n";
+  }
+  e = error_of(bomb);
+  EXPECT_NE(e.find("the config expands to more than 100000 values (through aliases)"), std::string::npos) << e;
+  // An alias that only repeats a value is YAML, and fine.
+  const RunConfig shared = resolve("train:\n  epochs: &n 4\n  lr_step_epochs: *n\n");
+  EXPECT_EQ(shared.train.epochs, 4);
+  EXPECT_EQ(shared.train.lr_step_epochs, 4);
+}
+
 // Issue 12, CLI finding 11: the name became a path, runs/../../escape.
 TEST(Config, ExperimentNameIsAFolderNameNotAPath) {
   for (const char* bad : {"../../escape", "a/b", ".hidden", "", "-rf", "two words"}) {

@@ -142,30 +142,59 @@ namespace {
 // yaml-cpp keeps both entries of a repeated key, and lookups then disagree
 // (a repeated section resolved to the first, a repeated key inside a section
 // to the last). A repeated key is an error naming both lines.
-void check_unique_keys(const YAML::Node& node, const std::string& origin) {
-  if (node.IsMap()) {
-    std::map<std::string, int> seen;
-    for (const auto& kv : node) {
-      const int line = kv.first.Mark().line + 1;
-      // A complex key ("? [a, b]: 1") or an empty one reached
-      // YAML::Node::as<std::string>() later and escaped as yaml-cpp's "bad
-      // conversion" (found by tools/fuzz.sh, config and suite targets).
-      if (!kv.first.IsScalar()) {
-        throw Error(origin + ":" + std::to_string(line) + ": expected a key name, got " +
-                    (kv.first.IsNull() ? "an empty key" : kv.first.IsMap() ? "a mapping" : "a list") +
-                    " as a key");
+//
+// Aliases make the tree a graph: "a: &x {b: *x}" is a mapping that contains
+// itself, and every walk over it (this one, YAML::Clone, the emitter) recursed
+// until the stack overflowed; a few anchors that each alias the one before
+// ten times expand to billions of values. Both are refused here, before
+// anything else walks the tree (found by tools/fuzz.sh, config target).
+constexpr std::size_t kMaxConfigValues = 100000;
+
+struct KeyCheck {
+  const std::string& origin;
+  std::vector<YAML::Node> ancestors;
+  std::size_t visited = 0;
+
+  void check(const YAML::Node& node, int line) {
+    for (const auto& a : ancestors) {
+      if (a.is(node)) {
+        throw Error(origin + ":" + std::to_string(line) +
+                    ": an alias refers to a mapping or list that contains it (a cycle)");
       }
-      auto [it, inserted] = seen.emplace(kv.first.Scalar(), line);
-      if (!inserted) {
-        throw Error(origin + ":" + std::to_string(line) + ": key '" + kv.first.Scalar() +
-                    "' appears twice in the same mapping (first on line " + std::to_string(it->second) + ")");
-      }
-      check_unique_keys(kv.second, origin);
     }
-  } else if (node.IsSequence()) {
-    for (const auto& item : node) check_unique_keys(item, origin);
+    if (++visited > kMaxConfigValues) {
+      throw Error(origin + ":" + std::to_string(line) + ": the config expands to more than " +
+                  std::to_string(kMaxConfigValues) + " values (through aliases)");
+    }
+    if (!node.IsMap() && !node.IsSequence()) return;
+    ancestors.push_back(node);
+    if (node.IsMap()) {
+      std::map<std::string, int> seen;
+      for (const auto& kv : node) {
+        const int key_line = kv.first.Mark().line + 1;
+        // A complex key ("? [a, b]: 1") or an empty one reached
+        // YAML::Node::as<std::string>() later and escaped as yaml-cpp's "bad
+        // conversion" (found by tools/fuzz.sh, config and suite targets).
+        if (!kv.first.IsScalar()) {
+          throw Error(origin + ":" + std::to_string(key_line) + ": expected a key name, got " +
+                      (kv.first.IsNull()  ? "an empty key"
+                       : kv.first.IsMap() ? "a mapping"
+                                          : "a list") +
+                      " as a key");
+        }
+        auto [it, inserted] = seen.emplace(kv.first.Scalar(), key_line);
+        if (!inserted) {
+          throw Error(origin + ":" + std::to_string(key_line) + ": key '" + kv.first.Scalar() +
+                      "' appears twice in the same mapping (first on line " + std::to_string(it->second) + ")");
+        }
+        check(kv.second, key_line);
+      }
+    } else {
+      for (const auto& item : node) check(item, item.Mark().line >= 0 ? item.Mark().line + 1 : line);
+    }
+    ancestors.pop_back();
   }
-}
+};
 }  // namespace
 
 ConfigTree parse_config(const std::string& text, const std::string& origin) {
@@ -182,7 +211,7 @@ ConfigTree parse_config(const std::string& text, const std::string& origin) {
   }
   if (tree.root.IsNull()) tree.root = YAML::Node(YAML::NodeType::Map);
   if (!tree.root.IsMap()) throw Error(origin + ": expected a mapping of sections at the top level");
-  check_unique_keys(tree.root, origin);
+  KeyCheck{origin}.check(tree.root, 1);
   return tree;
 }
 
