@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 packages=(
   cmake make g++ ccache            # toolchain (ccache speeds up rebuilds)
   libtorch-dev                     # LibTorch 1.13 (CPU)
+  libgloo-dev                      # c10d's Gloo backend headers (ldrop run --nproc, docs/distributed.md)
   libopenblas0-openmp              # fast BLAS behind libblas.so.3 (reference BLAS is ~15x slower)
   libboost-dev                     # Boost.DLL (plugin loading)
   libyaml-cpp-dev                  # configs

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "launch.h"
 #include "learndrop/core/config.h"
 #include "learndrop/core/interrupt.h"
 #include "learndrop/core/plugin_host.h"
@@ -135,9 +136,13 @@ struct RunArgs {
   std::string file, resume, out_dir;
   std::vector<std::string> sets;
   bool quiet = false;
+  int nproc = 1;
   core::RunConfig cfg;
 
   int load(core::PluginHost& host) {
+    if (nproc > 1 && !resume.empty()) {
+      throw Error("--nproc with --resume: distributed runs do not write checkpoints yet (docs/distributed.md)");
+    }
     if (resume.empty()) {
       if (file.empty()) throw Error("run: a config file is needed (or --resume RUN_DIR)");
       cfg = prepare(host, file, sets);
@@ -175,6 +180,10 @@ void add_run(CLI::App& app, std::vector<Command>& out) {
   run->add_option("--resume", args->resume,
                   "go on with the interrupted run in RUN_DIR from its checkpoint (docs/checkpoints.md)");
   run->add_flag("--quiet", args->quiet, "no per-epoch progress lines");
+  run->add_option("--nproc", args->nproc,
+                  "train data-parallel on N local ranks (c10d Gloo; rank r > 0 logs to RUN_DIR/ranks/r/; "
+                  "docs/distributed.md)")
+      ->check(CLI::Range(1, 256));
   out.push_back({run, [args](core::PluginHost& host) { return args->load(host); },
                  [args](core::PluginHost& host) {
                    core::RunOptions options;
@@ -184,6 +193,9 @@ void add_run(CLI::App& app, std::vector<Command>& out) {
                    options.progress = !args->quiet;
                    options.resume = !args->resume.empty();
                    core::install_interrupt_handlers();
+                   if (args->nproc > 1) {
+                     return launch_local_ranks(args->nproc, options.out_dir, args->cfg.dist_timeout);
+                   }
                    core::run_training(args->cfg, host, options);
                    std::printf("results in %s (summary.json, metrics.jsonl, model.pt, config.yaml)\n",
                                options.out_dir.c_str());

@@ -345,7 +345,18 @@ const std::vector<ConfigKey>& host_section_keys(const std::string& section) {
             .range(0, 64),
         ConfigKey("device", ValueType::kString, "auto",
                   "where the model trains: auto (the first CUDA GPU if LibTorch sees one, else the CPU) | cpu | "
-                  "cuda | cuda:N")}},
+                  "cuda | cuda:N"),
+        ConfigKey("dist_backend", ValueType::kString, "auto",
+                  "collectives of a distributed run (ldrop run --nproc N, or RANK/WORLD_SIZE from torchrun): auto "
+                  "(nccl on CUDA, else gloo) | gloo | nccl (CUDA builds)")
+            .one_of({"auto", "gloo", "nccl"}),
+        ConfigKey("dist_timeout", ValueType::kFloat, "300",
+                  "seconds a rank waits for the others (rendezvous, every collective) before it stops with an "
+                  "error naming the rank it lost")
+            .range(1, 86400),
+        ConfigKey("sync_batchnorm", ValueType::kBool, "false",
+                  "batch statistics over all ranks (not built: each rank normalises with its own batch, as DDP does "
+                  "by default)")}},
       {"train", train_config_keys()},
       {"model", {ConfigKey("plugin", ValueType::kString, "vgg", "model plugin")}},
       {"dataset", {ConfigKey("plugin", ValueType::kString, "mnist", "dataset plugin")}},
@@ -480,7 +491,13 @@ void resolve_runtime(const ConfigTree& tree, RunConfig& rc) {
     throw Error(where(tree, tree.root["runtime"]["device"], "runtime.device") +
                 ": expected auto, cpu, cuda or cuda:N, got '" + rc.device + "'");
   }
-
+  rc.dist_backend = runtime.get_string("dist_backend");
+  rc.dist_timeout = runtime.get_float("dist_timeout");
+  if (runtime.get_bool("sync_batchnorm")) {
+    throw Error(where(tree, tree.root["runtime"]["sync_batchnorm"], "runtime.sync_batchnorm") +
+                ": synchronised batch norm is not built; each rank normalises with the statistics of its own part "
+                "of the batch (set it to false; docs/distributed.md)");
+  }
 }
 
 void resolve_train(const ConfigTree& tree, RunConfig& rc) {
@@ -616,7 +633,12 @@ std::string RunConfig::emit_yaml(bool all_keys) const {
     << YAML::Key << "seed" << YAML::Value << seed << YAML::EndMap;
   e << YAML::Key << "runtime" << YAML::Value << YAML::BeginMap << YAML::Key << "threads" << YAML::Value
     << threads_setting << YAML::Key << "loader_threads" << YAML::Value << loader_threads_setting << YAML::Key
-    << "prefetch" << YAML::Value << prefetch << YAML::Key << "device" << YAML::Value << device << YAML::EndMap;
+    << "prefetch" << YAML::Value << prefetch << YAML::Key << "device" << YAML::Value << device;
+  if (all_keys) {  // how ranks talk changes nothing a run computes: not in the hash
+    e << YAML::Key << "dist_backend" << YAML::Value << dist_backend << YAML::Key << "dist_timeout" << YAML::Value
+      << dist_timeout << YAML::Key << "sync_batchnorm" << YAML::Value << false;
+  }
+  e << YAML::EndMap;
   emit_options(e, "model", model);
   emit_options(e, "dataset", dataset);
   e << YAML::Key << "train" << YAML::Value << YAML::BeginMap;

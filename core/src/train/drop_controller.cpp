@@ -74,7 +74,9 @@ at::Tensor DropController::augment(const at::Tensor& stored, const std::vector<s
                                    std::uint64_t epoch_seed) const {
   if (shift_.max_shift == 0) return stored;
   std::vector<std::int64_t> dy(samples.size()), dx(samples.size());
-  for (std::size_t k = 0; k < samples.size(); ++k) std::tie(dy[k], dx[k]) = shift_of(epoch_seed, samples[k]);
+  for (std::size_t k = 0; k < samples.size(); ++k) {
+    std::tie(dy[k], dx[k]) = shift_of(epoch_seed, sample_of(samples[k]));
+  }
   return shift_stored(stored.contiguous(), dy, dx, shift_.fill);
 }
 
@@ -124,10 +126,29 @@ FeatureShift DropController::shift_at(std::size_t cut) const {
 
 std::vector<std::int64_t> DropController::rows(const std::vector<std::int64_t>& samples,
                                                std::uint64_t epoch_seed) const {
-  const std::int64_t n = dataset_.size(Split::kTrain);
+  const std::int64_t n = cached_samples();
   std::vector<std::int64_t> r(samples.size());
-  for (std::size_t k = 0; k < samples.size(); ++k) r[k] = view_of(epoch_seed, samples[k]) * n + samples[k];
+  for (std::size_t k = 0; k < samples.size(); ++k) {
+    r[k] = view_of(epoch_seed, sample_of(samples[k])) * n + samples[k];
+  }
   return r;
+}
+
+std::int64_t DropController::cached_samples() const {
+  return shard_.empty() ? dataset_.size(Split::kTrain) : static_cast<std::int64_t>(shard_.size());
+}
+
+void DropController::set_shard(std::vector<std::int64_t> samples) {
+  if (cut_ != 0) throw Error("internal: a cache shard is set before the first drop");
+  const std::int64_t n = dataset_.size(Split::kTrain);
+  std::vector<bool> seen(static_cast<std::size_t>(n), false);
+  for (std::int64_t i : samples) {
+    if (i < 0 || i >= n || seen[static_cast<std::size_t>(i)]) {
+      throw Error("internal: cache shard sample " + std::to_string(i) + " out of range or repeated");
+    }
+    seen[static_cast<std::size_t>(i)] = true;
+  }
+  shard_ = std::move(samples);
 }
 
 std::string DropController::cache_key(std::size_t cut) const {
@@ -147,6 +168,7 @@ std::string DropController::cache_key(std::size_t cut) const {
                            (settings_.feature_augment ? "|feature" : "") +
                            "|cut=" + std::to_string(cut) + "|dtype=" + c10::toString(settings_.dtype);
   h.add(rest.data(), rest.size());
+  if (!shard_.empty()) h.add(shard_.data(), shard_.size() * sizeof(std::int64_t));
   return h.hex();
 }
 
@@ -235,7 +257,7 @@ void DropController::freeze(std::size_t from, std::size_t to) {
 CacheLayout DropController::layout_at(std::size_t cut) const {
   CacheLayout layout;
   layout.cut = cut;
-  layout.count = dataset_.size(Split::kTrain) * settings_.views;  // rows v * N + i
+  layout.count = cached_samples() * settings_.views;  // rows v * N + i
   layout.shape = storage_shape(stage_shapes_.at(cut - 1));
   layout.dtype = settings_.dtype;
   layout.key = cache_key(cut);  // the stages before `cut` must be frozen as they will stay
@@ -249,6 +271,7 @@ void DropController::retain_cache() {
 std::string DropController::restore(const std::vector<std::size_t>& drops, const at::Tensor& labels,
                                     StagedOptimizer* optimizer) {
   if (cut_ != 0) throw Error("internal: restore on a controller that has dropped already");
+  if (!shard_.empty()) throw Error("internal: a sharded cache is not restored from a checkpoint");
   if (drops.empty()) return "";
   for (std::size_t i = 0; i < drops.size(); ++i) {
     if (drops[i] == 0 || drops[i] > model_.num_stages() || (i > 0 && drops[i] <= drops[i - 1])) {
@@ -309,8 +332,8 @@ DropReport DropController::advance(std::size_t new_cut) {
   // Freeze the newly dropped stages before computing their outputs.
   freeze(cut_, new_cut);
 
-  // Rows v * N + i hold view v of sample i.
-  const std::int64_t n = dataset_.size(Split::kTrain);
+  // Rows v * N + i hold view v of sample i (of the shard's position i).
+  const std::int64_t n = cached_samples();
   const CacheLayout layout = layout_at(new_cut);
   const std::int64_t count = layout.count;
   std::shared_ptr<FeatureCache> next = make_cache_();
@@ -334,7 +357,7 @@ DropReport DropController::advance(std::size_t new_cut) {
       at::Tensor x;
       if (cut_ == 0) {
         std::vector<std::int64_t> idx(row.size());
-        for (std::size_t k = 0; k < row.size(); ++k) idx[k] = row[k] - view * n;
+        for (std::size_t k = 0; k < row.size(); ++k) idx[k] = sample_of(row[k] - view * n);
         Batch b = settings_.feature_augment ? dataset_.get_untransformed(idx, view == 1)
                                             : dataset_.get_batch(Split::kTrain, idx, view_seed(view));
         x = b.images.dim() == 4 ? b.images.contiguous(at::MemoryFormat::ChannelsLast) : b.images;

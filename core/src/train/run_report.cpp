@@ -1,5 +1,7 @@
 #include "run_report.h"
 
+#include "learndrop/core/distributed.h"
+
 #include <cstdio>
 
 #include <unistd.h>
@@ -192,7 +194,9 @@ json RunReporter::summary(const RunTotals& t, double wall_seconds) const {
           {"eval_forward_flops", t.eval_flops},
           {"stage_forward_flops", parts_.profile.stage_flops},
           {"head_forward_flops", parts_.profile.head_flops},
-          {"resumes", resumes_}};
+          {"resumes", resumes_},
+          {"world_size", opts_.group ? opts_.group->world() : 1},
+          {"dist_backend", opts_.group ? opts_.group->backend() : "none"}};
 }
 
 }  // namespace ld::core

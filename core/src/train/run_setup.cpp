@@ -6,6 +6,7 @@
 #include <ATen/ATen.h>
 #include <spdlog/spdlog.h>
 
+#include "learndrop/core/distributed.h"
 #include "learndrop/core/plugin_host.h"
 #include "learndrop/error.h"
 
@@ -52,8 +53,16 @@ RunParts set_up_run(const RunConfig& cfg, const PluginHost& host, const RunOptio
 
   p.n_train = p.dataset->size(Split::kTrain);
   const std::int64_t batch = cfg.train.batch_size;
-  // A last batch of one sample cannot train batch norm; it is left out of its epoch.
-  p.steps_per_epoch = p.n_train / batch + (p.n_train % batch >= 2 ? 1 : 0);
+  // A data-parallel rank trains on its 1/world of each batch (Trainer::shard_order).
+  const std::int64_t world = opts.group ? opts.group->world() : 1;
+  if (batch % world != 0) {
+    throw Error("train.batch_size " + std::to_string(batch) + " does not split evenly over " + std::to_string(world) +
+                " ranks: the batch stays the config's global batch, each rank trains on batch_size / ranks of it "
+                "(use a multiple of " +
+                std::to_string(world) + ")");
+  }
+  // A last batch of one sample (per rank) cannot train batch norm; it is left out of its epoch.
+  p.steps_per_epoch = p.n_train / batch + (p.n_train % batch >= 2 * world ? 1 : 0);
   if (p.steps_per_epoch == 0) {
     throw Error("dataset '" + cfg.dataset.plugin + "' has " + std::to_string(p.n_train) +
                 " training samples; at least 2 are needed");
@@ -120,7 +129,7 @@ RunParts set_up_run(const RunConfig& cfg, const PluginHost& host, const RunOptio
   p.optimizer = std::make_unique<StagedOptimizer>(*p.model, cfg.train);
   p.tracker = std::make_unique<StageStatsTracker>(*p.model);
   p.feed = std::make_unique<BatchFeed>(p.controller->source(cfg.loader_threads),
-                                      FeedSettings{batch, cfg.prefetch, p.device});
+                                       FeedSettings{batch / world, cfg.prefetch, p.device});
   return p;
 }
 

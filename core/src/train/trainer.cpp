@@ -3,11 +3,13 @@
 // (run_report.cpp: console and run folder).
 #include "learndrop/core/trainer.h"
 
+#include <algorithm>
 #include <csignal>
 #include <cstdlib>
 #include <filesystem>
 #include <mutex>
 #include <numeric>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -19,6 +21,8 @@
 #include <torch/utils.h>
 
 #include "learndrop/core/checkpoint.h"
+#include "learndrop/core/distributed.h"
+#include "learndrop/core/files.h"
 #include "learndrop/core/interrupt.h"
 #include "learndrop/core/seeds.h"
 #include "run_report.h"
@@ -32,18 +36,22 @@ using json = nlohmann::json;
 
 // Test loss and accuracy of the full model (every stage, eval mode) on
 // `device` in `precision`.
+// In a data-parallel run each rank evaluates its contiguous 1/world of the
+// test set, and the sums are all-reduced.
 EvalResult evaluate(StagedModel& model, const Dataset& dataset, std::int64_t batch_size, at::Device device,
-                    Precision precision) {
+                    Precision precision, ProcessGroup* group) {
   model.eval();
   at::NoGradGuard no_grad;
   AutocastGuard autocast(device, precision);
   const std::int64_t n = dataset.size(Split::kTest);
+  const std::int64_t rank = group ? group->rank() : 0, world = group ? group->world() : 1;
+  const std::int64_t first = n * rank / world, last = n * (rank + 1) / world;
   // Summed on the device; read once at the end.
   at::Tensor loss = at::zeros({}, at::TensorOptions().dtype(at::kDouble).device(device));
   at::Tensor correct = at::zeros({}, at::TensorOptions().dtype(at::kLong).device(device));
-  for (std::int64_t begin = 0; begin < n; begin += batch_size) {
+  for (std::int64_t begin = first; begin < last; begin += batch_size) {
     throw_if_interrupted();
-    std::int64_t end = std::min(n, begin + batch_size);
+    std::int64_t end = std::min(last, begin + batch_size);
     std::vector<std::int64_t> idx(static_cast<std::size_t>(end - begin));
     std::iota(idx.begin(), idx.end(), begin);
     Batch b = dataset.get_batch(Split::kTest, idx, 0);
@@ -55,6 +63,7 @@ EvalResult evaluate(StagedModel& model, const Dataset& dataset, std::int64_t bat
                 .to(at::kDouble);
     correct += logits.argmax(1).eq(labels).sum();
   }
+  if (group) group->allreduce_sum({loss, correct});
   return {n ? loss.item<double>() / n : 0.0, n ? static_cast<double>(correct.item<std::int64_t>()) / n : 0.0};
 }
 
@@ -65,11 +74,36 @@ std::int64_t test_signal_step() {
   return v && *v ? std::strtoll(v, nullptr, 10) : -1;
 }
 
+// LEARNDROP_TEST_KILL_RANK_AT_STEP=R:N: rank R of a data-parallel run sends
+// itself SIGKILL before step N (the failure test; docs/testing.md).
+std::pair<int, std::int64_t> test_kill_step() {
+  const char* v = std::getenv("LEARNDROP_TEST_KILL_RANK_AT_STEP");
+  if (!v || !*v) return {-1, -1};
+  char* end = nullptr;
+  const long rank = std::strtol(v, &end, 10);
+  return {static_cast<int>(rank), *end == ':' ? std::strtoll(end + 1, nullptr, 10) : -1};
+}
+
 // The random generators a run draws from (dropout): LibTorch's CPU generator,
 // and on CUDA the device's; named as a checkpoint stores their states.
 std::vector<std::pair<std::string, at::Generator>> generators(at::Device device) {
   std::vector<std::pair<std::string, at::Generator>> out = {{"rng/cpu", at::detail::getDefaultCPUGenerator()}};
   if (device.is_cuda()) out.emplace_back("rng/cuda", at::globalContext().defaultGenerator(device));
+  return out;
+}
+
+// A rank's part of an epoch: its contiguous 1/world of every global batch
+// (batch s covers order[s*B, (s+1)*B) of the shared permutation), in step
+// order, so that its feed's batch s (of B/world rows) is its part of batch s.
+std::vector<std::int64_t> shard_order(const std::vector<std::int64_t>& order, std::int64_t batch, std::int64_t steps,
+                                      int rank, int world) {
+  std::vector<std::int64_t> out;
+  const auto n = static_cast<std::int64_t>(order.size());
+  for (std::int64_t s = 0; s < steps; ++s) {
+    const std::int64_t begin = s * batch, rows = std::min(batch, n - begin);
+    out.insert(out.end(), order.begin() + begin + rows * rank / world,
+               order.begin() + begin + rows * (rank + 1) / world);
+  }
   return out;
 }
 
@@ -91,8 +125,10 @@ class Trainer {
         p_(prepare(cfg, host, opts, resume)),
         report_(cfg, p_, opts),
         loss_since_point_(at::zeros({}, at::TensorOptions().dtype(at::kDouble).device(p_.device))),
-        checkpoints_(cfg.train.checkpoint_every > 0),
+        group_(opts.group),
+        checkpoints_(cfg.train.checkpoint_every > 0 && group_ == nullptr),
         signal_at_step_(test_signal_step()),
+        kill_at_step_(test_kill_step()),
         resume_(resume) {}
 
   json run() {
@@ -101,6 +137,7 @@ class Trainer {
     std::int64_t first_epoch = 0;
     if (resume_) first_epoch = restore(*resume_);
     for (std::int64_t epoch = first_epoch; epoch < cfg_.train.epochs; ++epoch) train_epoch(epoch);
+    sync_buffers();
     return report_.finish(totals_, wall_before_ + seconds_since(start));
   }
 
@@ -116,6 +153,18 @@ class Trainer {
     return set_up_run(cfg, host, opts, &sizes);
   }
   void train_epoch(std::int64_t epoch);
+  /// A data-parallel run: rank 0's buffers (batch-norm statistics, which
+  /// each rank updates from its own rows) copied to every rank, as DDP does,
+  /// so that evaluation, a drop's cache and the saved model are the same model
+  /// on every rank. Frozen stages' buffers are equal already and stay bit-exact.
+  void sync_buffers();
+  /// A data-parallel run's first drop: each rank's cache shard is the
+  /// samples of its part of this epoch's batches (and of the left-out last
+  /// rows, dealt in turn), disjoint and covering; the rest of the epoch goes on
+  /// in shard positions, and later epochs permute each rank's own shard.
+  void shard_cache(std::int64_t epoch);
+  /// The rows of global batch `step` over all ranks (the weight of a rank's loss).
+  std::int64_t global_rows(std::int64_t step) const;
   void evaluation_point(std::int64_t epoch, std::int64_t step_in_epoch, EpochTally& tally);
   CacheStats epoch_reads() const;
   std::string save_checkpoint(std::int64_t epoch, std::int64_t step_in_epoch, const EpochTally* tally,
@@ -127,6 +176,9 @@ class Trainer {
   RunParts p_;
   RunReporter report_;
   RunTotals totals_;
+  ProcessGroup* group_;                    // null unless data-parallel
+  std::vector<std::int64_t> shard_sizes_;  // every rank's cache shard, once sharded
+  bool shard_epoch_ = false;               // order_ permutes this rank's shard
 
   // Run state.
   std::vector<std::int64_t> order_;
@@ -141,15 +193,53 @@ class Trainer {
   std::uint64_t cache_at_start_ = 0;
   CacheStats stats_at_start_, read_carry_;
 
-  // Checkpoints and resume.
+  // Checkpoints and resume (not in data-parallel runs yet).
   const bool checkpoints_;
   const std::int64_t signal_at_step_;
+  const std::pair<int, std::int64_t> kill_at_step_;
   const Checkpoint* resume_;
   std::int64_t first_step_ = 0;               // where the first (resumed) epoch begins
   const Checkpoint* resume_tally_ = nullptr;  // the tally that epoch goes on from
   double wall_before_ = 0;                    // wall seconds of the processes before a resume
   Clock::time_point run_start_ = Clock::now();
 };
+
+void Trainer::sync_buffers() {
+  if (!group_) return;
+  at::NoGradGuard no_grad;
+  group_->broadcast_tensors(p_.model->buffers());
+}
+
+std::int64_t Trainer::global_rows(std::int64_t step) const {
+  const std::int64_t batch = cfg_.train.batch_size;
+  if (!shard_epoch_) return std::min(batch, p_.n_train - step * batch);
+  const std::int64_t local = batch / group_->world();
+  std::int64_t rows = 0;
+  for (std::int64_t m : shard_sizes_) rows += std::clamp<std::int64_t>(m - step * local, 0, local);
+  return rows;
+}
+
+void Trainer::shard_cache(std::int64_t epoch) {
+  p_.feed->stop();  // it reads order_, which becomes shard positions below
+  const int world = group_->world(), rank = group_->rank();
+  const std::int64_t batch = cfg_.train.batch_size;
+  const std::vector<std::int64_t> all = epoch_order(p_.n_train, cfg_.seed, epoch);
+  const std::int64_t covered = std::min(p_.n_train, p_.steps_per_epoch * batch);
+  std::vector<std::int64_t> mine;
+  shard_sizes_.assign(static_cast<std::size_t>(world), 0);
+  for (int q = 0; q < world; ++q) {
+    std::vector<std::int64_t> part = shard_order(all, batch, p_.steps_per_epoch, q, world);
+    for (std::int64_t j = covered + q; j < p_.n_train; j += world) part.push_back(all[static_cast<std::size_t>(j)]);
+    shard_sizes_[static_cast<std::size_t>(q)] = static_cast<std::int64_t>(part.size());
+    if (q == rank) mine = std::move(part);
+  }
+  // This epoch's order is the start of the shard: positions 0, 1, ...
+  std::iota(order_.begin(), order_.end(), std::int64_t{0});
+  const json record = {{"rank", rank}, {"world_size", world}, {"epoch", epoch + 1}, {"samples", mine}};
+  atomic_write(p_.out->dir() / "cache_shard.json", record.dump() + "\n");
+  spdlog::debug("rank {}: cache shard of {} samples", rank, mine.size());
+  p_.controller->set_shard(std::move(mine));
+}
 
 CacheStats Trainer::epoch_reads() const {
   CacheStats r = read_carry_;
@@ -168,7 +258,17 @@ CacheStats Trainer::epoch_reads() const {
 void Trainer::train_epoch(std::int64_t epoch) {
   const auto epoch_start = Clock::now();
   epoch_seed_ = mix_seed(cfg_.seed, 1000003ULL * static_cast<std::uint64_t>(epoch + 1));
-  order_ = epoch_order(p_.n_train, cfg_.seed, epoch);
+  shard_epoch_ = !shard_sizes_.empty();
+  if (shard_epoch_) {
+    const int r = group_->rank();
+    order_ = epoch_order(shard_sizes_[static_cast<std::size_t>(r)], mix_seed(cfg_.seed, 0x7368617264ULL + r), epoch);
+  } else {
+    order_ = epoch_order(p_.n_train, cfg_.seed, epoch);
+    if (group_) {
+      order_ = shard_order(order_, cfg_.train.batch_size, p_.steps_per_epoch, group_->rank(), group_->world());
+    }
+  }
+  const std::int64_t flops_full_before = totals_.flops_full;
   p_.model->train();
   p_.controller->keep_dropped_in_eval();
   std::int64_t s = std::exchange(first_step_, 0);
@@ -185,6 +285,7 @@ void Trainer::train_epoch(std::int64_t epoch) {
   at::Tensor x, y;
   while (true) {
     if (step_ == signal_at_step_) std::raise(SIGTERM);
+    if (group_ && step_ == kill_at_step_.second && group_->rank() == kill_at_step_.first) std::raise(SIGKILL);
     if (checkpoints_ && pending_signal() != 0) {
       // Stop at this step with a checkpoint; the cache stays for the resume.
       p_.feed->stop();
@@ -205,27 +306,46 @@ void Trainer::train_epoch(std::int64_t epoch) {
       loss = torch::nn::functional::cross_entropy(logits, y);
     }
     p_.optimizer->zero_grad();
-    p_.scaler->scale_loss(loss).backward();
+    const std::int64_t b = y.size(0);
+    // Data-parallel: this rank's mean loss weighted by its share of the global
+    // batch, gradients summed over the ranks: the gradient of the global batch's mean.
+    double share = 1;
+    if (group_) share = static_cast<double>(b) / static_cast<double>(global_rows(s));
+    p_.scaler->scale_loss(group_ ? loss * share : loss).backward();
+    if (group_) {
+      std::vector<at::Tensor> grads;
+      for (const auto& param : p_.optimizer->parameters()) {
+        if (param.grad().defined()) grads.push_back(param.grad());
+      }
+      group_->allreduce_sum(grads);
+    }
     // fp16 only: the parameter list is not gathered at every fp32/bf16 step.
     const bool finite = !p_.scaler->enabled() || p_.scaler->unscale(p_.optimizer->parameters());
     if (p_.policy->wants_step_gradient_norms()) p_.tracker->add_step_gradients(cut);
     if (finite) p_.optimizer->step();  // fp16: a step with inf/NaN gradients is skipped
     p_.scaler->update(finite);
     lr_since_point_ += last_lr_;
-    const std::int64_t b = y.size(0);
     const at::Tensor loss_value = loss.detach().to(at::kDouble);
     tally.loss_sum += loss_value * static_cast<double>(b);
     tally.correct_sum += logits.argmax(1).eq(y).sum();
     tally.seen += b;
     tally.flops += b * p_.profile.flops_from(cut);
     totals_.flops_full += b * p_.profile.flops_from(0);
-    loss_since_point_ += loss_value;
+    loss_since_point_ += group_ ? loss_value * share : loss_value;
     ++steps_since_point_;
     ++step_;
     ++s;
     const std::int64_t period = p_.policy->period_steps();
     if (period > 0 ? step_ % period == 0 : s == p_.steps_per_epoch) evaluation_point(epoch, s, tally);
     report_.live(epoch, s, tally, epoch_start);
+  }
+  if (group_) {
+    // The epoch's metrics over every rank's rows.
+    at::Tensor counts = at::tensor({tally.seen, tally.flops, totals_.flops_full - flops_full_before}, at::kLong);
+    group_->allreduce_sum({tally.loss_sum, tally.correct_sum, counts});
+    tally.seen = counts[0].item<std::int64_t>();
+    tally.flops = counts[1].item<std::int64_t>();
+    totals_.flops_full = flops_full_before + counts[2].item<std::int64_t>();
   }
   const double train_seconds = seconds_since(epoch_start);
   totals_.train_seconds += train_seconds;
@@ -238,7 +358,8 @@ void Trainer::train_epoch(std::int64_t epoch) {
   totals_.evaluated = (epoch + 1) % cfg_.train.eval_every == 0 || epoch + 1 == cfg_.train.epochs;
   if (totals_.evaluated) {
     DeferInterrupts defer(checkpoints_);  // a signal stops the run at the next step, with a checkpoint
-    totals_.last_eval = evaluate(*p_.model, *p_.dataset, cfg_.train.eval_batch_size, p_.device, p_.precision);
+    sync_buffers();
+    totals_.last_eval = evaluate(*p_.model, *p_.dataset, cfg_.train.eval_batch_size, p_.device, p_.precision, group_);
     totals_.eval_flops += p_.dataset->size(Split::kTest) * p_.profile.flops_from(0);
   }
   const double epoch_seconds = seconds_since(epoch_start);
@@ -255,6 +376,10 @@ void Trainer::evaluation_point(std::int64_t epoch, std::int64_t step_in_epoch, E
   in.step = step_;
   in.epoch = static_cast<double>(epoch) + static_cast<double>(step_in_epoch) / p_.steps_per_epoch;
   in.cut = cut;
+  if (group_) {
+    group_->allreduce_sum({loss_since_point_});
+    sync_buffers();  // a drop's cache is built from the same frozen stages on every rank
+  }
   in.train_loss = loss_since_point_.item<double>() / static_cast<double>(steps_since_point_);
   in.lr = last_lr_;
   in.lr_sum = lr_since_point_;
@@ -273,11 +398,20 @@ void Trainer::evaluation_point(std::int64_t epoch, std::int64_t step_in_epoch, E
     }
   }
   Decision d;
-  try {
-    d = p_.policy->decide(in);
-  } catch (const std::exception& e) {
-    throw Error("policy '" + cfg_.policy.plugin + "' failed at evaluation point " + std::to_string(in.eval_point) +
-                ": " + e.what());
+  // Data-parallel: the policy runs on rank 0 (every rank has the same
+  // parameters and statistics) and its cut is broadcast, so all ranks drop
+  // at the same step.
+  if (!group_ || group_->rank() == 0) {
+    try {
+      d = p_.policy->decide(in);
+    } catch (const std::exception& e) {
+      throw Error("policy '" + cfg_.policy.plugin + "' failed at evaluation point " + std::to_string(in.eval_point) +
+                  ": " + e.what());
+    }
+  }
+  if (group_) {
+    d.cut = static_cast<std::size_t>(group_->broadcast({static_cast<std::int64_t>(d.cut)})[0]);
+    if (group_->rank() != 0) d.reason = "rank 0's decision";
   }
   json stages = json::array();
   for (const auto& st : measured) {
@@ -313,6 +447,7 @@ void Trainer::evaluation_point(std::int64_t epoch, std::int64_t step_in_epoch, E
     }
     return;
   }
+  if (group_ && p_.controller->cut() == 0 && std::min(d.cut, p_.model->num_stages()) > 0) shard_cache(epoch);
   // The drop itself is one call: DropController::apply checks the decision,
   // stops the feed, freezes, builds the cache, trims the optimizer and hands
   // the feed the cache for the rest of the epoch.
@@ -490,7 +625,55 @@ std::int64_t Trainer::restore(const Checkpoint& c) {
 
 }  // namespace
 
+namespace {
+
+// One rank of a data-parallel run (WORLD_SIZE > 1): connects the group, gives
+// rank r > 0 its own folder and a share of the cores, and records a failure
+// in the run folder.
+json run_rank(const RunConfig& config, const PluginHost& host, const RunOptions& options, const RankEnv& env) {
+  if (options.resume) {
+    throw Error(
+        "--resume: distributed runs do not write checkpoints yet, so there is nothing to resume "
+        "(docs/distributed.md)");
+  }
+  RunConfig cfg = config;
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (cfg.threads_setting == "auto") cfg.threads = std::max(1, cores / env.local_world);
+  if (cfg.loader_threads_setting == "auto") cfg.loader_threads = cfg.threads;
+  std::unique_ptr<ProcessGroup> group =
+      ProcessGroup::connect(env, cfg.dist_backend, resolve_device(cfg.device), cfg.dist_timeout);
+  RunOptions opts = options;
+  opts.group = group.get();
+  const std::filesystem::path run_dir = options.out_dir;
+  if (env.rank > 0) {
+    opts.out_dir = (run_dir / "ranks" / std::to_string(env.rank)).string();
+    opts.progress = false;
+  }
+  if (env.rank == 0) {
+    spdlog::info("rank 0 of {} ({}; {} threads per rank; checkpoints are not written in distributed runs yet)",
+                 env.world, group->backend(), cfg.threads);
+  }
+  try {
+    Trainer trainer(cfg, host, opts, nullptr);
+    return trainer.run();
+  } catch (const std::exception& e) {
+    std::error_code ec;
+    std::filesystem::create_directories(opts.out_dir, ec);
+    const json failed = {{"rank", env.rank}, {"world_size", env.world}, {"error", std::string(e.what())}};
+    try {
+      atomic_write(std::filesystem::path(opts.out_dir) / "failed.json", failed.dump(2) + "\n");
+    } catch (const std::exception& w) {
+      spdlog::warn("rank {}: {}", env.rank, w.what());
+    }
+    throw;
+  }
+}
+
+}  // namespace
+
 json run_training(const RunConfig& config, const PluginHost& host, const RunOptions& options) {
+  const RankEnv env = rank_env_from_environment();
+  if (env.distributed() && options.group == nullptr) return run_rank(config, host, options, env);
   if (!options.resume) {
     Trainer trainer(config, host, options, nullptr);
     return trainer.run();

@@ -65,6 +65,8 @@ struct RunConfig {
   std::string loader_threads_setting;  ///< As written.
   std::int64_t prefetch = 2;           ///< Batches prepared ahead of training (0 = none).
   std::string device = "auto";         ///< runtime.device as written (resolved when a run starts).
+  std::string dist_backend = "auto";   ///< runtime.dist_backend: auto | gloo | nccl (not part of the hash).
+  double dist_timeout = 300;           ///< runtime.dist_timeout, seconds (not part of the hash).
   TrainSettings train;
   PluginChoice model, dataset, policy, cache;
   bool policy_shadow = false;             ///< policy.shadow: consult and log, never drop.
@@ -77,7 +79,7 @@ struct RunConfig {
   /// The effective config as YAML (every key, defaults included).
   std::string effective_yaml() const;
   /// The effective config without the keys that do not change what the
-  /// run computes (train.checkpoint_every): what hash() and cache keys digest.
+  /// run computes (train.checkpoint_every, runtime.dist_*): what hash() and cache keys digest.
   std::string identity_yaml() const;
   /// Stable hash of the identity config (identifies a run with its seed).
   std::string hash() const;

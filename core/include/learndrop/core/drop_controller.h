@@ -117,6 +117,18 @@ class DropController {
   std::unique_ptr<BatchReader> reader(const std::vector<std::int64_t>& order, std::int64_t batch_size,
                                       std::uint64_t epoch_seed) const;
 
+  /// A data-parallel rank caches only its shard: the training samples
+  /// `samples` (distinct ids), at positions 0..m-1. From then on the
+  /// controller's "samples" (reader, augment, train_labels, cached rows
+  /// v * m + p) are positions in the shard, not dataset indices; views and
+  /// shifts are still drawn per dataset index, as without a shard. Only
+  /// before the first drop.
+  void set_shard(std::vector<std::int64_t> samples);
+  /// The shard's dataset indices (empty: every sample, positions = indices).
+  const std::vector<std::int64_t>& shard() const { return shard_; }
+  /// Samples this controller caches: the shard's, or the training set's.
+  std::int64_t cached_samples() const;
+
   /// Number of cached views per sample.
   std::int64_t views() const { return settings_.views; }
 
@@ -144,7 +156,8 @@ class DropController {
   /// [0, cut): a digest of those weights, the data key, the views and dtype.
   std::string cache_key(std::size_t cut) const;
 
-  /// Cached features (model layout, float32, on the CPU) of rows v * N + i; for inspection.
+  /// Cached features (model layout, float32, on the CPU) of rows v * N + i
+  /// (N = cached_samples()); for inspection.
   at::Tensor cached_rows(const std::vector<std::int64_t>& rows) const;
 
   /// Converts a batch from the cache reader into model layout (type and device unchanged).
@@ -189,6 +202,8 @@ class DropController {
   CacheLayout layout_at(std::size_t cut) const;
   std::vector<std::int64_t> rows(const std::vector<std::int64_t>& samples, std::uint64_t epoch_seed) const;
   FeatureShift shift_at(std::size_t cut) const;
+  /// The dataset index of cached position `p`.
+  std::int64_t sample_of(std::int64_t p) const { return shard_.empty() ? p : shard_[static_cast<std::size_t>(p)]; }
 
   StagedModel& model_;
   const Dataset& dataset_;
@@ -203,6 +218,7 @@ class DropController {
   FeatureShift shift_;
   std::vector<std::size_t> drops_;
   std::string cache_key_;
+  std::vector<std::int64_t> shard_;
 };
 
 }  // namespace ld::core

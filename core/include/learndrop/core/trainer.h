@@ -9,6 +9,7 @@
 namespace ld::core {
 
 class PluginHost;
+class ProcessGroup;
 
 /// How `ldrop run` presents a run.
 struct RunOptions {
@@ -17,12 +18,19 @@ struct RunOptions {
   /// Go on with the run in `out_dir` from its checkpoint (ldrop run
   /// --resume): the config must hash as the run's did.
   bool resume = false;
+  /// A data-parallel run's group (run_training connects it from RANK,
+  /// WORLD_SIZE, MASTER_ADDR, MASTER_PORT; docs/distributed.md); null alone.
+  ProcessGroup* group = nullptr;
 };
 
 /// Trains the model of `config` with its policy, writing config.yaml,
 /// metrics.jsonl, summary.json and model.pt to `options.out_dir`. Returns the
 /// summary. Throws ld::Error on bad input or a failing plugin, and
 /// Interrupted on SIGINT/SIGTERM (naming the checkpoint it wrote, if any).
+///
+/// With WORLD_SIZE > 1 in the environment (ldrop run --nproc N, torchrun) it
+/// is one rank of a data-parallel run: rank 0 writes `out_dir`, rank r > 0
+/// writes only `out_dir`/ranks/r/.
 nlohmann::json run_training(const RunConfig& config, const PluginHost& host, const RunOptions& options);
 
 }  // namespace ld::core
