@@ -103,6 +103,12 @@ TEST_F(Distributed, TwoGlooRanksMatchOneRankAndDropTogetherOnDisjointShards) {
   EXPECT_EQ(s2["world_size"], 2);
   EXPECT_EQ(s2["dist_backend"], "gloo");
   EXPECT_EQ(s1["world_size"], 1);
+  // Dropped stages have no gradients: a step all-reduces fewer bytes after the drop.
+  const std::int64_t before = s2["allreduce_bytes_per_step"]["first"].get<std::int64_t>(),
+                     after = s2["allreduce_bytes_per_step"]["last"].get<std::int64_t>();
+  EXPECT_GT(before, 0);
+  EXPECT_LT(after, before);
+  EXPECT_EQ(s1["allreduce_bytes_per_step"]["first"], 0);
 
   // The cache shards: disjoint, covering the 256 samples, each rank's cache
   // half the one-rank cache.

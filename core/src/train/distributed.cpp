@@ -4,6 +4,7 @@
 // USE_C10D_GLOO, when CMake found Gloo's headers (core/CMakeLists.txt).
 #include "learndrop/core/distributed.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <map>
@@ -202,6 +203,143 @@ void ProcessGroup::barrier() {
   impl_->collective("barrier", [&] { return impl_->pg->barrier(); });
 }
 
+struct GradientReducer::Impl {
+  ProcessGroup::Impl& group;
+  std::int64_t bucket_bytes = 0;
+  std::vector<at::Tensor> params;  // every hooked parameter, by index
+  struct Slot {
+    int bucket = -1;  // -1: not trained now
+    std::int64_t offset = 0;
+  };
+  struct Bucket {
+    std::vector<std::size_t> members;  // parameter indices
+    std::vector<at::Tensor> flat;      // one flat tensor, as c10d takes it
+    std::size_t pending = 0;
+    c10::intrusive_ptr<c10d::Work> work;
+  };
+  std::vector<Slot> slots;
+  std::vector<Bucket> buckets;
+  std::vector<bool> arrived;
+  std::vector<const c10::TensorImpl*> trained;  // the set the buckets are for
+
+  Impl(ProcessGroup::Impl& g, std::int64_t bytes) : group(g), bucket_bytes(bytes) {}
+
+  void launch(Bucket& b) { b.work = group.pg->allreduce(b.flat); }
+
+  // The hook of parameter i: its gradient into its bucket; the bucket starts when full.
+  void arrive(std::size_t i, const at::Tensor& grad) {
+    const Slot& s = slots[i];
+    if (s.bucket < 0 || arrived[i]) return;
+    Bucket& b = buckets[static_cast<std::size_t>(s.bucket)];
+    b.flat[0].narrow(0, s.offset, grad.numel()).copy_(grad.reshape({-1}));
+    arrived[i] = true;
+    if (--b.pending == 0) launch(b);
+  }
+
+  void reset() {
+    for (auto& b : buckets) {
+      b.pending = b.members.size();
+      b.work.reset();
+    }
+    std::fill(arrived.begin(), arrived.end(), false);
+  }
+
+  void rebuild(const std::vector<at::Tensor>& now) {
+    std::map<const c10::TensorImpl*, std::size_t> index;
+    for (std::size_t i = 0; i < params.size(); ++i) index[params[i].unsafeGetTensorImpl()] = i;
+    std::fill(slots.begin(), slots.end(), Slot{});
+    buckets.clear();
+    trained.clear();
+    // Reverse order, one dtype per bucket, at most bucket_bytes (a larger parameter alone).
+    std::map<at::ScalarType, int> open;
+    std::vector<std::int64_t> used;
+    for (auto it = now.rbegin(); it != now.rend(); ++it) {
+      trained.push_back(it->unsafeGetTensorImpl());
+      auto found = index.find(it->unsafeGetTensorImpl());
+      if (found == index.end()) throw Error("internal: a trained parameter is not one of the model's");
+      const std::size_t i = found->second;
+      const std::int64_t bytes = it->numel() * it->element_size();
+      auto o = open.find(it->scalar_type());
+      if (o == open.end() || used[static_cast<std::size_t>(o->second)] + bytes > bucket_bytes) {
+        buckets.emplace_back();
+        used.push_back(0);
+        open[it->scalar_type()] = static_cast<int>(buckets.size() - 1);
+        o = open.find(it->scalar_type());
+      }
+      const auto b = static_cast<std::size_t>(o->second);
+      slots[i] = {o->second, used[b] / static_cast<std::int64_t>(it->element_size())};
+      buckets[b].members.push_back(i);
+      used[b] += bytes;
+    }
+    for (std::size_t b = 0; b < buckets.size(); ++b) {
+      const at::Tensor& first = params[buckets[b].members.front()];
+      buckets[b].flat = {at::empty({used[b] / static_cast<std::int64_t>(first.element_size())}, first.options())};
+    }
+    reset();
+  }
+};
+
+GradientReducer::GradientReducer(ProcessGroup& group, const std::vector<at::Tensor>& params, std::int64_t bucket_bytes)
+    : impl_(std::make_shared<Impl>(*group.impl_, bucket_bytes)) {
+  impl_->params = params;
+  impl_->slots.resize(params.size());
+  impl_->arrived.assign(params.size(), false);
+  const std::weak_ptr<Impl> weak = impl_;
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    if (!params[i].requires_grad()) continue;
+    // A hook outlives the reducer on the model's parameters; it then does nothing.
+    params[i].register_hook([weak, i](const at::Tensor& grad) {
+      if (auto impl = weak.lock()) impl->arrive(i, grad);
+    });
+  }
+}
+
+GradientReducer::~GradientReducer() = default;
+
+void GradientReducer::prepare(const std::vector<at::Tensor>& trained) {
+  bool same = trained.size() == impl_->trained.size();
+  for (std::size_t k = 0; same && k < trained.size(); ++k) {
+    same = trained[trained.size() - 1 - k].unsafeGetTensorImpl() == impl_->trained[k];
+  }
+  if (same) {
+    impl_->reset();
+  } else {
+    impl_->rebuild(trained);
+  }
+}
+
+void GradientReducer::finish() {
+  Impl& m = *impl_;
+  for (auto& b : m.buckets) {
+    if (b.work) continue;
+    for (std::size_t i : b.members) {  // no gradient this step: zeros, as on a rank that had one
+      if (!m.arrived[i]) b.flat[0].narrow(0, m.slots[i].offset, m.params[i].numel()).zero_();
+    }
+    m.launch(b);
+  }
+  for (auto& b : m.buckets) {
+    m.group.collective("all-reduce", [&] { return b.work; });
+    for (std::size_t i : b.members) {
+      at::Tensor& p = m.params[i];
+      const at::Tensor sum = b.flat[0].narrow(0, m.slots[i].offset, p.numel()).view(p.sizes());
+      if (p.grad().defined()) {
+        p.mutable_grad().copy_(sum);
+      } else {
+        p.mutable_grad() = sum.clone(p.suggest_memory_format());
+      }
+    }
+  }
+  m.reset();
+}
+
+std::size_t GradientReducer::buckets() const { return impl_->buckets.size(); }
+
+std::int64_t GradientReducer::bytes_per_step() const {
+  std::int64_t bytes = 0;
+  for (const auto& b : impl_->buckets) bytes += b.flat[0].numel() * b.flat[0].element_size();
+  return bytes;
+}
+
 #else  // no c10d in this build
 
 bool distributed_built() { return false; }
@@ -224,6 +362,14 @@ void ProcessGroup::allreduce_sum(const std::vector<at::Tensor>&, std::int64_t) {
 void ProcessGroup::broadcast_tensors(const std::vector<at::Tensor>&, int) {}
 std::vector<std::int64_t> ProcessGroup::broadcast(std::vector<std::int64_t> values, int) { return values; }
 void ProcessGroup::barrier() {}
+
+struct GradientReducer::Impl {};
+GradientReducer::GradientReducer(ProcessGroup&, const std::vector<at::Tensor>&, std::int64_t) {}
+GradientReducer::~GradientReducer() = default;
+void GradientReducer::prepare(const std::vector<at::Tensor>&) {}
+void GradientReducer::finish() {}
+std::size_t GradientReducer::buckets() const { return 0; }
+std::int64_t GradientReducer::bytes_per_step() const { return 0; }
 
 #endif
 

@@ -1,7 +1,5 @@
 #include "run_report.h"
 
-#include "learndrop/core/distributed.h"
-
 #include <cstdio>
 
 #include <unistd.h>
@@ -9,6 +7,7 @@
 #include <ATen/ATen.h>
 #include <spdlog/spdlog.h>
 
+#include "learndrop/core/distributed.h"
 #include "learndrop/core/text.h"
 
 namespace ld::core {
@@ -196,7 +195,8 @@ json RunReporter::summary(const RunTotals& t, double wall_seconds) const {
           {"head_forward_flops", parts_.profile.head_flops},
           {"resumes", resumes_},
           {"world_size", opts_.group ? opts_.group->world() : 1},
-          {"dist_backend", opts_.group ? opts_.group->backend() : "none"}};
+          {"dist_backend", opts_.group ? opts_.group->backend() : "none"},
+          {"allreduce_bytes_per_step", {{"first", t.allreduce_bytes_first}, {"last", t.allreduce_bytes_last}}}};
 }
 
 }  // namespace ld::core

@@ -47,6 +47,8 @@ struct RunTotals {
   std::int64_t cache_read_bytes = 0;
   EvalResult last_eval;
   bool evaluated = false;  ///< Whether last_eval is the current epoch's.
+  /// Data-parallel: gradient bytes one step all-reduces, at the first step and the last.
+  std::int64_t allreduce_bytes_first = 0, allreduce_bytes_last = 0;
 };
 
 class RunReporter {

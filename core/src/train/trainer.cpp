@@ -129,7 +129,9 @@ class Trainer {
         checkpoints_(cfg.train.checkpoint_every > 0 && group_ == nullptr),
         signal_at_step_(test_signal_step()),
         kill_at_step_(test_kill_step()),
-        resume_(resume) {}
+        resume_(resume) {
+    if (group_) reducer_ = std::make_unique<GradientReducer>(*group_, p_.model->parameters());
+  }
 
   json run() {
     const auto start = run_start_ = Clock::now();
@@ -177,6 +179,7 @@ class Trainer {
   RunReporter report_;
   RunTotals totals_;
   ProcessGroup* group_;                    // null unless data-parallel
+  std::unique_ptr<GradientReducer> reducer_;
   std::vector<std::int64_t> shard_sizes_;  // every rank's cache shard, once sharded
   bool shard_epoch_ = false;               // order_ permutes this rank's shard
 
@@ -311,13 +314,12 @@ void Trainer::train_epoch(std::int64_t epoch) {
     // batch, gradients summed over the ranks: the gradient of the global batch's mean.
     double share = 1;
     if (group_) share = static_cast<double>(b) / static_cast<double>(global_rows(s));
+    if (reducer_) reducer_->prepare(p_.optimizer->parameters());
     p_.scaler->scale_loss(group_ ? loss * share : loss).backward();
-    if (group_) {
-      std::vector<at::Tensor> grads;
-      for (const auto& param : p_.optimizer->parameters()) {
-        if (param.grad().defined()) grads.push_back(param.grad());
-      }
-      group_->allreduce_sum(grads);
+    if (reducer_) {
+      reducer_->finish();  // the buckets' all-reduces ran during the backward pass
+      if (totals_.allreduce_bytes_first == 0) totals_.allreduce_bytes_first = reducer_->bytes_per_step();
+      totals_.allreduce_bytes_last = reducer_->bytes_per_step();
     }
     // fp16 only: the parameter list is not gathered at every fp32/bf16 step.
     const bool finite = !p_.scaler->enabled() || p_.scaler->unscale(p_.optimizer->parameters());

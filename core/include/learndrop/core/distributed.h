@@ -64,9 +64,43 @@ class ProcessGroup {
   void barrier();
 
  private:
+  friend class GradientReducer;
   struct Impl;
   explicit ProcessGroup(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
+};
+
+/// Gradient all-reduce overlapped with the backward pass, as DDP's reducer
+/// does: the trained parameters, in reverse order (about the order their
+/// gradients are computed), are packed into flat buckets of at most
+/// `bucket_bytes`. A hook on each parameter copies its gradient into its
+/// bucket, and a bucket's asynchronous all-reduce starts as soon as its last
+/// gradient arrives, while autograd goes on with the earlier stages. `finish`
+/// waits for the buckets and writes the sums into the parameters' `.grad`.
+/// The sums are the same as ProcessGroup::allreduce_sum's.
+class GradientReducer {
+ public:
+  /// Hooks every parameter of `params` (a model's, all of them: those a drop
+  /// freezes no longer compute gradients, and their hooks do nothing).
+  GradientReducer(ProcessGroup& group, const std::vector<at::Tensor>& params, std::int64_t bucket_bytes = 25 << 20);
+  ~GradientReducer();
+  GradientReducer(const GradientReducer&) = delete;
+  GradientReducer& operator=(const GradientReducer&) = delete;
+
+  /// Before a backward pass over `trained` (the optimizer's parameters): the
+  /// buckets are rebuilt when that set changed (after a drop).
+  void prepare(const std::vector<at::Tensor>& trained);
+  /// After the backward pass: starts the buckets not started (a parameter
+  /// without a gradient counts as zeros), waits for all, and sets each
+  /// trained parameter's gradient to the sum over the ranks.
+  void finish();
+  /// Buckets of the current trained set, and the bytes one step all-reduces.
+  std::size_t buckets() const;
+  std::int64_t bytes_per_step() const;
+
+ private:
+  struct Impl;
+  std::shared_ptr<Impl> impl_;  // the parameters' hooks hold it weakly
 };
 
 }  // namespace ld::core
