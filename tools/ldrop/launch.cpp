@@ -125,7 +125,7 @@ int launch_local_ranks(int nproc, const std::string& out_dir, double timeout_sec
 
   std::vector<int> status(static_cast<std::size_t>(nproc), 0);
   int running = nproc, first_failed = -1, forwarded = 0;
-  Clock::time_point deadline = Clock::time_point::max();
+  Clock::time_point deadline = Clock::time_point::max(), signalled = Clock::time_point::max();
   while (running > 0) {
     int st = 0;
     const pid_t pid = ::waitpid(-1, &st, WNOHANG);
@@ -144,11 +144,17 @@ int launch_local_ranks(int nproc, const std::string& out_dir, double timeout_sec
       }
       continue;
     }
-    if (const int sig = core::pending_signal(); sig != 0 && forwarded != sig) {
-      for (pid_t p : pids) {
-        if (p > 0) ::kill(p, sig);
+    // SIGINT from a terminal reaches the ranks too (one process group); a
+    // signal sent to the launcher alone is passed on after 2 s. A second one
+    // would end the ranks at once, without their cleanup.
+    if (const int sig = core::pending_signal(); sig != 0 && forwarded == 0) {
+      if (signalled == Clock::time_point::max()) signalled = Clock::now();
+      if (Clock::now() - signalled > std::chrono::seconds(2)) {
+        for (pid_t p : pids) {
+          if (p > 0) ::kill(p, sig);
+        }
+        forwarded = sig;
       }
-      forwarded = sig;
     }
     if (Clock::now() > deadline) {
       for (int r = 0; r < nproc; ++r) {
@@ -188,7 +194,7 @@ int launch_local_ranks(int nproc, const std::string& out_dir, double timeout_sec
   } catch (const std::exception& e) {
     std::fprintf(stderr, "warning: %s\n", e.what());
   }
-  if (forwarded != 0) return 128 + forwarded;
+  if (const int sig = core::pending_signal(); sig != 0) return 128 + sig;
   const int st = status[static_cast<std::size_t>(first_failed)];
   return WIFEXITED(st) ? WEXITSTATUS(st) : kFailed;
 }
