@@ -136,6 +136,50 @@ TEST_F(Distributed, TwoGlooRanksMatchOneRankAndDropTogetherOnDisjointShards) {
   EXPECT_FALSE(fs::exists(d2 / "failed.json"));
 }
 
+// With K cached views each rank holds (rows / ranks) x K rows, and the disk
+// caches of the ranks live in their own folders (crop+flip CIFAR, resnet18
+// with batch norm, 3 views, disk cache).
+TEST_F(Distributed, EachRankCachesItsShardOfEveryViewOnDisk) {
+  ld::test::TempDir cifar;
+  ASSERT_EQ(ld::test::run_shell(std::string(LDROP_FIXTURE_EXE) + " " + cifar.str() + " --cifar 20").code, 0);
+  const std::string sets =
+      "--set dataset.plugin=cifar10 --set dataset.root=" + cifar.str() +
+      " --set dataset.augment=crop_flip --set model.plugin=resnet --set model.variant=resnet18"
+      " --set model.stem=cifar --set model.width=0.125 --set train.batch_size=16 --set train.epochs=4"
+      " --set cache.augment=views --set cache.views=3 --set cache.plugin=disk";
+  Result one = run("c1", sets);
+  ASSERT_EQ(one.code, 0) << one.output;
+  Result two = run("c2", sets + " --nproc 2");
+  ASSERT_EQ(two.code, 0) << two.output;
+  const fs::path d2 = dir_.path() / "c2", r1 = d2 / "ranks" / "1";
+  const json s1 = read_json(dir_.path() / "c1" / "summary.json"), s2 = read_json(d2 / "summary.json"),
+             s2r1 = read_json(r1 / "summary.json");
+  ASSERT_EQ(s1["drops"].size(), 1u);
+  ASSERT_EQ(s2["drops"].size(), 1u);
+  ASSERT_EQ(s2r1["drops"].size(), 1u);
+  const std::int64_t n = s1["train_samples"].get<std::int64_t>();
+  const json shard0 = read_json(d2 / "cache_shard.json"), shard1 = read_json(r1 / "cache_shard.json");
+  ASSERT_EQ(static_cast<std::int64_t>(shard0["samples"].size() + shard1["samples"].size()), n);
+  std::set<std::int64_t> all;
+  for (const auto& i : shard0["samples"]) all.insert(i.get<std::int64_t>());
+  for (const auto& i : shard1["samples"]) all.insert(i.get<std::int64_t>());
+  EXPECT_EQ(static_cast<std::int64_t>(all.size()), n);
+  // 3 views of 50 samples per rank, 3 of 100 alone: equal halves, up to one file header each.
+  const std::int64_t b1 = s1["drops"][0]["cache_bytes"].get<std::int64_t>(),
+                     b2 = s2["drops"][0]["cache_bytes"].get<std::int64_t>(),
+                     b2r1 = s2r1["drops"][0]["cache_bytes"].get<std::int64_t>();
+  EXPECT_EQ(b2, b2r1);
+  EXPECT_GE(b2 + b2r1, b1);
+  EXPECT_LE(b2 + b2r1, b1 + 64 * 1024) << "more than a header per file";
+  EXPECT_LT(b2, b1 * 51 / 100);
+  // Each rank's disk cache was in its own folder (RUN/cache, RUN/ranks/1/cache)
+  // and removed by the rank that wrote it.
+  for (const fs::path& d : {d2 / "cache", r1 / "cache"}) {
+    if (!fs::exists(d)) continue;
+    for (const auto& e : fs::directory_iterator(d)) ADD_FAILURE() << "left behind: " << e.path();
+  }
+}
+
 // A rank that dies makes the other stop at its next collective, with an error
 // naming the rank, long before the timeout (20 s here), and the run folder
 // says the run failed.
