@@ -136,6 +136,27 @@ TEST_F(Distributed, TwoGlooRanksMatchOneRankAndDropTogetherOnDisjointShards) {
   EXPECT_FALSE(fs::exists(d2 / "failed.json"));
 }
 
+// Without --nproc: two processes started by hand with the variables torchrun
+// or a scheduler sets (the multi-machine path of docs/distributed.md), on
+// localhost. They compute what --nproc 2 computes.
+TEST_F(Distributed, RanksStartedWithTorchrunsEnvironmentFormOneRun) {
+  Result launched = run("launched", "--nproc 2");
+  ASSERT_EQ(launched.code, 0) << launched.output;
+  const fs::path out = dir_.path() / "manual";
+  const std::string ldrop = std::string(LDROP_EXE) + " run " + config_ + " --quiet --out " + out.string();
+  // A fixed port: the test runs alone in its process; MASTER_PORT is what users set.
+  const std::string env = "WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=29561 ";
+  Result r = ld::test::run_shell(env + "RANK=1 LOCAL_RANK=1 " + ldrop + " > " + dir_.str() +
+                                 "/rank1.log 2>&1 & p=$!; " + env + "RANK=0 LOCAL_RANK=0 " + ldrop +
+                                 "; a=$?; wait $p; b=$?; cat " + dir_.str() + "/rank1.log; exit $((a + b))");
+  ASSERT_EQ(r.code, 0) << r.output;
+  const std::vector<json> a = lines(dir_.path() / "launched" / "metrics.jsonl"), b = lines(out / "metrics.jsonl");
+  ASSERT_EQ(a.size(), b.size());
+  for (std::size_t e = 0; e < a.size(); ++e) EXPECT_EQ(a[e]["train_loss"], b[e]["train_loss"]) << e;
+  EXPECT_EQ(read_json(out / "summary.json")["world_size"], 2);
+  EXPECT_TRUE(fs::exists(out / "ranks" / "1" / "summary.json"));
+}
+
 // With K cached views each rank holds (rows / ranks) x K rows, and the disk
 // caches of the ranks live in their own folders (crop+flip CIFAR, resnet18
 // with batch norm, 3 views, disk cache).
