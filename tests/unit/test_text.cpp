@@ -32,4 +32,11 @@ TEST(Text, HashIsStableAndSensitive) {
   EXPECT_NE(fnv1a_hex("a: 1"), fnv1a_hex("a: 2"));
 }
 
+TEST(Text, FirstLineDropsWhatFollowsTheFirstNewline) {
+  EXPECT_EQ(first_line("Connection reset by peer\nException raised from ...\nframe #0"), "Connection reset by peer");
+  EXPECT_EQ(first_line("one line"), "one line");
+  EXPECT_EQ(first_line(""), "");
+  EXPECT_EQ(first_line("\nsecond"), "");
+}
+
 }  // namespace ld::core

@@ -46,12 +46,6 @@ core::RunConfig prepare(core::PluginHost& host, const std::string& file, const s
   return cfg;
 }
 
-// The first line of an exception message (LibTorch appends a backtrace).
-std::string first_line(const char* what) {
-  std::string s(what);
-  return s.substr(0, s.find('\n'));
-}
-
 std::string default_out_dir(const core::RunConfig& cfg) {
   return (fs::path("runs") / (cfg.name + "-" + cfg.hash().substr(0, 8))).string();
 }
@@ -431,7 +425,7 @@ int run_command(const std::vector<Command>& commands) {
   try {
     code = chosen->input(host);
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "error: %s\n", first_line(e.what()).c_str());
+    std::fprintf(stderr, "error: %s\n", core::first_line(e.what()).c_str());
     return kBadInput;
   }
   if (code != kContinue || !chosen->run) return code;
@@ -447,7 +441,7 @@ int run_command(const std::vector<Command>& commands) {
     return 128 + e.signal();
   } catch (const std::exception& e) {
     std::fflush(stdout);
-    std::fprintf(stderr, "error: %s\n", first_line(e.what()).c_str());
+    std::fprintf(stderr, "error: %s\n", core::first_line(e.what()).c_str());
     return kFailed;
   }
 }

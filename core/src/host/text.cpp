@@ -60,6 +60,8 @@ std::string scaled(double value, double base, const char* const* units, int coun
 }
 }  // namespace
 
+std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
+
 std::string format_flops(double flops) {
   static const char* const units[] = {"", "K", "M", "G", "T", "P"};
   return scaled(flops, 1000.0, units, 6, "FLOP");

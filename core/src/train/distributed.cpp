@@ -13,6 +13,7 @@
 #include <ATen/ATen.h>
 #include <spdlog/spdlog.h>
 
+#include "learndrop/core/text.h"
 #include "learndrop/error.h"
 
 #ifdef LEARNDROP_WITH_C10D
@@ -36,9 +37,6 @@ int env_int(const char* name, int fallback, int lo, int hi) {
   }
   return static_cast<int>(n);
 }
-
-// The first line of a c10 error (it appends a C++ backtrace).
-std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
 
 }  // namespace
 
@@ -183,7 +181,7 @@ void ProcessGroup::allreduce_sum(const std::vector<at::Tensor>& tensors, std::in
 }
 
 void ProcessGroup::broadcast_tensors(const std::vector<at::Tensor>& tensors, int root) {
-  in_buckets(tensors, 25 << 20, [&](std::vector<at::Tensor>& flat) {
+  in_buckets(tensors, kBucketBytes, [&](std::vector<at::Tensor>& flat) {
     c10d::BroadcastOptions o;
     o.rootRank = root;
     impl_->collective("broadcast", [&] { return impl_->pg->broadcast(flat, o); });
@@ -197,10 +195,6 @@ std::vector<std::int64_t> ProcessGroup::broadcast(std::vector<std::int64_t> valu
   impl_->collective("broadcast", [&] { return impl_->pg->broadcast(t, o); });
   const at::Tensor c = t[0].contiguous();
   return std::vector<std::int64_t>(c.data_ptr<std::int64_t>(), c.data_ptr<std::int64_t>() + c.numel());
-}
-
-void ProcessGroup::barrier() {
-  impl_->collective("barrier", [&] { return impl_->pg->barrier(); });
 }
 
 struct GradientReducer::Impl {
@@ -332,8 +326,6 @@ void GradientReducer::finish() {
   m.reset();
 }
 
-std::size_t GradientReducer::buckets() const { return impl_->buckets.size(); }
-
 std::int64_t GradientReducer::bytes_per_step() const {
   std::int64_t bytes = 0;
   for (const auto& b : impl_->buckets) bytes += b.flat[0].numel() * b.flat[0].element_size();
@@ -361,14 +353,12 @@ const std::string& ProcessGroup::backend() const {
 void ProcessGroup::allreduce_sum(const std::vector<at::Tensor>&, std::int64_t) {}
 void ProcessGroup::broadcast_tensors(const std::vector<at::Tensor>&, int) {}
 std::vector<std::int64_t> ProcessGroup::broadcast(std::vector<std::int64_t> values, int) { return values; }
-void ProcessGroup::barrier() {}
 
 struct GradientReducer::Impl {};
 GradientReducer::GradientReducer(ProcessGroup&, const std::vector<at::Tensor>&, std::int64_t) {}
 GradientReducer::~GradientReducer() = default;
 void GradientReducer::prepare(const std::vector<at::Tensor>&) {}
 void GradientReducer::finish() {}
-std::size_t GradientReducer::buckets() const { return 0; }
 std::int64_t GradientReducer::bytes_per_step() const { return 0; }
 
 #endif

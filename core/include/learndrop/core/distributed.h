@@ -26,6 +26,9 @@ struct RankEnv {
 /// range is an ld::Error naming it and its value.
 RankEnv rank_env_from_environment();
 
+/// The size of the flat buckets collectives pack tensors into (DDP's default).
+constexpr std::int64_t kBucketBytes = 25 << 20;
+
 /// True when this build has the c10d Gloo backend (Debian's libtorch-dev and
 /// libgloo-dev headers were found at configure time).
 bool distributed_built();
@@ -52,16 +55,13 @@ class ProcessGroup {
   /// Sums each tensor over the ranks, in place. Tensors of one dtype are
   /// packed into flat buckets of at most `bucket_bytes` (as DDP does), one
   /// all-reduce each, so a model of many small parameters costs few messages.
-  void allreduce_sum(const std::vector<at::Tensor>& tensors, std::int64_t bucket_bytes = 25 << 20);
+  void allreduce_sum(const std::vector<at::Tensor>& tensors, std::int64_t bucket_bytes = kBucketBytes);
 
-  /// Rank `root`'s tensors, copied into each rank's (same shapes and dtypes), in buckets.
+  /// Rank `root`'s tensors, copied into each rank's (same shapes and dtypes), in buckets of kBucketBytes.
   void broadcast_tensors(const std::vector<at::Tensor>& tensors, int root = 0);
 
   /// Rank `root`'s values, on every rank.
   std::vector<std::int64_t> broadcast(std::vector<std::int64_t> values, int root = 0);
-
-  /// Waits for every rank.
-  void barrier();
 
  private:
   friend class GradientReducer;
@@ -82,7 +82,7 @@ class GradientReducer {
  public:
   /// Hooks every parameter of `params` (a model's, all of them: those a drop
   /// freezes no longer compute gradients, and their hooks do nothing).
-  GradientReducer(ProcessGroup& group, const std::vector<at::Tensor>& params, std::int64_t bucket_bytes = 25 << 20);
+  GradientReducer(ProcessGroup& group, const std::vector<at::Tensor>& params, std::int64_t bucket_bytes = kBucketBytes);
   ~GradientReducer();
   GradientReducer(const GradientReducer&) = delete;
   GradientReducer& operator=(const GradientReducer&) = delete;
@@ -94,8 +94,7 @@ class GradientReducer {
   /// without a gradient counts as zeros), waits for all, and sets each
   /// trained parameter's gradient to the sum over the ranks.
   void finish();
-  /// Buckets of the current trained set, and the bytes one step all-reduces.
-  std::size_t buckets() const;
+  /// The bytes one step all-reduces (over the current trained set).
   std::int64_t bytes_per_step() const;
 
  private:

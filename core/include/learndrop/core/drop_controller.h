@@ -124,8 +124,6 @@ class DropController {
   /// shifts are still drawn per dataset index, as without a shard. Only
   /// before the first drop.
   void set_shard(std::vector<std::int64_t> samples);
-  /// The shard's dataset indices (empty: every sample, positions = indices).
-  const std::vector<std::int64_t>& shard() const { return shard_; }
   /// Samples this controller caches: the shard's, or the training set's.
   std::int64_t cached_samples() const;
 

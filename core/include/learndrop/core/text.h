@@ -19,6 +19,10 @@ std::string did_you_mean(const std::string& word, const std::vector<std::string>
 /// Joins with ", ", each item quoted: 'a', 'b'.
 std::string quoted_list(const std::vector<std::string>& items);
 
+/// The first line of `text`: an exception message without the C++ backtrace
+/// LibTorch (c10) appends to its own.
+std::string first_line(const std::string& text);
+
 /// 1.23 GFLOP, 456 MFLOP ... (decimal units).
 std::string format_flops(double flops);
 
