@@ -14,16 +14,6 @@ namespace ld::core {
 
 using json = nlohmann::json;
 
-EpochTally::EpochTally(at::Device device)
-    : loss_sum(at::zeros({}, at::TensorOptions().dtype(at::kDouble).device(device))),
-      correct_sum(at::zeros({}, at::TensorOptions().dtype(at::kLong).device(device))) {}
-
-double EpochTally::loss() const { return seen ? loss_sum.item<double>() / static_cast<double>(seen) : 0.0; }
-
-double EpochTally::accuracy() const {
-  return seen ? static_cast<double>(correct_sum.item<std::int64_t>()) / static_cast<double>(seen) : 0.0;
-}
-
 RunReporter::RunReporter(const RunConfig& cfg, const RunParts& parts, const RunOptions& opts)
     : cfg_(cfg), parts_(parts), opts_(opts), live_(opts.progress && ::isatty(STDOUT_FILENO)) {}
 
@@ -51,7 +41,36 @@ void RunReporter::live(std::int64_t epoch, std::int64_t step, const EpochTally& 
   std::fflush(stdout);
 }
 
-void RunReporter::evaluation_point(const json& line) { parts_.out->append_stats(line); }
+void RunReporter::evaluation_point(const PolicyInput& in, const std::vector<StageStats>& measured, const Decision& d,
+                                   std::int64_t step, std::size_t cut, const std::size_t* shadow_cut) {
+  json stages = json::array();
+  for (const auto& st : measured) {
+    json j = {{"name", st.name},
+              {"dropped", st.dropped},
+              {"relative_change", st.relative_change},
+              {"param_norm", st.param_norm},
+              {"grad_norm", st.grad_norm}};
+    if (parts_.policy->wants_step_gradient_norms()) j["mean_grad_norm"] = st.mean_grad_norm;
+    stages.push_back(std::move(j));
+  }
+  // `lr` here is the learning rate of the point's last step; metrics.jsonl's
+  // `lr` is the schedule's value at the end of the epoch.
+  json line = {{"eval_point", in.eval_point},
+               {"step", step},
+               {"epoch", in.epoch},
+               {"cut", cut},
+               {"train_loss", in.train_loss},
+               {"lr", in.lr},
+               {"lr_sum", in.lr_sum},
+               {"decision", d.cut},
+               {"reason", d.reason},
+               {"stages", stages}};
+  if (shadow_cut != nullptr) {
+    line["shadow"] = true;
+    line["shadow_cut"] = *shadow_cut;
+  }
+  parts_.out->append_stats(line);
+}
 
 void RunReporter::drop(const DropReport& r, double epoch, std::int64_t step, const std::string& reason) {
   const StagedModel& model = *parts_.model;

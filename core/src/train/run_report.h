@@ -11,7 +11,9 @@
 #include <nlohmann/json.hpp>
 
 #include "learndrop/cache.h"
+#include "learndrop/policy.h"
 #include "run_setup.h"
+#include "run_state.h"
 
 namespace ld::core {
 
@@ -21,36 +23,6 @@ inline double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
-/// Test loss and accuracy of the full model.
-struct EvalResult {
-  double loss = 0;
-  double accuracy = 0;
-};
-
-/// Running totals of one epoch. Loss and correct predictions are summed on
-/// the training device and read only when printed or written, so that a GPU
-/// never waits for the host between steps.
-struct EpochTally {
-  explicit EpochTally(at::Device device);
-  double loss() const;
-  double accuracy() const;
-  at::Tensor loss_sum, correct_sum;
-  std::int64_t seen = 0;
-  std::int64_t flops = 0;
-};
-
-/// What the loop adds up over the run.
-struct RunTotals {
-  std::int64_t flops = 0, flops_full = 0, eval_flops = 0;
-  double train_seconds = 0, cache_seconds = 0, cache_wait_seconds = 0;
-  double checkpoint_seconds = 0;  ///< Writing checkpoints (not training time).
-  std::int64_t cache_read_bytes = 0;
-  EvalResult last_eval;
-  bool evaluated = false;  ///< Whether last_eval is the current epoch's.
-  /// Data-parallel: gradient bytes one step all-reduces, at the first step and the last.
-  std::int64_t allreduce_bytes_first = 0, allreduce_bytes_last = 0;
-};
-
 class RunReporter {
  public:
   RunReporter(const RunConfig& cfg, const RunParts& parts, const RunOptions& opts);
@@ -59,8 +31,11 @@ class RunReporter {
   void started() const;
   /// The live progress line on a terminal, at most twice a second.
   void live(std::int64_t epoch, std::int64_t step, const EpochTally& tally, Clock::time_point epoch_start);
-  /// An evaluation point's line of stats.jsonl.
-  void evaluation_point(const nlohmann::json& line);
+  /// An evaluation point's line of stats.jsonl: what the policy saw (`in`,
+  /// with the stages as `measured`), its decision, at `step` and `cut`;
+  /// `shadow_cut` (policy.shadow) is the cut the policy believes in after it.
+  void evaluation_point(const PolicyInput& in, const std::vector<StageStats>& measured, const Decision& d,
+                        std::int64_t step, std::size_t cut, const std::size_t* shadow_cut);
   /// A drop: the log lines and the summary's record of it.
   void drop(const DropReport& r, double epoch, std::int64_t step, const std::string& reason);
   /// policy.shadow: where the policy would have dropped.

@@ -1,0 +1,23 @@
+#pragma once
+// Test evaluation of the full model.
+
+#include <cstdint>
+
+#include <ATen/core/Tensor.h>
+
+#include "learndrop/core/device.h"
+#include "learndrop/dataset.h"
+#include "learndrop/model.h"
+#include "run_state.h"
+
+namespace ld::core {
+
+class DataParallel;
+
+/// Test loss and accuracy of the full model (every stage, eval mode) on
+/// `device` in `precision`. In a data-parallel run each rank evaluates its
+/// contiguous 1/world of the test set, and the sums are all-reduced.
+EvalResult evaluate(StagedModel& model, const Dataset& dataset, std::int64_t batch_size, at::Device device,
+                    Precision precision, DataParallel& dp);
+
+}  // namespace ld::core

@@ -1,0 +1,112 @@
+#include "run_state.h"
+
+#include <string>
+#include <utility>
+
+#include <ATen/ATen.h>
+#include <nlohmann/json.hpp>
+
+#include "learndrop/core/checkpoint.h"
+#include "learndrop/error.h"
+
+namespace ld::core {
+
+using json = nlohmann::json;
+
+EpochTally::EpochTally(at::Device device)
+    : loss_sum(at::zeros({}, at::TensorOptions().dtype(at::kDouble).device(device))),
+      correct_sum(at::zeros({}, at::TensorOptions().dtype(at::kLong).device(device))) {}
+
+double EpochTally::loss() const { return seen ? loss_sum.item<double>() / static_cast<double>(seen) : 0.0; }
+
+double EpochTally::accuracy() const {
+  return seen ? static_cast<double>(correct_sum.item<std::int64_t>()) / static_cast<double>(seen) : 0.0;
+}
+
+void EpochTally::reset() {
+  loss_sum.zero_();
+  correct_sum.zero_();
+  seen = 0;
+  flops = 0;
+}
+
+RunState::RunState(at::Device device)
+    : loss_since_point(at::zeros({}, at::TensorOptions().dtype(at::kDouble).device(device))), tally(device) {}
+
+namespace {
+
+// The floating-point fields, each under its name: a checkpoint keeps them as
+// tensors, which store a double's bits exactly.
+template <typename State, typename F>
+void for_each_double(State& s, F&& f) {
+  f("lr_since_point", s.lr_since_point);
+  f("last_lr", s.last_lr);
+  f("read_carry_seconds", s.read_carry.read_seconds);
+  f("wall_before", s.wall_before);
+  f("train_seconds", s.totals.train_seconds);
+  f("cache_seconds", s.totals.cache_seconds);
+  f("cache_wait_seconds", s.totals.cache_wait_seconds);
+  f("checkpoint_seconds", s.totals.checkpoint_seconds);
+  f("last_eval_loss", s.totals.last_eval.loss);
+  f("last_eval_accuracy", s.totals.last_eval.accuracy);
+}
+
+// The integer fields, each under its name in the checkpoint's JSON.
+template <typename State, typename F>
+void for_each_int(State& s, F&& f) {
+  f("epoch", s.epoch);
+  f("step_in_epoch", s.step_in_epoch);
+  f("step", s.step);
+  f("eval_point", s.eval_point);
+  f("steps_since_point", s.steps_since_point);
+  f("tally_seen", s.tally.seen);
+  f("tally_flops", s.tally.flops);
+  f("read_carry_bytes", s.read_carry.bytes_read);
+  f("flops", s.totals.flops);
+  f("flops_full", s.totals.flops_full);
+  f("eval_flops", s.totals.eval_flops);
+  f("cache_read_bytes", s.totals.cache_read_bytes);
+}
+
+}  // namespace
+
+void RunState::save(Checkpoint& c) const {
+  json& m = c.meta["run_state"];
+  m = json::object();
+  for_each_int(*this, [&](const char* name, const std::int64_t& v) { m[name] = v; });
+  m["shadow_cut"] = shadow_cut;
+  m["evaluated"] = totals.evaluated;
+  for_each_double(*this, [&](const char* name, const double& v) {
+    c.tensors[std::string("state/") + name] = at::scalar_tensor(v, at::kDouble);
+  });
+  c.tensors["state/loss_since_point"] = loss_since_point;
+  c.tensors["state/tally_loss_sum"] = tally.loss_sum;
+  c.tensors["state/tally_correct_sum"] = tally.correct_sum;
+}
+
+void RunState::load(const Checkpoint& c) {
+  const std::string from = c.from.string();
+  if (!c.meta.contains("run_state") || !c.meta["run_state"].is_object()) {
+    throw Error("checkpoint " + from + ": state.json has no run_state (written by an older LearnDrop?)");
+  }
+  const json& m = c.meta["run_state"];
+  auto field = [&](const char* name) -> const json& {
+    if (!m.contains(name)) throw Error("checkpoint " + from + ": run_state has no '" + name + "'");
+    return m[name];
+  };
+  try {
+    for_each_int(*this, [&](const char* name, std::int64_t& v) { v = field(name).get<std::int64_t>(); });
+    shadow_cut = field("shadow_cut").get<std::size_t>();
+    totals.evaluated = field("evaluated").get<bool>();
+  } catch (const json::exception& e) {
+    throw Error("checkpoint " + from + ": run_state: " + e.what());
+  }
+  for_each_double(*this, [&](const char* name, double& v) {
+    v = c.tensor(std::string("state/") + name).to(at::kCPU).item<double>();
+  });
+  loss_since_point.copy_(c.tensor("state/loss_since_point"));
+  tally.loss_sum.copy_(c.tensor("state/tally_loss_sum"));
+  tally.correct_sum.copy_(c.tensor("state/tally_correct_sum"));
+}
+
+}  // namespace ld::core
