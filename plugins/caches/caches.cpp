@@ -49,6 +49,7 @@ class AutoCache : public ld::FeatureCache {
   }
 
   void begin(const ld::CacheLayout& layout) override {
+    row_bytes_ = layout.row_bytes();
     const std::int64_t need = layout.count * layout.row_bytes();
     const at::Device device(ctx_.device);
     const std::int64_t on_device = ld::device_budget(device_budget_text_, device);
@@ -94,6 +95,20 @@ class AutoCache : public ld::FeatureCache {
   }
   void put(const std::vector<std::int64_t>& rows, const at::Tensor& batch) override { impl_->put(rows, batch); }
   void finish() override { impl_->finish(); }
+  // In place while the grown cut still fits the tier it is in; otherwise
+  // the host copies it into a new cache, which begin() puts in the tier
+  // that fits (a stream outgrowing RAM moves to disk).
+  bool grow(std::int64_t count) override {
+    if (!impl_) throw ld::Error("cache auto: grow before begin");
+    const std::int64_t need = count * row_bytes_;
+    const at::Device device(ctx_.device);
+    if (impl_->device().is_cuda()) {
+      if (need > ld::device_budget(device_budget_text_, device)) return false;
+    } else if (dynamic_cast<RamCache*>(impl_.get()) != nullptr && need > budget_) {
+      return false;
+    }
+    return impl_->grow(count);
+  }
   at::Tensor get(const std::vector<std::int64_t>& rows) override { return impl_->get(rows); }
   at::Device device() const override { return impl_ ? impl_->device() : at::Device(at::kCPU); }
   std::unique_ptr<ld::BatchReader> reader(std::vector<std::int64_t> order, std::int64_t batch_size) override {
@@ -112,6 +127,7 @@ class AutoCache : public ld::FeatureCache {
     if ((device.is_cuda() && need <= ld::device_budget(device_budget_text_, device)) || need <= budget_) return false;
     auto disk = std::make_unique<DiskCache>(disk_, ctx_);
     if (!disk->reopen(layout)) return false;
+    row_bytes_ = layout.row_bytes();
     reason_ = bytes_text(static_cast<double>(need)) + " > ram_budget " + bytes_text(static_cast<double>(budget_)) +
               ", reopened";
     impl_ = std::move(disk);
@@ -126,6 +142,7 @@ class AutoCache : public ld::FeatureCache {
   ld::CacheContext ctx_;
   std::unique_ptr<ld::FeatureCache> impl_;
   std::string reason_;
+  std::int64_t row_bytes_ = 0;
 };
 
 void register_plugins(ld::Registrar& r) {

@@ -10,19 +10,43 @@
 
 namespace ldcache {
 
+at::Tensor DeviceCache::allocate(std::int64_t rows) const {
+  std::vector<std::int64_t> sizes = {rows};
+  sizes.insert(sizes.end(), layout_.shape.begin(), layout_.shape.end());
+  try {
+    return at::empty(sizes, at::TensorOptions().dtype(layout_.dtype).device(device_));
+  } catch (const std::exception& e) {
+    throw ld::Error("cache device: cannot allocate " + bytes_text(static_cast<double>(rows * layout_.row_bytes())) +
+                    " on " + device_.str() + " for " + std::to_string(rows) + " rows at cut " +
+                    std::to_string(layout_.cut) + " (use cache.plugin: auto, which falls back to RAM and disk): " +
+                    e.what());
+  }
+}
+
 void DeviceCache::begin(const ld::CacheLayout& layout) {
   layout_ = layout;
-  std::vector<std::int64_t> sizes = {layout.count};
-  sizes.insert(sizes.end(), layout.shape.begin(), layout.shape.end());
-  try {
-    buffer_ = at::empty(sizes, at::TensorOptions().dtype(layout.dtype).device(device_));
-  } catch (const std::exception& e) {
-    throw ld::Error("cache device: cannot allocate " +
-                    bytes_text(static_cast<double>(layout.count * layout.row_bytes())) + " on " + device_.str() +
-                    " for " + std::to_string(layout.count) + " rows at cut " + std::to_string(layout.cut) +
-                    " (use cache.plugin: auto, which falls back to RAM and disk): " + e.what());
-  }
+  buffer_ = allocate(layout.count);
+  capacity_ = layout.count;
   written_.assign(static_cast<std::size_t>(layout.count), false);
+}
+
+bool DeviceCache::grow(std::int64_t count) {
+  if (!buffer_.defined() || !written_.empty()) throw ld::Error("cache device: grow before finish");
+  if (count <= layout_.count) {
+    throw ld::Error("cache device: grow to " + std::to_string(count) + " rows, but it holds " +
+                    std::to_string(layout_.count));
+  }
+  if (count > capacity_) {
+    const std::int64_t capacity = std::max(count, capacity_ + capacity_ / 2);
+    at::Tensor bigger = allocate(capacity);
+    bigger.narrow(0, 0, layout_.count).copy_(buffer_.narrow(0, 0, layout_.count));
+    buffer_ = std::move(bigger);
+    capacity_ = capacity;
+  }
+  written_.assign(static_cast<std::size_t>(count), false);
+  std::fill(written_.begin(), written_.begin() + layout_.count, true);
+  layout_.count = count;
+  return true;
 }
 
 at::Tensor DeviceCache::index(const std::vector<std::int64_t>& rows) const {
@@ -44,10 +68,13 @@ void DeviceCache::put(const std::vector<std::int64_t>& rows, const at::Tensor& b
   if (data.numel() != static_cast<std::int64_t>(rows.size()) * layout_.row_elements()) {
     throw ld::Error("cache device: put of a batch whose rows do not match the cache shape");
   }
+  if (written_.empty()) throw ld::Error("cache device: put after finish (rows are written between begin or grow and finish)");
+  std::vector<bool> in_batch(static_cast<std::size_t>(layout_.count), false);
   for (auto i : rows) {
-    if (i >= 0 && i < layout_.count && written_[static_cast<std::size_t>(i)]) {
+    if (i >= 0 && i < layout_.count && (written_[static_cast<std::size_t>(i)] || in_batch[static_cast<std::size_t>(i)])) {
       throw ld::Error("cache device: row " + std::to_string(i) + " written twice");
     }
+    if (i >= 0 && i < layout_.count) in_batch[static_cast<std::size_t>(i)] = true;
   }
   std::vector<std::int64_t> sizes = {static_cast<std::int64_t>(rows.size())};
   sizes.insert(sizes.end(), layout_.shape.begin(), layout_.shape.end());

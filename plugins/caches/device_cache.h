@@ -16,6 +16,8 @@ class DeviceCache : public ld::FeatureCache {
   void begin(const ld::CacheLayout& layout) override;
   void put(const std::vector<std::int64_t>& rows, const at::Tensor& batch) override;
   void finish() override;
+  /// In place, with spare capacity (1.5x) like the ram cache.
+  bool grow(std::int64_t count) override;
   at::Tensor get(const std::vector<std::int64_t>& rows) override;
   at::Device device() const override { return device_; }
   std::int64_t bytes() const override;
@@ -23,11 +25,13 @@ class DeviceCache : public ld::FeatureCache {
   ld::CacheStats stats() const override;
 
  private:
+  at::Tensor allocate(std::int64_t rows) const;
   at::Tensor index(const std::vector<std::int64_t>& rows) const;
 
   at::Device device_;
   ld::CacheLayout layout_;
-  at::Tensor buffer_;
+  at::Tensor buffer_;  // capacity_ rows, the first layout_.count in use
+  std::int64_t capacity_ = 0;
   std::vector<bool> written_;
   mutable std::mutex stats_mutex_;  // stats() may be called while the feed's producer reads
   ld::CacheStats stats_;

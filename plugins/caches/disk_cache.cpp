@@ -284,6 +284,14 @@ void DiskCache::begin(const ld::CacheLayout& layout) {
     throw ld::Error("cache disk: cannot create a file in cache.dir " + dir_.string() + ": " + std::strerror(err));
   }
   // Reserve the whole file now, so that a full disk is found before the build.
+  reserve("the cut-" + std::to_string(layout.cut) + " cache");
+  write_header(false);
+  crc_.assign(static_cast<std::size_t>(layout.count), 0);
+  written_.assign(static_cast<std::size_t>(layout.count), false);
+  complete_ = false;
+}
+
+void DiskCache::reserve(const std::string& what) {
   int err = ::posix_fallocate(fd_, 0, file_bytes_);
   if (err == EOPNOTSUPP || err == EINVAL) err = ::ftruncate(fd_, file_bytes_) == 0 ? 0 : errno;
   if (err != 0) {
@@ -291,14 +299,32 @@ void DiskCache::begin(const ld::CacheLayout& layout) {
     fd_ = -1;
     std::error_code rm;
     fs::remove(path_, rm);  // nothing half-written stays behind
-    io_error("cannot reserve " + bytes_text(static_cast<double>(file_bytes_)) + " for the cut-" +
-                 std::to_string(layout.cut) + " cache",
-             err);
+    io_error("cannot reserve " + bytes_text(static_cast<double>(file_bytes_)) + " for " + what, err);
   }
-  write_header(false);
-  crc_.assign(static_cast<std::size_t>(layout.count), 0);
-  written_.assign(static_cast<std::size_t>(layout.count), false);
+}
+
+bool DiskCache::grow(std::int64_t count) {
+  if (!complete_ || fd_ < 0) throw ld::Error("cache disk: grow before finish");
+  const std::int64_t old = layout_.count;
+  if (count <= old) {
+    throw ld::Error("cache disk: grow to " + std::to_string(count) + " rows, but it holds " + std::to_string(old));
+  }
+  // Incomplete again until finish: the temporary name, and a header that says so.
+  const fs::path tmp = dir_ / ("." + stem(layout_) + std::to_string(::getpid()) + ".tmp");
+  std::error_code ec;
+  fs::rename(path_, tmp, ec);
+  if (ec) throw ld::Error("cache disk: cannot rename " + path_.string() + " to grow it: " + ec.message());
+  path_ = tmp;
   complete_ = false;
+  ld::CacheLayout layout = layout_;
+  layout.count = count;
+  set_layout(layout);
+  reserve(std::to_string(count - old) + " more rows of the cut-" + std::to_string(layout.cut) + " cache");
+  write_header(false);
+  crc_.resize(static_cast<std::size_t>(count), 0);
+  written_.assign(static_cast<std::size_t>(count), false);
+  std::fill(written_.begin(), written_.begin() + old, true);
+  return true;
 }
 
 void DiskCache::write_header(bool complete) {
@@ -332,6 +358,7 @@ void DiskCache::put(const std::vector<std::int64_t>& rows, const at::Tensor& bat
       row_bytes) {
     throw ld::Error("cache disk: put of a batch whose rows do not match the cache shape");
   }
+  if (written_.empty()) throw ld::Error("cache disk: put after finish (rows are written between begin or grow and finish)");
   for (auto r : rows) {
     if (r < 0 || r >= layout_.count) throw ld::Error("cache disk: row " + std::to_string(r) + " out of range");
     if (written_[static_cast<std::size_t>(r)])

@@ -28,6 +28,10 @@ class DiskCache : public ld::FeatureCache {
   void begin(const ld::CacheLayout& layout) override;
   void put(const std::vector<std::int64_t>& rows, const at::Tensor& batch) override;
   void finish() override;
+  /// Extends the file: the new rows go where the checksums were, and finish
+  /// writes the checksums after them; until then the file has its temporary
+  /// name and an incomplete header again.
+  bool grow(std::int64_t count) override;
   at::Tensor get(const std::vector<std::int64_t>& rows) override;
   std::unique_ptr<ld::BatchReader> reader(std::vector<std::int64_t> order, std::int64_t batch_size) override;
   std::int64_t bytes() const override;
@@ -53,6 +57,8 @@ class DiskCache : public ld::FeatureCache {
   void set_layout(const ld::CacheLayout& layout);
   static std::string stem(const ld::CacheLayout& layout);
   void write_header(bool complete);
+  /// Reserves file_bytes_ for the file (a full disk is found before the rows are computed).
+  void reserve(const std::string& what);
   void verify_file();
   void remove_stale_files() const;
   [[noreturn]] void io_error(const std::string& what, int err) const;

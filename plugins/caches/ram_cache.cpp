@@ -1,5 +1,6 @@
 #include "ram_cache.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -30,19 +31,44 @@ std::string bytes_text(double bytes) {
   return buf;
 }
 
-void RamCache::begin(const ld::CacheLayout& layout) {
-  layout_ = layout;
-  std::vector<std::int64_t> sizes = {layout.count};
+namespace {
+at::Tensor allocate(const ld::CacheLayout& layout, std::int64_t rows) {
+  std::vector<std::int64_t> sizes = {rows};
   sizes.insert(sizes.end(), layout.shape.begin(), layout.shape.end());
   try {
-    buffer_ = at::empty(sizes, at::TensorOptions().dtype(layout.dtype));
+    return at::empty(sizes, at::TensorOptions().dtype(layout.dtype));
   } catch (const std::exception& e) {
-    throw ld::Error("cache ram: cannot allocate " + bytes_text(static_cast<double>(layout.count * layout.row_bytes())) +
-                    " for " + std::to_string(layout.count) + " rows at cut " + std::to_string(layout.cut) + ": " +
-                    e.what());
+    throw ld::Error("cache ram: cannot allocate " + bytes_text(static_cast<double>(rows * layout.row_bytes())) +
+                    " for " + std::to_string(rows) + " rows at cut " + std::to_string(layout.cut) + ": " + e.what());
   }
+}
+}  // namespace
+
+void RamCache::begin(const ld::CacheLayout& layout) {
+  layout_ = layout;
+  buffer_ = allocate(layout, layout.count);
+  capacity_ = layout.count;
   row_bytes_ = static_cast<std::size_t>(layout.row_bytes());
   written_.assign(static_cast<std::size_t>(layout.count), false);
+}
+
+bool RamCache::grow(std::int64_t count) {
+  if (!buffer_.defined() || !written_.empty()) throw ld::Error("cache ram: grow before finish");
+  if (count <= layout_.count) {
+    throw ld::Error("cache ram: grow to " + std::to_string(count) + " rows, but it holds " +
+                    std::to_string(layout_.count));
+  }
+  if (count > capacity_) {
+    const std::int64_t capacity = std::max(count, capacity_ + capacity_ / 2);
+    at::Tensor bigger = allocate(layout_, capacity);
+    std::memcpy(bigger.data_ptr(), buffer_.data_ptr(), static_cast<std::size_t>(layout_.count) * row_bytes_);
+    buffer_ = std::move(bigger);
+    capacity_ = capacity;
+  }
+  written_.assign(static_cast<std::size_t>(count), false);
+  std::fill(written_.begin(), written_.begin() + layout_.count, true);
+  layout_.count = count;
+  return true;
 }
 
 void RamCache::put(const std::vector<std::int64_t>& rows, const at::Tensor& batch) {
@@ -60,6 +86,7 @@ void RamCache::put(const std::vector<std::int64_t>& rows, const at::Tensor& batc
   for (std::size_t r = 0; r < rows.size(); ++r) {
     std::int64_t i = rows[r];
     check(i);
+    if (written_.empty()) throw ld::Error("cache ram: put after finish (rows are written between begin or grow and finish)");
     if (written_[static_cast<std::size_t>(i)])
       throw ld::Error("cache ram: row " + std::to_string(i) + " written twice");
     written_[static_cast<std::size_t>(i)] = true;
@@ -70,6 +97,7 @@ void RamCache::put(const std::vector<std::int64_t>& rows, const at::Tensor& batc
 void RamCache::finish() {
   auto missing = std::count(written_.begin(), written_.end(), false);
   if (missing != 0) throw ld::Error("cache ram: finish with " + std::to_string(missing) + " rows never written");
+  if (written_.empty() && layout_.count > 0) throw ld::Error("cache ram: finish without begin or grow");
   written_.clear();
   written_.shrink_to_fit();
 }
@@ -101,6 +129,7 @@ ld::CacheStats RamCache::stats() const {
 }
 
 std::int64_t RamCache::bytes() const { return buffer_.defined() ? buffer_.numel() * buffer_.element_size() : 0; }
+
 
 std::string RamCache::describe() const {
   return "ram, cut " + std::to_string(layout_.cut) + ", " + std::string(c10::toString(layout_.dtype)) + " " +

@@ -14,6 +14,9 @@ class RamCache : public ld::FeatureCache {
   void begin(const ld::CacheLayout& layout) override;
   void put(const std::vector<std::int64_t>& rows, const at::Tensor& batch) override;
   void finish() override;
+  /// In place: the buffer keeps spare capacity (1.5x) so that a stream's
+  /// arrivals copy the old rows a few times, not at every arrival.
+  bool grow(std::int64_t count) override;
   at::Tensor get(const std::vector<std::int64_t>& rows) override;
   std::int64_t bytes() const override;
   std::string describe() const override;
@@ -23,7 +26,8 @@ class RamCache : public ld::FeatureCache {
   void check(std::int64_t row) const;
 
   ld::CacheLayout layout_;
-  at::Tensor buffer_;
+  at::Tensor buffer_;  // capacity_ rows, the first layout_.count in use
+  std::int64_t capacity_ = 0;
   std::size_t row_bytes_ = 0;
   std::vector<bool> written_;
   mutable std::mutex stats_mutex_;  // stats() may be called while the feed's producer reads

@@ -15,7 +15,8 @@ namespace ld {
 // 5: StagedModel::label() / set_label (the host no longer reads a "variant" option)
 // 6: DropPolicy::has_state / save_state / load_state, PolicyState
 // 7: FeatureCache::retain / reopen (a resumed run adopts a kept cache), StagedModel::torchvision_name
-constexpr std::uint32_t kSdkAbiVersion = 7;
+// 8: FeatureCache::grow (rows of data that arrive later), PolicyInput::samples and arrivals (streams)
+constexpr std::uint32_t kSdkAbiVersion = 8;
 
 /// What a plugin library was built against. Plain integers only, so that the
 /// host can read it before it trusts any C++ type from the library.

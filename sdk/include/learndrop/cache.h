@@ -130,7 +130,8 @@ class LEARNDROP_VISIBLE BatchReader {
 ///
 /// Life cycle: `begin` once, `put` until every row in [0, count) has been
 /// written exactly once (in any order, from one thread), `finish`, then any
-/// number of `get` calls and readers.
+/// number of `get` calls and readers. Data that arrive later (a stream) add
+/// rows: `grow(count)`, `put` of exactly the new rows, `finish` again.
 ///
 /// Threads and lifetimes (what the host guarantees and expects):
 /// - `begin`, `put` and `finish` come from one thread, never overlapping any
@@ -164,6 +165,19 @@ class LEARNDROP_VISIBLE FeatureCache {
 
   /// Ends writing; the cache is readable afterwards.
   virtual void finish() = 0;
+
+  /// Adds rows to a finished cache, for samples that arrived after it was
+  /// built: the layout's count becomes `count` (larger than it is), the host
+  /// then `put`s exactly the new rows [old count, count), each once, and
+  /// calls `finish`, after which every row is readable. Rows stored before
+  /// stay as they are, bit for bit, and are never written again. No reader
+  /// or `get` overlaps the growth (the host stops its readers first).
+  /// Returns false when this cache cannot grow in place (the default); the
+  /// host then copies the rows into a new cache of the larger layout.
+  virtual bool grow(std::int64_t count) {
+    (void)count;
+    return false;
+  }
 
   /// Rows `rows` as [B, shape...] of the storage type, on `device()`.
   virtual at::Tensor get(const std::vector<std::int64_t>& rows) = 0;

@@ -40,6 +40,11 @@ struct PolicyInput {
   /// does not look like convergence).
   double lr_sum = 0;
   std::int64_t steps_since_point = 0;  ///< Optimizer steps since the previous point.
+  /// Training samples the run has: all of them, or in a stream (stream.parts
+  /// > 1) those arrived so far.
+  std::int64_t samples = 0;
+  /// Parts of a stream arrived so far (1 without a stream).
+  std::int64_t arrivals = 1;
   std::vector<StageStats> stages;
 };
 
