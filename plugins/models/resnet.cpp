@@ -16,7 +16,6 @@
 #include <torch/nn/modules/pooling.h>
 
 #include "learndrop/sdk.h"
-#include "learndrop/weights.h"
 
 namespace {
 
@@ -37,7 +36,6 @@ struct ResNetOptions {
   std::string stem;
   double width = 1.0;
   std::string init;
-  std::string weights;
 };
 
 // The keys, each with the member it sets (the manifest and the factory both use it).
@@ -57,10 +55,7 @@ const ld::OptionTable<ResNetOptions>& options_table() {
           .add(ld::ConfigKey("init", ld::ValueType::kString, "torchvision",
                              "torchvision = torchvision's initialisation; default = LibTorch's layer defaults")
                    .one_of({"torchvision", "default"}),
-               &ResNetOptions::init)
-          .add(ld::ConfigKey("weights", ld::ValueType::kString, "",
-                             "start from a state dict saved by PyTorch with torchvision's names (fine-tuning)"),
-               &ResNetOptions::weights);
+               &ResNetOptions::init);
   return table;
 }
 
@@ -171,7 +166,6 @@ class ResNet : public ld::StagedModel {
     }
     set_head(Head(in, ctx.num_classes));
     if (o.init == "torchvision") init_torchvision();
-    if (!o.weights.empty()) ld::load_state_dict(*this, o.weights, [this](const std::string& n) { return rename(n); });
   }
 
  public:

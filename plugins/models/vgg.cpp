@@ -15,7 +15,6 @@
 #include <torch/nn/modules/pooling.h>
 
 #include "learndrop/sdk.h"
-#include "learndrop/weights.h"
 
 namespace {
 
@@ -36,7 +35,6 @@ struct VggOptions {
   std::string classifier;
   double dropout = 0.5;
   std::string init;
-  std::string weights;
 };
 
 // The keys, each with the member it sets (the manifest and the factory both use it).
@@ -59,11 +57,7 @@ const ld::OptionTable<VggOptions>& options_table() {
           .add(ld::ConfigKey("init", ld::ValueType::kString, "torchvision",
                              "torchvision = torchvision's initialisation; default = LibTorch's layer defaults")
                    .one_of({"torchvision", "default"}),
-               &VggOptions::init)
-          .add(ld::ConfigKey(
-                   "weights", ld::ValueType::kString, "",
-                   "start from a state dict saved by PyTorch with torchvision's names (fine-tuning; classifier full)"),
-               &VggOptions::weights);
+               &VggOptions::init);
   return table;
 }
 
@@ -154,10 +148,6 @@ class Vgg : public ld::StagedModel {
       set_head(head);
     }
     if (o.init == "torchvision") init_torchvision();
-    if (!o.weights.empty()) {
-      if (o.classifier != "full") throw ld::Error("model.weights: torchvision weights need classifier: full");
-      ld::load_state_dict(*this, o.weights, [this](const std::string& n) { return rename(n); });
-    }
   }
 
  public:
