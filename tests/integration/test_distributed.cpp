@@ -167,7 +167,7 @@ TEST_F(Distributed, EachRankCachesItsShardOfEveryViewOnDisk) {
       "--set dataset.plugin=cifar10 --set dataset.root=" + cifar.str() +
       " --set dataset.augment=crop_flip --set model.plugin=resnet --set model.variant=resnet18"
       " --set model.stem=cifar --set model.width=0.125 --set train.batch_size=16 --set train.epochs=4"
-      " --set cache.augment=views --set cache.views=3 --set cache.plugin=disk";
+      " --set cache.augment=views --set cache.views=3 --set cache.plugin=disk --set policy.drop_mode=cache --set policy.cost_guard=false";
   Result one = run("c1", sets);
   ASSERT_EQ(one.code, 0) << one.output;
   Result two = run("c2", sets + " --nproc 2");

@@ -27,9 +27,11 @@ using Result = ld::test::LdropResult;
 // Fields that measure time or the I/O of the processes that ran: a resumed
 // epoch re-reads the batches read ahead before the interruption. Everything
 // else must be identical.
-const char* const kTimingFields[] = {"epoch_seconds",     "train_seconds",       "train_seconds_total",
-                                     "images_per_second", "cache_wait_seconds",  "cache_read_bytes",
-                                     "wall_seconds",      "cache_build_seconds", "checkpoint_seconds"};
+const char* const kTimingFields[] = {"epoch_seconds",          "train_seconds",         "train_seconds_total",
+                                     "images_per_second",      "cache_wait_seconds",    "cache_read_bytes",
+                                     "wall_seconds",           "cache_build_seconds",   "checkpoint_seconds",
+                                     "predicted_saving_seconds", "full_images_per_second", "self_speedup",
+                                     "measured_saving_seconds", "cache_seconds"};
 
 json strip(json j) {
   if (j.is_object()) {

@@ -157,12 +157,11 @@ TEST(BatchFeed, AnErrorWhilePreparingABatchReachesTheTrainingThreadInOrder) {
 TEST(CacheViews, EachViewIsOneDrawOfTheTrainingTransform) {
   AugmentedRun s(4);
   test::drop_to(*s.controller, 1);
-  const std::int64_t n = s.n();
   std::vector<std::int64_t> idx = {0, 5, 17, 39};
   std::vector<at::Tensor> views;
   for (std::int64_t v = 0; v < 4; ++v) {
     std::vector<std::int64_t> rows;
-    for (auto i : idx) rows.push_back(v * n + i);
+    for (auto i : idx) rows.push_back(s.controller->row(i, v));
     at::Tensor stored = s.controller->cached_rows(rows);
     // The stored view is stage 0 applied to the dataset's transform drawn with view_seed(v).
     at::NoGradGuard no_grad;
@@ -198,7 +197,7 @@ TEST(CacheViews, OneViewPerSampleIsDrawnEachEpochAndAllAreUsed) {
       ASSERT_LT(v, 4);
       ++drawn[v];
       per_sample[static_cast<std::size_t>(i)].insert(v);
-      rows.push_back(v * n + i);
+      rows.push_back(s.controller->row(i, v));
     }
     EXPECT_TRUE(fed.equal(s.controller->cached_rows(rows))) << "epoch " << epoch;
   }

@@ -176,7 +176,7 @@ TEST(Cifar10, AugmentationAfterADropComesFromCachedViewsAndIsReported) {
                         "dataset: {plugin: cifar10, root: " +
                             dir.str() +
                             ", augment: crop_flip}\n"
-                            "train: {epochs: 2, batch_size: 8}\npolicy: {plugin: scripted, cuts: 2}\n";
+                            "train: {epochs: 2, batch_size: 8}\npolicy: {plugin: scripted, cuts: 2, drop_mode: cache, cost_guard: false}\n";
   const std::string env = "LEARNDROP_PLUGIN_PATH=" + test::test_plugin("scripted_policy") + " ";
   struct Case {
     std::string set, log;

@@ -282,12 +282,12 @@ TEST(FeatureShift, TheFeedShiftsEachCachedSampleByItsDrawForTheEpoch) {
       const auto [dy, dx] = controller.shift_of(epoch_seed, sample);
       shifts.insert({dy, dx});
       views.insert(view);
-      at::Tensor stored = controller.cached_rows({view * 48 + sample}).permute({0, 2, 3, 1}).contiguous();
+      at::Tensor stored = controller.cached_rows({controller.row(sample, view)}).permute({0, 2, 3, 1}).contiguous();
       at::Tensor want = shift_stored(stored, {dy}, {dx}, controller.feature_shift().fill).permute({0, 3, 1, 2});
       ASSERT_TRUE(x.narrow(0, k, 1).equal(want)) << "sample " << sample;
       // The cached view equals stage 0..2 of the (mirrored) untransformed image.
       at::Tensor direct = prefix(*model, 3, data->get_untransformed({sample}, view == 1).images);
-      ASSERT_TRUE(controller.cached_rows({view * 48 + sample}).allclose(direct, 1e-5, 1e-5)) << "sample " << sample;
+      ASSERT_TRUE(controller.cached_rows({controller.row(sample, view)}).allclose(direct, 1e-5, 1e-5)) << "sample " << sample;
     }
   }
   EXPECT_EQ(views.size(), 2u);

@@ -237,8 +237,17 @@ int suite_run(const core::PluginHost& host, const SuiteRunArgs& a) {
       auto base = by_hash.find(r.baseline_hash);
       if (s == summaries.end() || b == summaries.end() || base == by_hash.end()) continue;
       const char* measure = suite.budget == "time" ? "train_seconds" : "forward_flops";
-      const std::int64_t epochs = core::budget_epochs(base->second->config.train.epochs,
-                                                      s->second[measure].get<double>(), b->second[measure].get<double>());
+      double run_budget = s->second[measure].get<double>(), full_budget = b->second[measure].get<double>();
+      // Time: the run timed against its own full-training epochs, which the
+      // drift between separate runs does not move; the pair's ratio only
+      // when the run had none (a drop in its first epoch).
+      if (suite.budget == "time" && s->second.contains("self_speedup") && s->second["self_speedup"].is_number()) {
+        run_budget = 1.0;
+        full_budget = s->second["self_speedup"].get<double>();
+      }
+      const core::RunConfig& full = base->second->config;
+      const std::int64_t epochs = core::budget_epochs(full.stream.enabled() ? full.stream.epochs : full.train.epochs,
+                                                      run_budget, full_budget);
       core::SuiteRun budget = core::budget_run(*base->second, epochs);
       db->set_budget(r.hash, version, budget.hash);
       ++pairs;

@@ -22,8 +22,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const std::vector<std::string> kSections = {"experiment", "runtime", "model", "dataset",
-                                            "train",      "policy",  "cache", "plugins"};
+const std::vector<std::string> kSections = {"experiment", "runtime", "model",  "dataset", "train",
+                                            "stream",     "policy",  "cache", "plugins"};
 const std::vector<std::string> kPluginSections = {"model", "dataset", "policy", "cache"};
 
 PluginKind kind_of(const std::string& section) {
@@ -358,13 +358,47 @@ const std::vector<ConfigKey>& host_section_keys(const std::string& section) {
                   "batch statistics over all ranks (not built: each rank normalises with its own batch, as DDP does "
                   "by default)")}},
       {"train", train_config_keys()},
-      {"model", {ConfigKey("plugin", ValueType::kString, "vgg", "model plugin")}},
+      {"model",
+       {ConfigKey("plugin", ValueType::kString, "vgg", "model plugin"),
+        ConfigKey("weights", ValueType::kString, "",
+                  "start from trained weights: a LearnDrop run folder, its model.pt, or a torchvision state dict "
+                  "saved with torch.save (docs/finetune.md)"),
+        ConfigKey("head", ValueType::kString, "keep",
+                  "with weights: keep = load the classifier too; reset = train a new one (another class count)")
+            .one_of({"keep", "reset"}),
+        ConfigKey("freeze", ValueType::kString, "0",
+                  "the first N stages (or all) frozen from the first step: no gradients, eval mode, the forward "
+                  "still runs (fixed partial freezing; all = a linear probe of the head)")}},
+      {"stream",
+       {ConfigKey("parts", ValueType::kInt, "1",
+                  "the training set arrives in this many equal parts (1 = all at once; docs/online.md)")
+            .range(1, 100000),
+        ConfigKey("order", ValueType::kString, "shuffle",
+                  "which samples arrive in which part: shuffle = a permutation seeded by experiment.seed, dataset "
+                  "= the data set's order")
+            .one_of({"shuffle", "dataset"}),
+        ConfigKey("epochs", ValueType::kInt, "0",
+                  "epochs trained after each arrival, over every sample arrived so far (required with parts > 1; "
+                  "train.epochs is then parts x epochs)")
+            .range(0, 100000),
+        ConfigKey("lr", ValueType::kString, "restart",
+                  "restart = train.lr_schedule over each arrival's epochs (the warm-up once, at the start); "
+                  "continue = one schedule over the whole stream")
+            .one_of({"restart", "continue"})}},
       {"dataset", {ConfigKey("plugin", ValueType::kString, "mnist", "dataset plugin")}},
       {"policy",
        {ConfigKey("plugin", ValueType::kString, "learn-drop", "drop policy plugin (none = full training)"),
         ConfigKey("shadow", ValueType::kBool, "false",
                   "consult the policy as if its drops happened, log them (stats.jsonl, summary.json) but drop "
-                  "nothing: see where a criterion would cut a training before trusting it")}},
+                  "nothing: see where a criterion would cut a training before trusting it"),
+        ConfigKey("drop_mode", ValueType::kString, "auto",
+                  "what a drop does with the frozen prefix: cache = compute its output once and train the rest "
+                  "from the cache; freeze = keep running it forward on real (augmented) inputs, without backward "
+                  "or optimizer; auto = whichever the cost model predicts is cheaper over the remaining schedule")
+            .one_of({"auto", "cache", "freeze"}),
+        ConfigKey("cost_guard", ValueType::kBool, "true",
+                  "drop only when the predicted saving over the remaining schedule exceeds the drop's cost (cache "
+                  "build, rows of later arrivals); the host's guard for every policy")}},
       {"cache",
        {ConfigKey("plugin", ValueType::kString, "ram", "feature-cache plugin"),
         ConfigKey("dtype", ValueType::kString, "auto",
@@ -521,6 +555,41 @@ void resolve_train(const ConfigTree& tree, RunConfig& rc) {
 
 }
 
+// The stream section: with parts > 1 the run trains stream.epochs after each
+// arrival, train.epochs = parts x stream.epochs in all.
+void resolve_stream(const ConfigTree& tree, RunConfig& rc) {
+  Options stream =
+      validate_section(tree, "stream", tree.root["stream"], host_section_keys("stream"), "section 'stream'");
+  StreamSettings& st = rc.stream;
+  st.parts = stream.get_int("parts");
+  st.order = stream.get_string("order");
+  st.epochs = stream.get_int("epochs");
+  st.lr = stream.get_string("lr");
+  const YAML::Node section = tree.root["stream"];
+  const YAML::Node epochs_node = section.IsDefined() && section.IsMap() ? section["epochs"] : YAML::Node();
+  if (st.parts == 1) {
+    if (st.epochs != 0 && st.epochs != rc.train.epochs) {
+      throw Error(where(tree, epochs_node, "stream.epochs") + ": applies to a stream (stream.parts > 1); with "
+                  "stream.parts 1 the run trains train.epochs (" + std::to_string(rc.train.epochs) + ")");
+    }
+    st.epochs = 0;  // the run's epochs are train.epochs
+    return;
+  }
+  if (st.epochs == 0) {
+    throw Error(where(tree, epochs_node, "stream.epochs") + ": required with stream.parts " +
+                std::to_string(st.parts) + ": the epochs trained after each arrival (expected an int in [1, 100000])");
+  }
+  const std::int64_t total = st.parts * st.epochs;
+  const YAML::Node train = tree.root["train"];
+  const YAML::Node train_epochs = train.IsDefined() && train.IsMap() ? train["epochs"] : YAML::Node();
+  if (train_epochs.IsDefined() && rc.train.epochs != total) {
+    throw Error(where(tree, train_epochs, "train.epochs") + ": a stream of " + std::to_string(st.parts) +
+                " parts with stream.epochs " + std::to_string(st.epochs) + " trains " + std::to_string(total) +
+                " epochs; leave train.epochs out or set it to " + std::to_string(total));
+  }
+  rc.train.epochs = total;
+}
+
 // A plugin section (model, dataset, policy, cache): the host's keys, the
 // plugin it names and that plugin's keys from its manifest.
 void resolve_plugin_section(const ConfigTree& tree, const PluginHost& host, const std::string& section,
@@ -566,11 +635,27 @@ void resolve_plugin_section(const ConfigTree& tree, const PluginHost& host, cons
   PluginChoice choice;
   choice.plugin = plugin;
   choice.options = validate_section(tree, section, node, info->manifest.keys, section + " '" + plugin + "'", ignored);
-  if (section == "model") rc.model = choice;
+  if (section == "model") {
+    rc.model = choice;
+    rc.model_weights = host_opts.get_string("weights");
+    rc.model_head = host_opts.get_string("head");
+    rc.model_freeze = host_opts.get_string("freeze");
+    static const std::regex count("all|0|[1-9][0-9]{0,5}");
+    if (!std::regex_match(rc.model_freeze, count)) {
+      throw Error(where(tree, node["freeze"], "model.freeze") +
+                  ": expected a number of stages or 'all', got '" + rc.model_freeze + "'");
+    }
+    if (rc.model_head == "reset" && rc.model_weights.empty()) {
+      throw Error(where(tree, node["head"], "model.head") +
+                  ": reset applies to a model started from model.weights (a new model's head is new anyway)");
+    }
+  }
   if (section == "dataset") rc.dataset = choice;
   if (section == "policy") {
     rc.policy = choice;
     rc.policy_shadow = host_opts.get_bool("shadow");
+    rc.drop_mode = host_opts.get_string("drop_mode");
+    rc.cost_guard = host_opts.get_bool("cost_guard");
   }
   if (section == "cache") {
     rc.cache = choice;
@@ -604,6 +689,7 @@ RunConfig resolve_config(const ConfigTree& tree, const PluginHost& host) {
   resolve_experiment(tree, rc);
   resolve_runtime(tree, rc);
   resolve_train(tree, rc);  // before the cache section, whose dtype follows train.precision
+  resolve_stream(tree, rc);
   for (const auto& section : kPluginSections) resolve_plugin_section(tree, host, section, rc);
   return rc;
 }
@@ -639,7 +725,7 @@ std::string RunConfig::emit_yaml(bool all_keys) const {
       << dist_timeout << YAML::Key << "sync_batchnorm" << YAML::Value << false;
   }
   e << YAML::EndMap;
-  emit_options(e, "model", model);
+  emit_options(e, "model", model, {{"weights", model_weights}, {"head", model_head}, {"freeze", model_freeze}});
   emit_options(e, "dataset", dataset);
   e << YAML::Key << "train" << YAML::Value << YAML::BeginMap;
   for (const auto& k : train_keys()) {
@@ -647,7 +733,13 @@ std::string RunConfig::emit_yaml(bool all_keys) const {
     std::visit([&](auto member) { e << YAML::Key << k.key.name << YAML::Value << train.*member; }, k.member);
   }
   e << YAML::EndMap;
-  emit_options(e, "policy", policy, {{"shadow", policy_shadow ? "true" : "false"}});
+  e << YAML::Key << "stream" << YAML::Value << YAML::BeginMap << YAML::Key << "parts" << YAML::Value << stream.parts
+    << YAML::Key << "order" << YAML::Value << stream.order << YAML::Key << "epochs" << YAML::Value << stream.epochs
+    << YAML::Key << "lr" << YAML::Value << stream.lr << YAML::EndMap;
+  emit_options(e, "policy", policy,
+               {{"shadow", policy_shadow ? "true" : "false"},
+                {"drop_mode", drop_mode},
+                {"cost_guard", cost_guard ? "true" : "false"}});
   emit_options(e, "cache", cache,
                {{"dtype", cache_dtype}, {"views", std::to_string(cache_views)}, {"augment", cache_augment}});
   if (!plugin_paths.empty()) {

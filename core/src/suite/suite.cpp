@@ -344,8 +344,15 @@ std::int64_t budget_epochs(std::int64_t epochs, double run, double full) {
 
 SuiteRun budget_run(const SuiteRun& baseline, std::int64_t epochs) {
   SuiteRun r = baseline;
-  r.config.train.epochs = epochs;
-  r.values.emplace_back("train.epochs", std::to_string(epochs));
+  if (r.config.stream.enabled()) {
+    // A stream trains fewer epochs after each arrival.
+    r.config.stream.epochs = epochs;
+    r.config.train.epochs = r.config.stream.parts * epochs;
+    r.values.emplace_back("stream.epochs", std::to_string(epochs));
+  } else {
+    r.config.train.epochs = epochs;
+  }
+  r.values.emplace_back("train.epochs", std::to_string(r.config.train.epochs));
   r.label = baseline.label + ".budget" + std::to_string(epochs);
   r.hash = r.config.hash();
   r.effective_yaml = r.config.effective_yaml();

@@ -10,8 +10,10 @@
 
 namespace ld::core {
 
-DatasetSource::DatasetSource(const Dataset& dataset, int loader_threads)
-    : dataset_(dataset), arena_(std::make_unique<tbb::task_arena>(std::max(1, loader_threads))) {}
+DatasetSource::DatasetSource(const Dataset& dataset, int loader_threads, const DropController& controller)
+    : dataset_(dataset),
+      arena_(std::make_unique<tbb::task_arena>(std::max(1, loader_threads))),
+      controller_(controller) {}
 
 void DatasetSource::begin(const std::vector<std::int64_t>& /*order*/, std::int64_t /*batch_size*/,
                           std::int64_t /*first_step*/, std::int64_t /*steps*/, std::uint64_t epoch_seed) {
@@ -21,7 +23,9 @@ void DatasetSource::begin(const std::vector<std::int64_t>& /*order*/, std::int64
 Batch DatasetSource::batch(std::int64_t step, const std::vector<std::int64_t>& indices) {
   // The augmentation of a batch depends on the epoch and the step only.
   const std::uint64_t seed = mix_seed(epoch_seed_, static_cast<std::uint64_t>(step));
-  Batch b = arena_->execute([&] { return dataset_.get_batch(Split::kTrain, indices, seed); });
+  std::vector<std::int64_t> samples(indices.size());
+  for (std::size_t k = 0; k < indices.size(); ++k) samples[k] = controller_.sample_of(indices[k]);
+  Batch b = arena_->execute([&] { return dataset_.get_batch(Split::kTrain, samples, seed); });
   if (b.images.dim() == 4) b.images = b.images.contiguous(at::MemoryFormat::ChannelsLast);
   return b;
 }

@@ -4,6 +4,7 @@
 #include "learndrop/core/optimizer.h"
 
 #include <chrono>
+#include <future>
 #include <cstdio>
 #include <numeric>
 #include <tuple>
@@ -124,31 +125,50 @@ FeatureShift DropController::shift_at(std::size_t cut) const {
   return f;
 }
 
+const char* to_string(DropMode mode) { return mode == DropMode::kCache ? "cache" : "freeze"; }
+
 std::vector<std::int64_t> DropController::rows(const std::vector<std::int64_t>& samples,
                                                std::uint64_t epoch_seed) const {
-  const std::int64_t n = cached_samples();
   std::vector<std::int64_t> r(samples.size());
   for (std::size_t k = 0; k < samples.size(); ++k) {
-    r[k] = view_of(epoch_seed, sample_of(samples[k])) * n + samples[k];
+    r[k] = row(samples[k], view_of(epoch_seed, sample_of(samples[k])));
   }
   return r;
 }
 
-std::int64_t DropController::cached_samples() const {
-  return shard_.empty() ? dataset_.size(Split::kTrain) : static_cast<std::int64_t>(shard_.size());
+std::int64_t DropController::samples() const {
+  if (samples_.empty() && !stream_) return dataset_.size(Split::kTrain);
+  return visible_ >= 0 ? visible_ : static_cast<std::int64_t>(samples_.size());
 }
 
-void DropController::set_shard(std::vector<std::int64_t> samples) {
-  if (cut_ != 0) throw Error("internal: a cache shard is set before the first drop");
-  const std::int64_t n = dataset_.size(Split::kTrain);
+namespace {
+// Distinct dataset indices of the training split, or an internal error naming `what`.
+void check_samples(const std::vector<std::int64_t>& samples, std::int64_t n, const char* what) {
   std::vector<bool> seen(static_cast<std::size_t>(n), false);
   for (std::int64_t i : samples) {
     if (i < 0 || i >= n || seen[static_cast<std::size_t>(i)]) {
-      throw Error("internal: cache shard sample " + std::to_string(i) + " out of range or repeated");
+      throw Error(std::string("internal: ") + what + " sample " + std::to_string(i) + " out of range or repeated");
     }
     seen[static_cast<std::size_t>(i)] = true;
   }
-  shard_ = std::move(samples);
+}
+}  // namespace
+
+void DropController::set_shard(std::vector<std::int64_t> samples) {
+  if (frozen_ != 0 || stream_) throw Error("internal: a cache shard is set before the first drop, without a stream");
+  check_samples(samples, dataset_.size(Split::kTrain), "cache shard");
+  samples_ = std::move(samples);
+  visible_ = -1;
+}
+
+void DropController::set_stream(std::vector<std::int64_t> order) {
+  if (frozen_ != 0 || !history_.empty() || !samples_.empty()) {
+    throw Error("internal: a stream is set before anything arrives or drops");
+  }
+  check_samples(order, dataset_.size(Split::kTrain), "stream");
+  samples_ = std::move(order);
+  visible_ = 0;
+  stream_ = true;
 }
 
 std::string DropController::cache_key(std::size_t cut) const {
@@ -164,33 +184,53 @@ std::string DropController::cache_key(std::size_t cut) const {
     for (const auto& p : model_.stage_module(i)->parameters()) add_tensor(p);
     for (const auto& b : model_.stage_module(i)->buffers()) add_tensor(b);
   }
+  // Rows are sample-major (row p * views + v); the count is not part of the
+  // key, since arrivals add rows to the same cache.
   const std::string rest = settings_.data_key + "|views=" + std::to_string(settings_.views) +
-                           (settings_.feature_augment ? "|feature" : "") +
+                           (settings_.feature_augment ? "|feature" : "") + "|rows=sample-major" +
                            "|cut=" + std::to_string(cut) + "|dtype=" + c10::toString(settings_.dtype);
   h.add(rest.data(), rest.size());
-  if (!shard_.empty()) h.add(shard_.data(), shard_.size() * sizeof(std::int64_t));
+  if (!samples_.empty()) h.add(samples_.data(), samples_.size() * sizeof(std::int64_t));
   return h.hex();
 }
 
 at::Tensor DropController::cached_rows(const std::vector<std::int64_t>& rows) const {
-  if (cut_ == 0) throw Error("internal: no feature cache before the first drop");
+  if (!cache_) throw Error("internal: no feature cache before the first cached drop");
   return to_model_layout(cache_->get(rows)).to(at::kCPU).to(at::kFloat);
 }
 
 void DropController::keep_dropped_in_eval() {
-  for (std::size_t i = 0; i < cut_; ++i) model_.stage_module(i)->eval();
+  for (std::size_t i = 0; i < frozen_; ++i) model_.stage_module(i)->eval();
 }
 
 at::Tensor DropController::to_model_layout(const at::Tensor& stored) const {
-  return from_storage_layout(stored, stage_shapes_.at(cut_ - 1));
+  return from_storage_layout(stored, stage_shapes_.at(cache_cut_ - 1));
 }
 
 std::unique_ptr<BatchSource> DropController::source(int loader_threads) const {
-  if (cut_ == 0) return std::make_unique<DatasetSource>(dataset_, loader_threads);
+  if (cache_cut_ == 0) return std::make_unique<DatasetSource>(dataset_, loader_threads, *this);
   return std::make_unique<CacheSource>(*this);
 }
 
-DropOutcome DropController::apply(const Decision& decision, StagedOptimizer* optimizer, BatchFeed* feed) {
+at::Tensor DropController::forward(const at::Tensor& batch) {
+  at::Tensor h = batch;
+  if (frozen_ > cache_cut_) {
+    at::NoGradGuard no_grad;
+    for (std::size_t s = cache_cut_; s < frozen_; ++s) h = model_.forward_stage(s, h);
+  }
+  return model_.forward(h, frozen_);
+}
+
+std::vector<std::size_t> DropController::drops() const {
+  std::vector<std::size_t> out;
+  for (const auto& e : history_) {
+    if (e.kind == DropEvent::Kind::kDrop) out.push_back(e.cut);
+  }
+  return out;
+}
+
+DropOutcome DropController::apply(const Decision& decision, StagedOptimizer* optimizer, BatchFeed* feed,
+                                  DropMode mode) {
   DropOutcome out;
   out.asked = decision.cut;
   std::size_t target = decision.cut;
@@ -200,26 +240,26 @@ DropOutcome DropController::apply(const Decision& decision, StagedOptimizer* opt
                " stages; clamped";
     target = stages;
   }
-  if (target < cut_) {
-    out.note = "cut " + std::to_string(target) + " asked for, below the current cut " + std::to_string(cut_) +
-               "; drops are monotone, keeping " + std::to_string(cut_);
+  if (target < frozen_) {
+    out.note = "cut " + std::to_string(target) + " asked for, below the current cut " + std::to_string(frozen_) +
+               "; drops are monotone, keeping " + std::to_string(frozen_);
   }
-  if (target <= cut_) {
-    out.cut = cut_;
+  if (target <= frozen_) {
+    out.cut = frozen_;
     return out;
   }
   // The feed's producer may be reading the current cache, which the build
   // below reads too and then releases: stop it first.
   if (feed) feed->stop();
   const bool training = model_.is_training();
-  out.drop = advance(target);
+  out.drop = mode == DropMode::kCache ? advance(target) : freeze_only(target);
   if (training) {
     model_.train();
     keep_dropped_in_eval();
   }
   if (optimizer) optimizer->drop_stages_before(target);
   if (feed) feed->replace_source(source());
-  out.cut = cut_;
+  out.cut = frozen_;
   return out;
 }
 
@@ -238,11 +278,15 @@ class OwningReader final : public BatchReader {
   std::shared_ptr<FeatureCache> cache_;
   std::unique_ptr<BatchReader> inner_;
 };
+
+double seconds_since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
 }  // namespace
 
 std::unique_ptr<BatchReader> DropController::reader(const std::vector<std::int64_t>& order, std::int64_t batch_size,
                                                     std::uint64_t epoch_seed) const {
-  if (cut_ == 0) throw Error("internal: no feature cache before the first drop");
+  if (!cache_) throw Error("internal: no feature cache before the first cached drop");
   return std::make_unique<OwningReader>(cache_, cache_->reader(rows(order, epoch_seed), batch_size));
 }
 
@@ -257,10 +301,10 @@ void DropController::freeze(std::size_t from, std::size_t to) {
 CacheLayout DropController::layout_at(std::size_t cut) const {
   CacheLayout layout;
   layout.cut = cut;
-  layout.count = cached_samples() * settings_.views;  // rows v * N + i
+  layout.count = samples() * settings_.views;  // rows p * views + v
   layout.shape = storage_shape(stage_shapes_.at(cut - 1));
   layout.dtype = settings_.dtype;
-  layout.key = cache_key(cut);  // the stages before `cut` must be frozen as they will stay
+  layout.key = cache_key(cut);  // the stages before `cut` hold the weights they will keep
   return layout;
 }
 
@@ -268,122 +312,262 @@ void DropController::retain_cache() {
   if (cache_) cache_->retain();
 }
 
-std::string DropController::restore(const std::vector<std::size_t>& drops, const at::Tensor& labels,
+at::Tensor DropController::compute_rows(FeatureCache& cache, std::size_t cut, std::int64_t from, std::int64_t to,
+                                        std::int64_t& flops) const {
+  const std::int64_t views = settings_.views;
+  const std::int64_t per_sample =
+      std::accumulate(stage_flops_.begin(), stage_flops_.begin() + static_cast<std::ptrdiff_t>(cut), std::int64_t{0});
+  // Batches of build_batch positions of one view; the next batch's inputs
+  // are decoded on another thread while this one runs through the stages.
+  struct Part {
+    std::int64_t view, begin, end;
+  };
+  std::vector<Part> parts;
+  for (std::int64_t v = 0; v < views; ++v) {
+    for (std::int64_t b = from; b < to; b += settings_.build_batch) parts.push_back({v, b, std::min(to, b + settings_.build_batch)});
+  }
+  auto load = [this](const Part& part) {
+    std::vector<std::int64_t> idx(static_cast<std::size_t>(part.end - part.begin));
+    for (std::size_t k = 0; k < idx.size(); ++k) idx[k] = sample_of(part.begin + static_cast<std::int64_t>(k));
+    Batch b = settings_.feature_augment ? dataset_.get_untransformed(idx, part.view == 1)
+                                        : dataset_.get_batch(Split::kTrain, idx, view_seed(part.view));
+    if (b.images.dim() == 4) b.images = b.images.contiguous(at::MemoryFormat::ChannelsLast);
+    return b;
+  };
+  std::vector<at::Tensor> labels;
+  std::future<Batch> next;
+  if (!parts.empty()) next = std::async(std::launch::async, load, parts[0]);
+  at::NoGradGuard no_grad;
+  // The frozen stages run where training runs and in its precision, so the
+  // cached maps are what the prefix computed during training.
+  AutocastGuard autocast(settings_.device, settings_.precision);
+  for (std::size_t i = 0; i < parts.size(); ++i) {
+    throw_if_interrupted();
+    Batch b = next.get();
+    if (i + 1 < parts.size()) next = std::async(std::launch::async, load, parts[i + 1]);
+    const Part& part = parts[i];
+    if (part.view == 0) labels.push_back(b.labels);
+    at::Tensor x = b.images.to(settings_.device).to(at::kFloat);
+    for (std::size_t s = 0; s < cut; ++s) x = model_.forward_stage(s, x);
+    std::vector<std::int64_t> r(static_cast<std::size_t>(part.end - part.begin));
+    for (std::size_t k = 0; k < r.size(); ++k) r[k] = row(part.begin + static_cast<std::int64_t>(k), part.view);
+    cache.put(r, to_storage_layout(x).to(settings_.dtype).to(cache.device()));
+    flops += per_sample * (part.end - part.begin);
+  }
+  return labels.empty() ? at::empty({0}, at::kLong) : at::cat(labels).to(at::kLong);
+}
+
+DropReport DropController::freeze_only(std::size_t new_cut) {
+  auto start = std::chrono::steady_clock::now();
+  DropReport report;
+  report.from_cut = frozen_;
+  report.to_cut = new_cut;
+  report.mode = DropMode::kFreeze;
+  freeze(frozen_, new_cut);
+  frozen_ = new_cut;
+  history_.push_back({DropEvent::Kind::kDrop, new_cut, DropMode::kFreeze, samples()});
+  report.cache_description = cache_ ? "cache at cut " + std::to_string(cache_cut_) + " kept" : "no cache";
+  report.shift = shift_;
+  report.cache_bytes = cache_ ? cache_->bytes() : 0;
+  report.seconds = seconds_since(start);
+  return report;
+}
+
+DropReport DropController::advance(std::size_t new_cut) {
+  if (new_cut <= frozen_ || new_cut > model_.num_stages()) {
+    throw Error("internal: invalid drop from cut " + std::to_string(frozen_) + " to " + std::to_string(new_cut) +
+                " of " + std::to_string(model_.num_stages()) + " stages");
+  }
+  auto start = std::chrono::steady_clock::now();
+  DropReport report;
+  report.from_cut = frozen_;
+  report.to_cut = new_cut;
+  report.mode = DropMode::kCache;
+
+  // The new stages compute in eval mode (batch norm with its running
+  // statistics), as they will once frozen; they are frozen only once the
+  // cache is complete, so that a failed build leaves the run as it was.
+  std::vector<bool> was_training;
+  for (std::size_t s = frozen_; s < new_cut; ++s) {
+    was_training.push_back(model_.stage_module(s)->is_training());
+    model_.stage_module(s)->eval();
+  }
+  auto undo = [&] {
+    for (std::size_t s = frozen_; s < new_cut; ++s) {
+      if (was_training[s - frozen_]) model_.stage_module(s)->train();
+    }
+  };
+  std::shared_ptr<FeatureCache> next;
+  CacheLayout layout;
+  try {
+    // Rows p * views + v hold view v of position p.
+    const std::int64_t n = samples();
+    layout = layout_at(new_cut);
+    next = make_cache_();
+    next->begin(layout);
+    const std::int64_t per_sample =
+        std::accumulate(stage_flops_.begin() + static_cast<std::ptrdiff_t>(cache_cut_),
+                        stage_flops_.begin() + static_cast<std::ptrdiff_t>(new_cut), std::int64_t{0});
+    if (cache_cut_ == 0) {
+      labels_ = compute_rows(*next, new_cut, 0, n, report.flops);
+    } else {
+      at::NoGradGuard no_grad;
+      AutocastGuard autocast(settings_.device, settings_.precision);
+      for (std::int64_t begin = 0, end = 0; begin < layout.count; begin = end) {
+        throw_if_interrupted();
+        end = std::min(layout.count, begin + settings_.build_batch);
+        std::vector<std::int64_t> row(static_cast<std::size_t>(end - begin));
+        std::iota(row.begin(), row.end(), begin);
+        at::Tensor x = to_model_layout(cache_->get(row)).to(settings_.device).to(at::kFloat);
+        for (std::size_t s = cache_cut_; s < new_cut; ++s) x = model_.forward_stage(s, x);
+        next->put(row, to_storage_layout(x).to(settings_.dtype).to(next->device()));
+        report.flops += per_sample * (end - begin);
+      }
+    }
+    next->finish();
+  } catch (...) {
+    undo();
+    throw;
+  }
+  freeze(frozen_, new_cut);
+  cache_ = std::move(next);  // the old cache is released here, or by the last reader still holding it
+  cache_key_ = layout.key;
+  ++generation_;
+  cache_cut_ = frozen_ = new_cut;
+  history_.push_back({DropEvent::Kind::kDrop, new_cut, DropMode::kCache, samples()});
+  shift_ = shift_at(new_cut);
+  report.shift = shift_;
+  report.cache_bytes = cache_->bytes();
+  report.cache_description = cache_->describe();
+  report.seconds = seconds_since(start);
+  return report;
+}
+
+ArrivalReport DropController::arrive(std::int64_t samples_now, BatchFeed* feed) {
+  if (!stream_) throw Error("internal: an arrival without a stream");
+  const std::int64_t before = samples();
+  if (samples_now <= before || samples_now > static_cast<std::int64_t>(samples_.size())) {
+    throw Error("internal: arrival of samples " + std::to_string(before) + ".." + std::to_string(samples_now) +
+                " of a stream of " + std::to_string(samples_.size()));
+  }
+  if (feed) feed->stop();  // its producer may be reading the cache, which grows
+  ArrivalReport report = add_rows(before, samples_now);
+  history_.push_back({DropEvent::Kind::kArrival, frozen_, DropMode::kCache, samples_now});
+  if (feed) feed->replace_source(source());
+  return report;
+}
+
+ArrivalReport DropController::add_rows(std::int64_t from, std::int64_t to) {
+  const auto start = std::chrono::steady_clock::now();
+  ArrivalReport report;
+  report.samples = to - from;
+  visible_ = to;
+  if (!cache_) return report;
+  // The new samples pass through the cached stages once (eval mode, as frozen).
+  const std::int64_t views = settings_.views;
+  std::shared_ptr<FeatureCache> target = cache_;
+  if (!cache_->grow(to * views)) {
+    // No growth in place: a new cache of the larger layout, the old rows copied.
+    report.copied = true;
+    const CacheLayout layout = layout_at(cache_cut_);
+    target = make_cache_();
+    target->begin(layout);
+    for (std::int64_t begin = 0, end = 0; begin < from * views; begin = end) {
+      end = std::min(from * views, begin + settings_.build_batch);
+      std::vector<std::int64_t> row(static_cast<std::size_t>(end - begin));
+      std::iota(row.begin(), row.end(), begin);
+      target->put(row, cache_->get(row).to(target->device()));
+    }
+  }
+  at::Tensor labels = compute_rows(*target, cache_cut_, from, to, report.flops);
+  target->finish();
+  if (target != cache_) {
+    cache_ = std::move(target);
+    ++generation_;
+  }
+  labels_ = at::cat({labels_, labels});
+  report.rows = (to - from) * views;
+  report.seconds = seconds_since(start);
+  return report;
+}
+
+std::string DropController::restore(const std::vector<DropEvent>& history, const at::Tensor& labels,
                                     StagedOptimizer* optimizer) {
-  if (cut_ != 0) throw Error("internal: restore on a controller that has dropped already");
-  if (!shard_.empty()) throw Error("internal: a sharded cache is not restored from a checkpoint");
-  if (drops.empty()) return "";
-  for (std::size_t i = 0; i < drops.size(); ++i) {
-    if (drops[i] == 0 || drops[i] > model_.num_stages() || (i > 0 && drops[i] <= drops[i - 1])) {
-      throw Error("checkpoint: drop " + std::to_string(i + 1) + " to cut " + std::to_string(drops[i]) +
-                  " is not a valid drop of this " + std::to_string(model_.num_stages()) + "-stage model");
+  if (frozen_ != 0 || !history_.empty()) throw Error("internal: restore on a controller that has dropped already");
+  if (history.empty()) return "";
+  std::size_t last_cut = 0, last_cache_cut = 0;
+  std::int64_t last_samples = -1;
+  for (std::size_t i = 0; i < history.size(); ++i) {
+    const DropEvent& e = history[i];
+    if (e.kind == DropEvent::Kind::kDrop) {
+      if (e.cut == 0 || e.cut > model_.num_stages() || e.cut <= last_cut) {
+        throw Error("checkpoint: drop " + std::to_string(i + 1) + " to cut " + std::to_string(e.cut) +
+                    " is not a valid drop of this " + std::to_string(model_.num_stages()) + "-stage model");
+      }
+      last_cut = e.cut;
+      if (e.mode == DropMode::kCache) last_cache_cut = e.cut;
+    } else {
+      if (!stream_ || e.samples <= last_samples || e.samples > static_cast<std::int64_t>(samples_.size())) {
+        throw Error("checkpoint: arrival " + std::to_string(i + 1) + " of " + std::to_string(e.samples) +
+                    " samples does not fit this run's stream");
+      }
+      last_samples = e.samples;
     }
   }
   const auto start = std::chrono::steady_clock::now();
-  const std::size_t last = drops.back();
   const bool training = model_.is_training();
   std::string how;
   // The kept cache of the last cut, when its key (a digest of the restored
   // frozen weights) finds it intact.
-  const CacheLayout layout = layout_at(last);
-  std::shared_ptr<FeatureCache> kept = make_cache_();
-  if (kept->reopen(layout)) {
-    freeze(0, last);
-    cache_ = std::move(kept);
-    cache_key_ = layout.key;
-    ++generation_;
-    cut_ = last;
-    drops_ = drops;
-    labels_ = labels.to(at::kLong).contiguous();
-    shift_ = shift_at(last);
-    how = "cut-" + std::to_string(last) + " cache reopened without recomputation: " + cache_->describe();
-  } else {
-    kept.reset();
+  std::shared_ptr<FeatureCache> kept;
+  if (last_cache_cut > 0) {
+    if (stream_) visible_ = last_samples;
+    const CacheLayout layout = layout_at(last_cache_cut);
+    kept = make_cache_();
+    if (!kept->reopen(layout)) {
+      kept.reset();
+      if (stream_) visible_ = 0;
+    } else {
+      freeze(0, last_cut);
+      cache_ = std::move(kept);
+      cache_key_ = layout.key;
+      ++generation_;
+      cache_cut_ = last_cache_cut;
+      frozen_ = last_cut;
+      history_ = history;
+      labels_ = labels.to(at::kLong).contiguous();
+      shift_ = shift_at(last_cache_cut);
+      how = "cut-" + std::to_string(last_cache_cut) + " cache reopened without recomputation: " + cache_->describe();
+    }
+  }
+  if (how.empty()) {
     std::int64_t flops = 0;
-    for (std::size_t cut : drops) flops += advance(cut).flops;
-    if (!labels_.equal(labels.to(at::kLong))) {
+    std::string cuts;
+    for (const DropEvent& e : history) {
+      if (e.kind == DropEvent::Kind::kArrival) {
+        flops += arrive(e.samples).flops;
+      } else if (e.mode == DropMode::kCache) {
+        flops += advance(e.cut).flops;
+        cuts += " " + std::to_string(e.cut);
+      } else {
+        freeze_only(e.cut);
+      }
+    }
+    if (cache_ && !labels_.equal(labels.to(at::kLong))) {
       throw Error("checkpoint: the training labels differ from the data set's (has the data changed?)");
     }
-    how = "cache rebuilt from the frozen stages (cuts";
-    for (std::size_t cut : drops) how += " " + std::to_string(cut);
-    how += ", " + format_flops(static_cast<double>(flops)) + ")";
+    how = cuts.empty() ? "" : "cache rebuilt from the frozen stages (cuts" + cuts + ", " +
+                                  format_flops(static_cast<double>(flops)) + ")";
   }
   if (training) {
     model_.train();
     keep_dropped_in_eval();
   }
-  if (optimizer) optimizer->drop_stages_before(last);
+  if (optimizer) optimizer->drop_stages_before(frozen_);
+  if (how.empty()) return how;
   char seconds[32];
-  std::snprintf(seconds, sizeof seconds, " in %.1fs",
-                std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  std::snprintf(seconds, sizeof seconds, " in %.1fs", seconds_since(start));
   return how + seconds;
-}
-
-DropReport DropController::advance(std::size_t new_cut) {
-  if (new_cut <= cut_ || new_cut > model_.num_stages()) {
-    throw Error("internal: invalid drop from cut " + std::to_string(cut_) + " to " + std::to_string(new_cut) + " of " +
-                std::to_string(model_.num_stages()) + " stages");
-  }
-  auto start = std::chrono::steady_clock::now();
-  DropReport report;
-  report.from_cut = cut_;
-  report.to_cut = new_cut;
-
-  // Freeze the newly dropped stages before computing their outputs.
-  freeze(cut_, new_cut);
-
-  // Rows v * N + i hold view v of sample i (of the shard's position i).
-  const std::int64_t n = cached_samples();
-  const CacheLayout layout = layout_at(new_cut);
-  const std::int64_t count = layout.count;
-  std::shared_ptr<FeatureCache> next = make_cache_();
-  next->begin(layout);
-  std::vector<at::Tensor> labels;
-  const std::int64_t per_sample =
-      std::accumulate(stage_flops_.begin() + static_cast<std::ptrdiff_t>(cut_),
-                      stage_flops_.begin() + static_cast<std::ptrdiff_t>(new_cut), std::int64_t{0});
-  {
-    at::NoGradGuard no_grad;
-    // The frozen stages run where training runs and in its precision, so the
-    // cached maps are what the prefix computed during training.
-    AutocastGuard autocast(settings_.device, settings_.precision);
-    for (std::int64_t begin = 0, end = 0; begin < count; begin = end) {
-      throw_if_interrupted();
-      // A batch never spans two views, so that it is one call of the dataset.
-      const std::int64_t view = begin / n;
-      end = std::min({count, begin + settings_.build_batch, (view + 1) * n});
-      std::vector<std::int64_t> row(static_cast<std::size_t>(end - begin));
-      std::iota(row.begin(), row.end(), begin);
-      at::Tensor x;
-      if (cut_ == 0) {
-        std::vector<std::int64_t> idx(row.size());
-        for (std::size_t k = 0; k < row.size(); ++k) idx[k] = sample_of(row[k] - view * n);
-        Batch b = settings_.feature_augment ? dataset_.get_untransformed(idx, view == 1)
-                                            : dataset_.get_batch(Split::kTrain, idx, view_seed(view));
-        x = b.images.dim() == 4 ? b.images.contiguous(at::MemoryFormat::ChannelsLast) : b.images;
-        if (view == 0) labels.push_back(b.labels);
-      } else {
-        x = to_model_layout(cache_->get(row));
-      }
-      x = x.to(settings_.device).to(at::kFloat);
-      for (std::size_t s = cut_; s < new_cut; ++s) x = model_.forward_stage(s, x);
-      next->put(row, to_storage_layout(x).to(settings_.dtype).to(next->device()));
-      report.flops += per_sample * (end - begin);
-    }
-  }
-  next->finish();
-  if (cut_ == 0) labels_ = at::cat(labels);
-  cache_ = std::move(next);  // the old cache is released here, or by the last reader still holding it
-  cache_key_ = layout.key;
-  ++generation_;
-  cut_ = new_cut;
-  drops_.push_back(new_cut);
-  shift_ = shift_at(new_cut);
-  report.shift = shift_;
-  report.cache_bytes = cache_->bytes();
-  report.cache_description = cache_->describe();
-  report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  return report;
 }
 
 }  // namespace ld::core

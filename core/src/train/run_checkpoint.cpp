@@ -25,6 +25,38 @@ std::vector<std::pair<std::string, at::Generator>> generators(at::Device device)
   return out;
 }
 
+json history_json(const std::vector<DropEvent>& history) {
+  json out = json::array();
+  for (const DropEvent& e : history) {
+    if (e.kind == DropEvent::Kind::kDrop) {
+      out.push_back({{"kind", "drop"}, {"cut", e.cut}, {"mode", to_string(e.mode)}});
+    } else {
+      out.push_back({{"kind", "arrival"}, {"samples", e.samples}});
+    }
+  }
+  return out;
+}
+
+std::vector<DropEvent> history_from(const json& j, const std::string& from) {
+  std::vector<DropEvent> out;
+  for (const auto& e : j) {
+    DropEvent d;
+    const std::string kind = e.at("kind").get<std::string>();
+    if (kind == "drop") {
+      d.kind = DropEvent::Kind::kDrop;
+      d.cut = e.at("cut").get<std::size_t>();
+      d.mode = e.at("mode").get<std::string>() == "freeze" ? DropMode::kFreeze : DropMode::kCache;
+    } else if (kind == "arrival") {
+      d.kind = DropEvent::Kind::kArrival;
+      d.samples = e.at("samples").get<std::int64_t>();
+    } else {
+      throw Error("checkpoint " + from + ": unknown event '" + kind + "' in its history");
+    }
+    out.push_back(d);
+  }
+  return out;
+}
+
 std::vector<double> to_doubles(const at::Tensor& t) {
   at::Tensor c = t.to(at::kCPU).to(at::kDouble).contiguous();
   return std::vector<double>(c.data_ptr<double>(), c.data_ptr<double>() + c.numel());
@@ -54,6 +86,7 @@ std::string Trainer::save_checkpoint(bool mid_epoch) {
   m["config_hash"] = cfg_.hash();
   m["steps_per_epoch"] = p_.steps_per_epoch;
   m["drops"] = p_.controller->drops();
+  m["history"] = history_json(p_.controller->history());
   const RunOutput::Resume sizes = p_.out->sizes();
   m["output"] = {{"metrics_bytes", sizes.metrics_bytes}, {"stats_bytes", sizes.stats_bytes}};
   m["report"] = report_.state();
@@ -87,7 +120,7 @@ std::string Trainer::save_checkpoint(bool mid_epoch) {
   for (const auto& kv : p_.model->named_buffers()) c.tensors["model/" + kv.key()] = kv.value();
   p_.tracker->save(c);
   c.optimizer = p_.optimizer->save();
-  if (cut > 0) c.tensors["labels"] = p_.controller->train_labels();
+  if (p_.controller->cache() != nullptr) c.tensors["labels"] = p_.controller->train_labels();
   for (auto& [name, gen] : generators(p_.device)) {
     std::lock_guard<std::mutex> lock(gen.mutex());
     c.tensors[name] = gen.get_state();
@@ -131,11 +164,12 @@ void Trainer::restore(const Checkpoint& c) {
     for (auto& kv : p_.model->named_parameters()) kv.value().copy_(c.tensor("model/" + kv.key()));
     for (auto& kv : p_.model->named_buffers()) kv.value().copy_(c.tensor("model/" + kv.key()));
   }
-  std::vector<std::size_t> drops = m.at("drops").get<std::vector<std::size_t>>();
+  const std::vector<DropEvent> history = history_from(m.at("history"), from);
   std::string cache_how;
-  if (!drops.empty()) {
+  if (!history.empty()) {
     DeferInterrupts defer(checkpoints_);
-    cache_how = p_.controller->restore(drops, c.tensor("labels"), p_.optimizer.get());
+    const at::Tensor labels = c.tensors.count("labels") ? c.tensor("labels") : at::Tensor();
+    cache_how = p_.controller->restore(history, labels, p_.optimizer.get());
     p_.feed->replace_source(p_.controller->source(cfg_.loader_threads));
     if (p_.controller->current_cache_key() != m.at("cache").at("key").get<std::string>()) {
       throw Error("checkpoint " + from + ": the restored cache key differs from the checkpoint's");

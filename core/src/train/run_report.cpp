@@ -25,24 +25,33 @@ void RunReporter::started() const {
   spdlog::info("model: {} stages + head, {} per sample forward (head {})", parts_.model->num_stages(),
                format_flops(static_cast<double>(parts_.profile.flops_from(0))),
                format_flops(static_cast<double>(parts_.profile.head_flops)));
+  if (!parts_.weights_loaded.empty()) spdlog::info("weights: {}", parts_.weights_loaded);
+  if (parts_.schedule->stream()) {
+    spdlog::info("stream: {} training samples arrive in {} parts ({} order), {} epochs after each ({} epochs in all; "
+                 "learning rate: {})",
+                 parts_.n_train, cfg_.stream.parts, cfg_.stream.order, cfg_.stream.epochs, cfg_.train.epochs,
+                 cfg_.stream.lr == "restart" ? "the schedule restarts at each arrival" : "one schedule over the stream");
+  }
 }
 
 void RunReporter::clear_live() const {
   if (live_) std::printf("\r\033[K");
 }
 
-void RunReporter::live(std::int64_t epoch, std::int64_t step, const EpochTally& t, Clock::time_point epoch_start) {
+void RunReporter::live(std::int64_t epoch, std::int64_t step, std::int64_t steps, const EpochTally& t,
+                       Clock::time_point epoch_start) {
   if (!live_ || seconds_since(last_live_) <= 0.5) return;
   last_live_ = Clock::now();
   std::printf("\r\033[Kepoch %lld/%lld  step %lld/%lld  loss %.4f  cut %zu/%zu  %.0f img/s",
               static_cast<long long>(epoch + 1), static_cast<long long>(cfg_.train.epochs),
-              static_cast<long long>(step), static_cast<long long>(parts_.steps_per_epoch), t.loss(),
+              static_cast<long long>(step), static_cast<long long>(steps), t.loss(),
               parts_.controller->cut(), parts_.model->num_stages(), t.seen / seconds_since(epoch_start));
   std::fflush(stdout);
 }
 
 void RunReporter::evaluation_point(const PolicyInput& in, const std::vector<StageStats>& measured, const Decision& d,
-                                   std::int64_t step, std::size_t cut, const std::size_t* shadow_cut) {
+                                   std::int64_t step, std::size_t cut, const std::size_t* shadow_cut,
+                                   const json* plan) {
   json stages = json::array();
   for (const auto& st : measured) {
     json j = {{"name", st.name},
@@ -69,41 +78,101 @@ void RunReporter::evaluation_point(const PolicyInput& in, const std::vector<Stag
     line["shadow"] = true;
     line["shadow_cut"] = *shadow_cut;
   }
+  if (plan != nullptr) line["drop_plan"] = *plan;
+  if (parts_.schedule->stream()) line["samples"] = in.samples;
   parts_.out->append_stats(line);
 }
 
-void RunReporter::drop(const DropReport& r, double epoch, std::int64_t step, const std::string& reason) {
+void RunReporter::drop(const DropReport& r, double epoch, std::int64_t step, const std::string& reason,
+                       const json* plan) {
   const StagedModel& model = *parts_.model;
   clear_live();
-  if (drops_.empty() && !parts_.feature_augment && parts_.views == 1 &&
+  const bool cached = r.mode == DropMode::kCache;
+  if (cached && !cached_before_ && !parts_.feature_augment && parts_.views == 1 &&
       parts_.augmentation_after_drop.rfind("frozen", 0) == 0) {
     spdlog::warn(
         "dataset '{}' augments its training samples but cache.views is 1: after this drop, every epoch "
         "trains on the same augmented draw of each sample (set cache.views: K to cache K draws)",
         cfg_.dataset.plugin);
   }
-  spdlog::info(
-      "drop at epoch {:.2f} (step {}): stages {}..{} frozen ({} -> {}), cache {} ({}{}) built in {:.1f}s, {}{}",
-      epoch, step, model.stage_name(r.from_cut), model.stage_name(r.to_cut - 1), r.from_cut, r.to_cut,
-      format_bytes(static_cast<double>(r.cache_bytes)), r.cache_description,
-      parts_.views > 1 ? ", " + std::to_string(parts_.views) + " views per sample" : "", r.seconds,
-      format_flops(static_cast<double>(r.flops)), reason.empty() ? "" : "; " + reason);
+  cached_before_ = cached_before_ || cached;
+  std::string saving;
+  if (plan != nullptr && plan->contains("predicted_seconds")) {
+    saving = fmt::format("; predicted saving {:.1f}s ({} of work) over the remaining schedule",
+                         (*plan)["predicted_seconds"].get<double>(),
+                         format_flops((*plan)["saved_work"].get<double>() - (*plan)["cost_work"].get<double>()));
+  }
+  if (cached) {
+    spdlog::info(
+        "drop at epoch {:.2f} (step {}): stages {}..{} frozen ({} -> {}), cache {} ({}{}) built in {:.1f}s, {}{}{}",
+        epoch, step, model.stage_name(r.from_cut), model.stage_name(r.to_cut - 1), r.from_cut, r.to_cut,
+        format_bytes(static_cast<double>(r.cache_bytes)), r.cache_description,
+        parts_.views > 1 ? ", " + std::to_string(parts_.views) + " views per sample" : "", r.seconds,
+        format_flops(static_cast<double>(r.flops)), saving, reason.empty() ? "" : "; " + reason);
+  } else {
+    spdlog::info(
+        "drop at epoch {:.2f} (step {}): stages {}..{} frozen ({} -> {}), not cached: they run forward on the real "
+        "inputs, without backward or optimizer{}{}",
+        epoch, step, model.stage_name(r.from_cut), model.stage_name(r.to_cut - 1), r.from_cut, r.to_cut, saving,
+        reason.empty() ? "" : "; " + reason);
+  }
   json entry = {{"epoch", epoch},
                 {"step", step},
                 {"from_cut", r.from_cut},
                 {"to_cut", r.to_cut},
+                {"mode", to_string(r.mode)},
                 {"cache_bytes", r.cache_bytes},
                 {"cache", r.cache_description},
                 {"cache_build_seconds", r.seconds},
                 {"cache_build_flops", r.flops},
                 {"reason", reason}};
-  if (parts_.feature_augment) {
+  if (plan != nullptr) {
+    entry["predicted_saving_work"] = (*plan)["saved_work"].get<double>() - (*plan)["cost_work"].get<double>();
+    if (plan->contains("predicted_seconds")) entry["predicted_saving_seconds"] = (*plan)["predicted_seconds"];
+  }
+  if (parts_.feature_augment && cached) {
     entry["stride"] = r.shift.stride;
     entry["feature_shift"] = r.shift.max_shift;
     spdlog::info("after the drop: cached {} view(s) per sample; maps at stride {} shifted by up to {} map pixels",
                  parts_.views, r.shift.stride, r.shift.max_shift);
   }
   drops_.push_back(std::move(entry));
+}
+
+void RunReporter::arrival(std::int64_t part, std::int64_t parts, std::int64_t before, std::int64_t after,
+                          const ArrivalReport& added, const EvalResult* first_look, std::int64_t epoch) {
+  clear_live();
+  json entry = {{"arrival", part + 1},
+                {"epoch", epoch + 1},
+                {"samples_added", after - before},
+                {"samples", after},
+                {"cache_rows_added", added.rows},
+                {"cache_seconds", added.seconds},
+                {"cache_flops", added.flops},
+                {"cache_copied", added.copied}};
+  std::string look, rows;
+  if (first_look != nullptr) {
+    entry["first_look_loss"] = first_look->loss;
+    entry["first_look_accuracy"] = first_look->accuracy;
+    look = fmt::format("; before training on them: loss {:.4f}, accuracy {:.2f}%", first_look->loss,
+                       100.0 * first_look->accuracy);
+  }
+  if (added.rows > 0) {
+    rows = fmt::format("; {} cache rows added through the frozen stages in {:.1f}s ({}){}", added.rows, added.seconds,
+                       format_flops(static_cast<double>(added.flops)), added.copied ? ", copied into a larger cache" : "");
+  }
+  spdlog::info("part {}/{} arrived: samples {}..{} ({} in all){}{}", part + 1, parts, before, after - 1, after, look,
+               rows);
+  arrivals_.push_back(std::move(entry));
+}
+
+void RunReporter::arrival_done(std::int64_t part, const EvalResult& test, double train_seconds_total) {
+  for (auto& a : arrivals_) {
+    if (a["arrival"].get<std::int64_t>() != part + 1) continue;
+    a["test_accuracy"] = test.accuracy;
+    a["test_loss"] = test.loss;
+    a["train_seconds_total"] = train_seconds_total;
+  }
 }
 
 void RunReporter::shadow_drop(double epoch, std::int64_t step, std::size_t from, std::size_t to,
@@ -115,10 +184,12 @@ void RunReporter::shadow_drop(double epoch, std::int64_t step, std::size_t from,
   shadow_drops_.push_back({{"epoch", epoch}, {"step", step}, {"from_cut", from}, {"to_cut", to}, {"reason", reason}});
 }
 
-void RunReporter::epoch_done(std::int64_t epoch, const EpochTally& t, const RunTotals& totals, const CacheStats& read,
-                             double train_seconds, double epoch_seconds) {
+void RunReporter::epoch_done(std::int64_t epoch, std::int64_t steps, const EpochTally& t, const RunTotals& totals,
+                             const CacheStats& read, double train_seconds, double epoch_seconds, std::int64_t arrivals,
+                             std::int64_t samples) {
+  (void)steps;
   const bool evaluated = totals.evaluated;
-  parts_.out->append_metrics({{"epoch", epoch + 1},
+  json line = {{"epoch", epoch + 1},
                               {"train_loss", t.loss()},
                               {"train_accuracy", t.accuracy()},
                               {"test_loss", evaluated ? json(totals.last_eval.loss) : json(nullptr)},
@@ -133,46 +204,94 @@ void RunReporter::epoch_done(std::int64_t epoch, const EpochTally& t, const RunT
                               {"cache_wait_seconds", read.read_seconds},
                               {"forward_flops", t.flops},
                               {"forward_flops_total", totals.flops},
-                              {"forward_flops_full_total", totals.flops_full}});
+                              {"forward_flops_full_total", totals.flops_full}};
+  if (arrivals > 0) {
+    line["arrival"] = arrivals;
+    line["train_samples"] = samples;
+    line["lr"] = parts_.schedule->learning_rate(static_cast<double>(epoch + 1) - 1e-9);
+  }
+  parts_.out->append_metrics(line);
   if (!opts_.progress) return;
   const double mean_epoch = totals.train_seconds / static_cast<double>(epoch + 1);
   clear_live();
   char test[16] = "     -";
   if (evaluated) std::snprintf(test, sizeof test, "%5.2f%%", 100.0 * totals.last_eval.accuracy);
-  std::printf("epoch %3lld/%lld  loss %.4f  train %5.2f%%  test %s  cut %zu/%zu  %6.0f img/s  %5.1fs  ETA %s\n",
-              static_cast<long long>(epoch + 1), static_cast<long long>(cfg_.train.epochs), t.loss(),
+  const std::string part =
+      arrivals > 0 ? fmt::format("part {}/{}  ", arrivals, parts_.schedule->parts()) : std::string();
+  std::printf("%sepoch %3lld/%lld  loss %.4f  train %5.2f%%  test %s  cut %zu/%zu  %6.0f img/s  %5.1fs  ETA %s\n",
+              part.c_str(), static_cast<long long>(epoch + 1), static_cast<long long>(cfg_.train.epochs), t.loss(),
               100.0 * t.accuracy(), test, parts_.controller->cut(), parts_.model->num_stages(),
               t.seen / train_seconds, epoch_seconds,
               format_duration(mean_epoch * static_cast<double>(cfg_.train.epochs - epoch - 1)).c_str());
   std::fflush(stdout);
 }
 
-json RunReporter::state() const { return {{"drops", drops_}, {"shadow_drops", shadow_drops_}, {"resumes", resumes_}}; }
+json RunReporter::state() const {
+  return {{"drops", drops_},
+          {"shadow_drops", shadow_drops_},
+          {"resumes", resumes_},
+          {"arrivals", arrivals_},
+          {"cached_before", cached_before_}};
+}
 
 void RunReporter::restore(const json& state) {
   drops_ = state.at("drops");
   shadow_drops_ = state.at("shadow_drops");
   resumes_ = state.at("resumes");
+  arrivals_ = state.at("arrivals");
+  cached_before_ = state.at("cached_before").get<bool>();
 }
 
-json RunReporter::finish(const RunTotals& totals, double wall_seconds) {
+json RunReporter::finish(const RunTotals& totals, double wall_seconds, double full_seconds_per_image) {
   parts_.model->to(at::kCPU);  // model.pt loads on any machine
   parts_.out->save_model(*parts_.model);
-  json s = summary(totals, wall_seconds);
+  json s = summary(totals, wall_seconds, full_seconds_per_image);
   parts_.out->write_summary(s);
   parts_.out->remove_checkpoints();  // a finished run is not resumed
+  std::string speed;
+  if (!s["self_speedup"].is_null() && parts_.controller->cut() > 0) {
+    speed = fmt::format(" ({:.2f}x its own full-training speed)", s["self_speedup"].get<double>());
+  }
   spdlog::info(
-      "done: test accuracy {:.2f}%, {} stages dropped of {}, forward {} vs {} full ({:.1f}% less), train {:.1f}s",
+      "done: test accuracy {:.2f}%, {} stages dropped of {}, forward {} vs {} full ({:.1f}% less), train {:.1f}s{}",
       100.0 * totals.last_eval.accuracy, parts_.controller->cut(), parts_.model->num_stages(),
       format_flops(static_cast<double>(totals.flops)), format_flops(static_cast<double>(totals.flops_full)),
-      100.0 * s["flops_reduction"].get<double>(), totals.train_seconds);
+      100.0 * s["flops_reduction"].get<double>(), totals.train_seconds, speed);
   return s;
 }
 
-json RunReporter::summary(const RunTotals& t, double wall_seconds) const {
+json RunReporter::summary(const RunTotals& t, double wall_seconds, double full_seconds_per_image) const {
   const double reduction =
       t.flops_full > 0 ? 1.0 - static_cast<double>(t.flops) / static_cast<double>(t.flops_full) : 0.0;
+  // Timed against itself: every training image at the speed of the run's own
+  // full-training epochs, over the time it took (builds and row additions in).
+  json self_speedup = nullptr, full_rate = nullptr, saving = nullptr;
+  if (full_seconds_per_image > 0 && t.train_seconds > 0) {
+    const double as_full = static_cast<double>(t.images) * full_seconds_per_image;
+    self_speedup = as_full / t.train_seconds;
+    full_rate = 1.0 / full_seconds_per_image;
+    saving = as_full - t.train_seconds;
+  }
+  json arrival_accuracy = json::array();
+  for (const auto& a : arrivals_) arrival_accuracy.push_back(a.value("test_accuracy", json(nullptr)));
+  json stream = nullptr;
+  if (parts_.schedule->stream()) {
+    stream = {{"parts", cfg_.stream.parts}, {"order", cfg_.stream.order}, {"epochs", cfg_.stream.epochs},
+              {"lr", cfg_.stream.lr}};
+  }
   return {{"model", parts_.model_label},
+          {"model_weights", cfg_.model_weights},
+          {"model_head", cfg_.model_head},
+          {"frozen_from_start", parts_.freeze_stages},
+          {"stream", stream},
+          {"arrivals", arrivals_},
+          {"arrival_accuracy", arrival_accuracy},
+          {"images_trained", t.images},
+          {"full_images_per_second", full_rate},
+          {"self_speedup", self_speedup},
+          {"measured_saving_seconds", saving},
+          {"drop_mode", cfg_.drop_mode},
+          {"cost_guard", cfg_.cost_guard},
           {"model_plugin", cfg_.model.plugin},
           {"dataset", cfg_.dataset.plugin},
           {"policy", cfg_.policy.plugin},

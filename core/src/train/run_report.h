@@ -30,22 +30,38 @@ class RunReporter {
   /// The first two log lines: what runs where, and the model's FLOPs.
   void started() const;
   /// The live progress line on a terminal, at most twice a second.
-  void live(std::int64_t epoch, std::int64_t step, const EpochTally& tally, Clock::time_point epoch_start);
+  void live(std::int64_t epoch, std::int64_t step, std::int64_t steps, const EpochTally& tally,
+            Clock::time_point epoch_start);
   /// An evaluation point's line of stats.jsonl: what the policy saw (`in`,
   /// with the stages as `measured`), its decision, at `step` and `cut`;
   /// `shadow_cut` (policy.shadow) is the cut the policy believes in after it.
+  /// `plan` is the host's weighing of the drop (drop_cost.h), if there was one.
   void evaluation_point(const PolicyInput& in, const std::vector<StageStats>& measured, const Decision& d,
-                        std::int64_t step, std::size_t cut, const std::size_t* shadow_cut);
+                        std::int64_t step, std::size_t cut, const std::size_t* shadow_cut,
+                        const nlohmann::json* plan);
   /// A drop: the log lines and the summary's record of it.
-  void drop(const DropReport& r, double epoch, std::int64_t step, const std::string& reason);
+  /// `plan`: the cost model's prediction (null for model.freeze).
+  void drop(const DropReport& r, double epoch, std::int64_t step, const std::string& reason,
+            const nlohmann::json* plan);
+  /// Part `part` (0-based) of `parts` arrived before `epoch`: samples
+  /// [before, after); `first_look` is the model's loss and accuracy on it
+  /// before training on it (null for the first part).
+  void arrival(std::int64_t part, std::int64_t parts, std::int64_t before, std::int64_t after,
+               const ArrivalReport& added, const EvalResult* first_look, std::int64_t epoch);
+  /// The last epoch of part `part` ended: the test set after it.
+  void arrival_done(std::int64_t part, const EvalResult& test, double train_seconds_total);
   /// policy.shadow: where the policy would have dropped.
   void shadow_drop(double epoch, std::int64_t step, std::size_t from, std::size_t to, const std::string& reason);
   /// The end of an epoch: its metrics.jsonl line and console line.
-  void epoch_done(std::int64_t epoch, const EpochTally& tally, const RunTotals& totals, const CacheStats& read,
-                  double train_seconds, double epoch_seconds);
+  /// `arrivals` > 0 in a stream (parts arrived), `samples` the samples the epoch trained on.
+  void epoch_done(std::int64_t epoch, std::int64_t steps, const EpochTally& tally, const RunTotals& totals,
+                  const CacheStats& read, double train_seconds, double epoch_seconds, std::int64_t arrivals,
+                  std::int64_t samples);
   /// The end of the run: model.pt (saved from the CPU), summary.json, the
   /// last log line. Returns the summary.
-  nlohmann::json finish(const RunTotals& totals, double wall_seconds);
+  /// `full_seconds_per_image`: full training's speed as the run measured it
+  /// in its epochs at cut 0 (0 when it had none), for the self-normalised speedup.
+  nlohmann::json finish(const RunTotals& totals, double wall_seconds, double full_seconds_per_image);
 
   /// What a checkpoint keeps of the report (the summary's drops), and back.
   nlohmann::json state() const;
@@ -54,7 +70,7 @@ class RunReporter {
   void resumed(const nlohmann::json& entry) { resumes_.push_back(entry); }
 
  private:
-  nlohmann::json summary(const RunTotals& totals, double wall_seconds) const;
+  nlohmann::json summary(const RunTotals& totals, double wall_seconds, double full_seconds_per_image) const;
   void clear_live() const;
 
   const RunConfig& cfg_;
@@ -65,6 +81,8 @@ class RunReporter {
   nlohmann::json drops_ = nlohmann::json::array();
   nlohmann::json shadow_drops_ = nlohmann::json::array();
   nlohmann::json resumes_ = nlohmann::json::array();
+  nlohmann::json arrivals_ = nlohmann::json::array();
+  bool cached_before_ = false;  // a cached drop happened (the one-view warning is given once)
 };
 
 }  // namespace ld::core

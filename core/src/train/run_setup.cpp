@@ -1,6 +1,7 @@
 #include "run_setup.h"
 
 #include <algorithm>
+#include <numeric>
 #include <utility>
 
 #include <ATen/ATen.h>
@@ -8,7 +9,9 @@
 
 #include "learndrop/core/distributed.h"
 #include "learndrop/core/plugin_host.h"
+#include "learndrop/core/seeds.h"
 #include "learndrop/error.h"
+#include "learndrop/core/start_weights.h"
 
 namespace ld::core {
 
@@ -47,6 +50,18 @@ RunParts set_up_run(const RunConfig& cfg, const PluginHost& host, const RunOptio
                              ModelContext{shape[0], shape[1], shape[2], p.dataset->num_classes()});
   if (p.model->num_stages() == 0) throw Error("model '" + cfg.model.plugin + "' has no stages");
   p.model_label = p.model->label().empty() ? cfg.model.plugin : p.model->label();
+  if (!cfg.model_weights.empty()) {
+    p.weights_loaded = load_start_weights(*p.model, cfg.model_weights, cfg.model_head == "reset");
+  }
+  if (cfg.model_freeze == "all") {
+    p.freeze_stages = p.model->num_stages();
+  } else {
+    p.freeze_stages = static_cast<std::size_t>(std::stoll(cfg.model_freeze));
+    if (p.freeze_stages > p.model->num_stages()) {
+      throw Error("model.freeze: " + cfg.model_freeze + " stages, but model '" + p.model_label + "' has " +
+                  std::to_string(p.model->num_stages()) + " (use all to train the head alone)");
+    }
+  }
   to_channels_last(*p.model);
   p.profile = profile_model(*p.model, shape);
   p.model->to(p.device);
@@ -67,6 +82,17 @@ RunParts set_up_run(const RunConfig& cfg, const PluginHost& host, const RunOptio
     throw Error("dataset '" + cfg.dataset.plugin + "' has " + std::to_string(p.n_train) +
                 " training samples; at least 2 are needed");
   }
+  if (cfg.stream.enabled()) {
+    if (world > 1) {
+      throw Error("stream.parts " + std::to_string(cfg.stream.parts) +
+                  ": data-parallel runs of a stream are not built (run it in one process)");
+    }
+    if (p.n_train / cfg.stream.parts < 2) {
+      throw Error("stream.parts " + std::to_string(cfg.stream.parts) + " splits the " + std::to_string(p.n_train) +
+                  " training samples of dataset '" + cfg.dataset.plugin + "' into parts of fewer than 2 samples");
+    }
+  }
+  p.schedule = std::make_unique<Schedule>(cfg, p.n_train, batch, world);
   p.policy = host.create_policy(
       cfg.policy.plugin, cfg.policy.options,
       PolicyContext{p.model->num_stages(), p.steps_per_epoch, cfg.train.epochs, cfg.train.warmup_epochs});
@@ -126,6 +152,20 @@ RunParts set_up_run(const RunConfig& cfg, const PluginHost& host, const RunOptio
         return host.create_cache(cfg.cache.plugin, cfg.cache.options, cctx);
       },
       p.profile.stage_flops, p.profile.stage_output_shapes, drop);
+  if (cfg.stream.enabled()) {
+    std::vector<std::int64_t> order(static_cast<std::size_t>(p.n_train));
+    std::iota(order.begin(), order.end(), std::int64_t{0});
+    if (cfg.stream.order == "shuffle") order = epoch_order(p.n_train, mix_seed(cfg.seed, 0x73747265616dULL), 0);
+    p.controller->set_stream(std::move(order));  // nothing has arrived yet
+  }
+  std::vector<double> row_bytes = {0};
+  for (const auto& shape : p.profile.stage_output_shapes) {
+    double elements = 1;
+    for (auto d : shape) elements *= static_cast<double>(d);
+    row_bytes.push_back(elements * static_cast<double>(c10::elementSize(drop.dtype)));
+  }
+  p.cost = std::make_unique<DropCost>(p.profile, shape, std::move(row_bytes), p.views,
+                                      p.feature_augment && shift_flip.max_shift > 0);
   p.optimizer = std::make_unique<StagedOptimizer>(*p.model, cfg.train);
   p.tracker = std::make_unique<StageStatsTracker>(*p.model);
   p.feed = std::make_unique<BatchFeed>(p.controller->source(cfg.loader_threads),

@@ -18,6 +18,8 @@
 #include "learndrop/core/stage_stats.h"
 #include "learndrop/core/trainer.h"
 #include "learndrop/policy.h"
+#include "drop_cost.h"
+#include "schedule.h"
 
 namespace ld::core {
 
@@ -33,7 +35,15 @@ struct RunParts {
   std::string model_label;  ///< The model's label(), or its plugin's name.
   ModelProfile profile;
   std::int64_t n_train = 0;
+  /// Steps of an epoch over every training sample (a stream's epochs have
+  /// fewer before its last part arrives: schedule->steps_in).
   std::int64_t steps_per_epoch = 0;
+  std::unique_ptr<Schedule> schedule;
+  std::unique_ptr<DropCost> cost;
+  /// model.freeze resolved: stages frozen from the first step.
+  std::size_t freeze_stages = 0;
+  /// What model.weights loaded ("" without).
+  std::string weights_loaded;
   std::shared_ptr<DropPolicy> policy;
   std::unique_ptr<RunOutput> out;
   std::unique_ptr<DropController> controller;

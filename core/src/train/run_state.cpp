@@ -30,6 +30,12 @@ void EpochTally::reset() {
   flops = 0;
 }
 
+double RunState::full_seconds_per_image() const {
+  if (full_epochs >= 2 && full_images > 0) return full_seconds / full_images;
+  if (full_epochs == 1 && first_full_images > 0) return first_full_seconds / first_full_images;
+  return 0;
+}
+
 RunState::RunState(at::Device device)
     : loss_since_point(at::zeros({}, at::TensorOptions().dtype(at::kDouble).device(device))), tally(device) {}
 
@@ -49,6 +55,10 @@ void for_each_double(State& s, F&& f) {
   f("checkpoint_seconds", s.totals.checkpoint_seconds);
   f("last_eval_loss", s.totals.last_eval.loss);
   f("last_eval_accuracy", s.totals.last_eval.accuracy);
+  f("first_full_images", s.first_full_images);
+  f("first_full_seconds", s.first_full_seconds);
+  f("full_images", s.full_images);
+  f("full_seconds", s.full_seconds);
 }
 
 // The integer fields, each under its name in the checkpoint's JSON.
@@ -66,6 +76,9 @@ void for_each_int(State& s, F&& f) {
   f("flops_full", s.totals.flops_full);
   f("eval_flops", s.totals.eval_flops);
   f("cache_read_bytes", s.totals.cache_read_bytes);
+  f("images", s.totals.images);
+  f("arrivals", s.arrivals);
+  f("full_epochs", s.full_epochs);
 }
 
 }  // namespace

@@ -40,6 +40,7 @@ struct RunTotals {
   double train_seconds = 0, cache_seconds = 0, cache_wait_seconds = 0;
   double checkpoint_seconds = 0;  ///< Writing checkpoints (not training time).
   std::int64_t cache_read_bytes = 0;
+  std::int64_t images = 0;  ///< Training images of every step.
   EvalResult last_eval;
   bool evaluated = false;  ///< Whether last_eval is the current epoch's.
   /// Data-parallel: gradient bytes one step all-reduces, at the first step and the last.
@@ -71,6 +72,17 @@ struct RunState {
 
   RunTotals totals;
   double wall_before = 0;  ///< Wall seconds of the processes before a resume.
+
+  // A stream.
+  std::int64_t arrivals = 0;  ///< Parts arrived so far.
+
+  // The self-normalised speed: the run's own epochs that trained the whole
+  // model (cut 0 throughout), the first apart (it carries one-time costs).
+  std::int64_t full_epochs = 0;
+  double first_full_images = 0, first_full_seconds = 0;
+  double full_images = 0, full_seconds = 0;  ///< Full epochs after the first.
+  /// Seconds per image of full training as this run measured it (0: no full epoch).
+  double full_seconds_per_image() const;
 
   /// Writes every field into `ckpt` (counters in its JSON, floating-point
   /// values and tensors as named tensors, so that they come back exactly).

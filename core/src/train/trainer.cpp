@@ -68,10 +68,49 @@ RunParts Trainer::prepare(const RunConfig& cfg, const PluginHost& host, const Ru
 json Trainer::run() {
   run_start_ = Clock::now();
   report_.started();
-  if (resume_) restore(*resume_);
-  for (; state_.epoch < cfg_.train.epochs; ++state_.epoch) train_epoch();
+  if (resume_) {
+    restore(*resume_);
+  } else {
+    freeze_from_start();
+  }
+  for (; state_.epoch < cfg_.train.epochs; ++state_.epoch) {
+    const Schedule& schedule = *p_.schedule;
+    if (schedule.stream() && state_.arrivals <= schedule.part_of(state_.epoch)) arrive(schedule.part_of(state_.epoch));
+    train_epoch();
+  }
   dp_.sync_buffers();
-  return report_.finish(state_.totals, state_.wall_before + seconds_since(run_start_));
+  return report_.finish(state_.totals, state_.wall_before + seconds_since(run_start_), state_.full_seconds_per_image());
+}
+
+void Trainer::freeze_from_start() {
+  if (p_.freeze_stages == 0) return;
+  const Decision d{p_.freeze_stages, "model.freeze: " + cfg_.model_freeze + " stages frozen from the start"};
+  const DropOutcome outcome = p_.controller->apply(d, p_.optimizer.get(), p_.feed.get(), DropMode::kFreeze);
+  if (outcome.drop) report_.drop(*outcome.drop, 0, 0, d.reason, nullptr);
+}
+
+void Trainer::arrive(std::int64_t part) {
+  const Schedule& schedule = *p_.schedule;
+  const std::int64_t before = schedule.samples_after(part - 1), after = schedule.samples_after(part);
+  // What the model makes of the new part before training on it (test-then-train).
+  EvalResult first_look;
+  if (part > 0) {
+    DeferInterrupts defer(checkpoints_);
+    dp_.sync_buffers();
+    first_look = evaluate_samples(*p_.model, *p_.dataset, *p_.controller, before, after, cfg_.train.eval_batch_size,
+                                  p_.device, p_.precision);
+  }
+  ArrivalReport added;
+  {
+    DeferInterrupts defer(checkpoints_);  // the rows are added; the next step checkpoints
+    added = p_.controller->arrive(after, p_.feed.get());
+  }
+  state_.arrivals = part + 1;
+  // Rows added to the cache are training work, like a cache build.
+  state_.totals.train_seconds += added.seconds;
+  state_.totals.cache_seconds += added.seconds;
+  state_.totals.flops += added.flops;
+  report_.arrival(part, schedule.parts(), before, after, added, part > 0 ? &first_look : nullptr, state_.epoch);
 }
 
 CacheStats Trainer::epoch_reads() const {
@@ -89,19 +128,25 @@ CacheStats Trainer::epoch_reads() const {
 }
 
 void Trainer::train_epoch() {
-  const auto epoch_start = Clock::now();
+  const auto epoch_start = epoch_start_ = Clock::now();
   const std::int64_t epoch = state_.epoch;
   epoch_seed_ = mix_seed(cfg_.seed, 1000003ULL * static_cast<std::uint64_t>(epoch + 1));
-  order_ = dp_.epoch_order(epoch, epoch_order(p_.n_train, cfg_.seed, epoch));
+  // Positions of the samples the run has (all of them, or a stream's arrived parts).
+  order_ = dp_.epoch_order(epoch, epoch_order(p_.schedule->samples_in(epoch), cfg_.seed, epoch));
+  steps_ = dp_.active() ? p_.steps_per_epoch : p_.schedule->steps_in(epoch);
   flops_full_at_start_ = state_.totals.flops_full;
+  epoch_build_seconds_ = 0;
+  epoch_full_ = p_.controller->cut() == 0;
   p_.model->train();
   p_.controller->keep_dropped_in_eval();
   // A run resumed within this epoch goes on with the tally its checkpoint saved.
   if (!std::exchange(resumed_mid_epoch_, false)) {
     state_.step_in_epoch = 0;
     state_.tally.reset();
+  } else {
+    epoch_full_ = false;  // part of it ran in another process
   }
-  p_.feed->start(order_, state_.step_in_epoch, p_.steps_per_epoch, epoch_seed_);
+  p_.feed->start(order_, state_.step_in_epoch, steps_, epoch_seed_);
   generation_at_start_ = p_.controller->generation();
   stats_at_start_ = p_.controller->cache() ? p_.controller->cache()->stats() : CacheStats{};
   at::Tensor x, y;
@@ -125,13 +170,13 @@ void Trainer::train_epoch() {
 void Trainer::train_step(const at::Tensor& x, const at::Tensor& y, Clock::time_point epoch_start) {
   const std::int64_t epoch = state_.epoch;
   std::int64_t& s = state_.step_in_epoch;
-  state_.last_lr = learning_rate(cfg_.train, static_cast<double>(epoch) + static_cast<double>(s) / p_.steps_per_epoch);
+  state_.last_lr = p_.schedule->learning_rate(static_cast<double>(epoch) + static_cast<double>(s) / steps_);
   p_.optimizer->set_lr(state_.last_lr);
   const std::size_t cut = p_.controller->cut();
   at::Tensor logits, loss;
   {
     AutocastGuard autocast(p_.device, p_.precision);
-    logits = p_.model->forward(x, cut);
+    logits = p_.controller->forward(x);
     loss = torch::nn::functional::cross_entropy(logits, y);
   }
   p_.optimizer->zero_grad();
@@ -153,15 +198,15 @@ void Trainer::train_step(const at::Tensor& x, const at::Tensor& y, Clock::time_p
   tally.loss_sum += loss_value * static_cast<double>(b);
   tally.correct_sum += logits.argmax(1).eq(y).sum();
   tally.seen += b;
-  tally.flops += b * p_.profile.flops_from(cut);
+  tally.flops += b * p_.profile.flops_from(p_.controller->cache_cut());
   state_.totals.flops_full += b * p_.profile.flops_from(0);
   state_.loss_since_point += dp_.active() ? loss_value * share : loss_value;
   ++state_.steps_since_point;
   ++state_.step;
   ++s;
   const std::int64_t period = p_.policy->period_steps();
-  if (period > 0 ? state_.step % period == 0 : s == p_.steps_per_epoch) evaluation_point();
-  report_.live(epoch, s, tally, epoch_start);
+  if (period > 0 ? state_.step % period == 0 : s == steps_) evaluation_point();
+  report_.live(epoch, s, steps_, tally, epoch_start);
 }
 
 void Trainer::end_epoch(Clock::time_point epoch_start) {
@@ -170,13 +215,27 @@ void Trainer::end_epoch(Clock::time_point epoch_start) {
   dp_.reduce_epoch(state_.tally, totals, flops_full_at_start_);
   const double train_seconds = seconds_since(epoch_start);
   totals.train_seconds += train_seconds;
+  totals.images += state_.tally.seen;
+  // The run's own speed of full training: epochs whose every step trained
+  // the whole model, without the cache builds that ended some of them.
+  if (epoch_full_ && state_.tally.seen > 0) {
+    const double seconds = train_seconds - epoch_build_seconds_;
+    if (state_.full_epochs++ == 0) {
+      state_.first_full_images = static_cast<double>(state_.tally.seen);
+      state_.first_full_seconds = seconds;
+    } else {
+      state_.full_images += static_cast<double>(state_.tally.seen);
+      state_.full_seconds += seconds;
+    }
+  }
   // Cache reads of this epoch (a cache built during the epoch counts from zero).
   const CacheStats read = epoch_reads();
   state_.read_carry = CacheStats{};
   totals.cache_read_bytes += read.bytes_read;
   totals.cache_wait_seconds += read.read_seconds;
   totals.flops += state_.tally.flops;
-  totals.evaluated = (epoch + 1) % cfg_.train.eval_every == 0 || epoch + 1 == cfg_.train.epochs;
+  const bool end_of_part = p_.schedule->stream() && p_.schedule->last_of_part(epoch);
+  totals.evaluated = (epoch + 1) % cfg_.train.eval_every == 0 || epoch + 1 == cfg_.train.epochs || end_of_part;
   if (totals.evaluated) {
     DeferInterrupts defer(checkpoints_);  // a signal stops the run at the next step, with a checkpoint
     dp_.sync_buffers();
@@ -184,7 +243,9 @@ void Trainer::end_epoch(Clock::time_point epoch_start) {
     totals.eval_flops += p_.dataset->size(Split::kTest) * p_.profile.flops_from(0);
   }
   const double epoch_seconds = seconds_since(epoch_start);
-  report_.epoch_done(epoch, state_.tally, totals, read, train_seconds, epoch_seconds);
+  report_.epoch_done(epoch, steps_, state_.tally, totals, read, train_seconds, epoch_seconds,
+                     p_.schedule->stream() ? state_.arrivals : 0, p_.schedule->samples_in(epoch));
+  if (end_of_part) report_.arrival_done(p_.schedule->part_of(epoch), totals.last_eval, totals.train_seconds);
   if (checkpoints_ && (epoch + 1) % cfg_.train.checkpoint_every == 0 && epoch + 1 < cfg_.train.epochs) {
     save_checkpoint(false);
   }
@@ -211,8 +272,10 @@ void Trainer::evaluation_point() {
   PolicyInput in;
   in.eval_point = ++state_.eval_point;
   in.step = state_.step;
-  in.epoch = static_cast<double>(state_.epoch) + static_cast<double>(state_.step_in_epoch) / p_.steps_per_epoch;
+  in.epoch = static_cast<double>(state_.epoch) + static_cast<double>(state_.step_in_epoch) / steps_;
   in.cut = cut;
+  in.samples = p_.schedule->samples_in(state_.epoch);
+  in.arrivals = p_.schedule->stream() ? state_.arrivals : 1;
   dp_.reduce_point(state_.loss_since_point);
   in.train_loss = state_.loss_since_point.item<double>() / static_cast<double>(state_.steps_since_point);
   in.lr = state_.last_lr;
@@ -235,29 +298,73 @@ void Trainer::evaluation_point() {
   if (cfg_.policy_shadow) {
     const std::size_t target = std::min(d.cut, p_.model->num_stages());
     const std::size_t after = std::max(state_.shadow_cut, target);
-    report_.evaluation_point(in, measured, d, state_.step, cut, &after);
+    report_.evaluation_point(in, measured, d, state_.step, cut, &after, nullptr);
     if (target > state_.shadow_cut) {
       report_.shadow_drop(in.epoch, state_.step, state_.shadow_cut, target, d.reason);
       state_.shadow_cut = target;
     }
     return;
   }
-  report_.evaluation_point(in, measured, d, state_.step, cut, nullptr);
-  dp_.shard_before_first_drop(state_.epoch, d.cut, order_);
+  const json plan = drop(d, in.epoch);
+  report_.evaluation_point(in, measured, d, state_.step, cut, nullptr, plan.is_null() ? nullptr : &plan);
+}
+
+json Trainer::drop(const Decision& d, double epoch) {
+  const std::size_t frozen = p_.controller->cut(), cache_cut = p_.controller->cache_cut();
+  const std::size_t target = std::min(d.cut, p_.model->num_stages());
+  if (target <= frozen) {
+    // Nothing to weigh: DropController::apply explains a cut below the current one.
+    if (d.cut < frozen) {
+      const DropOutcome outcome = p_.controller->apply(d);
+      if (!outcome.note.empty()) spdlog::warn("policy '{}': {}", cfg_.policy.plugin, outcome.note);
+    }
+    return nullptr;
+  }
+  // Does it pay, and how: the work it saves over the rest of the schedule
+  // against what it costs. The same on every rank (no clock in it).
+  const Schedule& schedule = *p_.schedule;
+  const std::int64_t ahead = schedule.images_ahead(state_.epoch, state_.step_in_epoch);
+  const DropPlan plan = plan_drop(*p_.cost, cfg_.drop_mode, cfg_.cost_guard, cache_cut, frozen, target, ahead,
+                                  p_.controller->samples(), dp_.active() ? 0 : schedule.arrivals_after(state_.epoch));
+  json record = {{"target", target},
+                 {"mode", to_string(plan.mode)},
+                 {"drop", plan.drop},
+                 {"images_ahead", ahead},
+                 {"saved_work", plan.chosen.saved},
+                 {"cost_work", plan.chosen.cost}};
+  for (const auto& o : plan.options) {
+    record["options"][to_string(o.mode)] = {{"saved_work", o.saved}, {"cost_work", o.cost}};
+  }
+  // For people: the net saving as seconds at this epoch's speed so far (in
+  // the log and summary, not in stats.jsonl; the decision uses no clock).
+  json shown = record;
+  const double work_now = p_.cost->step_work(cache_cut, frozen) * static_cast<double>(state_.tally.seen);
+  if (work_now > 0) {
+    shown["predicted_seconds"] = plan.chosen.net() * (seconds_since(epoch_start_) - epoch_build_seconds_) / work_now;
+  }
+  if (!plan.drop) {
+    record["held"] = plan.held;
+    spdlog::debug("{}", plan.held);
+    return record;
+  }
+  dp_.shard_before_first_drop(state_.epoch, target, order_);
   // The drop itself is one call: DropController::apply checks the decision,
-  // stops the feed, freezes, builds the cache, trims the optimizer and hands
-  // the feed the cache for the rest of the epoch.
+  // stops the feed, builds the cache (or only freezes), trims the optimizer
+  // and hands the feed its source for the rest of the epoch.
   DropOutcome outcome;
   {
     DeferInterrupts defer(checkpoints_);  // the cache is built; the next step checkpoints
-    outcome = p_.controller->apply(d, p_.optimizer.get(), p_.feed.get());
+    outcome = p_.controller->apply(d, p_.optimizer.get(), p_.feed.get(), plan.mode);
   }
   if (!outcome.note.empty()) spdlog::warn("policy '{}': {}", cfg_.policy.plugin, outcome.note);
   if (outcome.drop) {
     state_.tally.flops += outcome.drop->flops;
     state_.totals.cache_seconds += outcome.drop->seconds;
-    report_.drop(*outcome.drop, in.epoch, state_.step, d.reason);
+    epoch_build_seconds_ += outcome.drop->seconds;
+    epoch_full_ = false;
+    report_.drop(*outcome.drop, epoch, state_.step, d.reason, &shown);
   }
+  return record;
 }
 
 namespace {

@@ -51,11 +51,18 @@ class Trainer {
  private:
   static RunParts prepare(const RunConfig& cfg, const PluginHost& host, const RunOptions& opts,
                           const Checkpoint* resume);
+  /// Part `part` of a stream arrives (before its first epoch).
+  void arrive(std::int64_t part);
+  /// model.freeze: stages frozen before the first step (a drop in kFreeze at step 0).
+  void freeze_from_start();
   void train_epoch();
   /// One optimizer step on batch (x, y).
   void train_step(const at::Tensor& x, const at::Tensor& y, Clock::time_point epoch_start);
   void end_epoch(Clock::time_point epoch_start);
   void evaluation_point();
+  /// Applies the policy's decision `d` at this point, through the cost
+  /// guard (drop_cost.h); returns the plan for the stats line.
+  nlohmann::json drop(const Decision& d, double epoch);
   /// The policy's decision at this point (rank 0's in a data-parallel run).
   Decision decide(PolicyInput& in);
   /// Cache reads of this epoch so far.
@@ -77,6 +84,12 @@ class Trainer {
   DataParallel dp_;
   std::vector<std::int64_t> order_;  // this epoch's sample order (the feed reads it)
   std::uint64_t epoch_seed_ = 0;
+  std::int64_t steps_ = 0;  // this epoch's steps
+  // This epoch: cache builds and row additions (not part of its full-training
+  // speed), and whether every step trained the whole model.
+  double epoch_build_seconds_ = 0;
+  Clock::time_point epoch_start_ = Clock::now();
+  bool epoch_full_ = true;
   // This epoch's cache reads: the current cache's since the epoch began (or
   // since it was built).
   std::uint64_t generation_at_start_ = 0;

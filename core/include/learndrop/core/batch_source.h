@@ -37,9 +37,11 @@ class BatchSource {
 
 /// Batches from the dataset: its training transform, drawn per batch from
 /// the epoch seed and the step, decoded in a TBB arena of `loader_threads`.
+/// The feed's indices are the controller's sample positions (a stream's or
+/// a shard's), mapped to dataset indices by `controller`.
 class DatasetSource final : public BatchSource {
  public:
-  DatasetSource(const Dataset& dataset, int loader_threads);
+  DatasetSource(const Dataset& dataset, int loader_threads, const DropController& controller);
   void begin(const std::vector<std::int64_t>& order, std::int64_t batch_size, std::int64_t first_step,
              std::int64_t steps, std::uint64_t epoch_seed) override;
   Batch batch(std::int64_t step, const std::vector<std::int64_t>& indices) override;
@@ -48,6 +50,7 @@ class DatasetSource final : public BatchSource {
  private:
   const Dataset& dataset_;
   std::unique_ptr<tbb::task_arena> arena_;
+  const DropController& controller_;
   std::uint64_t epoch_seed_ = 0;
 };
 

@@ -54,6 +54,15 @@ struct TrainSettings {
   std::int64_t checkpoint_every = 1;  ///< Epochs between checkpoints (0 = none; not part of the hash).
 };
 
+/// Data that arrive over time (the `stream` section; docs/online.md).
+struct StreamSettings {
+  std::int64_t parts = 1;           ///< The training set arrives in this many equal parts.
+  std::string order = "shuffle";    ///< shuffle | dataset: which samples arrive in which part.
+  std::int64_t epochs = 0;          ///< Epochs after each arrival (0 when parts is 1: train.epochs).
+  std::string lr = "restart";       ///< restart | continue: the schedule per arrival or over the stream.
+  bool enabled() const { return parts > 1; }
+};
+
 /// A validated config: every key known, typed and in range, defaults filled.
 struct RunConfig {
   std::string file;
@@ -69,7 +78,13 @@ struct RunConfig {
   double dist_timeout = 300;           ///< runtime.dist_timeout, seconds (not part of the hash).
   TrainSettings train;
   PluginChoice model, dataset, policy, cache;
+  std::string model_weights;              ///< model.weights: trained weights to start from ("" = none).
+  std::string model_head = "keep";        ///< model.head: keep | reset.
+  std::string model_freeze = "0";         ///< model.freeze: stages frozen from the start ("all" or a number).
+  StreamSettings stream;
   bool policy_shadow = false;             ///< policy.shadow: consult and log, never drop.
+  std::string drop_mode = "auto";         ///< policy.drop_mode: auto | cache | freeze.
+  bool cost_guard = true;                 ///< policy.cost_guard: drop only when it pays.
   std::string cache_dtype;                ///< float32 | float16 | bfloat16 (auto resolved from train.precision)
   std::int64_t cache_views = 1;           ///< Augmented views cached per training sample (augment: views).
   std::string cache_augment = "auto";     ///< auto | feature | views

@@ -51,15 +51,49 @@ struct DropSettings {
   Precision precision = Precision::kFp32;
 };
 
+/// What a drop does with the stages it freezes.
+enum class DropMode {
+  /// Their output is computed once into a feature cache, and training reads
+  /// the cache: every later step skips their forward and backward work.
+  kCache,
+  /// They stay in the forward pass, on the real (augmented) inputs, but
+  /// without gradients or optimizer: every later step skips their backward
+  /// work, and nothing is built.
+  kFreeze,
+};
+
+/// "cache" or "freeze".
+const char* to_string(DropMode mode);
+
 /// What one drop did.
 struct DropReport {
   std::size_t from_cut = 0;
   std::size_t to_cut = 0;
+  DropMode mode = DropMode::kCache;
   std::int64_t flops = 0;  ///< Forward FLOPs spent building the cache.
   double seconds = 0;
   std::int64_t cache_bytes = 0;
   std::string cache_description;
   FeatureShift shift;  ///< Feature-space shifts at the new cut (feature augmentation).
+};
+
+/// What adding the rows of newly arrived samples to the cache did.
+struct ArrivalReport {
+  std::int64_t samples = 0;  ///< Samples added.
+  std::int64_t rows = 0;     ///< Cache rows computed (samples x views; 0 without a cache).
+  std::int64_t flops = 0;    ///< Forward FLOPs spent computing them.
+  double seconds = 0;
+  bool copied = false;  ///< The cache could not grow in place: its rows were copied into a larger one.
+};
+
+/// One event of a controller's history, which a checkpoint stores and a
+/// resumed run replays: a drop to `cut` in `mode`, or an arrival that made
+/// `samples` samples visible.
+struct DropEvent {
+  enum class Kind { kDrop, kArrival } kind = Kind::kDrop;
+  std::size_t cut = 0;
+  DropMode mode = DropMode::kCache;
+  std::int64_t samples = 0;
 };
 
 /// What DropController::apply did with a decision.
@@ -77,6 +111,16 @@ struct DropOutcome {
 /// only a prefix is dropped, a drop is monotone, dropped stages are frozen
 /// (eval mode, no gradients), and a new cut is built from the previous cache
 /// through the newly dropped stages only.
+///
+/// Two cuts: `cut()` stages are frozen (dropped from training), and the
+/// first `cache_cut()` of them are cached (the feed reads their output).
+/// Stages [cache_cut, cut) were dropped in DropMode::kFreeze and still run
+/// forward, without gradients.
+///
+/// Samples are positions 0..samples()-1: the training set's indices, a
+/// data-parallel rank's shard (set_shard) or the samples of a stream that
+/// have arrived (set_stream, arrive). Cache row p * views + v holds view v
+/// of position p, so that rows of samples that arrive later go at the end.
 class DropController {
  public:
   using CacheMaker = std::function<std::shared_ptr<FeatureCache>()>;
@@ -86,21 +130,44 @@ class DropController {
                  std::vector<std::int64_t> stage_flops, std::vector<std::vector<std::int64_t>> stage_shapes,
                  const DropSettings& settings);
 
-  std::size_t cut() const { return cut_; }
+  /// Stages frozen: dropped from training, cached or not.
+  std::size_t cut() const { return frozen_; }
+  /// Stages whose output the cache holds (the feed's batches are their output); 0 = raw data.
+  std::size_t cache_cut() const { return cache_cut_; }
 
   /// Applies a drop policy's decision, as one transaction (the trainer and
   /// the tests call this one method). The cut asked for is clamped to the
   /// number of stages, and a cut below the current one is kept. A larger cut:
   ///  1. stops `feed`, whose producer may be reading the current cache;
-  ///  2. freezes stages [cut, new cut) (eval mode, no gradients);
-  ///  3. builds the cache at the new cut from the current one (or from the
-  ///     dataset at cut 0), on the model's device and in its precision;
+  ///  2. (kCache) builds the cache at the new cut from the current one (or
+  ///     from the dataset at cut 0), on the model's device and in its
+  ///     precision, with the new stages in eval mode; only when it is
+  ///     complete are they frozen and the old cache released, so a failed
+  ///     build leaves the run as it was;
+  ///  3. freezes stages [cut, new cut) (eval mode, no gradients);
   ///  4. removes the frozen parameters and their state from `optimizer`;
-  ///  5. hands `feed` the cache source, which goes on with the rest of the
-  ///     epoch from the new cache.
+  ///  5. (kCache) hands `feed` the cache source, which goes on with the rest
+  ///     of the epoch from the new cache; (kFreeze) the feed goes on as it was.
   /// The model keeps its training mode (frozen stages stay in eval mode).
   /// `optimizer` and `feed` may be null (a controller outside a training).
-  DropOutcome apply(const Decision& decision, StagedOptimizer* optimizer = nullptr, BatchFeed* feed = nullptr);
+  DropOutcome apply(const Decision& decision, StagedOptimizer* optimizer = nullptr, BatchFeed* feed = nullptr,
+                    DropMode mode = DropMode::kCache);
+
+  /// A training step's forward pass of a batch from the feed: the frozen,
+  /// uncached stages without gradients, then the trained stages and the head.
+  at::Tensor forward(const at::Tensor& batch);
+
+  /// A stream's samples, in the order they arrive (dataset indices, distinct);
+  /// none has arrived yet. Only before the first drop.
+  void set_stream(std::vector<std::int64_t> order);
+  /// Makes the first `samples` of the stream visible (more than now). With a
+  /// cache, the new samples pass through the cached stages once and their
+  /// rows are added to it (FeatureCache::grow, or a copy into a larger
+  /// cache); rows already cached are never recomputed.
+  ArrivalReport arrive(std::int64_t samples, BatchFeed* feed = nullptr);
+
+  /// The controller's history (drops and arrivals), for a checkpoint.
+  const std::vector<DropEvent>& history() const { return history_; }
 
   /// The batch source for the current cut: the dataset's training transform
   /// (decoded by `loader_threads` TBB threads) at cut 0, the cache after.
@@ -124,8 +191,14 @@ class DropController {
   /// shifts are still drawn per dataset index, as without a shard. Only
   /// before the first drop.
   void set_shard(std::vector<std::int64_t> samples);
-  /// Samples this controller caches: the shard's, or the training set's.
-  std::int64_t cached_samples() const;
+  /// Training samples: the arrived part of a stream, a shard, or the training set.
+  std::int64_t samples() const;
+  /// The dataset index of position `p`.
+  std::int64_t sample_of(std::int64_t p) const {
+    return samples_.empty() ? p : samples_[static_cast<std::size_t>(p)];
+  }
+  /// The cache row of view `v` of position `p`.
+  std::int64_t row(std::int64_t p, std::int64_t v) const { return p * settings_.views + v; }
 
   /// Number of cached views per sample.
   std::int64_t views() const { return settings_.views; }
@@ -154,17 +227,18 @@ class DropController {
   /// [0, cut): a digest of those weights, the data key, the views and dtype.
   std::string cache_key(std::size_t cut) const;
 
-  /// Cached features (model layout, float32, on the CPU) of rows v * N + i
-  /// (N = cached_samples()); for inspection.
+  /// Cached features (model layout, float32, on the CPU) of `rows`
+  /// (row(p, v)); for inspection.
   at::Tensor cached_rows(const std::vector<std::int64_t>& rows) const;
 
   /// Converts a batch from the cache reader into model layout (type and device unchanged).
   at::Tensor to_model_layout(const at::Tensor& stored) const;
 
-  /// Training labels, gathered during the first cache build (undefined before).
+  /// Labels of the cached positions, gathered during the first cache build
+  /// and arrivals after it (undefined without a cache).
   const at::Tensor& train_labels() const { return labels_; }
 
-  /// The current cache (null at cut 0).
+  /// The current cache (null without one).
   const FeatureCache* cache() const { return cache_.get(); }
 
   /// How many caches this controller has built: identifies the current
@@ -173,35 +247,41 @@ class DropController {
 
   /// The key of the current cache (cache_key at the cut, taken when the
   /// cache was built or reopened; the frozen weights do not change after);
-  /// empty at cut 0.
+  /// empty without a cache.
   const std::string& current_cache_key() const { return cache_key_; }
 
   /// The cut after each drop so far, in order.
-  const std::vector<std::size_t>& drops() const { return drops_; }
+  std::vector<std::size_t> drops() const;
 
   /// Asks the current cache to keep its rows for a resumed run
-  /// (FeatureCache::retain); nothing at cut 0.
+  /// (FeatureCache::retain); nothing without a cache.
   void retain_cache();
 
-  /// Resumes at the cuts of `drops` (a checkpoint's), with the model holding
-  /// the checkpoint's weights: freezes stages [0, last cut), then reopens the
-  /// last cut's cache when the cache plugin kept it intact
-  /// (FeatureCache::reopen), or else rebuilds the cache of each cut in turn,
-  /// as the drops built them; the frozen weights have not changed since, so
-  /// the rows are the same. `labels` are the training labels; `optimizer`
-  /// (may be null) loses the frozen stages. Returns what it did, for the log.
-  std::string restore(const std::vector<std::size_t>& drops, const at::Tensor& labels, StagedOptimizer* optimizer);
+  /// Resumes at the end of `history` (a checkpoint's), with the model
+  /// holding the checkpoint's weights: reopens the last cache when the cache
+  /// plugin kept it intact (FeatureCache::reopen), or else replays the
+  /// history, building each cache and adding each arrival's rows as they
+  /// were, in the same batches, so the rows are bit-identical. `labels` are
+  /// the cached samples' labels (undefined without a cache); `optimizer`
+  /// (may be null) loses the frozen stages. A stream's order must be set
+  /// first (set_stream). Returns what it did, for the log.
+  std::string restore(const std::vector<DropEvent>& history, const at::Tensor& labels, StagedOptimizer* optimizer);
 
  private:
   DropReport advance(std::size_t new_cut);
+  DropReport freeze_only(std::size_t new_cut);
+  ArrivalReport add_rows(std::int64_t from, std::int64_t to);
+  /// Computes the rows of positions [from, to) at the cache cut (all views),
+  /// into `cache`, from the dataset through stages [0, cut), in batches of
+  /// build_batch that never span two views. Returns their labels (view 0).
+  at::Tensor compute_rows(FeatureCache& cache, std::size_t cut, std::int64_t from, std::int64_t to,
+                          std::int64_t& flops) const;
   /// Stages [from, to) in eval mode, without gradients.
   void freeze(std::size_t from, std::size_t to);
   /// What the cache at `cut` holds, with its key.
   CacheLayout layout_at(std::size_t cut) const;
   std::vector<std::int64_t> rows(const std::vector<std::int64_t>& samples, std::uint64_t epoch_seed) const;
   FeatureShift shift_at(std::size_t cut) const;
-  /// The dataset index of cached position `p`.
-  std::int64_t sample_of(std::int64_t p) const { return shard_.empty() ? p : shard_[static_cast<std::size_t>(p)]; }
 
   StagedModel& model_;
   const Dataset& dataset_;
@@ -209,14 +289,16 @@ class DropController {
   std::vector<std::int64_t> stage_flops_;
   std::vector<std::vector<std::int64_t>> stage_shapes_;
   DropSettings settings_;
-  std::size_t cut_ = 0;
+  std::size_t cache_cut_ = 0, frozen_ = 0;
   std::shared_ptr<FeatureCache> cache_;
   std::uint64_t generation_ = 0;
   at::Tensor labels_;
   FeatureShift shift_;
-  std::vector<std::size_t> drops_;
+  std::vector<DropEvent> history_;
   std::string cache_key_;
-  std::vector<std::int64_t> shard_;
+  std::vector<std::int64_t> samples_;  // dataset index of each position (empty: the identity)
+  std::int64_t visible_ = -1;          // positions visible (a stream's arrived samples); -1: all of samples_
+  bool stream_ = false;
 };
 
 }  // namespace ld::core

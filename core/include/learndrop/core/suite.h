@@ -63,6 +63,7 @@ std::int64_t budget_epochs(std::int64_t epochs, double run, double full);
 /// The budget-matched baseline of `baseline` (a run of `suite`) cut to
 /// `epochs`: its config with train.epochs replaced (the learning-rate
 /// schedule follows the new length), labelled "<baseline label>.budget<E>".
+/// For a stream, `epochs` are the epochs after each arrival (stream.epochs).
 SuiteRun budget_run(const SuiteRun& baseline, std::int64_t epochs);
 
 /// Loads, expands and validates a suite (every run's config is resolved, so a

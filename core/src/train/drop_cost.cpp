@@ -1,0 +1,74 @@
+#include "drop_cost.h"
+
+#include <numeric>
+
+#include "learndrop/core/text.h"
+
+namespace ld::core {
+
+DropCost::DropCost(const ModelProfile& profile, std::vector<std::int64_t> input_shape, std::vector<double> row_bytes,
+                   std::int64_t views, bool shifts)
+    : profile_(profile), row_bytes_(std::move(row_bytes)), views_(views), shifts_(shifts) {
+  input_bytes_ = 4.0 * static_cast<double>(std::accumulate(input_shape.begin(), input_shape.end(), std::int64_t{1},
+                                                           std::multiplies<std::int64_t>()));
+}
+
+double DropCost::step_work(std::size_t cache_cut, std::size_t frozen) const {
+  const double forward_only = static_cast<double>(profile_.stage_range_flops(cache_cut, frozen));
+  const double trained = static_cast<double>(profile_.flops_from(frozen));
+  // The batch's input: a decoded image, or a cached row (copied once more when shifted).
+  const double bytes = cache_cut == 0 ? input_bytes_ : row_bytes_.at(cache_cut) * (shifts_ ? 2.0 : 1.0);
+  return forward_only + 3.0 * trained + kFlopsPerByte * bytes;
+}
+
+double DropCost::row_work(std::size_t from, std::size_t to) const {
+  const double in = from == 0 ? input_bytes_ : row_bytes_.at(from);
+  return static_cast<double>(profile_.stage_range_flops(from, to)) + kFlopsPerByte * (in + row_bytes_.at(to));
+}
+
+DropCost::Prediction DropCost::predict(std::size_t cache_cut, std::size_t frozen, std::size_t target, DropMode mode,
+                                       std::int64_t images_ahead, std::int64_t cached_samples,
+                                       std::int64_t arriving) const {
+  Prediction p;
+  p.mode = mode;
+  const double now = step_work(cache_cut, frozen);
+  const auto views = static_cast<double>(views_);
+  if (mode == DropMode::kCache) {
+    p.saved = static_cast<double>(images_ahead) * (now - step_work(target, target));
+    p.cost = views * (static_cast<double>(cached_samples) * row_work(cache_cut, target) +
+                      static_cast<double>(arriving) * row_work(0, target));
+    // Without the drop, later arrivals add rows at the current cache cut.
+    if (cache_cut > 0) p.cost -= views * static_cast<double>(arriving) * row_work(0, cache_cut);
+  } else {
+    p.saved = static_cast<double>(images_ahead) * (now - step_work(cache_cut, target));
+  }
+  return p;
+}
+
+DropPlan plan_drop(const DropCost& cost, const std::string& drop_mode, bool guard, std::size_t cache_cut,
+                   std::size_t frozen, std::size_t target, std::int64_t images_ahead, std::int64_t cached_samples,
+                   std::int64_t arriving) {
+  DropPlan plan;
+  std::vector<DropMode> modes;
+  if (drop_mode != "freeze") modes.push_back(DropMode::kCache);
+  if (drop_mode != "cache") modes.push_back(DropMode::kFreeze);
+  bool have = false;
+  for (DropMode m : modes) {
+    const DropCost::Prediction p = cost.predict(cache_cut, frozen, target, m, images_ahead, cached_samples, arriving);
+    plan.options.push_back(p);
+    if (!have || p.net() > plan.chosen.net() || (p.net() == plan.chosen.net() && m == DropMode::kFreeze)) {
+      plan.chosen = p;
+      have = true;
+    }
+  }
+  plan.mode = plan.chosen.mode;
+  plan.drop = !guard || plan.chosen.net() > 0;
+  if (!plan.drop) {
+    plan.held = "cost guard: dropping to cut " + std::to_string(target) + " (" + to_string(plan.mode) + ") saves " +
+                format_flops(plan.chosen.saved) + " over the remaining schedule but costs " +
+                format_flops(plan.chosen.cost);
+  }
+  return plan;
+}
+
+}  // namespace ld::core
