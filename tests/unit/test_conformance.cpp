@@ -53,4 +53,31 @@ INSTANTIATE_TEST_SUITE_P(Builtin, PolicyConformance,
                                            policy("autofreeze")),
                          [](const auto& info) { return name_of(info.param.name); });
 
+// The built-in caches grow in place, through the host's guard too (a guard
+// that did not forward grow() made every arrival copy the cache).
+TEST(BuiltinCaches, GrowInPlaceThroughTheHost) {
+  for (const auto& f : {cache("device"), cache("ram"), cache("disk"), cache("auto", {{"ram_budget", "0"}}),
+                        cache("auto", {{"ram_budget", "1GiB"}})}) {
+    SCOPED_TRACE(f.name);
+    auto c = f.make();
+    ld::testing::fill_cache(*c, at::ones({10, 2}), at::kFloat);
+    EXPECT_TRUE(c->grow(12));
+    c->put({10, 11}, at::zeros({2, 2}).to(c->device()));
+    c->finish();
+    EXPECT_TRUE(c->get({0, 11}).cpu().equal(at::tensor({1.0f, 1.0f, 0.0f, 0.0f}).view({2, 2})));
+  }
+}
+
+// auto declines to grow a RAM cut past its ram_budget, so that the host's
+// copy goes to the tier that fits (disk).
+TEST(BuiltinCaches, AutoDeclinesToGrowPastItsTier) {
+  auto c = cache("auto", {{"ram_budget", "200B"}}).make();
+  ld::testing::fill_cache(*c, at::ones({10, 2}), at::kFloat);  // 80 bytes: RAM
+  EXPECT_NE(c->describe().find("ram"), std::string::npos) << c->describe();
+  EXPECT_TRUE(c->grow(20));    // 160 bytes: still RAM
+  c->put({10, 11, 12, 13, 14, 15, 16, 17, 18, 19}, at::ones({10, 2}));
+  c->finish();
+  EXPECT_FALSE(c->grow(40));  // 320 bytes: past the budget
+}
+
 }  // namespace ld::core

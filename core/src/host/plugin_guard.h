@@ -62,6 +62,9 @@ class Cache final : public FeatureCache {
   void put(const std::vector<std::int64_t>& rows, const at::Tensor& batch) override {
     call(who_, "put", [&] { inner_->put(rows, batch); });
   }
+  bool grow(std::int64_t count) override {
+    return call(who_, "grow", [&] { return inner_->grow(count); });
+  }
   void finish() override {
     call(who_, "finish", [&] { inner_->finish(); });
   }

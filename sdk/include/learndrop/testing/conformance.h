@@ -109,6 +109,74 @@ TEST_P(CacheConformance, AReaderMayOutliveTheLastBatchAndARowOutOfRangeIsAnError
   EXPECT_ANY_THROW(cache->get({-1}));
 }
 
+// Rows written by `put` in shuffled batches of 7 (as fill_cache does).
+inline void put_rows(FeatureCache& cache, const at::Tensor& source, std::int64_t from, std::int64_t to) {
+  std::vector<std::int64_t> rows(static_cast<std::size_t>(to - from));
+  std::iota(rows.begin(), rows.end(), from);
+  std::shuffle(rows.begin(), rows.end(), std::mt19937(5));
+  for (std::size_t b = 0; b < rows.size(); b += 7) {
+    std::vector<std::int64_t> part(rows.begin() + static_cast<std::ptrdiff_t>(b),
+                                   rows.begin() + static_cast<std::ptrdiff_t>(std::min(rows.size(), b + 7)));
+    cache.put(part, source.index_select(0, at::tensor(part, at::kLong)).to(cache.device()));
+  }
+}
+
+inline void expect_rows(FeatureCache& cache, const at::Tensor& source) {
+  std::vector<std::int64_t> order(static_cast<std::size_t>(source.size(0)));
+  std::iota(order.begin(), order.end(), 0);
+  std::shuffle(order.begin(), order.end(), std::mt19937(11));
+  EXPECT_TRUE(cache.get(order).cpu().equal(source.index_select(0, at::tensor(order, at::kLong))));
+  auto reader = cache.reader(order, 9);
+  std::vector<at::Tensor> parts;
+  for (at::Tensor t = reader->next(); t.defined(); t = reader->next()) parts.push_back(t.cpu());
+  EXPECT_TRUE(at::cat(parts).equal(source.index_select(0, at::tensor(order, at::kLong))));
+}
+
+// put writes each row once, in range, between begin (or grow) and finish;
+// anything else is an error, and so is a finish with rows missing.
+TEST_P(CacheConformance, PutRefusesRowsOutOfRangeTwiceOrAfterFinishAndFinishRefusesMissingRows) {
+  const at::Tensor source = at::arange(60, at::kFloat).view({20, 3});
+  auto cache = GetParam().make();
+  cache->begin(CacheLayout{1, 20, {3}, at::kFloat, "00000000000000ab"});
+  auto rows = [&](std::vector<std::int64_t> r) { return source.index_select(0, at::tensor(r, at::kLong)).to(cache->device()); };
+  cache->put({0, 1}, rows({0, 1}));
+  EXPECT_ANY_THROW(cache->put({1}, rows({1}))) << "a row written twice";
+  EXPECT_ANY_THROW(cache->put({20}, rows({0}))) << "a row past the end";
+  EXPECT_ANY_THROW(cache->put({-1}, rows({0}))) << "a negative row";
+  EXPECT_ANY_THROW(cache->finish()) << "18 rows never written";
+  auto other = GetParam().make();
+  other->begin(CacheLayout{1, 20, {3}, at::kFloat, "00000000000000ac"});
+  put_rows(*other, source, 0, 20);
+  other->finish();
+  EXPECT_ANY_THROW(other->put({3}, rows({3}))) << "a put after finish";
+  expect_rows(*other, source);
+}
+
+// Data that arrive later: a cache that grows in place keeps every old row
+// bit for bit, takes exactly the new ones, and reads all of them afterwards.
+TEST_P(CacheConformance, GrowingAddsTheNewRowsAndKeepsTheOldOnesBitIdentical) {
+  at::manual_seed(4);
+  const at::Tensor source = at::randn({200, 4, 2, 3});
+  auto cache = GetParam().make();
+  cache->begin(CacheLayout{2, 50, {4, 2, 3}, at::kFloat, "00000000000000ad"});
+  put_rows(*cache, source, 0, 50);
+  cache->finish();
+  expect_rows(*cache, source.narrow(0, 0, 50));
+  if (!cache->grow(60)) GTEST_SKIP() << "the cache does not grow in place (the host copies its rows instead)";
+  EXPECT_ANY_THROW(cache->put({10}, source.narrow(0, 10, 1).to(cache->device()))) << "an old row written again";
+  put_rows(*cache, source, 50, 60);
+  cache->finish();
+  expect_rows(*cache, source.narrow(0, 0, 60));
+  ASSERT_TRUE(cache->grow(200)) << "past any spare capacity";
+  put_rows(*cache, source, 60, 199);
+  EXPECT_ANY_THROW(cache->finish()) << "row 199 never written";
+  put_rows(*cache, source, 199, 200);
+  cache->finish();
+  expect_rows(*cache, source);
+  EXPECT_GE(cache->bytes(), 200 * 24 * 4);
+  EXPECT_ANY_THROW(cache->grow(100)) << "a cache does not shrink";
+}
+
 /// A drop policy: decisions stay within [0, num_stages], are deterministic
 /// for the same inputs, and period_steps is not negative.
 class PolicyConformance : public ::testing::TestWithParam<PolicyFactory> {};
