@@ -242,6 +242,39 @@ TEST_F(Resume, EveryBuiltInPolicyOptimizerAndAugmentationResumesBitIdentical) {
   }
 }
 
+TEST_F(Resume, AStreamResumesBitIdenticalBetweenArrivalsDropsAndAddedRows) {
+  // 4 parts of 64 samples, 2 epochs after each (steps 1-4 part 1, 5-12
+  // part 2, 13-24 part 3, 25-40 part 4); cut 2 at step 12, after which part
+  // 3's and part 4's rows are added to the cache; cut 4 at step 27.
+  const std::string stream = " --set stream.parts=4 --set stream.epochs=2 --set train.epochs=8"
+                             " --set policy.drop_mode=cache --set policy.cost_guard=false";
+  struct Case {
+    std::string cache;
+    std::int64_t step;
+  };
+  for (const Case& c : {Case{"ram", 6}, Case{"ram", 14}, Case{"disk", 14}, Case{"ram", 26}, Case{"disk", 30}}) {
+    SCOPED_TRACE(c.cache + " cache, SIGTERM at step " + std::to_string(c.step));
+    const fs::path full = dir_.path() / ("stream-" + c.cache), part = dir_.path() / ("stream-" + c.cache + "-" +
+                                                                                      std::to_string(c.step));
+    if (!fs::exists(full / "summary.json")) {
+      Result r = ld::test::run_ldrop("run " + config_ + " --out " + full.string() + sets(c.cache) + stream, env());
+      ASSERT_EQ(r.code, 0) << r.output;
+    }
+    Result r = ld::test::run_ldrop("run " + config_ + " --out " + part.string() + sets(c.cache) + stream,
+                                   env() + "LEARNDROP_TEST_SIGTERM_AT_STEP=" + std::to_string(c.step) + " ");
+    ASSERT_EQ(r.code, 143) << r.output;
+    r = ld::test::run_ldrop("run --resume " + part.string() + " --quiet", env());
+    ASSERT_EQ(r.code, 0) << r.output;
+    if (c.step > 12) {
+      const std::string how =
+          c.cache == "disk" ? "cache reopened without recomputation" : "cache rebuilt from the frozen stages";
+      EXPECT_NE(r.output.find(how), std::string::npos) << r.output;
+    }
+    expect_identical(full, part);
+    EXPECT_EQ(json::parse(slurp(part / "summary.json"))["arrivals"].size(), 4u);
+  }
+}
+
 TEST_F(Resume, AnExternalSigtermAtAnyMomentResumesBitIdentical) {
   // Not at a chosen step: kill -TERM once the third epoch line exists (of 40).
   const fs::path out = dir_.path() / "external";

@@ -566,7 +566,7 @@ void resolve_stream(const ConfigTree& tree, RunConfig& rc) {
   st.epochs = stream.get_int("epochs");
   st.lr = stream.get_string("lr");
   const YAML::Node section = tree.root["stream"];
-  const YAML::Node epochs_node = section.IsDefined() && section.IsMap() ? section["epochs"] : YAML::Node();
+  const YAML::Node epochs_node = section.IsDefined() && section.IsMap() ? section["epochs"] : YAML::Node(YAML::NodeType::Undefined);
   if (st.parts == 1) {
     if (st.epochs != 0 && st.epochs != rc.train.epochs) {
       throw Error(where(tree, epochs_node, "stream.epochs") + ": applies to a stream (stream.parts > 1); with "
@@ -581,7 +581,7 @@ void resolve_stream(const ConfigTree& tree, RunConfig& rc) {
   }
   const std::int64_t total = st.parts * st.epochs;
   const YAML::Node train = tree.root["train"];
-  const YAML::Node train_epochs = train.IsDefined() && train.IsMap() ? train["epochs"] : YAML::Node();
+  const YAML::Node train_epochs = train.IsDefined() && train.IsMap() ? train["epochs"] : YAML::Node(YAML::NodeType::Undefined);
   if (train_epochs.IsDefined() && rc.train.epochs != total) {
     throw Error(where(tree, train_epochs, "train.epochs") + ": a stream of " + std::to_string(st.parts) +
                 " parts with stream.epochs " + std::to_string(st.epochs) + " trains " + std::to_string(total) +
