@@ -136,14 +136,21 @@ struct ReportRow {
   std::size_t budget_seeds = 0;
   double acc_budget = 0, acc_budget_std = 0, budget_epochs = 0;
   std::int64_t stages = 0;
+  /// The drop runs timed against their own full-training epochs (seeds with a value).
+  std::size_t self_seeds = 0;
+  double self_speedup = 0, self_speedup_std = 0;
+  /// Fixed partial freezing matched to the run's time, and a linear probe (seeds with one).
+  std::size_t freeze_seeds = 0, probe_seeds = 0;
+  double acc_freeze = 0, acc_freeze_std = 0, freeze_stages = 0, acc_probe = 0, acc_probe_std = 0;
   std::vector<std::string> text;  ///< The Markdown cells.
-  /// Config hashes of the row's runs: full trainings, drop runs, budget-matched baselines.
-  std::vector<std::string> full_runs, drop_runs, budget_runs;
+  /// Config hashes of the row's runs: full trainings, drop runs, budget-matched baselines, fixed freezing.
+  std::vector<std::string> full_runs, drop_runs, budget_runs, freeze_runs;
 };
 struct ReportTable {
   std::vector<ReportRow> rows;
   std::vector<std::string> failed;
   bool has_budget = false;  ///< Whether any row has budget-matched baselines (adds two columns).
+  bool has_freeze = false, has_probe = false;  ///< Whether any row has those baselines (a column each).
 };
 
 /// The report table of a database's runs (finished runs paired with their baselines).

@@ -1,4 +1,5 @@
 // ldrop suite run / report.
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cmath>
@@ -39,7 +40,6 @@ extern "C" void on_suite_signal(int sig) { g_stop = sig; }
 
 std::string short_hash(const std::string& h) { return h.substr(0, 8); }
 
-std::string run_name(const core::SuiteRun& r) { return r.label + "-" + short_hash(r.hash); }
 
 std::string self_exe() {
   std::error_code ec;
@@ -104,9 +104,18 @@ int suite_run(const core::PluginHost& host, const SuiteRunArgs& a) {
     std::printf("  %3zu  %-48s %s  %s%s\n", i + 1, r.label.c_str(), short_hash(r.hash).c_str(),
                 done[i] ? "finished, skipped" : "to run", r.is_baseline ? "  (baseline)" : "");
   }
-  if (!suite.budget.empty()) {
-    std::printf("then a budget-matched baseline for each run with a baseline: full training cut to the run's %s\n",
-                suite.budget == "time" ? "training time" : "forward FLOPs");
+  for (const auto& stage : suite.stages) {
+    const std::string in = stage.name.empty() ? "" : " in stage " + stage.name;
+    if (!stage.budget.empty()) {
+      std::printf("then a budget-matched baseline for each run with a baseline%s: full training cut to the run's %s\n",
+                  in.c_str(), stage.budget == "time" ? "training time" : "forward FLOPs");
+    }
+    for (const auto& c : stage.compare) {
+      std::printf("then for each run with a baseline%s: %s\n", in.c_str(),
+                  c == "freeze" ? "the baseline with its first K stages frozen from the start, K matched to the run's "
+                                  "time"
+                                : "the baseline with every stage frozen (a linear probe of the head)");
+    }
   }
   if (a.dry_run) return 0;
 
@@ -123,15 +132,16 @@ int suite_run(const core::PluginHost& host, const SuiteRunArgs& a) {
   std::map<pid_t, Active> active;
   std::vector<core::SuiteRun> runs = suite.runs;  // budget-matched baselines are appended once their pairs finished
   std::vector<std::string> roles(runs.size());
+  std::vector<bool> failed_run(runs.size(), false);
   std::size_t next = 0, finished = 0, failed = 0, total_to_run = suite.runs.size() - skipped, started = 0;
   bool stop_launching = false;
   const auto suite_start = std::chrono::steady_clock::now();
 
   auto launch = [&](std::size_t i, bool fresh) {
     const core::SuiteRun& r = runs[i];
-    const std::string name = run_name(r);
+    const fs::path out_dir = core::run_folder(suite, r);
+    const std::string name = out_dir.filename().string();
     const fs::path config = suite.output / "configs" / (name + ".yaml");
-    const fs::path out_dir = suite.output / "runs" / name;
     const fs::path log = suite.output / "logs" / (name + ".log");
     core::atomic_write(config, r.effective_yaml);
     std::error_code ec;
@@ -193,6 +203,7 @@ int suite_run(const core::PluginHost& host, const SuiteRunArgs& a) {
       const std::string text = core::read_file(summary);
       db->finish(act.db_id, text, read_lines(act.out_dir / "metrics.jsonl"));
       ++finished;
+      done[act.index] = true;
       json s = json::parse(text);
       std::printf("[done] %s: %.0f s, test accuracy %.2f%%, %lld/%lld stages dropped, forward FLOPs -%.1f%%\n",
                   r.label.c_str(), seconds, 100.0 * s["test_accuracy"].get<double>(),
@@ -210,6 +221,7 @@ int suite_run(const core::PluginHost& host, const SuiteRunArgs& a) {
       std::string error = g_stop ? "interrupted" : error_from_log(act.log, status);
       db->fail(act.db_id, error);
       ++failed;
+      failed_run[act.index] = true;
       std::printf("[FAILED] %s after %.0f s: %s (log %s)\n", r.label.c_str(), seconds, error.c_str(),
                   act.log.string().c_str());
       if (a.stop_on_failure) stop_launching = true;
@@ -217,51 +229,104 @@ int suite_run(const core::PluginHost& host, const SuiteRunArgs& a) {
     std::fflush(stdout);
   };
 
-  // Budget-matched baselines: once a run and its baseline have finished (in
-  // this invocation or an earlier one), full training cut to the run's budget.
-  bool budgets_added = suite.budget.empty();
-  auto add_budget_runs = [&] {
-    budgets_added = true;
+  // Budget-matched and the other baselines: once a run and its baseline
+  // have finished (in this invocation or an earlier one), full training cut
+  // to the run's budget, and fixed partial freezing and a linear probe.
+  bool baselines_added = std::all_of(suite.stages.begin(), suite.stages.end(),
+                                     [](const core::SuiteStage& st) { return st.budget.empty() && st.compare.empty(); });
+  auto add_baseline_runs = [&] {
+    baselines_added = true;
     std::map<std::string, json> summaries;
     for (const auto& rec : db->runs()) {
       if (rec.status == "finished" && rec.code_version == version) summaries[rec.config_hash] = json::parse(rec.summary_json);
     }
     std::map<std::string, const core::SuiteRun*> by_hash;
     for (const auto& r : suite.runs) by_hash[r.hash] = &r;
-    std::set<std::string> queued, distinct;
-    std::size_t pairs = 0;
+    std::set<std::string> queued;
+    std::size_t pairs = 0, added = 0;
+    auto queue = [&](const core::SuiteRun& extra, const std::string& role) {
+      if (summaries.count(extra.hash) || queued.count(extra.hash)) return;
+      queued.insert(extra.hash);
+      runs.push_back(extra);
+      roles.push_back(role);
+      done.push_back(false);
+      failed_run.push_back(false);
+      ++added;
+    };
     for (const auto& r : suite.runs) {
+      const core::SuiteStage& stage = suite.stages[r.stage];
       if (r.is_baseline || r.baseline_hash.empty()) continue;
       auto s = summaries.find(r.hash);
       auto b = summaries.find(r.baseline_hash);
       auto base = by_hash.find(r.baseline_hash);
       if (s == summaries.end() || b == summaries.end() || base == by_hash.end()) continue;
-      const char* measure = suite.budget == "time" ? "train_seconds" : "forward_flops";
-      double run_budget = s->second[measure].get<double>(), full_budget = b->second[measure].get<double>();
-      // Time: the run timed against its own full-training epochs, which the
-      // drift between separate runs does not move; the pair's ratio only
-      // when the run had none (a drop in its first epoch).
-      if (suite.budget == "time" && s->second.contains("self_speedup") && s->second["self_speedup"].is_number()) {
-        run_budget = 1.0;
-        full_budget = s->second["self_speedup"].get<double>();
-      }
-      const core::RunConfig& full = base->second->config;
-      const std::int64_t epochs = core::budget_epochs(full.stream.enabled() ? full.stream.epochs : full.train.epochs,
-                                                      run_budget, full_budget);
-      core::SuiteRun budget = core::budget_run(*base->second, epochs);
-      db->set_budget(r.hash, version, budget.hash);
       ++pairs;
-      distinct.insert(budget.hash);
-      if (summaries.count(budget.hash) || queued.count(budget.hash)) continue;
-      queued.insert(budget.hash);
-      runs.push_back(budget);
-      roles.push_back("budget");
-      done.push_back(false);
+      // The run's time as a fraction of full training: timed against its own
+      // full-training epochs, which the drift between separate runs does not
+      // move; the pair's ratio only when it had none (a drop in its first epoch).
+      double ratio = s->second["train_seconds"].get<double>() / b->second["train_seconds"].get<double>();
+      if (s->second.contains("self_speedup") && s->second["self_speedup"].is_number()) {
+        ratio = 1.0 / s->second["self_speedup"].get<double>();
+      }
+      if (!stage.budget.empty()) {
+        double run_budget = ratio, full_budget = 1.0;
+        if (stage.budget == "flops") {
+          run_budget = s->second["forward_flops"].get<double>();
+          full_budget = b->second["forward_flops"].get<double>();
+        }
+        const core::RunConfig& full = base->second->config;
+        const std::int64_t epochs = core::budget_epochs(full.stream.enabled() ? full.stream.epochs : full.train.epochs,
+                                                        run_budget, full_budget);
+        core::SuiteRun budget = core::budget_run(*base->second, epochs);
+        db->set_budget(r.hash, version, budget.hash);
+        queue(budget, "budget");
+      }
+      for (const auto& c : stage.compare) {
+        std::string stages = "all";
+        if (c == "freeze") {
+          stages = std::to_string(core::freeze_stages_for(ratio, s->second["stage_forward_flops"].get<std::vector<std::int64_t>>(),
+                                                          s->second["head_forward_flops"].get<std::int64_t>()));
+        }
+        core::SuiteRun other = core::freeze_run(*base->second, stages);
+        db->set_compare(r.hash, version, c, other.hash);
+        queue(other, c);
+      }
     }
-    total_to_run += queued.size();
-    std::printf("suite: %zu pair(s) with finished runs share %zu budget-matched baseline(s) (%s); %zu to run\n", pairs,
-                distinct.size(), suite.budget == "time" ? "training time" : "forward FLOPs", queued.size());
+    total_to_run += added;
+    std::printf("suite: %zu pair(s) with finished runs; %zu further baseline run(s) to run\n", pairs, added);
     std::fflush(stdout);
+  };
+
+  // A run that refers to an earlier stage's run waits for it, and fails
+  // without starting when that run failed.
+  auto blocked = [&](std::size_t i) {
+    for (std::size_t need : runs[i].needs) {
+      if (done[need]) continue;
+      if (failed_run[need]) {
+        const core::SuiteRun& r = runs[i];
+        core::RunRecord rec;
+        rec.suite = suite.name;
+        rec.label = r.label;
+        rec.config_hash = r.hash;
+        rec.code_version = version;
+        rec.baseline_hash = r.baseline_hash;
+        rec.is_baseline = r.is_baseline;
+        rec.config_yaml = r.effective_yaml;
+        rec.out_dir = core::run_folder(suite, r).string();
+        const std::int64_t id = db->start(rec);
+        const std::string error = "not started: it needs run " + runs[need].label + " of stage " +
+                                  suite.stages[runs[need].stage].name + ", which failed";
+        db->fail(id, error);
+        ++failed;
+        --total_to_run;  // counted as failed, not as "not started"
+        failed_run[i] = true;
+        std::printf("[FAILED] %s: %s\n", r.label.c_str(), error.c_str());
+        std::fflush(stdout);
+        return false;  // settled: not to wait for
+      }
+      return true;  // still to finish
+    }
+    return false;
   };
 
   while (true) {
@@ -273,11 +338,14 @@ int suite_run(const core::PluginHost& host, const SuiteRunArgs& a) {
       stop_launching = true;
     }
     while (!stop_launching && active.size() < static_cast<std::size_t>(a.jobs) && next < runs.size()) {
-      if (!done[next]) launch(next, false);
+      if (!done[next] && !failed_run[next]) {
+        if (blocked(next)) break;  // an earlier stage's run it needs is still running
+        if (!failed_run[next]) launch(next, false);
+      }
       ++next;
     }
-    if (active.empty() && !stop_launching && !budgets_added) {
-      add_budget_runs();
+    if (active.empty() && !stop_launching && !baselines_added) {
+      add_baseline_runs();
       continue;
     }
     if (active.empty()) break;

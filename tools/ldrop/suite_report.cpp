@@ -84,9 +84,10 @@ ReportTable build_report(const std::vector<core::RunRecord>& records) {
   std::map<std::string, const core::RunRecord*> by_hash;
   for (const auto& r : runs) by_hash[r.config_hash] = &r;
   struct Acc {
-    std::vector<double> acc_full, acc, time_full, time, speedup, flops, dropped, acc_budget, budget_epochs;
+    std::vector<double> acc_full, acc, time_full, time, speedup, flops, dropped, acc_budget, budget_epochs, self,
+        acc_freeze, freeze_stages, acc_probe;
     std::int64_t stages = 0;
-    std::vector<std::string> full_runs, drop_runs, budget_runs;
+    std::vector<std::string> full_runs, drop_runs, budget_runs, freeze_runs;
   };
   // Runs that differ only in their seed form one row. The setting column
   // holds the matrix values that still tell apart runs of the same model,
@@ -102,7 +103,7 @@ ReportTable build_report(const std::vector<core::RunRecord>& records) {
   const std::string unset = "\x01unset";
   std::map<Key, std::vector<json>> group_values;
   for (const auto& r : runs) {
-    if (r.is_baseline || r.role == "budget") continue;
+    if (r.is_baseline || !r.role.empty()) continue;
     group_values[key_of(json::parse(r.summary_json))].push_back(json::parse(r.values_json));
   }
   for (const auto& [key, list] : group_values) {
@@ -117,7 +118,7 @@ ReportTable build_report(const std::vector<core::RunRecord>& records) {
   std::map<std::tuple<std::string, std::string, std::string, std::string>, Acc> groups;
   std::vector<std::tuple<std::string, std::string, std::string, std::string>> order;  // first appearance
   for (const auto& r : runs) {
-    if (r.is_baseline || r.role == "budget" || r.baseline_hash.empty()) continue;
+    if (r.is_baseline || !r.role.empty() || r.baseline_hash.empty()) continue;
     auto b = by_hash.find(r.baseline_hash);
     if (b == by_hash.end()) continue;  // baseline not finished (yet)
     json s = json::parse(r.summary_json), bs = json::parse(b->second->summary_json);
@@ -150,6 +151,22 @@ ReportTable build_report(const std::vector<core::RunRecord>& records) {
       g.budget_runs.push_back(r.budget_hash);
       t.has_budget = true;
     }
+    if (s.contains("self_speedup") && s["self_speedup"].is_number()) g.self.push_back(s["self_speedup"].get<double>());
+    const json compare = json::accept(r.compare_json) ? json::parse(r.compare_json) : json::object();
+    for (const char* role : {"freeze", "probe"}) {
+      auto other = compare.contains(role) ? by_hash.find(compare[role].get<std::string>()) : by_hash.end();
+      if (other == by_hash.end()) continue;
+      const json o = json::parse(other->second->summary_json);
+      if (std::string(role) == "freeze") {
+        g.acc_freeze.push_back(o["test_accuracy"].get<double>());
+        g.freeze_stages.push_back(o.value("frozen_from_start", 0.0));
+        g.freeze_runs.push_back(other->second->config_hash);
+        t.has_freeze = true;
+      } else {
+        g.acc_probe.push_back(o["test_accuracy"].get<double>());
+        t.has_probe = true;
+      }
+    }
   }
   for (const auto& key : order) {
     const Acc& g = groups.at(key);
@@ -170,9 +187,20 @@ ReportTable build_report(const std::vector<core::RunRecord>& records) {
     row.acc_budget = stat(g.acc_budget).mean;
     row.acc_budget_std = stat(g.acc_budget).std;
     row.budget_epochs = stat(g.budget_epochs).mean;
+    row.self_seeds = g.self.size();
+    row.self_speedup = stat(g.self).mean;
+    row.self_speedup_std = stat(g.self).std;
+    row.freeze_seeds = g.acc_freeze.size();
+    row.acc_freeze = stat(g.acc_freeze).mean;
+    row.acc_freeze_std = stat(g.acc_freeze).std;
+    row.freeze_stages = stat(g.freeze_stages).mean;
+    row.probe_seeds = g.acc_probe.size();
+    row.acc_probe = stat(g.acc_probe).mean;
+    row.acc_probe_std = stat(g.acc_probe).std;
     row.full_runs = g.full_runs;
     row.drop_runs = g.drop_runs;
     row.budget_runs = g.budget_runs;
+    row.freeze_runs = g.freeze_runs;
     row.text = {row.model,
                 row.dataset,
                 row.setting.empty() ? "-" : row.setting,
@@ -183,6 +211,7 @@ ReportTable build_report(const std::vector<core::RunRecord>& records) {
                 pm(stat(g.time_full), 1, 1),
                 pm(stat(g.time), 1, 1),
                 pm(stat(g.speedup), 1, 2) + "x",
+                g.self.empty() ? "-" : pm(stat(g.self), 1, 2) + "x",
                 pm(stat(g.flops), 100, 1) + "%",
                 pm(stat(g.dropped), 1, 1) + " / " + std::to_string(g.stages)};
     t.rows.push_back(row);
@@ -200,6 +229,27 @@ ReportTable build_report(const std::vector<core::RunRecord>& records) {
       b.n = row.budget_seeds;
       row.text.insert(row.text.begin() + 7, any ? pm(b, 100, 2) : "-");
       row.text.insert(row.text.begin() + 8, any ? epochs : "-");
+    }
+  }
+  // Then the fixed partial freezing (with its mean K) and the linear probe.
+  const std::size_t after = t.has_budget ? 9 : 7;
+  for (auto& row : t.rows) {
+    std::size_t at = after;
+    if (t.has_freeze) {
+      Stat f;
+      f.mean = row.acc_freeze;
+      f.std = row.acc_freeze_std;
+      f.n = row.freeze_seeds;
+      char k[32];
+      std::snprintf(k, sizeof k, " (K %.1f)", row.freeze_stages);
+      row.text.insert(row.text.begin() + static_cast<std::ptrdiff_t>(at++), f.n ? pm(f, 100, 2) + k : "-");
+    }
+    if (t.has_probe) {
+      Stat pr;
+      pr.mean = row.acc_probe;
+      pr.std = row.acc_probe_std;
+      pr.n = row.probe_seeds;
+      row.text.insert(row.text.begin() + static_cast<std::ptrdiff_t>(at++), pr.n ? pm(pr, 100, 2) : "-");
     }
   }
   for (const auto& r : records) {
@@ -294,20 +344,31 @@ int suite_report(const core::PluginHost& host, const std::string& input, const s
      << " finished configs, " << table.failed.size() << " failed records.\n\n";
   md << "Accuracy is the test accuracy of the full model after the last epoch (mean ± sample std over seeds); time is "
         "training time (epochs, cache builds included, evaluation excluded); speedup = full / Learn&Drop time, "
-        "averaged over seed pairs; forward-FLOP reduction counts training forward passes against the same steps "
-        "without drops.";
+        "averaged over seed pairs; self speedup = the drop run's training images at the speed of its own full-training "
+        "epochs (cut 0, before its first drop) over its training time, which the drift between separate runs does "
+        "not move; forward-FLOP reduction counts training forward passes against the same steps without drops.";
   if (table.has_budget) {
     md << " The budget-matched baseline is full training with its epochs cut to the drop run's budget (rounded to "
-          "whole epochs; the learning-rate schedule follows the shorter run): what a user would do instead.";
+          "whole epochs, or epochs per arrival of a stream; the learning-rate schedule follows the shorter run): what "
+          "a user would do instead.";
   }
+  if (table.has_freeze) {
+    md << " Fixed partial freezing: the baseline with its first K stages frozen from the start (forward only, real "
+          "augmentation), K chosen so that its predicted time matches the drop run's.";
+  }
+  if (table.has_probe) md << " Probe: the baseline with every stage frozen, the head trained alone.";
   md << "\n\n";
   std::vector<std::string> head = {"model",         "dataset",         "setting",         "policy",
                                    "seeds",         "accuracy full %", "accuracy drop %", "time full [s]",
-                                   "time drop [s]", "speedup",         "forward FLOPs −", "dropped stages"};
+                                   "time drop [s]", "speedup",         "self speedup",    "forward FLOPs −",
+                                   "dropped stages"};
   if (table.has_budget) {
     head.insert(head.begin() + 7, "accuracy budget %");
     head.insert(head.begin() + 8, "budget epochs");
   }
+  std::size_t at = table.has_budget ? 9 : 7;
+  if (table.has_freeze) head.insert(head.begin() + static_cast<std::ptrdiff_t>(at++), "accuracy freeze %");
+  if (table.has_probe) head.insert(head.begin() + static_cast<std::ptrdiff_t>(at++), "accuracy probe %");
   md << "|";
   for (const auto& h : head) md << ' ' << h << " |";
   md << "\n|";

@@ -123,6 +123,8 @@ ResultsDb::ResultsDb(const std::filesystem::path& path, Mode mode) : path_(path)
   for (const char* column : {"role", "budget_hash"}) {
     if (!has_column("runs", column)) exec(std::string("ALTER TABLE runs ADD COLUMN ") + column + " TEXT NOT NULL DEFAULT '';");
   }
+  // Schema 3 (issue 21): the other baselines of a run, by role.
+  if (!has_column("runs", "compare")) exec("ALTER TABLE runs ADD COLUMN compare TEXT NOT NULL DEFAULT '{}';");
 }
 
 bool ResultsDb::has_column(const std::string& table, const std::string& column) const {
@@ -201,6 +203,20 @@ void ResultsDb::set_budget(const std::string& hash, const std::string& code_vers
   u.step();
 }
 
+void ResultsDb::set_compare(const std::string& hash, const std::string& code_version, const std::string& role,
+                            const std::string& compare_hash) {
+  transaction([&] {
+    Statement q(db_, "SELECT compare FROM runs WHERE config_hash = ?1 AND code_version = ?2", path_.string());
+    q.bind(1, hash).bind(2, code_version);
+    nlohmann::json links = nlohmann::json::object();
+    if (q.step() && nlohmann::json::accept(q.text(0))) links = nlohmann::json::parse(q.text(0));
+    links[role] = compare_hash;
+    Statement u(db_, "UPDATE runs SET compare = ?3 WHERE config_hash = ?1 AND code_version = ?2", path_.string());
+    u.bind(1, hash).bind(2, code_version).bind(3, links.dump());
+    u.step();
+  });
+}
+
 void ResultsDb::fail(std::int64_t id, const std::string& error) {
   Statement u(db_, "UPDATE runs SET status = 'failed', ended = ?2, error = ?3 WHERE id = ?1", path_.string());
   u.bind(1, id).bind(2, utc_now()).bind(3, error);
@@ -212,10 +228,11 @@ std::vector<RunRecord> ResultsDb::runs() const {
   // A read-only database of schema 1 lacks the budget columns.
   const std::string role = has_column("runs", "role") ? "role" : "''";
   const std::string budget = has_column("runs", "budget_hash") ? "budget_hash" : "''";
+  const std::string compare = has_column("runs", "compare") ? "compare" : "'{}'";
   Statement s(db_,
               "SELECT id, suite, label, config_hash, code_version, baseline_hash, is_baseline, matrix_values, "
               "config_yaml, out_dir, status, error, started, ended, summary, " +
-                  role + ", " + budget + " FROM runs ORDER BY id",
+                  role + ", " + budget + ", " + compare + " FROM runs ORDER BY id",
               path_.string());
   while (s.step()) {
     RunRecord r;
@@ -236,6 +253,7 @@ std::vector<RunRecord> ResultsDb::runs() const {
     r.summary_json = s.text(14);
     r.role = s.text(15);
     r.budget_hash = s.text(16);
+    r.compare_json = s.text(17);
     out.push_back(std::move(r));
   }
   for (auto& r : out) {

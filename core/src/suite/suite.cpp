@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <regex>
 
 #include "learndrop/core/plugin_host.h"
 #include "learndrop/core/text.h"
@@ -188,26 +189,32 @@ BaselinePlan plan_baseline(const std::vector<Axis>& axes, const Assignment& base
 
 std::vector<std::string> suite_plugin_paths(const std::string& file) {
   ConfigTree suite = load_config(file);
-  return plugin_paths(base_tree(suite.root["base"], file));
-}
-
-Suite load_suite(const std::string& file, const PluginHost& host) {
-  ConfigTree tree = load_config(file);
-  const YAML::Node& root = tree.root;
-  for (const auto& kv : root) {
-    const std::string key = kv.first.as<std::string>();
-    static const std::vector<std::string> known = {"base", "output", "set", "matrix", "exclude", "baseline", "budget"};
-    if (std::find(known.begin(), known.end(), key) == known.end()) {
-      throw Error(located(file, kv.first, key) +
-                  ": unknown suite key (expected base, output, set, matrix, exclude, baseline, budget)");
+  if (!suite.root["stages"].IsDefined()) return plugin_paths(base_tree(suite.root["base"], file));
+  // Every stage's base (a malformed list is reported by load_suite).
+  std::vector<std::string> out;
+  if (!suite.root["stages"].IsSequence()) return out;
+  for (const auto& stage : suite.root["stages"]) {
+    if (!stage.IsMap()) continue;
+    for (auto& p : plugin_paths(base_tree(stage["base"], file))) {
+      if (std::find(out.begin(), out.end(), p) == out.end()) out.push_back(p);
     }
   }
-  Suite suite;
-  suite.file = file;
-  suite.name = fs::path(file).stem().string();
-  if (!root["output"].IsDefined()) throw Error(file + ": output: missing (the folder for runs, database and report)");
-  suite.output = (fs::path(file).parent_path() / scalar(root["output"], located(file, root["output"], "output")))
-                     .lexically_normal();
+  return out;
+}
+
+namespace {
+
+const std::vector<std::string> kStageKeys = {"base", "set", "matrix", "exclude", "baseline", "budget", "compare"};
+
+// Reads one stage (or a suite without stages) from `root`, appending its runs
+// to `suite`. `file` names the suite file in messages.
+void load_stage(const YAML::Node& root, const std::string& file, const std::string& stage_name, Suite& suite,
+                const PluginHost& host) {
+  const std::size_t stage_index = suite.stages.size();
+  suite.stages.push_back({});
+  SuiteStage& stage = suite.stages.back();
+  stage.name = stage_name;
+  const std::string where_prefix = stage_name.empty() ? "" : "stage " + stage_name + ": ";
   const ConfigTree base = base_tree(root["base"], file);
 
   Assignment fixed;
@@ -248,45 +255,107 @@ Suite load_suite(const std::string& file, const PluginHost& host) {
     check_keys(baseline, root["baseline"], "baseline", "every run would be paired with itself");
   }
   if (root["budget"].IsDefined()) {
-    suite.budget = scalar(root["budget"], located(file, root["budget"], "budget"));
-    if (suite.budget != "time" && suite.budget != "flops") {
+    stage.budget = scalar(root["budget"], located(file, root["budget"], "budget"));
+    if (stage.budget != "time" && stage.budget != "flops") {
       throw Error(located(file, root["budget"], "budget") + ": expected time or flops (what a budget-matched "
-                  "baseline matches), got '" + suite.budget + "'");
+                  "baseline matches), got '" + stage.budget + "'");
     }
     if (baseline.empty()) {
       throw Error(located(file, root["budget"], "budget") + ": budget-matched baselines need a baseline");
     }
   }
-  for (const auto& [k, v] : baseline) suite.baseline[k] = v;
+  if (root["compare"].IsDefined()) {
+    const YAML::Node& c = root["compare"];
+    if (!c.IsSequence()) throw Error(located(file, c, "compare") + ": expected a list of freeze, probe");
+    for (const auto& v : c) {
+      const std::string what = scalar(v, located(file, v, "compare"));
+      if (what != "freeze" && what != "probe") {
+        throw Error(located(file, v, "compare") + ": expected freeze (the first K stages frozen from the start, K "
+                    "matched to the run's time) or probe (the head alone), got '" + what + "'" +
+                    did_you_mean(what, {"freeze", "probe"}));
+      }
+      stage.compare.push_back(what);
+    }
+    if (baseline.empty()) throw Error(located(file, c, "compare") + ": further baselines need a baseline");
+  }
+  for (const auto& [k, v] : baseline) stage.baseline[k] = v;
   const BaselinePlan plan = plan_baseline(axes, baseline, file, root["baseline"]);
   const std::vector<long>& baseline_pos = plan.positions;
   const Assignment& baseline_extra = plan.extra;
 
-  auto resolve = [&](const Assignment& values) {
+  // "@stage": the run of an earlier stage whose labels agree on the axes
+  // both have; the value becomes that run's folder.
+  using AxisLabels = std::vector<std::pair<std::string, std::string>>;
+  auto refer = [&](const std::string& key, const std::string& value, const AxisLabels& labels,
+                   std::vector<std::size_t>& needs) -> std::string {
+    if (value.empty() || value[0] != '@') return value;
+    const std::string name = value.substr(1);
+    std::vector<std::string> earlier;
+    long index = -1;
+    for (std::size_t i = 0; i < stage_index; ++i) {
+      earlier.push_back(suite.stages[i].name);
+      if (suite.stages[i].name == name) index = static_cast<long>(i);
+    }
+    if (index < 0) {
+      throw Error(file + ": " + where_prefix + key + ": '" + value + "' refers to stage '" + name +
+                  "', which is not an earlier stage of this suite" +
+                  (earlier.empty() ? std::string(" (it has none)") : " (earlier stages: " + quoted_list(earlier) + ")") +
+                  did_you_mean(name, earlier));
+    }
+    std::vector<std::size_t> match;
+    for (std::size_t r = 0; r < suite.runs.size(); ++r) {
+      const SuiteRun& other = suite.runs[r];
+      if (other.stage != static_cast<std::size_t>(index)) continue;
+      bool agree = true;
+      for (const auto& [axis, label] : labels) {
+        for (const auto& [their_axis, their_label] : other.axes) {
+          if (axis == their_axis && label != their_label) agree = false;
+        }
+      }
+      if (agree) match.push_back(r);
+    }
+    std::string mine;
+    for (const auto& [axis, label] : labels) mine += (mine.empty() ? "" : ", ") + axis + "=" + label;
+    if (match.size() != 1) {
+      throw Error(file + ": " + where_prefix + key + ": '" + value + "' for the run with " + mine + " matches " +
+                  std::to_string(match.size()) + " runs of stage '" + name +
+                  "' (a reference picks the one run whose matrix labels agree on the axes both stages have)");
+    }
+    needs.push_back(match[0]);
+    return fs::absolute(run_folder(suite, suite.runs[match[0]])).lexically_normal().string();
+  };
+
+  auto resolve = [&](const Assignment& values, const AxisLabels& labels, std::vector<std::size_t>& needs) {
     ConfigTree t;
     t.root = YAML::Clone(base.root);
     t.file = base.file;
-    for (const auto& [k, v] : fixed) apply_override(t, k + "=" + v);
-    for (const auto& [k, v] : values) apply_override(t, k + "=" + v);
     try {
+      for (const auto& [k, v] : fixed) apply_override(t, k + "=" + refer(k, v, labels, needs));
+      for (const auto& [k, v] : values) apply_override(t, k + "=" + refer(k, v, labels, needs));
       return resolve_config(t, host);
     } catch (const Error& e) {
       std::string which;
       for (const auto& [k, v] : values) which += (which.empty() ? "" : ", ") + k + "=" + v;
-      throw Error(file + ": run {" + which + "}: " + e.what());
+      const std::string what = e.what();
+      if (what.rfind(file + ": ", 0) == 0) throw;  // a reference error names the suite already
+      throw Error(file + ": " + where_prefix + "run {" + which + "}: " + what);
     }
   };
 
   // Cartesian product, last axis fastest.
   std::map<std::string, std::string> labels_by_hash;  // no two runs with one config
+  for (const auto& r : suite.runs) labels_by_hash.emplace(r.hash, r.label);
   std::vector<std::size_t> pos(axes.size(), 0);
+  bool any = false;
   for (bool more = true; more;) {
     Assignment values;
     std::vector<std::string> labels;
+    AxisLabels axis_labels;
     for (std::size_t a = 0; a < axes.size(); ++a) {
       const Assignment& v = axes[a].values[pos[a]];
       values.insert(values.end(), v.begin(), v.end());
       labels.push_back(axes[a].labels[pos[a]].empty() ? value_label(v) : axes[a].labels[pos[a]]);
+      axis_labels.emplace_back(axes[a].name, labels.back());
     }
     auto has = [&](const std::pair<std::string, std::string>& kv) {
       return std::find(values.begin(), values.end(), kv) != values.end();
@@ -298,8 +367,11 @@ Suite load_suite(const std::string& file, const PluginHost& host) {
     } else {
       SuiteRun run;
       run.values = values;
+      run.stage = stage_index;
+      run.axes = axis_labels;
+      run.label = stage_name.empty() ? "" : sanitize(stage_name);
       for (const auto& l : labels) run.label += (run.label.empty() ? "" : ".") + sanitize(l);
-      run.config = resolve(values);
+      run.config = resolve(values, axis_labels, run.needs);
       run.hash = run.config.hash();
       run.effective_yaml = run.config.effective_yaml();
       if (!baseline.empty()) {
@@ -313,7 +385,8 @@ Suite load_suite(const std::string& file, const PluginHost& host) {
           b.insert(b.end(), axes[a].values[i].begin(), axes[a].values[i].end());
         }
         b.insert(b.end(), baseline_extra.begin(), baseline_extra.end());
-        run.baseline_hash = run.is_baseline ? run.hash : resolve(b).hash();
+        std::vector<std::size_t> unused;
+        run.baseline_hash = run.is_baseline ? run.hash : resolve(b, axis_labels, unused).hash();
       }
       const auto [same, added] = labels_by_hash.emplace(run.hash, run.label);
       if (!added) {
@@ -321,6 +394,7 @@ Suite load_suite(const std::string& file, const PluginHost& host) {
                     run.hash + "): they would train the same run into one folder");
       }
       suite.runs.push_back(std::move(run));
+      any = true;
     }
     // Advance the odometer.
     more = false;
@@ -332,8 +406,100 @@ Suite load_suite(const std::string& file, const PluginHost& host) {
       pos[a] = 0;
     }
   }
-  if (suite.runs.empty()) throw Error(file + ": every run of the matrix is excluded");
+  if (!any) throw Error(file + ": " + where_prefix + "every run of the matrix is excluded");
+}
+
+void check_keys_of(const YAML::Node& node, const std::string& file, const std::vector<std::string>& known,
+                   const std::string& what) {
+  for (const auto& kv : node) {
+    const std::string key = kv.first.as<std::string>();
+    if (std::find(known.begin(), known.end(), key) == known.end()) {
+      throw Error(located(file, kv.first, key) + ": unknown " + what + " key" + did_you_mean(key, known) +
+                  " (expected " + quoted_list(known) + ")");
+    }
+  }
+}
+
+}  // namespace
+
+fs::path run_folder(const Suite& suite, const SuiteRun& run) {
+  return suite.output / "runs" / (run.label + "-" + run.hash.substr(0, 8));
+}
+
+Suite load_suite(const std::string& file, const PluginHost& host) {
+  ConfigTree tree = load_config(file);
+  const YAML::Node& root = tree.root;
+  const bool staged = root["stages"].IsDefined();
+  std::vector<std::string> known = {"output"};
+  if (staged) {
+    known.push_back("stages");
+  } else {
+    known.insert(known.end(), kStageKeys.begin(), kStageKeys.end());
+  }
+  check_keys_of(root, file, known, "suite");
+  Suite suite;
+  suite.file = file;
+  suite.name = fs::path(file).stem().string();
+  if (!root["output"].IsDefined()) throw Error(file + ": output: missing (the folder for runs, database and report)");
+  suite.output = (fs::path(file).parent_path() / scalar(root["output"], located(file, root["output"], "output")))
+                     .lexically_normal();
+  if (!staged) {
+    load_stage(root, file, "", suite, host);
+    return suite;
+  }
+  const YAML::Node& stages = root["stages"];
+  if (!stages.IsSequence() || stages.size() == 0) {
+    throw Error(located(file, stages, "stages") + ": expected a list of stages, each with a name, a base and a matrix");
+  }
+  std::vector<std::string> names;
+  for (const auto& node : stages) {
+    if (!node.IsMap()) throw Error(located(file, node, "stages") + ": expected a mapping (name, base, matrix, ...)");
+    std::vector<std::string> stage_keys = kStageKeys;
+    stage_keys.insert(stage_keys.begin(), "name");
+    check_keys_of(node, file, stage_keys, "stage");
+    if (!node["name"].IsDefined()) throw Error(located(file, node, "stages") + ": a stage without a name");
+    const std::string name = scalar(node["name"], located(file, node["name"], "name"));
+    static const std::regex safe("[A-Za-z0-9_][A-Za-z0-9_-]{0,63}");
+    if (!std::regex_match(name, safe)) {
+      throw Error(located(file, node["name"], "name") + ": expected a stage name of letters, digits, '_' or '-', got '" +
+                  name + "'");
+    }
+    if (std::find(names.begin(), names.end(), name) != names.end()) {
+      throw Error(located(file, node["name"], "name") + ": stage '" + name + "' appears twice");
+    }
+    names.push_back(name);
+    load_stage(node, file, name, suite, host);
+  }
   return suite;
+}
+
+SuiteRun freeze_run(const SuiteRun& baseline, const std::string& stages) {
+  SuiteRun r = baseline;
+  r.config.model_freeze = stages;
+  r.values.emplace_back("model.freeze", stages);
+  r.label = baseline.label + (stages == "all" ? ".probe" : ".freeze" + stages);
+  r.hash = r.config.hash();
+  r.effective_yaml = r.config.effective_yaml();
+  r.is_baseline = false;
+  r.baseline_hash = baseline.hash;
+  return r;
+}
+
+std::size_t freeze_stages_for(double ratio, const std::vector<std::int64_t>& stage_flops, std::int64_t head_flops) {
+  double all = static_cast<double>(head_flops);
+  for (auto f : stage_flops) all += static_cast<double>(f);
+  std::size_t best = 0;
+  double best_gap = 1e300, frozen = 0;
+  for (std::size_t k = 0; k < stage_flops.size(); ++k) {
+    // Per image: the first k stages forward only, the rest forward and backward.
+    const double cost = (frozen + 3.0 * (all - frozen)) / (3.0 * all);
+    if (std::abs(cost - ratio) < best_gap) {
+      best_gap = std::abs(cost - ratio);
+      best = k;
+    }
+    frozen += static_cast<double>(stage_flops[k]);
+  }
+  return best;
 }
 
 std::int64_t budget_epochs(std::int64_t epochs, double run, double full) {

@@ -31,6 +31,8 @@ struct RunRecord {
   std::string role;
   /// The config hash of this run's budget-matched baseline ("" when none).
   std::string budget_hash;
+  /// The run's other baselines (suite `compare:`), role -> config hash, as JSON.
+  std::string compare_json = "{}";
   std::vector<std::string> epochs_json;  ///< metrics.jsonl lines.
 };
 
@@ -64,6 +66,9 @@ class ResultsDb {
 
   /// Records the end of run `id`: failed with an error message.
   void fail(std::int64_t id, const std::string& error);
+  /// Links the finished runs of `hash` to a baseline of `role` (freeze, probe).
+  void set_compare(const std::string& hash, const std::string& code_version, const std::string& role,
+                   const std::string& compare_hash);
 
   /// Every run (epochs included), oldest first. A finished run whose stored
   /// JSON does not parse is returned as failed, its error naming the
