@@ -8,7 +8,9 @@ One figure per report row (model, data set, setting, policy):
   builds included, evaluation excluded) of every seed's full training
   (dashed), drop run (solid) and budget-matched full training (dotted), with
   each curve's final point averaged over seeds (± std);
-- the cut (stages dropped) over the epochs of the drop runs.
+- the cut (stages dropped) over the epochs of the drop runs;
+- for a stream (epochs with an `arrival`): the test accuracy after each
+  arrival, mean over seeds (± std), of every kind of run.
 Prints the PNG file names it wrote. Needs python3-matplotlib (Debian).
 """
 import json
@@ -26,6 +28,7 @@ KINDS = (  # key, legend name, line style, colour
     ("full", "full training", "--", "tab:gray"),
     ("drop", None, "-", "tab:blue"),
     ("budget", "full training, budget-matched", ":", "tab:orange"),
+    ("freeze", "fixed partial freezing", "-.", "tab:green"),
 )
 
 
@@ -43,13 +46,27 @@ def points(run):
     return out
 
 
+def arrival_points(run):
+    """{arrival: test accuracy %} after the last epoch of each arrival."""
+    out = {}
+    for e in run["epochs"]:
+        if e.get("arrival") is not None and e.get("test_accuracy") is not None:
+            out[e["arrival"]] = 100.0 * e["test_accuracy"]
+    return out
+
+
 def main():
     data_file, out_dir = sys.argv[1], sys.argv[2]
     with open(data_file) as f:
         rows = json.load(f)
     written = []
     for row in rows:
-        fig, (acc_ax, cut_ax) = plt.subplots(1, 2, figsize=(12, 4.2), gridspec_kw={"width_ratios": [3, 2]})
+        stream = any(arrival_points(r) for r in row.get("drop", []))
+        if stream:
+            fig, (acc_ax, cut_ax, arr_ax) = plt.subplots(1, 3, figsize=(16, 4.2),
+                                                         gridspec_kw={"width_ratios": [3, 2, 2]})
+        else:
+            fig, (acc_ax, cut_ax) = plt.subplots(1, 2, figsize=(12, 4.2), gridspec_kw={"width_ratios": [3, 2]})
         for key, name, style, colour in KINDS:
             runs = row.get(key, [])
             if not runs:
@@ -77,6 +94,24 @@ def main():
             if epochs:
                 cut_ax.step([0] + [e["epoch"] for e in epochs], [0] + [e["cut"] for e in epochs], where="post",
                             alpha=0.7, label=run["label"])
+        if stream:
+            for key, name, style, colour in KINDS:
+                per = {}
+                for run in row.get(key, []):
+                    for k, a in arrival_points(run).items():
+                        per.setdefault(k, []).append(a)
+                if not per:
+                    continue
+                ks = sorted(per)
+                means = [statistics.mean(per[k]) for k in ks]
+                sds = [statistics.stdev(per[k]) if len(per[k]) > 1 else 0.0 for k in ks]
+                arr_ax.errorbar(ks, means, yerr=sds, fmt="o" + style, color=colour, capsize=3, markersize=4,
+                                label=name or row["policy"])
+            arr_ax.set_xlabel("arrivals (parts of the training set)")
+            arr_ax.set_ylabel("test accuracy [%]")
+            arr_ax.set_title("accuracy after each arrival", fontsize=10)
+            arr_ax.grid(alpha=0.3)
+            arr_ax.legend(fontsize=7, loc="lower right")
         title = "%s on %s, %s" % (row["model"], row["dataset"], row["policy"])
         if row.get("setting"):
             title += " (%s)" % row["setting"]

@@ -10,6 +10,7 @@
 #include "commands.h"
 #include "learndrop/core/device.h"
 #include "learndrop/core/drop_controller.h"
+#include "learndrop/core/drop_cost.h"
 #include "learndrop/core/flops.h"
 #include "learndrop/core/plugin_host.h"
 #include "learndrop/error.h"
@@ -82,6 +83,32 @@ double step_seconds(StagedModel& model, const std::vector<std::int64_t>& input_s
          static_cast<double>(s.steps);
 }
 
+// Seconds of a cache build's forward pass per batch of `batch` images:
+// stages [0, cut) in eval mode without gradients, as DropController builds.
+double build_seconds(StagedModel& model, const std::vector<std::int64_t>& input_shape, std::size_t cut,
+                     std::int64_t batch, std::int64_t steps, at::Device device, core::Precision precision) {
+  model.eval();
+  std::vector<std::int64_t> shape = {batch};
+  shape.insert(shape.end(), input_shape.begin(), input_shape.end());
+  at::Tensor x = at::randn(shape);
+  if (x.dim() == 4) x = x.contiguous(at::MemoryFormat::ChannelsLast);
+  x = x.to(device);
+  at::NoGradGuard no_grad;
+  auto pass = [&] {
+    core::AutocastGuard autocast(device, precision);
+    at::Tensor h = x;
+    for (std::size_t i = 0; i < cut; ++i) h = model.forward_stage(i, h);
+    return h;
+  };
+  for (int i = 0; i < 2; ++i) pass();
+  synchronize(device);
+  auto start = std::chrono::steady_clock::now();
+  for (std::int64_t i = 0; i < steps; ++i) pass();
+  synchronize(device);
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() /
+         static_cast<double>(steps);
+}
+
 }  // namespace
 
 int model_bench(const core::PluginHost& host, const ModelSummaryArgs& a, const ModelBenchSettings& s) {
@@ -112,10 +139,23 @@ int model_bench(const core::PluginHost& host, const ModelSummaryArgs& a, const M
   }
   if (cuts.empty()) return 0;
   const double flops = static_cast<double>(profile.flops_from(0));
-  std::printf("\n%4s  %-12s %14s %12s %12s %10s  %s\n", "cut", "first trained", "fwd FLOPs left", "s/step",
-              "images/s", "speedup", "cached batch");
-  std::printf("%4d  %-12s %13.1f%% %12.5f %12.1f %9.2fx  -\n", 0, model->stage_name(0).c_str(), 100.0, full,
-              static_cast<double>(s.batch) / full, 1.0);
+  // The host's cost model (drop_cost.h) predicts each cut's speedup from
+  // FLOPs and bytes; the build column is the forward-only pass a cache build
+  // runs (batch 256, eval, no gradients) against a training step's rate
+  // (3x forward FLOPs per image: forward and backward).
+  std::vector<double> row_bytes = {0};
+  for (const auto& shape : profile.stage_output_shapes) {
+    double e = 1;
+    for (auto d : shape) e *= static_cast<double>(d);
+    row_bytes.push_back(e * static_cast<double>(c10::elementSize(core::compute_dtype(precision))));
+  }
+  const core::DropCost cost(profile, input, row_bytes, 1, false);
+  const double train_rate = 3.0 * flops * static_cast<double>(s.batch) / full;
+  std::printf("\ntraining step: %.1f GFLOP/s (3x forward FLOPs per image)\n", train_rate / 1e9);
+  std::printf("\n%4s  %-12s %14s %12s %12s %10s %10s %14s %10s  %s\n", "cut", "first trained", "fwd FLOPs left",
+              "s/step", "images/s", "speedup", "predicted", "build GFLOP/s", "vs step", "cached batch");
+  std::printf("%4d  %-12s %13.1f%% %12.5f %12.1f %9.2fx %9.2fx %14s %10s  -\n", 0, model->stage_name(0).c_str(), 100.0,
+              full, static_cast<double>(s.batch) / full, 1.0, 1.0, "-", "-");
   for (std::size_t cut : cuts) {
     if (cut < 1 || cut >= model->num_stages()) {
       throw Error("--cut " + std::to_string(cut) + ": expected 1.." + std::to_string(model->num_stages() - 1) + " for " +
@@ -123,9 +163,12 @@ int model_bench(const core::PluginHost& host, const ModelSummaryArgs& a, const M
     }
     const double t = step_seconds(*model, profile.stage_output_shapes[cut - 1], cut, a.num_classes, s, device,
                                   precision);
-    std::printf("%4zu  %-12s %13.1f%% %12.5f %12.1f %9.2fx  %s %s\n", cut, model->stage_name(cut).c_str(),
-                100.0 * static_cast<double>(profile.flops_from(cut)) / flops, t, static_cast<double>(s.batch) / t,
-                full / t, s.tier.c_str(), c10::toString(core::compute_dtype(precision)));
+    const double b = build_seconds(*model, input, cut, 256, std::max<std::int64_t>(2, s.steps / 4), device, precision);
+    const double build_rate = static_cast<double>(profile.stage_range_flops(0, cut)) * 256.0 / b;
+    std::printf("%4zu  %-12s %13.1f%% %12.5f %12.1f %9.2fx %9.2fx %14.1f %9.2fx  %s %s\n", cut,
+                model->stage_name(cut).c_str(), 100.0 * static_cast<double>(profile.flops_from(cut)) / flops, t,
+                static_cast<double>(s.batch) / t, full / t, cost.step_work(0, 0) / cost.step_work(cut, cut),
+                build_rate / 1e9, build_rate / train_rate, s.tier.c_str(), c10::toString(core::compute_dtype(precision)));
     std::fflush(stdout);
   }
   return 0;

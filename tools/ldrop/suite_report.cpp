@@ -308,7 +308,8 @@ int suite_report(const core::PluginHost& host, const std::string& input, const s
                     {"policy", row.policy},
                     {"full", curves(row.full_runs)},
                     {"drop", curves(row.drop_runs)},
-                    {"budget", curves(row.budget_runs)}});
+                    {"budget", curves(row.budget_runs)},
+                    {"freeze", curves(row.freeze_runs)}});
   }
   core::atomic_write(out / "plot_data.json", plot.dump());
 

@@ -1,4 +1,4 @@
-#include "drop_cost.h"
+#include "learndrop/core/drop_cost.h"
 
 #include <numeric>
 

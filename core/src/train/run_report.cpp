@@ -104,11 +104,13 @@ void RunReporter::drop(const DropReport& r, double epoch, std::int64_t step, con
   }
   if (cached) {
     spdlog::info(
-        "drop at epoch {:.2f} (step {}): stages {}..{} frozen ({} -> {}), cache {} ({}{}) built in {:.1f}s, {}{}{}",
+        "drop at epoch {:.2f} (step {}): stages {}..{} frozen ({} -> {}), cache {} ({}{}) built in {:.1f}s, {} ({:.1f} "
+        "GFLOP/s){}{}",
         epoch, step, model.stage_name(r.from_cut), model.stage_name(r.to_cut - 1), r.from_cut, r.to_cut,
         format_bytes(static_cast<double>(r.cache_bytes)), r.cache_description,
         parts_.views > 1 ? ", " + std::to_string(parts_.views) + " views per sample" : "", r.seconds,
-        format_flops(static_cast<double>(r.flops)), saving, reason.empty() ? "" : "; " + reason);
+        format_flops(static_cast<double>(r.flops)), r.seconds > 0 ? static_cast<double>(r.flops) / r.seconds / 1e9 : 0.0,
+        saving, reason.empty() ? "" : "; " + reason);
   } else {
     spdlog::info(
         "drop at epoch {:.2f} (step {}): stages {}..{} frozen ({} -> {}), not cached: they run forward on the real "

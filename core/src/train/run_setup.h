@@ -18,7 +18,7 @@
 #include "learndrop/core/stage_stats.h"
 #include "learndrop/core/trainer.h"
 #include "learndrop/policy.h"
-#include "drop_cost.h"
+#include "learndrop/core/drop_cost.h"
 #include "schedule.h"
 
 namespace ld::core {
