@@ -122,6 +122,10 @@ class ChangeScorePolicy : public ld::DropPolicy {
       }
       const double score = reference_[i] > 0 ? smoothed / reference_[i] : 1.0;
       scores_[i].push_back(score);
+      // The continuation test reads the last window + 1 scores; older ones
+      // are dropped, so the state a checkpoint keeps stays bounded.
+      const auto keep = static_cast<std::size_t>(o_.window) + 1;
+      if (scores_[i].size() > keep) scores_[i].erase(scores_[i].begin(), scores_[i].end() - static_cast<std::ptrdiff_t>(keep));
       const bool stopped = score < o_.threshold && !still_falling(scores_[i]);
       stopped_for_[i] = stopped ? stopped_for_[i] + 1 : 0;
     }
@@ -144,7 +148,7 @@ class ChangeScorePolicy : public ld::DropPolicy {
     return {cut, reason + tail + (cut < wanted ? " (" + held + " holds back the rest)" : "")};
   }
 
-  // The reference change, the recent changes and the scores of every stage,
+  // The reference change, the recent changes and the last window + 1 scores of every stage,
   // how long each has been stopped, and the guards' last drop.
   bool has_state() const override { return true; }
   ld::PolicyState save_state() const override {

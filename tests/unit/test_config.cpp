@@ -244,4 +244,15 @@ TEST(Config, InvalidYamlNamesTheLine) {
   EXPECT_NE(e.find("invalid YAML"), std::string::npos) << e;
 }
 
+// Issue 22: a warm-up longer than the run was accepted without a word.
+TEST(Config, AWarmUpLongerThanTheRunIsWarnedAbout) {
+  const RunConfig rc = resolve("model: {plugin: vgg}\ntrain: {epochs: 2, warmup_epochs: 50}\n");
+  ASSERT_EQ(rc.warnings.size(), 1u);
+  EXPECT_NE(rc.warnings[0].find("cfg.yaml:2: train.warmup_epochs: 50 epochs of warm-up in a run of 2 epochs: the "
+                                "learning rate never reaches train.lr"),
+            std::string::npos)
+      << rc.warnings[0];
+  EXPECT_TRUE(resolve("model: {plugin: vgg}\ntrain: {epochs: 2, warmup_epochs: 1}\n").warnings.empty());
+}
+
 }  // namespace ld::core

@@ -21,12 +21,21 @@ namespace {
 
 constexpr std::int64_t kStepsPerEpoch = 400;
 
+PolicyContext policy_context(std::size_t stages, std::int64_t steps_per_epoch, std::int64_t epochs, double lr_warmup) {
+  PolicyContext c;
+  c.num_stages = stages;
+  c.steps_per_epoch = steps_per_epoch;
+  c.epochs = epochs;
+  c.lr_warmup_epochs = lr_warmup;
+  return c;
+}
+
 std::shared_ptr<DropPolicy> policy(const std::string& name, const std::map<std::string, std::string>& set,
                                    std::size_t stages, std::int64_t epochs, double lr_warmup = 0,
                                    std::int64_t steps_per_epoch = kStepsPerEpoch) {
   static auto host = test::builtin_host();
   return host->create_policy(name, test::plugin_options(*host, PluginKind::kPolicy, name, set),
-                             PolicyContext{stages, steps_per_epoch, epochs, lr_warmup});
+                             policy_context(stages, steps_per_epoch, epochs, lr_warmup));
 }
 
 // A stream of points, `per_epoch` per epoch for `epochs`; `stats(epoch, i)`
@@ -231,6 +240,15 @@ TEST(LearnDropPolicy, GuardsHoldBackProgressStagesAndSuccessiveDrops) {
     EXPECT_DOUBLE_EQ(epoch_of_cut(cuts, 5, 4), 9.0);
     EXPECT_EQ(cuts.back(), 5u);
   }
+}
+
+// Issue 22: learn-drop kept (and checkpointed) every score of every stage,
+// while the continuation test reads the last window + 1 of them.
+TEST(LearnDropPolicy, ItsStateStaysBoundedOverALongRun) {
+  auto p = policy("learn-drop", {{"window", "3"}, {"min_progress", "0.99"}}, 4, 200);
+  replay(*p, 4, 200, 4, [](double epoch, std::size_t) { return changing(1.0 / (1.0 + epoch)); });
+  const PolicyState state = p->save_state();
+  for (std::size_t i = 0; i < 4; ++i) EXPECT_EQ(state.at("scores." + std::to_string(i)).size(), 4u) << "stage " << i;
 }
 
 TEST(FreezeOutPolicy, StagesFreezeAtTheirScheduledFractionsInOrder) {

@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <torch/nn/modules/linear.h>
 
@@ -42,6 +43,37 @@ TEST(RunOutput, AFullDiskWhileSavingTheModelIsAClearErrorAndLeavesNoTemporaryFil
   EXPECT_EQ(nlohmann::json::parse(line)["epoch"], 1) << "the metrics already written stay valid";
   out.save_model(*big);  // and with room, the same call works
   EXPECT_GT(std::filesystem::file_size(dir.path() / "model.pt"), 256u * 256u * 4u);
+}
+
+// Issue 22: two runs with the same --out both exited 0, one's files replacing
+// the other's. The folder is locked while a run owns it.
+TEST(RunOutput, AFolderInUseIsRefusedNamingTheProcess) {
+  test::TempDir dir;
+  {
+    RunOutput first(dir.path());
+    const std::string e = test::error_of([&] { RunOutput second(dir.path()); });
+    EXPECT_NE(e.find("run folder " + dir.str() + " is in use by another run (process " + std::to_string(::getpid()) +
+                     ")"),
+              std::string::npos)
+        << e;
+  }
+  RunOutput again(dir.path());  // released with the first
+}
+
+// Issue 22: a new run in a folder removed the old run's checkpoints but left
+// the disk cache files kept for them.
+TEST(RunOutput, ANewRunRemovesTheCacheKeptForTheOldRunsCheckpoint) {
+  test::TempDir dir;
+  std::filesystem::create_directories(dir.path() / "cache" / "other");
+  const auto kept = dir.path() / "cache" / "ldcache-cut4-0123456789abcdef-kept.bin";
+  const auto mine = dir.path() / "cache" / "notes.txt";
+  std::ofstream(kept) << "rows";
+  std::ofstream(mine) << "mine";
+  std::filesystem::create_directories(dir.path() / "checkpoint");
+  { RunOutput out(dir.path()); }
+  EXPECT_FALSE(std::filesystem::exists(kept));
+  EXPECT_FALSE(std::filesystem::exists(dir.path() / "checkpoint"));
+  EXPECT_TRUE(std::filesystem::exists(mine)) << "only the kept cache files go";
 }
 
 }  // namespace ld::core

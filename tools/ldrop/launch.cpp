@@ -5,6 +5,8 @@
 // collective (c10d), and those that do not within the timeout are killed.
 #include "launch.h"
 
+#include <spdlog/spdlog.h>
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -88,6 +90,11 @@ int launch_local_ranks(int nproc, const std::string& out_dir, double timeout_sec
   if (const char* w = std::getenv("WORLD_SIZE"); w && std::strcmp(w, "1") != 0 && *w) {
     throw Error(std::string("--nproc: WORLD_SIZE=") + w +
                 " is already set (a launcher such as torchrun started this process); drop --nproc");
+  }
+  const unsigned cores = std::thread::hardware_concurrency();
+  if (cores > 0 && static_cast<unsigned>(nproc) > cores) {
+    spdlog::warn("--nproc {}: this machine has {} cores; {} ranks share them and train slower than {} would",
+                 nproc, cores, nproc, cores);
   }
   const int port = free_port();
   const std::vector<std::string> args = rank_arguments(out_dir);

@@ -119,7 +119,7 @@ Decision DataParallel::broadcast(Decision d) {
 }
 
 void DataParallel::shard_before_first_drop(std::int64_t epoch, std::size_t cut, std::vector<std::int64_t>& order) {
-  if (!group_ || p_.controller->cut() != 0 || std::min(cut, p_.model->num_stages()) == 0) return;
+  if (!group_ || p_.controller->cache_cut() != 0 || std::min(cut, p_.model->num_stages()) == 0) return;
   p_.feed->stop();  // it reads `order`, which becomes shard positions below
   const int world = group_->world(), rank = group_->rank();
   const std::int64_t batch = cfg_.train.batch_size;

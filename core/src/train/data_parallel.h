@@ -58,7 +58,7 @@ class DataParallel {
   /// Rank 0's decision on every rank.
   Decision broadcast(Decision d);
 
-  /// Before a data-parallel run's first drop to `cut` > 0: each rank's cache
+  /// Before a data-parallel run's first cached drop to `cut` > 0: each rank's cache
   /// shard becomes the samples of its part of this epoch's batches (and of
   /// the left-out last rows, dealt in turn), disjoint and covering; the rest
   /// of the epoch goes on in shard positions (`order` is rewritten), and

@@ -155,7 +155,7 @@ void check_samples(const std::vector<std::int64_t>& samples, std::int64_t n, con
 }  // namespace
 
 void DropController::set_shard(std::vector<std::int64_t> samples) {
-  if (frozen_ != 0 || stream_) throw Error("internal: a cache shard is set before the first drop, without a stream");
+  if (cache_cut_ != 0 || stream_) throw Error("internal: a cache shard is set before the first cached drop, without a stream");
   check_samples(samples, dataset_.size(Split::kTrain), "cache shard");
   samples_ = std::move(samples);
   visible_ = -1;

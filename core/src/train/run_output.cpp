@@ -4,6 +4,10 @@
 #include <cstring>
 #include <sstream>
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
 #include <spdlog/spdlog.h>
 #include <torch/serialize.h>
 
@@ -35,6 +39,7 @@ RunOutput::RunOutput(fs::path dir, const Resume* resume) : dir_(std::move(dir)) 
   if (ec || !fs::is_directory(dir_)) {
     throw Error("cannot create run folder " + dir_.string() + ": " + (ec ? ec.message() : "not a folder"));
   }
+  lock();
   // Stale files of an earlier run in the same folder would mix with this one.
   for (const char* name : {"summary.json", "model.pt"}) fs::remove(dir_ / name, ec);
   if (resume) {
@@ -59,9 +64,48 @@ RunOutput::RunOutput(fs::path dir, const Resume* resume) : dir_(std::move(dir)) 
 
 RunOutput::Resume RunOutput::sizes() const { return written_; }
 
+RunOutput::~RunOutput() {
+  if (lock_fd_ >= 0) ::close(lock_fd_);  // releases the lock
+}
+
+void RunOutput::lock() {
+  // Two runs writing one folder replaced each other's files in silence: the
+  // folder is locked while a run owns it (flock: released when the process
+  // ends, however it ends).
+  const fs::path path = dir_ / ".lock";
+  lock_fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (lock_fd_ < 0) throw Error("cannot lock run folder " + dir_.string() + ": " + std::strerror(errno));
+  if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    char buf[32] = {};
+    const ssize_t n = ::pread(lock_fd_, buf, sizeof buf - 1, 0);
+    ::close(lock_fd_);
+    lock_fd_ = -1;
+    if (err == EWOULDBLOCK) {
+      const std::string pid = n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string("?");
+      throw Error("run folder " + dir_.string() + " is in use by another run (process " +
+                  pid.substr(0, pid.find('\n')) + "); wait for it to end, or choose another --out");
+    }
+    throw Error("cannot lock run folder " + dir_.string() + ": " + std::strerror(err));
+  }
+  const std::string pid = std::to_string(::getpid()) + "\n";
+  if (::ftruncate(lock_fd_, 0) == 0) {
+    [[maybe_unused]] const ssize_t w = ::pwrite(lock_fd_, pid.data(), pid.size(), 0);
+  }
+}
+
 void RunOutput::remove_checkpoints() {
   std::error_code ec;
   for (const char* name : {"checkpoint", "checkpoint.prev"}) fs::remove_all(dir_ / name, ec);
+  // A disk cache kept for a resume (in the run folder's cache/, its default
+  // place) belongs to the checkpoint: without it nothing would ever reopen it.
+  for (const auto& e : fs::directory_iterator(dir_ / "cache", ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.rfind("ldcache-", 0) == 0 && name.size() > 9 && name.compare(name.size() - 9, 9, "-kept.bin") == 0) {
+      std::error_code rm;
+      fs::remove(e.path(), rm);
+    }
+  }
 }
 
 void RunOutput::write_config(const std::string& yaml) { atomic_write(dir_ / "config.yaml", yaml); }

@@ -187,9 +187,9 @@ class DropController {
   /// A data-parallel rank caches only its shard: the training samples
   /// `samples` (distinct ids), at positions 0..m-1. From then on the
   /// controller's "samples" (reader, augment, train_labels, cached rows
-  /// v * m + p) are positions in the shard, not dataset indices; views and
+  /// p * views + v) are positions in the shard, not dataset indices; views and
   /// shifts are still drawn per dataset index, as without a shard. Only
-  /// before the first drop.
+  /// before the first cached drop.
   void set_shard(std::vector<std::int64_t> samples);
   /// Training samples: the arrived part of a stream, a shard, or the training set.
   std::int64_t samples() const;

@@ -28,12 +28,18 @@ class RunOutput {
   /// `resume`, metrics.jsonl and stats.jsonl are cut back to the lines the
   /// checkpoint had seen (lines of the interrupted part are written again,
   /// never twice); a file shorter than that is an error naming it.
+  /// The folder is locked while this object lives: a second run in it (in
+  /// this or another process) is refused with the holder's process id.
   explicit RunOutput(std::filesystem::path dir, const Resume* resume = nullptr);
+  ~RunOutput();
+  RunOutput(const RunOutput&) = delete;
+  RunOutput& operator=(const RunOutput&) = delete;
 
   /// Bytes written so far to metrics.jsonl and stats.jsonl (a checkpoint records them).
   Resume sizes() const;
 
-  /// Removes checkpoint/ and checkpoint.prev/ (a finished run).
+  /// Removes checkpoint/ and checkpoint.prev/ (a finished run, or a new run
+  /// in the folder), and the disk cache files kept for them in cache/.
   void remove_checkpoints();
 
   const std::filesystem::path& dir() const { return dir_; }
@@ -48,7 +54,10 @@ class RunOutput {
   /// Appends `line` to `out` (the folder's file `name`), flushed; counts its bytes in `written`.
   void append(std::ofstream& out, std::int64_t& written, const char* name, const nlohmann::json& line);
 
+  void lock();
+
   std::filesystem::path dir_;
+  int lock_fd_ = -1;
   std::ofstream metrics_;
   std::ofstream stats_;
   Resume written_;
