@@ -9,6 +9,7 @@
 
 #include "device_cache.h"
 #include "disk_cache.h"
+#include "learndrop/memory.h"
 #include "learndrop/sdk.h"
 #include "ram_cache.h"
 
@@ -53,7 +54,8 @@ class AutoCache : public ld::FeatureCache {
     const std::int64_t need = layout.count * layout.row_bytes();
     const at::Device device(ctx_.device);
     const std::int64_t on_device = ld::device_budget(device_budget_text_, device);
-    if (device.is_cuda() && need <= on_device) {
+    const std::string tier = ld::auto_tier(need, device, on_device, budget_);
+    if (tier == "device") {
       try {
         auto cache = std::make_unique<DeviceCache>(device);
         cache->begin(layout);
@@ -69,7 +71,7 @@ class AutoCache : public ld::FeatureCache {
       reason_ = bytes_text(static_cast<double>(need)) + " > device_budget " +
                 bytes_text(static_cast<double>(on_device)) + ", ";
     }
-    if (need <= budget_) {
+    if (need <= budget_) {  // ld::auto_tier's rule below the device tier (also when the device failed)
       impl_ = std::make_unique<RamCache>();
       reason_ += bytes_text(static_cast<double>(need)) + " <= ram_budget " + bytes_text(static_cast<double>(budget_));
       impl_->begin(layout);
@@ -124,7 +126,7 @@ class AutoCache : public ld::FeatureCache {
   bool reopen(const ld::CacheLayout& layout) override {
     const std::int64_t need = layout.count * layout.row_bytes();
     const at::Device device(ctx_.device);
-    if ((device.is_cuda() && need <= ld::device_budget(device_budget_text_, device)) || need <= budget_) return false;
+    if (ld::auto_tier(need, device, ld::device_budget(device_budget_text_, device), budget_) != "disk") return false;
     auto disk = std::make_unique<DiskCache>(disk_, ctx_);
     if (!disk->reopen(layout)) return false;
     row_bytes_ = layout.row_bytes();

@@ -27,15 +27,11 @@ void DeviceCache::begin(const ld::CacheLayout& layout) {
   layout_ = layout;
   buffer_ = allocate(layout.count);
   capacity_ = layout.count;
-  written_.assign(static_cast<std::size_t>(layout.count), false);
+  ledger_.begin(layout.count);
 }
 
 bool DeviceCache::grow(std::int64_t count) {
-  if (!buffer_.defined() || !written_.empty()) throw ld::Error("cache device: grow before finish");
-  if (count <= layout_.count) {
-    throw ld::Error("cache device: grow to " + std::to_string(count) + " rows, but it holds " +
-                    std::to_string(layout_.count));
-  }
+  ledger_.grow(count);  // checks the contract first
   if (count > capacity_) {
     const std::int64_t capacity = std::max(count, capacity_ + capacity_ / 2);
     at::Tensor bigger = allocate(capacity);
@@ -43,19 +39,12 @@ bool DeviceCache::grow(std::int64_t count) {
     buffer_ = std::move(bigger);
     capacity_ = capacity;
   }
-  written_.assign(static_cast<std::size_t>(count), false);
-  std::fill(written_.begin(), written_.begin() + layout_.count, true);
   layout_.count = count;
   return true;
 }
 
 at::Tensor DeviceCache::index(const std::vector<std::int64_t>& rows) const {
-  for (auto i : rows) {
-    if (i < 0 || i >= layout_.count) {
-      throw ld::Error("cache device: row " + std::to_string(i) + " out of range [0, " + std::to_string(layout_.count) +
-                      ")");
-    }
-  }
+  for (auto i : rows) ledger_.check(i);
   return at::tensor(rows, at::kLong).to(device_);
 }
 
@@ -68,26 +57,13 @@ void DeviceCache::put(const std::vector<std::int64_t>& rows, const at::Tensor& b
   if (data.numel() != static_cast<std::int64_t>(rows.size()) * layout_.row_elements()) {
     throw ld::Error("cache device: put of a batch whose rows do not match the cache shape");
   }
-  if (written_.empty()) throw ld::Error("cache device: put after finish (rows are written between begin or grow and finish)");
-  std::vector<bool> in_batch(static_cast<std::size_t>(layout_.count), false);
-  for (auto i : rows) {
-    if (i >= 0 && i < layout_.count && (written_[static_cast<std::size_t>(i)] || in_batch[static_cast<std::size_t>(i)])) {
-      throw ld::Error("cache device: row " + std::to_string(i) + " written twice");
-    }
-    if (i >= 0 && i < layout_.count) in_batch[static_cast<std::size_t>(i)] = true;
-  }
+  ledger_.claim(rows);  // in range, each once (also within this call), between begin and finish
   std::vector<std::int64_t> sizes = {static_cast<std::int64_t>(rows.size())};
   sizes.insert(sizes.end(), layout_.shape.begin(), layout_.shape.end());
   buffer_.index_copy_(0, index(rows), data.reshape(sizes));
-  for (auto i : rows) written_[static_cast<std::size_t>(i)] = true;
 }
 
-void DeviceCache::finish() {
-  auto missing = std::count(written_.begin(), written_.end(), false);
-  if (missing != 0) throw ld::Error("cache device: finish with " + std::to_string(missing) + " rows never written");
-  written_.clear();
-  written_.shrink_to_fit();
-}
+void DeviceCache::finish() { ledger_.finish(); }
 
 at::Tensor DeviceCache::get(const std::vector<std::int64_t>& rows) {
   const auto start = std::chrono::steady_clock::now();

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "learndrop/cache.h"
+#include "learndrop/row_ledger.h"
 
 namespace ldcache {
 
@@ -32,7 +33,7 @@ class DeviceCache : public ld::FeatureCache {
   ld::CacheLayout layout_;
   at::Tensor buffer_;  // capacity_ rows, the first layout_.count in use
   std::int64_t capacity_ = 0;
-  std::vector<bool> written_;
+  ld::RowLedger ledger_{"cache device"};
   mutable std::mutex stats_mutex_;  // stats() may be called while the feed's producer reads
   ld::CacheStats stats_;
 };

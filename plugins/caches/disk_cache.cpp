@@ -15,8 +15,8 @@
 #include <ATen/ATen.h>
 #include <spdlog/spdlog.h>
 #include <tbb/parallel_for.h>
-#include <zlib.h>
 
+#include "learndrop/crc32.h"
 #include "learndrop/error.h"
 #include "ram_cache.h"
 
@@ -54,17 +54,7 @@ std::uint32_t dtype_code(at::ScalarType t) {
   return 0;
 }
 
-std::uint32_t crc_of(const void* data, std::size_t n) {
-  uLong crc = crc32(0L, Z_NULL, 0);
-  const auto* p = static_cast<const Bytef*>(data);
-  while (n > 0) {
-    const auto chunk = static_cast<uInt>(std::min<std::size_t>(n, 1u << 30));
-    crc = crc32(crc, p, chunk);
-    p += chunk;
-    n -= chunk;
-  }
-  return static_cast<std::uint32_t>(crc);
-}
+std::uint32_t crc_of(const void* data, std::size_t n) { return ld::crc32(data, n); }
 
 // pwrite/pread of the whole range, retrying short transfers; errno on failure.
 int write_all(int fd, const char* p, std::size_t n, std::int64_t off) {
@@ -263,6 +253,7 @@ bool DiskCache::reopen(const ld::CacheLayout& layout) {
     fs::rename(candidate, own, ec);
     path_ = ec ? candidate : own;
     complete_ = true;
+    ledger_.restore(layout_.count);
     return true;
   }
   return false;
@@ -287,7 +278,7 @@ void DiskCache::begin(const ld::CacheLayout& layout) {
   reserve("the cut-" + std::to_string(layout.cut) + " cache");
   write_header(false);
   crc_.assign(static_cast<std::size_t>(layout.count), 0);
-  written_.assign(static_cast<std::size_t>(layout.count), false);
+  ledger_.begin(layout.count);
   complete_ = false;
 }
 
@@ -307,7 +298,8 @@ bool DiskCache::grow(std::int64_t count) {
   if (!complete_ || fd_ < 0) throw ld::Error("cache disk: grow before finish");
   const std::int64_t old = layout_.count;
   if (count <= old) {
-    throw ld::Error("cache disk: grow to " + std::to_string(count) + " rows, but it holds " + std::to_string(old));
+    throw ld::Error("cache disk: grow to " + std::to_string(count) + " rows, but it holds " + std::to_string(old) +
+                    " (a cache does not shrink)");
   }
   // Incomplete again until finish: the temporary name, and a header that says so.
   const fs::path tmp = dir_ / ("." + stem(layout_) + std::to_string(::getpid()) + ".tmp");
@@ -322,8 +314,7 @@ bool DiskCache::grow(std::int64_t count) {
   reserve(std::to_string(count - old) + " more rows of the cut-" + std::to_string(layout.cut) + " cache");
   write_header(false);
   crc_.resize(static_cast<std::size_t>(count), 0);
-  written_.assign(static_cast<std::size_t>(count), false);
-  std::fill(written_.begin(), written_.begin() + old, true);
+  ledger_.grow(count);
   return true;
 }
 
@@ -358,13 +349,7 @@ void DiskCache::put(const std::vector<std::int64_t>& rows, const at::Tensor& bat
       row_bytes) {
     throw ld::Error("cache disk: put of a batch whose rows do not match the cache shape");
   }
-  if (written_.empty()) throw ld::Error("cache disk: put after finish (rows are written between begin or grow and finish)");
-  for (auto r : rows) {
-    if (r < 0 || r >= layout_.count) throw ld::Error("cache disk: row " + std::to_string(r) + " out of range");
-    if (written_[static_cast<std::size_t>(r)])
-      throw ld::Error("cache disk: row " + std::to_string(r) + " written twice");
-    written_[static_cast<std::size_t>(r)] = true;
-  }
+  ledger_.claim(rows);  // in range, each once, between begin (or grow) and finish
   const char* src = static_cast<const char*>(data.data_ptr());
   std::atomic<int> failure{0};
   tbb::parallel_for(std::size_t{0}, rows.size(), [&](std::size_t k) {
@@ -376,10 +361,7 @@ void DiskCache::put(const std::vector<std::int64_t>& rows, const at::Tensor& bat
 }
 
 void DiskCache::finish() {
-  auto missing = std::count(written_.begin(), written_.end(), false);
-  if (missing != 0) throw ld::Error("cache disk: finish with " + std::to_string(missing) + " rows never written");
-  written_.clear();
-  written_.shrink_to_fit();
+  ledger_.finish();
   if (int err = write_all(fd_, reinterpret_cast<const char*>(crc_.data()), crc_.size() * sizeof(std::uint32_t),
                           crc_offset_)) {
     io_error("cannot write the checksums of", err);
@@ -443,12 +425,7 @@ at::Tensor DiskCache::read(const std::vector<std::int64_t>& rows) {
   sizes.insert(sizes.end(), layout_.shape.begin(), layout_.shape.end());
   at::Tensor out = at::empty(sizes, at::TensorOptions().dtype(layout_.dtype));
   const auto row_bytes = static_cast<std::size_t>(layout_.row_bytes());
-  for (auto r : rows) {
-    if (r < 0 || r >= layout_.count) {
-      throw ld::Error("cache disk: row " + std::to_string(r) + " out of range [0, " + std::to_string(layout_.count) +
-                      ")");
-    }
-  }
+  for (auto r : rows) ledger_.check(r);
   char* dst = static_cast<char*>(out.data_ptr());
   tbb::parallel_for(std::size_t{0}, rows.size(), [&](std::size_t k) {
     char* p = dst + k * row_bytes;

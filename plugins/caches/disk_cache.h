@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "learndrop/cache.h"
+#include "learndrop/row_ledger.h"
 
 namespace ldcache {
 
@@ -71,7 +72,7 @@ class DiskCache : public ld::FeatureCache {
   bool complete_ = false;
   std::int64_t data_offset_ = 0, crc_offset_ = 0, file_bytes_ = 0;
   std::vector<std::uint32_t> crc_;
-  std::vector<bool> written_;
+  ld::RowLedger ledger_{"cache disk"};
   std::atomic<std::int64_t> bytes_read_{0};
   mutable std::mutex stats_mutex_;
   double wait_seconds_ = 0;

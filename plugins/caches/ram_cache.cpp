@@ -19,17 +19,7 @@ std::string shape_text(const ld::CacheLayout& layout) {
   return s + "] x " + std::to_string(layout.count);
 }
 
-std::string bytes_text(double bytes) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  int u = 0;
-  while (bytes >= 1024 && u < 4) {
-    bytes /= 1024;
-    ++u;
-  }
-  char buf[32];
-  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.1f %s", bytes, units[u]);
-  return buf;
-}
+std::string bytes_text(double bytes) { return ld::format_bytes(bytes); }
 
 namespace {
 at::Tensor allocate(const ld::CacheLayout& layout, std::int64_t rows) {
@@ -49,15 +39,11 @@ void RamCache::begin(const ld::CacheLayout& layout) {
   buffer_ = allocate(layout, layout.count);
   capacity_ = layout.count;
   row_bytes_ = static_cast<std::size_t>(layout.row_bytes());
-  written_.assign(static_cast<std::size_t>(layout.count), false);
+  ledger_.begin(layout.count);
 }
 
 bool RamCache::grow(std::int64_t count) {
-  if (!buffer_.defined() || !written_.empty()) throw ld::Error("cache ram: grow before finish");
-  if (count <= layout_.count) {
-    throw ld::Error("cache ram: grow to " + std::to_string(count) + " rows, but it holds " +
-                    std::to_string(layout_.count));
-  }
+  ledger_.grow(count);  // checks the contract first
   if (count > capacity_) {
     const std::int64_t capacity = std::max(count, capacity_ + capacity_ / 2);
     at::Tensor bigger = allocate(layout_, capacity);
@@ -65,8 +51,6 @@ bool RamCache::grow(std::int64_t count) {
     buffer_ = std::move(bigger);
     capacity_ = capacity;
   }
-  written_.assign(static_cast<std::size_t>(count), false);
-  std::fill(written_.begin(), written_.begin() + layout_.count, true);
   layout_.count = count;
   return true;
 }
@@ -81,33 +65,22 @@ void RamCache::put(const std::vector<std::int64_t>& rows, const at::Tensor& batc
       row_bytes_) {
     throw ld::Error("cache ram: put of a batch whose rows do not match the cache shape");
   }
+  ledger_.claim(rows);
   const char* src = static_cast<const char*>(data.data_ptr());
   char* dst = static_cast<char*>(buffer_.data_ptr());
   for (std::size_t r = 0; r < rows.size(); ++r) {
-    std::int64_t i = rows[r];
-    check(i);
-    if (written_.empty()) throw ld::Error("cache ram: put after finish (rows are written between begin or grow and finish)");
-    if (written_[static_cast<std::size_t>(i)])
-      throw ld::Error("cache ram: row " + std::to_string(i) + " written twice");
-    written_[static_cast<std::size_t>(i)] = true;
-    std::memcpy(dst + static_cast<std::size_t>(i) * row_bytes_, src + r * row_bytes_, row_bytes_);
+    std::memcpy(dst + static_cast<std::size_t>(rows[r]) * row_bytes_, src + r * row_bytes_, row_bytes_);
   }
 }
 
-void RamCache::finish() {
-  auto missing = std::count(written_.begin(), written_.end(), false);
-  if (missing != 0) throw ld::Error("cache ram: finish with " + std::to_string(missing) + " rows never written");
-  if (written_.empty() && layout_.count > 0) throw ld::Error("cache ram: finish without begin or grow");
-  written_.clear();
-  written_.shrink_to_fit();
-}
+void RamCache::finish() { ledger_.finish(); }
 
 at::Tensor RamCache::get(const std::vector<std::int64_t>& rows) {
   const auto start = std::chrono::steady_clock::now();
   std::vector<std::int64_t> sizes = {static_cast<std::int64_t>(rows.size())};
   sizes.insert(sizes.end(), layout_.shape.begin(), layout_.shape.end());
   at::Tensor out = at::empty(sizes, at::TensorOptions().dtype(layout_.dtype));
-  for (auto i : rows) check(i);
+  for (auto i : rows) ledger_.check(i);
   const char* src = static_cast<const char*>(buffer_.data_ptr());
   char* dst = static_cast<char*>(out.data_ptr());
   tbb::parallel_for(tbb::blocked_range<std::size_t>(0, rows.size(), 16), [&](const tbb::blocked_range<std::size_t>& r) {
@@ -134,12 +107,6 @@ std::int64_t RamCache::bytes() const { return buffer_.defined() ? buffer_.numel(
 std::string RamCache::describe() const {
   return "ram, cut " + std::to_string(layout_.cut) + ", " + std::string(c10::toString(layout_.dtype)) + " " +
          shape_text(layout_);
-}
-
-void RamCache::check(std::int64_t i) const {
-  if (i < 0 || i >= layout_.count) {
-    throw ld::Error("cache ram: row " + std::to_string(i) + " out of range [0, " + std::to_string(layout_.count) + ")");
-  }
 }
 
 }  // namespace ldcache

@@ -4,6 +4,8 @@
 #include <vector>
 
 #include "learndrop/cache.h"
+#include "learndrop/format.h"
+#include "learndrop/row_ledger.h"
 
 namespace ldcache {
 
@@ -23,13 +25,11 @@ class RamCache : public ld::FeatureCache {
   ld::CacheStats stats() const override;
 
  private:
-  void check(std::int64_t row) const;
-
   ld::CacheLayout layout_;
   at::Tensor buffer_;  // capacity_ rows, the first layout_.count in use
   std::int64_t capacity_ = 0;
   std::size_t row_bytes_ = 0;
-  std::vector<bool> written_;
+  ld::RowLedger ledger_{"cache ram"};
   mutable std::mutex stats_mutex_;  // stats() may be called while the feed's producer reads
   ld::CacheStats stats_;
 };
@@ -37,7 +37,7 @@ class RamCache : public ld::FeatureCache {
 /// "[C,H,W] x N" for descriptions.
 std::string shape_text(const ld::CacheLayout& layout);
 
-/// Bytes as "1.5 GiB".
+/// Bytes as "1.50 GiB" (ld::format_bytes, as the host writes them).
 std::string bytes_text(double bytes);
 
 }  // namespace ldcache

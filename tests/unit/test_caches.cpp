@@ -12,6 +12,7 @@
 
 #include "learndrop/core/interrupt.h"
 #include "learndrop/registrar.h"
+#include "learndrop/row_ledger.h"
 #include "learndrop/testing/cache_helpers.h"
 #include "test_env.h"
 
@@ -148,7 +149,7 @@ TEST(DiskCache, FileSizeLimitIsAClearErrorAndLeavesNoFile) {
   auto fallback = make("auto", dir.str(), {{"ram_budget", "0"}});
   std::string fallback_error = error_of([&] { fallback->begin(layout(1000, {256})); });
   setrlimit(RLIMIT_FSIZE, &old);
-  EXPECT_NE(e.find("cannot reserve 1007.9 KiB for the cut-1 cache"), std::string::npos) << e;
+  EXPECT_NE(e.find("cannot reserve 1007.91 KiB for the cut-1 cache"), std::string::npos) << e;
   EXPECT_NE(e.find("file size limit exceeded"), std::string::npos) << e;
   EXPECT_TRUE(cache_files(dir.path()).empty()) << "a partial cache file was left behind";
   // auto keeps the cut in RAM instead.
@@ -237,7 +238,7 @@ TEST(AutoCache, BudgetIsASizeOrAuto) {
   test::TempDir dir;
   auto small = make("auto", dir.str(), {{"ram_budget", "1KiB"}});
   small->begin(layout(10, {100}));  // 4000 bytes > 1 KiB: disk
-  EXPECT_NE(small->describe().find("auto (3.9 KiB > ram_budget 1.0 KiB): disk"), std::string::npos)
+  EXPECT_NE(small->describe().find("auto (3.91 KiB > ram_budget 1.00 KiB): disk"), std::string::npos)
       << small->describe();
   auto large = make("auto", dir.str(), {{"ram_budget", "4 KB"}});
   large->begin(layout(10, {100}));  // exactly 4000 bytes: ram
@@ -247,3 +248,27 @@ TEST(AutoCache, BudgetIsASizeOrAuto) {
 }
 
 }  // namespace ld::core
+
+// The write contract's bookkeeping every built-in cache uses.
+TEST(RowLedger, ARefusedPutMarksNoRowAndFinishNeedsEveryRow) {
+  ld::RowLedger ledger("cache test");
+  EXPECT_EQ(ld::test::error_of([&] { ledger.claim({0}); }), "cache test: put before begin");
+  ledger.begin(4);
+  EXPECT_EQ(ld::test::error_of([&] { ledger.claim({0, 1, 1}); }), "cache test: row 1 written twice");
+  EXPECT_EQ(ld::test::error_of([&] { ledger.claim({2, 4}); }), "cache test: row 4 out of range [0, 4)");
+  ledger.claim({0, 1, 2});  // none was marked by the refused puts
+  EXPECT_EQ(ld::test::error_of([&] { ledger.finish(); }), "cache test: finish with 1 rows never written");
+  EXPECT_EQ(ld::test::error_of([&] { ledger.grow(6); }), "cache test: grow before finish");
+  ledger.claim({3});
+  ledger.finish();
+  EXPECT_EQ(ld::test::error_of([&] { ledger.claim({3}); }),
+            "cache test: put after finish (rows are written between begin or grow and finish)");
+  EXPECT_EQ(ld::test::error_of([&] { ledger.grow(4); }), "cache test: grow to 4 rows, but it holds 4 (a cache does not shrink)");
+  ledger.grow(6);
+  EXPECT_EQ(ld::test::error_of([&] { ledger.claim({3}); }), "cache test: row 3 written twice");
+  ledger.claim({5, 4});
+  ledger.finish();
+  EXPECT_EQ(ledger.count(), 6);
+  EXPECT_NO_THROW(ledger.check(5));
+  EXPECT_ANY_THROW(ledger.check(6));
+}

@@ -67,10 +67,6 @@ std::string format_flops(double flops) {
   return scaled(flops, 1000.0, units, 6, "FLOP");
 }
 
-std::string format_bytes(double bytes) {
-  static const char* const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  return scaled(bytes, 1024.0, units, 5, "");
-}
 
 std::string format_duration(double seconds) {
   if (!(seconds >= 0) || !std::isfinite(seconds)) return "?";

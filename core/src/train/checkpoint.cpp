@@ -9,9 +9,9 @@
 
 #include <spdlog/spdlog.h>
 #include <torch/serialize.h>
-#include <zlib.h>
 
 #include "learndrop/core/files.h"
+#include "learndrop/crc32.h"
 #include "learndrop/error.h"
 
 namespace ld::core {
@@ -24,15 +24,7 @@ namespace {
 constexpr int kFormat = 1;
 const char* const kFiles[] = {"state.json", "tensors.pt", "optimizer.pt"};
 
-std::uint32_t crc32_of(const std::string& bytes) {
-  uLong crc = crc32(0L, Z_NULL, 0);
-  for (std::size_t off = 0; off < bytes.size();) {
-    const auto chunk = static_cast<uInt>(std::min<std::size_t>(bytes.size() - off, 1u << 30));
-    crc = crc32(crc, reinterpret_cast<const Bytef*>(bytes.data() + off), chunk);
-    off += chunk;
-  }
-  return static_cast<std::uint32_t>(crc);
-}
+std::uint32_t crc32_of(const std::string& bytes) { return ld::crc32(bytes.data(), bytes.size()); }
 
 // Writes and fsyncs one file of a checkpoint folder.
 void write_synced(const fs::path& path, const std::string& bytes) {
@@ -49,7 +41,12 @@ void write_synced(const fs::path& path, const std::string& bytes) {
     }
     done += static_cast<std::size_t>(n);
   }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) throw Error("cannot write " + path.string() + ": " + std::strerror(errno));
+  // close() runs whatever fsync() answered: a failed fsync leaked the descriptor.
+  const int synced = ::fsync(fd) == 0 ? 0 : errno;
+  const int closed = ::close(fd) == 0 ? 0 : errno;
+  if (synced != 0 || closed != 0) {
+    throw Error("cannot write " + path.string() + ": " + std::strerror(synced != 0 ? synced : closed));
+  }
 }
 
 void sync_folder(const fs::path& dir) {

@@ -2,9 +2,6 @@
 
 #include <cstdint>
 #include <cstddef>
-#include <dlfcn.h>
-#include <fstream>
-#include <sstream>
 #include <utility>
 #include <memory>
 #include <string>
@@ -23,74 +20,10 @@ namespace ld {
 struct CacheContext {
   std::string run_dir;  ///< The run's output folder.
   int threads = 1;      ///< Worker threads the cache may use.
-  /// The device the run trains on ("cpu", "cuda:0", ...): a cache that keeps
-  /// its rows in device memory (tier `device`) allocates them there.
-  std::string device = "cpu";
+  /// The device the run trains on: a cache that keeps its rows in device
+  /// memory (tier `device`) allocates them there.
+  at::Device device = at::Device(at::kCPU);
 };
-
-/// Bytes of memory available to new allocations (MemAvailable of
-/// /proc/meminfo), 0 if unknown: what a cache may size itself against.
-inline std::int64_t available_memory() {
-  std::ifstream in("/proc/meminfo");
-  std::string key, unit;
-  std::int64_t kib = 0;
-  while (in >> key >> kib >> unit) {
-    if (key == "MemAvailable:") return kib * 1024;
-  }
-  return 0;
-}
-
-/// A size written as a byte count or with a unit (512MiB, 8GiB, 2.5GB);
-/// throws ld::Error naming `key` otherwise.
-inline std::int64_t parse_size(const std::string& key, const std::string& text) {
-  std::istringstream in(text);
-  double value = 0;
-  std::string unit;
-  if (!(in >> value) || value < 0) throw Error(key + ": expected 'auto' or a size such as 4GiB, got '" + text + "'");
-  in >> unit;
-  const std::pair<const char*, double> units[] = {
-      {"", 1},     {"B", 1},    {"KiB", 1024.0}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1024.0 * (1 << 30)},
-      {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9},     {"TB", 1e12}};
-  for (const auto& [name, factor] : units) {
-    if (unit == name) return static_cast<std::int64_t>(value * factor);
-  }
-  throw Error(key + ": unknown unit '" + unit + "' in '" + text + "' (use B, KiB, MiB, GiB, TiB, KB, MB, GB, TB)");
-}
-
-/// Free memory in bytes of CUDA device `index`, 0 if unknown (a CPU-only
-/// LibTorch, no GPU): cudaMemGetInfo from the CUDA runtime LibTorch loaded,
-/// looked up at run time so that the SDK needs no CUDA headers. Memory held
-/// by LibTorch's caching allocator counts as used.
-inline std::int64_t available_device_memory(int index) {
-  using GetDevice = int (*)(int*);
-  using SetDevice = int (*)(int);
-  using MemGetInfo = int (*)(std::size_t*, std::size_t*);
-  auto get_device = reinterpret_cast<GetDevice>(dlsym(RTLD_DEFAULT, "cudaGetDevice"));
-  auto set_device = reinterpret_cast<SetDevice>(dlsym(RTLD_DEFAULT, "cudaSetDevice"));
-  auto mem_get_info = reinterpret_cast<MemGetInfo>(dlsym(RTLD_DEFAULT, "cudaMemGetInfo"));
-  if (!get_device || !set_device || !mem_get_info) return 0;
-  int old = 0;
-  if (get_device(&old) != 0) return 0;
-  if (old != index && set_device(index) != 0) return 0;
-  std::size_t free = 0, total = 0;
-  const int rc = mem_get_info(&free, &total);
-  if (old != index) set_device(old);
-  return rc == 0 ? static_cast<std::int64_t>(free) : 0;
-}
-
-/// cache.ram_budget: "auto" = half of the available memory, or a size.
-inline std::int64_t ram_budget(const std::string& text) {
-  return text == "auto" ? available_memory() / 2 : parse_size("cache.ram_budget", text);
-}
-
-/// cache.device_budget on a run on `device`: 0 on the CPU (RAM is the
-/// device memory there); "auto" = half of the GPU memory free now, or a
-/// size (validated on every device).
-inline std::int64_t device_budget(const std::string& text, const at::Device& device) {
-  const std::int64_t size = text == "auto" ? -1 : parse_size("cache.device_budget", text);
-  if (!device.is_cuda()) return 0;
-  return size >= 0 ? size : available_device_memory(device.index()) / 2;
-}
 
 /// What one cache holds, fixed by `begin`.
 struct CacheLayout {

@@ -31,6 +31,18 @@ struct ModelContext {
   std::int64_t height = 32;
   std::int64_t width = 32;
   std::int64_t num_classes = 10;
+
+  /// The context for samples of `shape` [C, H, W] (Dataset::sample_shape)
+  /// in `classes` classes; throws ld::Error when `shape` is not [C, H, W].
+  static ModelContext of(const std::vector<std::int64_t>& shape, std::int64_t classes) {
+    if (shape.size() != 3) throw Error("a model's input shape is [C, H, W], got " + std::to_string(shape.size()) + " dimensions");
+    ModelContext c;
+    c.in_channels = shape[0];
+    c.height = shape[1];
+    c.width = shape[2];
+    c.num_classes = classes;
+    return c;
+  }
 };
 
 /// A network as an ordered list of droppable *stages* followed by a *head*.

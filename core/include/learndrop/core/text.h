@@ -1,5 +1,7 @@
 #pragma once
 
+#include "learndrop/format.h"
+
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -26,8 +28,8 @@ std::string first_line(const std::string& text);
 /// 1.23 GFLOP, 456 MFLOP ... (decimal units).
 std::string format_flops(double flops);
 
-/// 1.5 MiB, 20 KiB ... (binary units).
-std::string format_bytes(double bytes);
+/// 1.50 MiB, 20.00 KiB ... (binary units; the SDK's, which plugins use too).
+using ld::format_bytes;
 
 /// 1:05:03 or 4:07 (h:mm:ss / m:ss).
 std::string format_duration(double seconds);

@@ -1,0 +1,97 @@
+// An example drop policy written against the LearnDrop SDK alone, built the
+// way docs/plugins.md recommends:
+//
+// - its keys are declared once, in an ld::OptionTable, with the member of
+//   its options struct each one sets (the manifest and the factory both use
+//   the table);
+// - ld::DropGuards puts the usual limits around its answer (min_progress,
+//   keep_stages, max_fraction, cooldown, stagger);
+// - it saves and restores its state, so a run with it can be resumed from a
+//   checkpoint bit-identically.
+//
+// `plateau`: a stage may drop once its parameter change per unit of learning
+// rate (relative_change / lr_sum, so that a decaying schedule alone does not
+// look like convergence) has stayed below `threshold` for `patience`
+// evaluation points in a row. The leading run of such stages drops.
+
+#include <learndrop/drop_guards.h>
+#include <learndrop/sdk.h>
+
+namespace {
+
+struct PlateauOptions {
+  double threshold = 0;
+  std::int64_t patience = 0;
+};
+
+const ld::OptionTable<PlateauOptions>& table() {
+  static const auto t =
+      ld::OptionTable<PlateauOptions>()
+          .add(ld::ConfigKey("threshold", ld::ValueType::kFloat, "0.05",
+                             "a stage is still if its relative change per unit of learning rate stays below this")
+                   .range(0, 1e9),
+               &PlateauOptions::threshold)
+          .add(ld::ConfigKey("patience", ld::ValueType::kInt, "2", "evaluation points a stage must stay still")
+                   .range(1, 1000),
+               &PlateauOptions::patience)
+          .add_unbound(ld::drop_guard_keys("0.3", "1", "1", "0"));
+  return t;
+}
+
+class Plateau : public ld::DropPolicy {
+ public:
+  Plateau(PlateauOptions o, ld::DropGuards guards, std::size_t stages)
+      : o_(o), guards_(guards), still_for_(stages, 0) {}
+
+  ld::Decision decide(const ld::PolicyInput& in) override {
+    std::size_t wanted = in.cut;
+    bool leading = true;
+    for (std::size_t i = 0; i < in.stages.size(); ++i) {
+      const auto& s = in.stages[i];
+      if (s.dropped) continue;
+      const double change = in.lr_sum > 0 ? s.relative_change / in.lr_sum : s.relative_change;
+      still_for_[i] = change < o_.threshold ? still_for_[i] + 1 : 0;
+      leading = leading && still_for_[i] >= o_.patience;
+      if (leading) wanted = i + 1;
+    }
+    std::string held;
+    const std::size_t cut = guards_.clamp(in, wanted, &held);
+    if (cut <= in.cut) return {in.cut, held.empty() ? "" : "held by " + held};
+    return {cut, "stages 1-" + std::to_string(cut) + " still for " + std::to_string(o_.patience) + " points"};
+  }
+
+  // What decide() remembers: how long each stage has been still, and when the guards last let a drop through.
+  bool has_state() const override { return true; }
+  ld::PolicyState save_state() const override {
+    ld::PolicyState state;
+    state.values["still_for"] = std::vector<double>(still_for_.begin(), still_for_.end());
+    guards_.save(state);
+    return state;
+  }
+  void load_state(const ld::PolicyState& state) override {
+    const auto& still = state.at("still_for", static_cast<std::int64_t>(still_for_.size()));
+    for (std::size_t i = 0; i < still.size(); ++i) still_for_[i] = static_cast<std::int64_t>(still[i]);
+    guards_.load(state);
+  }
+
+ private:
+  PlateauOptions o_;
+  ld::DropGuards guards_;
+  std::vector<std::int64_t> still_for_;
+};
+
+void register_plugins(ld::Registrar& registrar) {
+  ld::Manifest m;
+  m.kind = ld::PluginKind::kPolicy;
+  m.name = "plateau";
+  m.version = "1.0.0";
+  m.description = "example: drops the leading stages whose change per unit of learning rate stays below a threshold";
+  m.keys = table().keys();
+  registrar.add_policy(m, [](const ld::Options& o, const ld::PolicyContext& ctx) {
+    return std::make_unique<Plateau>(table().read(o), ld::DropGuards::from(o, ctx), ctx.num_stages);
+  });
+}
+
+}  // namespace
+
+LEARNDROP_PLUGIN(register_plugins)
