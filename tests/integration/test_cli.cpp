@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cifar_fixture.h"
 #include "idx_fixture.h"
 #include "test_env.h"
 
@@ -14,7 +15,7 @@ namespace {
 
 using Result = ld::test::LdropResult;
 
-Result ldrop(const std::string& args) { return ld::test::run_ldrop(args); }
+Result ldrop(const std::string& args, const std::string& env = "") { return ld::test::run_ldrop(args, env); }
 
 class Cli : public ::testing::Test {
  protected:
@@ -113,6 +114,37 @@ TEST_F(Cli, CachePlanSizesEveryCut) {
   EXPECT_NE(r.output.find("tier device: "), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("tier ram: "), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("tier disk: "), std::string::npos) << r.output;
+}
+
+// The plan counted 1 view where a crop+flip CIFAR run caches 2, the sample
+// and its mirror (issue 22): plan and run now come from one function.
+TEST_F(Cli, CachePlanMatchesWhatACropFlipRunCaches) {
+  ld::test::write_cifar_fixture(data_.str());
+  const std::string cifar = (dir_.path() / "cifar.yaml").string(), out = (dir_.path() / "cifar-run").string();
+  std::ofstream(cifar) << "experiment:\n  name: cifar\n  seed: 2\nruntime:\n  threads: 1\n"
+                          "model:\n  plugin: vgg\n  variant: vgg11_bn\n  width: 0.0625\n  classifier: compact\n"
+                          "dataset:\n  plugin: cifar10\n  root: "
+                       << data_.str()
+                       << "\n  augment: crop_flip\n"
+                          "train:\n  epochs: 2\n  batch_size: 8\n  lr: 0.05\n  lr_schedule: constant\n"
+                          "policy:\n  plugin: scripted\n  cuts: 2\n  period: 1\n  drop_mode: cache\n"
+                          "  cost_guard: false\ncache:\n  plugin: ram\n";
+  const std::string env = "LEARNDROP_PLUGIN_PATH=" + ld::test::test_plugin("scripted_policy") + " ";
+  Result r = ldrop("cache plan " + cifar + " --json", env);
+  ASSERT_EQ(r.code, 0) << r.output;
+  const nlohmann::json plan = nlohmann::json::parse(r.output);
+  EXPECT_EQ(plan["views"], 2) << "feature augmentation caches the sample and its mirror";
+  EXPECT_EQ(plan["feature_augment"], true);
+  r = ldrop("run " + cifar + " --quiet --out " + out, env);
+  ASSERT_EQ(r.code, 0) << r.output;
+  std::ifstream in(out + "/summary.json");
+  const nlohmann::json summary = nlohmann::json::parse(in);
+  ASSERT_FALSE(summary["drops"].empty()) << summary.dump();
+  const nlohmann::json& drop = summary["drops"][0];
+  ASSERT_EQ(drop["mode"], "cache") << drop.dump();
+  const auto cut = drop["to_cut"].get<std::size_t>();
+  EXPECT_EQ(drop["cache_bytes"], plan["cuts"][cut - 1]["cache_bytes"]) << drop.dump() << "\n" << plan.dump();
+  EXPECT_EQ(summary["augmentation_after_drop"], plan["augmentation_after_drop"]);
 }
 
 TEST_F(Cli, BadConfigExitsNonZeroAndWritesNothing) {

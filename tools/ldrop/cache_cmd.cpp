@@ -13,12 +13,14 @@
 
 #include "commands.h"
 #include "learndrop/core/batch_feed.h"
+#include "learndrop/core/cache_plan.h"
 #include "learndrop/core/config.h"
 #include "learndrop/core/device.h"
 #include "learndrop/core/flops.h"
 #include "learndrop/core/plugin_host.h"
 #include "learndrop/core/seeds.h"
 #include "learndrop/core/text.h"
+#include "learndrop/memory.h"
 #include "learndrop/registrar.h"
 
 namespace ld::cli {
@@ -33,8 +35,6 @@ std::int64_t free_space(std::filesystem::path dir) {
   return static_cast<std::int64_t>(s.f_bavail) * static_cast<std::int64_t>(s.f_frsize);
 }
 
-std::int64_t element_bytes(const std::string& dtype) { return dtype == "float32" ? 4 : 2; }
-
 }  // namespace
 
 int cache_plan(const core::PluginHost& host, const core::RunConfig& cfg, const std::string& run_dir, bool json) {
@@ -42,16 +42,16 @@ int cache_plan(const core::PluginHost& host, const core::RunConfig& cfg, const s
   auto dataset = host.create_dataset(cfg.dataset.plugin, cfg.dataset.options, ctx);
   const auto shape = dataset->sample_shape();
   auto model = host.create_model(cfg.model.plugin, cfg.model.options,
-                                 ModelContext{shape[0], shape[1], shape[2], dataset->num_classes()});
+                                 ModelContext::of(shape, dataset->num_classes()));
   const core::ModelProfile profile = core::profile_model(*model, shape);
   const std::int64_t n = dataset->size(Split::kTrain);
-  const std::int64_t views = dataset->random_train_transform() ? cfg.cache_views : 1;
+  // The same plan a run of this config caches with (views, dtype, folder).
+  const core::CachePlan plan = core::plan_cache(cfg, *dataset, run_dir);
+  if (!plan.warning.empty()) std::fprintf(stderr, "warning: %s\n", plan.warning.c_str());
+  const std::int64_t views = plan.views;
   const std::int64_t full = profile.flops_from(0);
   const std::int64_t memory = ld::available_memory();
-  std::filesystem::path dir = run_dir + "/cache";
-  if (cfg.cache.options.has("dir") && !cfg.cache.options.get_string("dir").empty()) {
-    dir = cfg.cache.options.get_string("dir");
-  }
+  const std::filesystem::path& dir = plan.dir;
   const std::int64_t disk = free_space(dir);
   // The tiers of cache.plugin=auto: GPU memory (CUDA runs), RAM, disk.
   const at::Device device = core::resolve_device(cfg.device);
@@ -66,14 +66,11 @@ int cache_plan(const core::PluginHost& host, const core::RunConfig& cfg, const s
   nlohmann::json rows = nlohmann::json::array();
   for (std::size_t k = 1; k <= model->num_stages(); ++k) {
     const auto& out = profile.stage_output_shapes[k - 1];
-    std::int64_t row = element_bytes(cfg.cache_dtype);
-    for (auto d : out) row *= d;
+    const std::int64_t row = plan.row_bytes(out);
     const std::int64_t total = row * n * views;
     const std::int64_t saved = n * profile.stage_range_flops(0, k);
-    std::string fits = device.is_cuda() && total <= device_budget ? "device"
-                       : total <= ram_budget                        ? "ram"
-                       : total <= disk                              ? "disk"
-                                                                    : "neither";
+    std::string fits = ld::auto_tier(total, device, device_budget, ram_budget);
+    if (fits == "disk" && total > disk) fits = "neither";
     rows.push_back({{"cut", k},
                     {"stage", model->stage_name(k - 1)},
                     {"shape", out},
@@ -86,7 +83,9 @@ int cache_plan(const core::PluginHost& host, const core::RunConfig& cfg, const s
   if (json) {
     nlohmann::json j = {{"train_samples", n},
                         {"views", views},
-                        {"dtype", cfg.cache_dtype},
+                        {"dtype", plan.dtype_name},
+                        {"feature_augment", plan.feature_augment},
+                        {"augmentation_after_drop", plan.augmentation_after_drop},
                         {"available_memory", memory},
                         {"device", core::device_text(device)},
                         {"device_memory_free", device_free},
@@ -153,7 +152,10 @@ int cache_bench(const core::PluginHost& host, const CacheBenchArgs& a) {
     if (k.name == "drop_page_cache") v = "true";
     values[k.name] = core::parse_value(k, v, "cache." + k.name);
   }
-  auto cache = host.create_cache(a.plugin, Options("cache", values), CacheContext{a.dir, a.threads});
+  CacheContext ctx;
+  ctx.run_dir = a.dir;
+  ctx.threads = a.threads;
+  auto cache = host.create_cache(a.plugin, Options("cache", values), ctx);
   const std::int64_t floats = a.row_bytes / 4;
   CacheLayout layout{1, a.rows, {floats}, at::kFloat, "bench"};
   at::manual_seed(0);

@@ -98,7 +98,7 @@ std::string Trainer::save_checkpoint(bool mid_epoch) {
   m["cache"] = {{"plugin", cfg_.cache.plugin},
                 {"key", p_.controller->current_cache_key()},
                 {"dtype", cfg_.cache_dtype},
-                {"views", p_.views},
+                {"views", p_.cache.views},
                 {"cut", cut}};
   // The policy's own state: a plugin's business, kept as named lists of doubles.
   json policy = {{"plugin", cfg_.policy.plugin}, {"has_state", p_.policy->has_state()}, {"names", json::array()}};

@@ -7,6 +7,7 @@
 #include <ATen/ATen.h>
 #include <spdlog/spdlog.h>
 
+#include "learndrop/core/cache_plan.h"
 #include "learndrop/core/distributed.h"
 #include "learndrop/core/plugin_host.h"
 #include "learndrop/core/seeds.h"
@@ -26,12 +27,6 @@ void to_channels_last(torch::nn::Module& model) {
   }
 }
 
-at::ScalarType storage_type(const std::string& name) {
-  if (name == "float16") return at::kHalf;
-  if (name == "bfloat16") return at::kBFloat16;
-  return at::kFloat;
-}
-
 }  // namespace
 
 RunParts set_up_run(const RunConfig& cfg, const PluginHost& host, const RunOptions& opts,
@@ -47,7 +42,7 @@ RunParts set_up_run(const RunConfig& cfg, const PluginHost& host, const RunOptio
   if (shape.size() != 3)
     throw Error("dataset '" + cfg.dataset.plugin + "' reports a sample shape that is not [C, H, W]");
   p.model = host.create_model(cfg.model.plugin, cfg.model.options,
-                             ModelContext{shape[0], shape[1], shape[2], p.dataset->num_classes()});
+                             ModelContext::of(shape, p.dataset->num_classes()));
   if (p.model->num_stages() == 0) throw Error("model '" + cfg.model.plugin + "' has no stages");
   p.model_label = p.model->label().empty() ? cfg.model.plugin : p.model->label();
   if (!cfg.model_weights.empty()) {
@@ -93,54 +88,34 @@ RunParts set_up_run(const RunConfig& cfg, const PluginHost& host, const RunOptio
     }
   }
   p.schedule = std::make_unique<Schedule>(cfg, p.n_train, batch, world);
-  p.policy = host.create_policy(
-      cfg.policy.plugin, cfg.policy.options,
-      PolicyContext{p.model->num_stages(), p.steps_per_epoch, cfg.train.epochs, cfg.train.warmup_epochs});
-  p.views = cfg.cache_views;
-  ShiftFlip shift_flip;
-  const bool can_shift = p.dataset->random_train_transform() && p.dataset->shift_flip(shift_flip);
-  if (cfg.cache_augment == "feature" && !can_shift) {
-    throw Error("cache.augment: feature needs a dataset whose random training transform is a shift and/or flip; "
-                "dataset '" + cfg.dataset.plugin + "' (" + p.dataset->describe() +
-                ") declares none: use cache.augment: views (or auto)");
-  }
-  p.feature_augment = can_shift && (cfg.cache_augment == "feature" || (cfg.cache_augment == "auto" && p.views == 1));
-  if (p.feature_augment) {
-    p.views = shift_flip.flip ? 2 : 1;
-    p.augmentation_after_drop =
-        "feature: the untransformed sample" + std::string(shift_flip.flip ? " and its mirror cached" : " cached") +
-        (shift_flip.max_shift > 0 ? ", maps shifted by up to " + std::to_string(shift_flip.max_shift) +
-                                        " input pixels / the cut's stride each epoch"
-                                  : "");
-  } else if (!p.dataset->random_train_transform()) {
-    if (p.views > 1) {
-      spdlog::warn(
-          "cache.views is {} but dataset '{}' has no random training transform: the views would be "
-          "identical, caching 1",
-          p.views, cfg.dataset.plugin);
-    }
-    p.views = 1;
-    p.augmentation_after_drop = "none: the dataset does not augment";
-  } else if (p.views == 1) {
-    // Warned about at the first drop (RunReporter::drop), when it matters.
-    p.augmentation_after_drop = "frozen: 1 cached view per sample, every epoch after a drop sees the same draw";
-  } else {
-    p.augmentation_after_drop = std::to_string(p.views) + " cached views per sample, one drawn per epoch";
-  }
+  PolicyContext policy_ctx;
+  policy_ctx.num_stages = p.model->num_stages();
+  policy_ctx.steps_per_epoch = p.steps_per_epoch;
+  policy_ctx.epochs = cfg.train.epochs;
+  policy_ctx.lr_warmup_epochs = cfg.train.warmup_epochs;
+  p.policy = host.create_policy(cfg.policy.plugin, cfg.policy.options, policy_ctx);
+  // Views, feature augmentation, dtype and folder: the one plan `ldrop cache plan` prints.
+  p.cache = plan_cache(cfg, *p.dataset, opts.out_dir);
+  const CachePlan& plan = p.cache;
+  if (!plan.warning.empty()) spdlog::warn("{}", plan.warning);
+  const ShiftFlip& shift_flip = plan.shift_flip;
 
   // The cache plugin is created (and its options checked) before the run
   // folder is, not at the first drop hours later; that drop uses this instance.
-  CacheContext cctx{opts.out_dir, cfg.threads, device_text(p.device)};
+  CacheContext cctx;
+  cctx.run_dir = opts.out_dir;
+  cctx.threads = cfg.threads;
+  cctx.device = p.device;
   auto prepared = std::make_shared<std::shared_ptr<FeatureCache>>(
       host.create_cache(cfg.cache.plugin, cfg.cache.options, cctx));
   p.out = std::make_unique<RunOutput>(opts.out_dir, resume);
   p.out->write_config(cfg.effective_yaml());
   DropSettings drop;
-  drop.dtype = storage_type(cfg.cache_dtype);
+  drop.dtype = plan.dtype;
   drop.build_batch = std::max<std::int64_t>(batch, 256);
   drop.seed = cfg.seed;
-  drop.views = p.views;
-  drop.feature_augment = p.feature_augment;
+  drop.views = plan.views;
+  drop.feature_augment = plan.feature_augment;
   drop.shift_flip = shift_flip;
   drop.device = p.device;
   drop.precision = p.precision;
@@ -159,13 +134,9 @@ RunParts set_up_run(const RunConfig& cfg, const PluginHost& host, const RunOptio
     p.controller->set_stream(std::move(order));  // nothing has arrived yet
   }
   std::vector<double> row_bytes = {0};
-  for (const auto& shape : p.profile.stage_output_shapes) {
-    double elements = 1;
-    for (auto d : shape) elements *= static_cast<double>(d);
-    row_bytes.push_back(elements * static_cast<double>(c10::elementSize(drop.dtype)));
-  }
-  p.cost = std::make_unique<DropCost>(p.profile, shape, std::move(row_bytes), p.views,
-                                      p.feature_augment && shift_flip.max_shift > 0);
+  for (const auto& out : p.profile.stage_output_shapes) row_bytes.push_back(static_cast<double>(plan.row_bytes(out)));
+  p.cost = std::make_unique<DropCost>(p.profile, shape, std::move(row_bytes), plan.views,
+                                      plan.feature_augment && shift_flip.max_shift > 0);
   p.optimizer = std::make_unique<StagedOptimizer>(*p.model, cfg.train);
   p.tracker = std::make_unique<StageStatsTracker>(*p.model);
   p.feed = std::make_unique<BatchFeed>(p.controller->source(cfg.loader_threads),

@@ -9,6 +9,7 @@
 #include <ATen/core/Tensor.h>
 
 #include "learndrop/core/batch_feed.h"
+#include "learndrop/core/cache_plan.h"
 #include "learndrop/core/config.h"
 #include "learndrop/core/device.h"
 #include "learndrop/core/drop_controller.h"
@@ -50,10 +51,8 @@ struct RunParts {
   std::unique_ptr<StagedOptimizer> optimizer;
   std::unique_ptr<StageStatsTracker> tracker;
   std::unique_ptr<BatchFeed> feed;
-  /// How training is augmented after a drop.
-  std::int64_t views = 1;
-  bool feature_augment = false;
-  std::string augmentation_after_drop;
+  /// How the run caches and augments after a drop (what `ldrop cache plan` prints).
+  CachePlan cache;
 };
 
 /// Creates the parts of the run of `cfg`: plugins from the host, the model on
