@@ -265,158 +265,228 @@ void apply_override(ConfigTree& tree, const std::string& assignment) {
 
 namespace {
 
-// The train section: each key once, with the TrainSettings member it sets.
-// Validation (host_section_keys), reading (resolve_config) and the effective
-// config (effective_yaml) all walk this table.
-using TrainMember = std::variant<std::int64_t TrainSettings::*, double TrainSettings::*, bool TrainSettings::*,
-                                 std::string TrainSettings::*>;
-struct TrainKey {
+// Every host key, one row each: its declaration (name, type, default, range,
+// help), the RunConfig field it sets, and whether it belongs to the run's
+// identity. Validation (host_section_keys), reading (read_host_keys), the
+// effective config and the config hash (emit_yaml) all walk these rows, so
+// a key is declared, read, written and hashed in one place (issue 22).
+template <class T>
+using FieldRef = T& (*)(RunConfig&);
+using HostField = std::variant<FieldRef<std::int64_t>, FieldRef<std::uint64_t>, FieldRef<double>, FieldRef<bool>,
+                               FieldRef<std::string>>;
+
+struct HostKey {
   ConfigKey key;
-  TrainMember member;
+  HostField field;
   /// False for keys that do not change what a run computes (how often it
-  /// checkpoints): left out of the config hash and the cache keys.
+  /// checkpoints, how ranks talk): in the effective config, not in the
+  /// config hash nor in cache keys.
   bool identity = true;
 };
 
-const std::vector<TrainKey>& train_keys() {
-  static const std::vector<TrainKey> keys = {
+// The RunConfig field `Member`, or `Member` of the RunConfig struct `Section`.
+template <auto Member>
+HostField field() {
+  return +[](RunConfig& c) -> auto& { return c.*Member; };
+}
+template <auto Section, auto Member>
+HostField field() {
+  return +[](RunConfig& c) -> auto& { return (c.*Section).*Member; };
+}
+
+using HostTable = std::vector<std::pair<std::string, std::vector<HostKey>>>;
+
+// In the order the effective config is written.
+const HostTable& host_table() {
+  static const HostTable table = {
+      {"experiment",
+       {{ConfigKey("name", ValueType::kString, "run", "name of the experiment (default run folder runs/<name>)"),
+         field<&RunConfig::name>()},
+        {ConfigKey("seed", ValueType::kInt, "0", "seed of initialisation, shuffling and augmentation").range(0, 9.0e18),
+         field<&RunConfig::seed>()}}},
+      {"runtime",
+       {{ConfigKey("threads", ValueType::kString, "auto",
+                   "intra-op threads for LibTorch and TBB: auto (hardware cores) or a number"),
+         field<&RunConfig::threads_setting>()},
+        {ConfigKey("loader_threads", ValueType::kString, "auto",
+                   "TBB threads decoding and transforming samples: auto (= threads) or a number"),
+         field<&RunConfig::loader_threads_setting>()},
+        {ConfigKey("prefetch", ValueType::kInt, "2",
+                   "batches prepared in the background while the model trains (0 = load in the training thread)")
+             .range(0, 64),
+         field<&RunConfig::prefetch>()},
+        {ConfigKey("device", ValueType::kString, "auto",
+                   "where the model trains: auto (the first CUDA GPU if LibTorch sees one, else the CPU) | cpu | "
+                   "cuda | cuda:N"),
+         field<&RunConfig::device>()},
+        {ConfigKey("dist_backend", ValueType::kString, "auto",
+                   "collectives of a distributed run (ldrop run --nproc N, or RANK/WORLD_SIZE from torchrun): auto "
+                   "(nccl on CUDA, else gloo) | gloo | nccl (CUDA builds)")
+             .one_of({"auto", "gloo", "nccl"}),
+         field<&RunConfig::dist_backend>(), false},
+        {ConfigKey("dist_timeout", ValueType::kFloat, "300",
+                   "seconds a rank waits for the others (rendezvous, every collective) before it stops with an "
+                   "error naming the rank it lost")
+             .range(1, 86400),
+         field<&RunConfig::dist_timeout>(), false},
+        {ConfigKey("sync_batchnorm", ValueType::kBool, "false",
+                   "batch statistics over all ranks (not built: each rank normalises with its own batch, as DDP does "
+                   "by default)"),
+         field<&RunConfig::sync_batchnorm>(), false}}},
+      {"model",
+       {{ConfigKey("plugin", ValueType::kString, "vgg", "model plugin"), field<&RunConfig::model, &PluginChoice::plugin>()},
+        {ConfigKey("weights", ValueType::kString, "",
+                   "start from trained weights: a LearnDrop run folder, its model.pt, or a torchvision state dict "
+                   "saved with torch.save (docs/finetune.md)"),
+         field<&RunConfig::model_weights>()},
+        {ConfigKey("head", ValueType::kString, "keep",
+                   "with weights: keep = load the classifier too; reset = train a new one (another class count)")
+             .one_of({"keep", "reset"}),
+         field<&RunConfig::model_head>()},
+        {ConfigKey("freeze", ValueType::kString, "0",
+                   "the first N stages (or all) frozen from the first step: no gradients, eval mode, the forward "
+                   "still runs (fixed partial freezing; all = a linear probe of the head)"),
+         field<&RunConfig::model_freeze>()}}},
+      {"dataset",
+       {{ConfigKey("plugin", ValueType::kString, "mnist", "dataset plugin"),
+         field<&RunConfig::dataset, &PluginChoice::plugin>()}}},
+      {"train", {
       {ConfigKey("epochs", ValueType::kInt, "10", "number of training epochs").range(1, 100000),
-       &TrainSettings::epochs},
+       field<&RunConfig::train, &TrainSettings::epochs>()},
       {ConfigKey("batch_size", ValueType::kInt, "128", "training batch size").range(2, 1 << 20),
-       &TrainSettings::batch_size},
+       field<&RunConfig::train, &TrainSettings::batch_size>()},
       {ConfigKey("eval_batch_size", ValueType::kInt, "512", "test batch size").range(1, 1 << 20),
-       &TrainSettings::eval_batch_size},
+       field<&RunConfig::train, &TrainSettings::eval_batch_size>()},
       {ConfigKey("optimizer", ValueType::kString, "sgd", "sgd | adam | adamw").one_of({"sgd", "adam", "adamw"}),
-       &TrainSettings::optimizer},
-      {ConfigKey("lr", ValueType::kFloat, "0.05", "base learning rate").range(0, 100), &TrainSettings::lr},
-      {ConfigKey("momentum", ValueType::kFloat, "0.9", "SGD momentum").range(0, 1), &TrainSettings::momentum},
-      {ConfigKey("nesterov", ValueType::kBool, "false", "Nesterov momentum (sgd)"), &TrainSettings::nesterov},
+       field<&RunConfig::train, &TrainSettings::optimizer>()},
+      {ConfigKey("lr", ValueType::kFloat, "0.05", "base learning rate").range(0, 100), field<&RunConfig::train, &TrainSettings::lr>()},
+      {ConfigKey("momentum", ValueType::kFloat, "0.9", "SGD momentum").range(0, 1), field<&RunConfig::train, &TrainSettings::momentum>()},
+      {ConfigKey("nesterov", ValueType::kBool, "false", "Nesterov momentum (sgd)"), field<&RunConfig::train, &TrainSettings::nesterov>()},
       {ConfigKey("weight_decay", ValueType::kFloat, "0.0005", "L2 weight decay").range(0, 1),
-       &TrainSettings::weight_decay},
+       field<&RunConfig::train, &TrainSettings::weight_decay>()},
       {ConfigKey("lr_schedule", ValueType::kString, "cosine",
                  "constant | step (x lr_gamma every lr_step_epochs) | cosine (to 0 at the last epoch)")
            .one_of({"constant", "step", "cosine"}),
-       &TrainSettings::lr_schedule},
+       field<&RunConfig::train, &TrainSettings::lr_schedule>()},
       {ConfigKey("lr_step_epochs", ValueType::kInt, "30", "epochs between steps of the step schedule").range(1, 100000),
-       &TrainSettings::lr_step_epochs},
+       field<&RunConfig::train, &TrainSettings::lr_step_epochs>()},
       {ConfigKey("lr_gamma", ValueType::kFloat, "0.1", "factor of the step schedule").range(0, 1),
-       &TrainSettings::lr_gamma},
+       field<&RunConfig::train, &TrainSettings::lr_gamma>()},
       {ConfigKey("warmup_epochs", ValueType::kFloat, "0", "linear learning-rate warm-up, in epochs").range(0, 100000),
-       &TrainSettings::warmup_epochs},
+       field<&RunConfig::train, &TrainSettings::warmup_epochs>()},
       {ConfigKey("eval_every", ValueType::kInt, "1",
                  "evaluate the test set every N epochs and after the last (test time is not training time)")
            .range(1, 100000),
-       &TrainSettings::eval_every},
+       field<&RunConfig::train, &TrainSettings::eval_every>()},
       {ConfigKey("precision", ValueType::kString, "fp32",
                  "fp32 | bf16 | fp16: autocast computes convolutions and matrix products in this type (fp16 with "
                  "loss scaling; CUDA only; bf16 on CPUs with native bfloat16)")
            .one_of({"fp32", "bf16", "fp16"}),
-       &TrainSettings::precision},
+       field<&RunConfig::train, &TrainSettings::precision>()},
       {ConfigKey("checkpoint_every", ValueType::kInt, "1",
                  "write checkpoint/ in the run folder every N epochs, and on SIGINT/SIGTERM at the next step (0 = "
                  "never; a resumed run ends bit-identical to one not interrupted: docs/checkpoints.md)")
            .range(0, 100000),
-       &TrainSettings::checkpoint_every, false},
+       field<&RunConfig::train, &TrainSettings::checkpoint_every>(), false},
+}},
+      {"stream",
+       {{ConfigKey("parts", ValueType::kInt, "1",
+                   "the training set arrives in this many equal parts (1 = all at once; docs/online.md)")
+             .range(1, 100000),
+         field<&RunConfig::stream, &StreamSettings::parts>()},
+        {ConfigKey("order", ValueType::kString, "shuffle",
+                   "which samples arrive in which part: shuffle = a permutation seeded by experiment.seed, dataset "
+                   "= the data set's order")
+             .one_of({"shuffle", "dataset"}),
+         field<&RunConfig::stream, &StreamSettings::order>()},
+        {ConfigKey("epochs", ValueType::kInt, "0",
+                   "epochs trained after each arrival, over every sample arrived so far (required with parts > 1; "
+                   "train.epochs is then parts x epochs)")
+             .range(0, 100000),
+         field<&RunConfig::stream, &StreamSettings::epochs>()},
+        {ConfigKey("lr", ValueType::kString, "restart",
+                   "restart = train.lr_schedule over each arrival's epochs (the warm-up once, at the start); "
+                   "continue = one schedule over the whole stream")
+             .one_of({"restart", "continue"}),
+         field<&RunConfig::stream, &StreamSettings::lr>()}}},
+      {"policy",
+       {{ConfigKey("plugin", ValueType::kString, "learn-drop", "drop policy plugin (none = full training)"),
+         field<&RunConfig::policy, &PluginChoice::plugin>()},
+        {ConfigKey("shadow", ValueType::kBool, "false",
+                   "consult the policy as if its drops happened, log them (stats.jsonl, summary.json) but drop "
+                   "nothing: see where a criterion would cut a training before trusting it"),
+         field<&RunConfig::policy_shadow>()},
+        {ConfigKey("drop_mode", ValueType::kString, "auto",
+                   "what a drop does with the frozen prefix: cache = compute its output once and train the rest "
+                   "from the cache; freeze = keep running it forward on real (augmented) inputs, without backward "
+                   "or optimizer; auto = whichever the cost model predicts is cheaper over the remaining schedule")
+             .one_of({"auto", "cache", "freeze"}),
+         field<&RunConfig::drop_mode>()},
+        {ConfigKey("cost_guard", ValueType::kBool, "true",
+                   "drop only when the predicted saving over the remaining schedule exceeds the drop's cost (cache "
+                   "build, rows of later arrivals); the host's guard for every policy"),
+         field<&RunConfig::cost_guard>()}}},
+      {"cache",
+       {{ConfigKey("plugin", ValueType::kString, "ram", "feature-cache plugin"),
+         field<&RunConfig::cache, &PluginChoice::plugin>()},
+        {ConfigKey("dtype", ValueType::kString, "auto",
+                   "storage type of cached features: auto (the compute type of train.precision) | float32 | float16 "
+                   "| bfloat16")
+             .one_of({"auto", "float32", "float16", "bfloat16"}),
+         field<&RunConfig::cache_dtype>()},
+        {ConfigKey("views", ValueType::kInt, "1",
+                   "augment: views: augmented views of each training sample cached at a drop; each epoch draws one "
+                   "per sample (1 = every epoch after a drop sees the same augmentation)")
+             .range(1, 64),
+         field<&RunConfig::cache_views>()},
+        {ConfigKey("augment", ValueType::kString, "auto",
+                   "how training keeps augmenting after a drop: feature = cache the untransformed sample and its "
+                   "mirror, shift the cached maps like the input (datasets whose transform is a shift/flip); "
+                   "views = cache `views` draws of the transform; auto = feature when the dataset allows it and "
+                   "views is 1, else views")
+             .one_of({"auto", "feature", "views"}),
+         field<&RunConfig::cache_augment>()}}},
+      {"plugins", {}},  // plugins.paths: read by plugin_paths(), before any plugin is loaded
   };
-  return keys;
+  return table;
 }
 
-std::vector<ConfigKey> train_config_keys() {
-  std::vector<ConfigKey> out;
-  for (const auto& k : train_keys()) out.push_back(k.key);
-  return out;
+const std::vector<HostKey>& host_rows(const std::string& section) {
+  for (const auto& [name, rows] : host_table()) {
+    if (name == section) return rows;
+  }
+  throw Error("no config section named '" + section + "'");
+}
+
+// Sets the RunConfig field of every row of `section` from validated options.
+void read_host_keys(const std::string& section, const Options& o, RunConfig& rc) {
+  for (const auto& row : host_rows(section)) {
+    const std::string& name = row.key.name;
+    std::visit(
+        [&](auto ref) {
+          auto& value = ref(rc);
+          using T = std::decay_t<decltype(value)>;
+          if constexpr (std::is_same_v<T, std::int64_t>) value = o.get_int(name);
+          if constexpr (std::is_same_v<T, std::uint64_t>) value = static_cast<std::uint64_t>(o.get_int(name));
+          if constexpr (std::is_same_v<T, double>) value = o.get_float(name);
+          if constexpr (std::is_same_v<T, bool>) value = o.get_bool(name);
+          if constexpr (std::is_same_v<T, std::string>) value = o.get_string(name);
+        },
+        row.field);
+  }
 }
 
 }  // namespace
 
 const std::vector<ConfigKey>& host_section_keys(const std::string& section) {
-  static const std::map<std::string, std::vector<ConfigKey>> keys = {
-      {"experiment",
-       {ConfigKey("name", ValueType::kString, "run", "name of the experiment (default run folder runs/<name>)"),
-        ConfigKey("seed", ValueType::kInt, "0", "seed of initialisation, shuffling and augmentation")
-            .range(0, 9.0e18)}},
-      {"runtime",
-       {ConfigKey("threads", ValueType::kString, "auto",
-                  "intra-op threads for LibTorch and TBB: auto (hardware cores) or a number"),
-        ConfigKey("loader_threads", ValueType::kString, "auto",
-                  "TBB threads decoding and transforming samples: auto (= threads) or a number"),
-        ConfigKey("prefetch", ValueType::kInt, "2",
-                  "batches prepared in the background while the model trains (0 = load in the training thread)")
-            .range(0, 64),
-        ConfigKey("device", ValueType::kString, "auto",
-                  "where the model trains: auto (the first CUDA GPU if LibTorch sees one, else the CPU) | cpu | "
-                  "cuda | cuda:N"),
-        ConfigKey("dist_backend", ValueType::kString, "auto",
-                  "collectives of a distributed run (ldrop run --nproc N, or RANK/WORLD_SIZE from torchrun): auto "
-                  "(nccl on CUDA, else gloo) | gloo | nccl (CUDA builds)")
-            .one_of({"auto", "gloo", "nccl"}),
-        ConfigKey("dist_timeout", ValueType::kFloat, "300",
-                  "seconds a rank waits for the others (rendezvous, every collective) before it stops with an "
-                  "error naming the rank it lost")
-            .range(1, 86400),
-        ConfigKey("sync_batchnorm", ValueType::kBool, "false",
-                  "batch statistics over all ranks (not built: each rank normalises with its own batch, as DDP does "
-                  "by default)")}},
-      {"train", train_config_keys()},
-      {"model",
-       {ConfigKey("plugin", ValueType::kString, "vgg", "model plugin"),
-        ConfigKey("weights", ValueType::kString, "",
-                  "start from trained weights: a LearnDrop run folder, its model.pt, or a torchvision state dict "
-                  "saved with torch.save (docs/finetune.md)"),
-        ConfigKey("head", ValueType::kString, "keep",
-                  "with weights: keep = load the classifier too; reset = train a new one (another class count)")
-            .one_of({"keep", "reset"}),
-        ConfigKey("freeze", ValueType::kString, "0",
-                  "the first N stages (or all) frozen from the first step: no gradients, eval mode, the forward "
-                  "still runs (fixed partial freezing; all = a linear probe of the head)")}},
-      {"stream",
-       {ConfigKey("parts", ValueType::kInt, "1",
-                  "the training set arrives in this many equal parts (1 = all at once; docs/online.md)")
-            .range(1, 100000),
-        ConfigKey("order", ValueType::kString, "shuffle",
-                  "which samples arrive in which part: shuffle = a permutation seeded by experiment.seed, dataset "
-                  "= the data set's order")
-            .one_of({"shuffle", "dataset"}),
-        ConfigKey("epochs", ValueType::kInt, "0",
-                  "epochs trained after each arrival, over every sample arrived so far (required with parts > 1; "
-                  "train.epochs is then parts x epochs)")
-            .range(0, 100000),
-        ConfigKey("lr", ValueType::kString, "restart",
-                  "restart = train.lr_schedule over each arrival's epochs (the warm-up once, at the start); "
-                  "continue = one schedule over the whole stream")
-            .one_of({"restart", "continue"})}},
-      {"dataset", {ConfigKey("plugin", ValueType::kString, "mnist", "dataset plugin")}},
-      {"policy",
-       {ConfigKey("plugin", ValueType::kString, "learn-drop", "drop policy plugin (none = full training)"),
-        ConfigKey("shadow", ValueType::kBool, "false",
-                  "consult the policy as if its drops happened, log them (stats.jsonl, summary.json) but drop "
-                  "nothing: see where a criterion would cut a training before trusting it"),
-        ConfigKey("drop_mode", ValueType::kString, "auto",
-                  "what a drop does with the frozen prefix: cache = compute its output once and train the rest "
-                  "from the cache; freeze = keep running it forward on real (augmented) inputs, without backward "
-                  "or optimizer; auto = whichever the cost model predicts is cheaper over the remaining schedule")
-            .one_of({"auto", "cache", "freeze"}),
-        ConfigKey("cost_guard", ValueType::kBool, "true",
-                  "drop only when the predicted saving over the remaining schedule exceeds the drop's cost (cache "
-                  "build, rows of later arrivals); the host's guard for every policy")}},
-      {"cache",
-       {ConfigKey("plugin", ValueType::kString, "ram", "feature-cache plugin"),
-        ConfigKey("dtype", ValueType::kString, "auto",
-                  "storage type of cached features: auto (the compute type of train.precision) | float32 | float16 "
-                  "| bfloat16")
-            .one_of({"auto", "float32", "float16", "bfloat16"}),
-        ConfigKey("views", ValueType::kInt, "1",
-                  "augment: views: augmented views of each training sample cached at a drop; each epoch draws one "
-                  "per sample (1 = every epoch after a drop sees the same augmentation)")
-            .range(1, 64),
-        ConfigKey("augment", ValueType::kString, "auto",
-                  "how training keeps augmenting after a drop: feature = cache the untransformed sample and its "
-                  "mirror, shift the cached maps like the input (datasets whose transform is a shift/flip); "
-                  "views = cache `views` draws of the transform; auto = feature when the dataset allows it and "
-                  "views is 1, else views")
-            .one_of({"auto", "feature", "views"})}},
-      {"plugins", {}},
-  };
+  static const std::map<std::string, std::vector<ConfigKey>> keys = [] {
+    std::map<std::string, std::vector<ConfigKey>> out;
+    for (const auto& [name, rows] : host_table()) {
+      auto& list = out[name];
+      for (const auto& row : rows) list.push_back(row.key);
+    }
+    return out;
+  }();
   auto it = keys.find(section);
   if (it == keys.end()) throw Error("no config section named '" + section + "'");
   return it->second;
@@ -498,7 +568,7 @@ namespace {
 void resolve_experiment(const ConfigTree& tree, RunConfig& rc) {
   Options experiment = validate_section(tree, "experiment", tree.root["experiment"], host_section_keys("experiment"),
                                         "section 'experiment'");
-  rc.name = experiment.get_string("name");
+  read_host_keys("experiment", experiment, rc);
   // The name becomes a folder name (runs/<name>-<hash>): no path separators,
   // no leading dot ("..", hidden folders), nothing a shell would mangle.
   static const std::regex safe_name("[A-Za-z0-9_][A-Za-z0-9._+-]{0,127}");
@@ -507,27 +577,21 @@ void resolve_experiment(const ConfigTree& tree, RunConfig& rc) {
                 ": expected a name of letters, digits, '_', '.', '+' or '-' (not starting with '.' or '-', at most "
                 "128 characters; it names the run folder runs/<name>-<hash>), got '" + rc.name + "'");
   }
-  rc.seed = static_cast<std::uint64_t>(experiment.get_int("seed"));
 
 }
 
 void resolve_runtime(const ConfigTree& tree, RunConfig& rc) {
   Options runtime =
       validate_section(tree, "runtime", tree.root["runtime"], host_section_keys("runtime"), "section 'runtime'");
-  rc.threads_setting = runtime.get_string("threads");
+  read_host_keys("runtime", runtime, rc);
   rc.threads = thread_count(tree, "threads", rc.threads_setting,
                             static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
-  rc.loader_threads_setting = runtime.get_string("loader_threads");
   rc.loader_threads = thread_count(tree, "loader_threads", rc.loader_threads_setting, rc.threads);
-  rc.prefetch = runtime.get_int("prefetch");
-  rc.device = runtime.get_string("device");
   if (!is_device_setting(rc.device)) {
     throw Error(where(tree, tree.root["runtime"]["device"], "runtime.device") +
                 ": expected auto, cpu, cuda or cuda:N, got '" + rc.device + "'");
   }
-  rc.dist_backend = runtime.get_string("dist_backend");
-  rc.dist_timeout = runtime.get_float("dist_timeout");
-  if (runtime.get_bool("sync_batchnorm")) {
+  if (rc.sync_batchnorm) {
     throw Error(where(tree, tree.root["runtime"]["sync_batchnorm"], "runtime.sync_batchnorm") +
                 ": synchronised batch norm is not built; each rank normalises with the statistics of its own part "
                 "of the batch (set it to false; docs/distributed.md)");
@@ -536,18 +600,8 @@ void resolve_runtime(const ConfigTree& tree, RunConfig& rc) {
 
 void resolve_train(const ConfigTree& tree, RunConfig& rc) {
   Options train = validate_section(tree, "train", tree.root["train"], host_section_keys("train"), "section 'train'");
-  TrainSettings& t = rc.train;
-  for (const auto& k : train_keys()) {
-    std::visit(
-        [&](auto member) {
-          using T = std::decay_t<decltype(t.*member)>;
-          if constexpr (std::is_same_v<T, std::int64_t>) t.*member = train.get_int(k.key.name);
-          if constexpr (std::is_same_v<T, double>) t.*member = train.get_float(k.key.name);
-          if constexpr (std::is_same_v<T, bool>) t.*member = train.get_bool(k.key.name);
-          if constexpr (std::is_same_v<T, std::string>) t.*member = train.get_string(k.key.name);
-        },
-        k.member);
-  }
+  read_host_keys("train", train, rc);
+  const TrainSettings& t = rc.train;
   if (t.nesterov && (t.optimizer != "sgd" || t.momentum == 0)) {
     throw Error(where(tree, tree.root["train"]["nesterov"], "train.nesterov") +
                 ": Nesterov momentum needs optimizer 'sgd' with momentum > 0");
@@ -560,11 +614,8 @@ void resolve_train(const ConfigTree& tree, RunConfig& rc) {
 void resolve_stream(const ConfigTree& tree, RunConfig& rc) {
   Options stream =
       validate_section(tree, "stream", tree.root["stream"], host_section_keys("stream"), "section 'stream'");
+  read_host_keys("stream", stream, rc);
   StreamSettings& st = rc.stream;
-  st.parts = stream.get_int("parts");
-  st.order = stream.get_string("order");
-  st.epochs = stream.get_int("epochs");
-  st.lr = stream.get_string("lr");
   const YAML::Node section = tree.root["stream"];
   const YAML::Node epochs_node = section.IsDefined() && section.IsMap() ? section["epochs"] : YAML::Node(YAML::NodeType::Undefined);
   if (st.parts == 1) {
@@ -632,14 +683,15 @@ void resolve_plugin_section(const ConfigTree& tree, const PluginHost& host, cons
                             plugin + "' (the plugin was changed with --set)");
     }
   }
-  PluginChoice choice;
-  choice.plugin = plugin;
-  choice.options = validate_section(tree, section, node, info->manifest.keys, section + " '" + plugin + "'", ignored);
+  Options plugin_options =
+      validate_section(tree, section, node, info->manifest.keys, section + " '" + plugin + "'", ignored);
+  read_host_keys(section, host_opts, rc);  // `plugin` and the host's keys of the section
+  PluginChoice& choice = section == "model"     ? rc.model
+                         : section == "dataset" ? rc.dataset
+                         : section == "policy"  ? rc.policy
+                                                : rc.cache;
+  choice.options = std::move(plugin_options);
   if (section == "model") {
-    rc.model = choice;
-    rc.model_weights = host_opts.get_string("weights");
-    rc.model_head = host_opts.get_string("head");
-    rc.model_freeze = host_opts.get_string("freeze");
     static const std::regex count("all|0|[1-9][0-9]{0,5}");
     if (!std::regex_match(rc.model_freeze, count)) {
       throw Error(where(tree, node["freeze"], "model.freeze") +
@@ -650,21 +702,10 @@ void resolve_plugin_section(const ConfigTree& tree, const PluginHost& host, cons
                   ": reset applies to a model started from model.weights (a new model's head is new anyway)");
     }
   }
-  if (section == "dataset") rc.dataset = choice;
-  if (section == "policy") {
-    rc.policy = choice;
-    rc.policy_shadow = host_opts.get_bool("shadow");
-    rc.drop_mode = host_opts.get_string("drop_mode");
-    rc.cost_guard = host_opts.get_bool("cost_guard");
-  }
   if (section == "cache") {
-    rc.cache = choice;
-    rc.cache_dtype = host_opts.get_string("dtype");
     if (rc.cache_dtype == "auto") {
       rc.cache_dtype = t.precision == "bf16" ? "bfloat16" : t.precision == "fp16" ? "float16" : "float32";
     }
-    rc.cache_views = host_opts.get_int("views");
-    rc.cache_augment = host_opts.get_string("augment");
     if (rc.cache_augment == "feature" && rc.cache_views != 1) {
       throw Error(where(tree, node["views"], "cache.views") +
                   ": cache.views applies to cache.augment: views; feature augmentation caches the sample and "
@@ -690,58 +731,46 @@ RunConfig resolve_config(const ConfigTree& tree, const PluginHost& host) {
   resolve_runtime(tree, rc);
   resolve_train(tree, rc);  // before the cache section, whose dtype follows train.precision
   resolve_stream(tree, rc);
+  if (rc.train.warmup_epochs > static_cast<double>(rc.train.epochs)) {
+    rc.warnings.push_back(where(tree, tree.root["train"]["warmup_epochs"], "train.warmup_epochs") + ": " +
+                          value_to_string(rc.train.warmup_epochs) + " epochs of warm-up in a run of " +
+                          std::to_string(rc.train.epochs) + " epochs: the learning rate never reaches train.lr");
+  }
   for (const auto& section : kPluginSections) resolve_plugin_section(tree, host, section, rc);
   return rc;
 }
-
-namespace {
-void emit_options(YAML::Emitter& e, const std::string& section, const PluginChoice& choice,
-                  const std::vector<std::pair<std::string, std::string>>& extra = {}) {
-  e << YAML::Key << section << YAML::Value << YAML::BeginMap;
-  e << YAML::Key << "plugin" << YAML::Value << choice.plugin;
-  for (const auto& [k, v] : extra) e << YAML::Key << k << YAML::Value << v;
-  for (const auto& [k, v] : choice.options.values()) {
-    e << YAML::Key << k << YAML::Value;
-    std::visit([&](const auto& x) { e << x; }, v);
-  }
-  e << YAML::EndMap;
-}
-}  // namespace
 
 std::string RunConfig::effective_yaml() const { return emit_yaml(true); }
 
 std::string RunConfig::identity_yaml() const { return emit_yaml(false); }
 
 std::string RunConfig::emit_yaml(bool all_keys) const {
+  // The rows read fields through non-const references; emitting only reads them.
+  RunConfig& self = const_cast<RunConfig&>(*this);
   YAML::Emitter e;
   e << YAML::BeginMap;
-  e << YAML::Key << "experiment" << YAML::Value << YAML::BeginMap << YAML::Key << "name" << YAML::Value << name
-    << YAML::Key << "seed" << YAML::Value << seed << YAML::EndMap;
-  e << YAML::Key << "runtime" << YAML::Value << YAML::BeginMap << YAML::Key << "threads" << YAML::Value
-    << threads_setting << YAML::Key << "loader_threads" << YAML::Value << loader_threads_setting << YAML::Key
-    << "prefetch" << YAML::Value << prefetch << YAML::Key << "device" << YAML::Value << device;
-  if (all_keys) {  // how ranks talk changes nothing a run computes: not in the hash
-    e << YAML::Key << "dist_backend" << YAML::Value << dist_backend << YAML::Key << "dist_timeout" << YAML::Value
-      << dist_timeout << YAML::Key << "sync_batchnorm" << YAML::Value << false;
+  for (const auto& [section, rows] : host_table()) {
+    if (section == "plugins") continue;
+    e << YAML::Key << section << YAML::Value << YAML::BeginMap;
+    for (const auto& row : rows) {
+      if (!all_keys && !row.identity) continue;
+      e << YAML::Key << row.key.name << YAML::Value;
+      std::visit([&](auto ref) { e << ref(self); }, row.field);
+    }
+    // A plugin section: the plugin's own keys after the host's.
+    const PluginChoice* choice = section == "model"     ? &model
+                                 : section == "dataset" ? &dataset
+                                 : section == "policy"  ? &policy
+                                 : section == "cache"   ? &cache
+                                                        : nullptr;
+    if (choice != nullptr) {
+      for (const auto& [k, v] : choice->options.values()) {
+        e << YAML::Key << k << YAML::Value;
+        std::visit([&](const auto& x) { e << x; }, v);
+      }
+    }
+    e << YAML::EndMap;
   }
-  e << YAML::EndMap;
-  emit_options(e, "model", model, {{"weights", model_weights}, {"head", model_head}, {"freeze", model_freeze}});
-  emit_options(e, "dataset", dataset);
-  e << YAML::Key << "train" << YAML::Value << YAML::BeginMap;
-  for (const auto& k : train_keys()) {
-    if (!all_keys && !k.identity) continue;
-    std::visit([&](auto member) { e << YAML::Key << k.key.name << YAML::Value << train.*member; }, k.member);
-  }
-  e << YAML::EndMap;
-  e << YAML::Key << "stream" << YAML::Value << YAML::BeginMap << YAML::Key << "parts" << YAML::Value << stream.parts
-    << YAML::Key << "order" << YAML::Value << stream.order << YAML::Key << "epochs" << YAML::Value << stream.epochs
-    << YAML::Key << "lr" << YAML::Value << stream.lr << YAML::EndMap;
-  emit_options(e, "policy", policy,
-               {{"shadow", policy_shadow ? "true" : "false"},
-                {"drop_mode", drop_mode},
-                {"cost_guard", cost_guard ? "true" : "false"}});
-  emit_options(e, "cache", cache,
-               {{"dtype", cache_dtype}, {"views", std::to_string(cache_views)}, {"augment", cache_augment}});
   if (!plugin_paths.empty()) {
     e << YAML::Key << "plugins" << YAML::Value << YAML::BeginMap << YAML::Key << "paths" << YAML::Value << plugin_paths
       << YAML::EndMap;
