@@ -43,11 +43,11 @@ int export_run(core::PluginHost& host, const core::RunConfig& cfg, const ExportA
   ModelContext ctx;
   if (summary.contains("input_shape") && summary.contains("num_classes")) {
     const auto shape = summary["input_shape"].get<std::vector<std::int64_t>>();
-    ctx = ModelContext{shape.at(0), shape.at(1), shape.at(2), summary["num_classes"].get<std::int64_t>()};
+    ctx = ModelContext::of(shape, summary["num_classes"].get<std::int64_t>());
   } else {  // a run of an older version: the shapes come from the data set
     auto dataset = host.create_dataset(cfg.dataset.plugin, cfg.dataset.options, DatasetContext{});
     const auto shape = dataset->sample_shape();
-    ctx = ModelContext{shape.at(0), shape.at(1), shape.at(2), dataset->num_classes()};
+    ctx = ModelContext::of(shape, dataset->num_classes());
   }
   auto model = host.create_model(cfg.model.plugin, cfg.model.options, ctx);
   try {

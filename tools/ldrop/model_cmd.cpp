@@ -10,6 +10,7 @@
 #include "learndrop/core/plugin_host.h"
 #include "learndrop/core/text.h"
 #include "learndrop/cache.h"
+#include "learndrop/memory.h"
 #include "learndrop/registrar.h"
 
 namespace ld::cli {
@@ -75,7 +76,7 @@ std::shared_ptr<StagedModel> create_summary_model(const core::PluginHost& host, 
                 core::did_you_mean(key, names) + " (keys: " + core::quoted_list(names) + ")");
   }
   return host.create_model(info.manifest.name, Options("model", values),
-                           ModelContext{a.in_channels, a.input_size, a.input_size, a.num_classes});
+                           ModelContext::of({a.in_channels, a.input_size, a.input_size}, a.num_classes));
 }
 
 int model_summary(const core::PluginHost& host, const ModelSummaryArgs& a) {

@@ -12,6 +12,14 @@
 
 namespace ld::core {
 
+namespace {
+// "stage conv1" or "stages conv1..conv4": the stages [from, to) of a drop.
+std::string stage_range(const StagedModel& model, std::size_t from, std::size_t to) {
+  if (to == from + 1) return "stage " + model.stage_name(from);
+  return "stages " + model.stage_name(from) + ".." + model.stage_name(to - 1);
+}
+}  // namespace
+
 using json = nlohmann::json;
 
 RunReporter::RunReporter(const RunConfig& cfg, const RunParts& parts, const RunOptions& opts)
@@ -62,8 +70,10 @@ void RunReporter::evaluation_point(const PolicyInput& in, const std::vector<Stag
     if (parts_.policy->wants_step_gradient_norms()) j["mean_grad_norm"] = st.mean_grad_norm;
     stages.push_back(std::move(j));
   }
-  // `lr` here is the learning rate of the point's last step; metrics.jsonl's
-  // `lr` is the schedule's value at the end of the epoch.
+  // `lr`: the learning rate of the point's last step, as in PolicyInput.
+  // (metrics.jsonl's `lr_end` is the schedule's value at the end of the
+  // epoch, the rate the next epoch starts from: a different quantity, so
+  // a different name.)
   json line = {{"eval_point", in.eval_point},
                {"step", step},
                {"epoch", in.epoch},
@@ -88,14 +98,14 @@ void RunReporter::drop(const DropReport& r, double epoch, std::int64_t step, con
   const StagedModel& model = *parts_.model;
   clear_live();
   const bool cached = r.mode == DropMode::kCache;
-  if (cached && !cached_before_ && !parts_.feature_augment && parts_.views == 1 &&
-      parts_.augmentation_after_drop.rfind("frozen", 0) == 0) {
+  if (cached && !cached_before_ && parts_.cache.augmentation_frozen) {
     spdlog::warn(
         "dataset '{}' augments its training samples but cache.views is 1: after this drop, every epoch "
         "trains on the same augmented draw of each sample (set cache.views: K to cache K draws)",
         cfg_.dataset.plugin);
   }
   cached_before_ = cached_before_ || cached;
+  const std::string which = stage_range(model, r.from_cut, r.to_cut);
   std::string saving;
   if (plan != nullptr && plan->contains("predicted_seconds")) {
     saving = fmt::format("; predicted saving {:.1f}s ({} of work) over the remaining schedule",
@@ -104,18 +114,18 @@ void RunReporter::drop(const DropReport& r, double epoch, std::int64_t step, con
   }
   if (cached) {
     spdlog::info(
-        "drop at epoch {:.2f} (step {}): stages {}..{} frozen ({} -> {}), cache {} ({}{}) built in {:.1f}s, {} ({:.1f} "
+        "drop at epoch {:.2f} (step {}): {} frozen ({} -> {}), cache {} ({}{}) built in {:.1f}s, {} ({:.1f} "
         "GFLOP/s){}{}",
-        epoch, step, model.stage_name(r.from_cut), model.stage_name(r.to_cut - 1), r.from_cut, r.to_cut,
+        epoch, step, which, r.from_cut, r.to_cut,
         format_bytes(static_cast<double>(r.cache_bytes)), r.cache_description,
-        parts_.views > 1 ? ", " + std::to_string(parts_.views) + " views per sample" : "", r.seconds,
+        parts_.cache.views > 1 ? ", " + std::to_string(parts_.cache.views) + " views per sample" : "", r.seconds,
         format_flops(static_cast<double>(r.flops)), r.seconds > 0 ? static_cast<double>(r.flops) / r.seconds / 1e9 : 0.0,
         saving, reason.empty() ? "" : "; " + reason);
   } else {
     spdlog::info(
-        "drop at epoch {:.2f} (step {}): stages {}..{} frozen ({} -> {}), not cached: they run forward on the real "
+        "drop at epoch {:.2f} (step {}): {} frozen ({} -> {}), not cached: {} forward on the real "
         "inputs, without backward or optimizer{}{}",
-        epoch, step, model.stage_name(r.from_cut), model.stage_name(r.to_cut - 1), r.from_cut, r.to_cut, saving,
+        epoch, step, which, r.from_cut, r.to_cut, r.to_cut - r.from_cut == 1 ? "it runs" : "they run", saving,
         reason.empty() ? "" : "; " + reason);
   }
   json entry = {{"epoch", epoch},
@@ -132,11 +142,11 @@ void RunReporter::drop(const DropReport& r, double epoch, std::int64_t step, con
     entry["predicted_saving_work"] = (*plan)["saved_work"].get<double>() - (*plan)["cost_work"].get<double>();
     if (plan->contains("predicted_seconds")) entry["predicted_saving_seconds"] = (*plan)["predicted_seconds"];
   }
-  if (parts_.feature_augment && cached) {
+  if (parts_.cache.feature_augment && cached) {
     entry["stride"] = r.shift.stride;
     entry["feature_shift"] = r.shift.max_shift;
     spdlog::info("after the drop: cached {} view(s) per sample; maps at stride {} shifted by up to {} map pixels",
-                 parts_.views, r.shift.stride, r.shift.max_shift);
+                 parts_.cache.views, r.shift.stride, r.shift.max_shift);
   }
   drops_.push_back(std::move(entry));
 }
@@ -180,8 +190,8 @@ void RunReporter::arrival_done(std::int64_t part, const EvalResult& test, double
 void RunReporter::shadow_drop(double epoch, std::int64_t step, std::size_t from, std::size_t to,
                               const std::string& reason) {
   clear_live();
-  spdlog::info("shadow: the policy would drop at epoch {:.2f} (step {}): stages {}..{} ({} -> {}){}", epoch, step,
-               parts_.model->stage_name(from), parts_.model->stage_name(to - 1), from, to,
+  spdlog::info("shadow: the policy would drop at epoch {:.2f} (step {}): {} ({} -> {}){}", epoch, step,
+               stage_range(*parts_.model, from, to), from, to,
                reason.empty() ? "" : "; " + reason);
   shadow_drops_.push_back({{"epoch", epoch}, {"step", step}, {"from_cut", from}, {"to_cut", to}, {"reason", reason}});
 }
@@ -198,7 +208,7 @@ void RunReporter::epoch_done(std::int64_t epoch, std::int64_t steps, const Epoch
                               {"test_accuracy", evaluated ? json(totals.last_eval.accuracy) : json(nullptr)},
                               {"cut", parts_.controller->cut()},
                               {"train_seconds_total", totals.train_seconds},
-                              {"lr", learning_rate(cfg_.train, static_cast<double>(epoch + 1))},
+                              {"lr_end", learning_rate(cfg_.train, static_cast<double>(epoch + 1))},
                               {"epoch_seconds", epoch_seconds},
                               {"train_seconds", train_seconds},
                               {"images_per_second", t.seen / train_seconds},
@@ -210,7 +220,7 @@ void RunReporter::epoch_done(std::int64_t epoch, std::int64_t steps, const Epoch
   if (arrivals > 0) {
     line["arrival"] = arrivals;
     line["train_samples"] = samples;
-    line["lr"] = parts_.schedule->learning_rate(static_cast<double>(epoch + 1) - 1e-9);
+    line["lr_end"] = parts_.schedule->learning_rate(static_cast<double>(epoch + 1) - 1e-9);
   }
   parts_.out->append_metrics(line);
   if (!opts_.progress) return;
@@ -298,8 +308,8 @@ json RunReporter::summary(const RunTotals& t, double wall_seconds, double full_s
           {"dataset", cfg_.dataset.plugin},
           {"policy", cfg_.policy.plugin},
           {"cache", cfg_.cache.plugin},
-          {"cache_views", parts_.views},
-          {"augmentation_after_drop", parts_.augmentation_after_drop},
+          {"cache_views", parts_.cache.views},
+          {"augmentation_after_drop", parts_.cache.augmentation_after_drop},
           {"experiment", cfg_.name},
           {"seed", cfg_.seed},
           {"config_hash", cfg_.hash()},
@@ -318,7 +328,7 @@ json RunReporter::summary(const RunTotals& t, double wall_seconds, double full_s
           {"drops", drops_},
           {"policy_shadow", cfg_.policy_shadow},
           {"shadow_drops", shadow_drops_},
-          {"cache_augment", parts_.feature_augment ? "feature" : "views"},
+          {"cache_augment", parts_.cache.feature_augment ? "feature" : "views"},
           {"test_accuracy", t.last_eval.accuracy},
           {"test_loss", t.last_eval.loss},
           {"train_seconds", t.train_seconds},

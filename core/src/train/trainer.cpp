@@ -20,6 +20,7 @@
 #include "learndrop/core/distributed.h"
 #include "learndrop/core/files.h"
 #include "learndrop/core/interrupt.h"
+#include "learndrop/core/plugin_host.h"
 #include "learndrop/core/seeds.h"
 #include "trainer_loop.h"
 
@@ -257,11 +258,13 @@ Decision Trainer::decide(PolicyInput& in) {
   // parameters and statistics) and its cut is broadcast, so all ranks drop
   // at the same step.
   if (dp_.decides()) {
+    // The guard (plugin_guard.h) already names the plugin, its library and
+    // the call; this only adds where the run was.
     try {
       d = p_.policy->decide(in);
-    } catch (const std::exception& e) {
-      throw Error("policy '" + cfg_.policy.plugin + "' failed at evaluation point " + std::to_string(in.eval_point) +
-                  ": " + e.what());
+    } catch (const PluginError& e) {
+      throw PluginError(std::string(e.what()) + " (evaluation point " + std::to_string(in.eval_point) + ")",
+                        e.unexpected());
     }
   }
   return dp_.broadcast(d);
@@ -347,7 +350,7 @@ json Trainer::drop(const Decision& d, double epoch) {
     spdlog::debug("{}", plan.held);
     return record;
   }
-  dp_.shard_before_first_drop(state_.epoch, target, order_);
+  if (plan.mode == DropMode::kCache) dp_.shard_before_first_drop(state_.epoch, target, order_);
   // The drop itself is one call: DropController::apply checks the decision,
   // stops the feed, builds the cache (or only freezes), trims the optimizer
   // and hands the feed its source for the rest of the epoch.
