@@ -381,6 +381,41 @@ int suite_report(const core::PluginHost& host, const std::string& input, const s
     md << "\n";
   }
   if (table.rows.empty()) md << "\n(no Learn&Drop run with a finished baseline yet)\n";
+  // Streams: the test accuracy after each arrival, mean over seeds, of every
+  // kind of run of each row.
+  bool streams = false;
+  std::ostringstream arrivals;
+  for (const auto& row : table.rows) {
+    const std::vector<std::pair<std::string, const std::vector<std::string>*>> kinds = {
+        {"full", &row.full_runs}, {row.policy, &row.drop_runs}, {"budget", &row.budget_runs},
+        {"freeze", &row.freeze_runs}};
+    for (const auto& [kind, hashes] : kinds) {
+      std::map<std::int64_t, std::vector<double>> per;
+      std::set<std::string> seen_runs;
+      for (const auto& h : *hashes) {
+        if (!seen_runs.insert(h).second || !by_hash.count(h)) continue;
+        const json s = json::parse(by_hash.at(h)->summary_json);
+        if (!s.contains("arrival_accuracy") || !s["arrival_accuracy"].is_array()) continue;
+        for (std::size_t k = 0; k < s["arrival_accuracy"].size(); ++k) {
+          if (s["arrival_accuracy"][k].is_number()) per[static_cast<std::int64_t>(k + 1)].push_back(s["arrival_accuracy"][k].get<double>());
+        }
+      }
+      if (per.empty()) continue;
+      if (!streams) {
+        arrivals << "\n## Accuracy after each arrival\n\nTest accuracy % after each part of the stream (mean ± std over "
+                    "seeds).\n\n| model | setting | run | after part 1, 2, … |\n| --- | --- | --- | --- |\n";
+        streams = true;
+      }
+      arrivals << "| " << row.model << " | " << (row.setting.empty() ? "-" : row.setting) << " | " << kind << " | ";
+      bool first = true;
+      for (const auto& [k, v] : per) {
+        arrivals << (first ? "" : ", ") << pm(stat(v), 100, 2);
+        first = false;
+      }
+      arrivals << " |\n";
+    }
+  }
+  md << arrivals.str();
   if (!table.failed.empty()) {
     md << "\nFailed runs:\n\n";
     for (const auto& f : table.failed) md << "- " << f << "\n";
