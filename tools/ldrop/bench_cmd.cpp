@@ -141,8 +141,13 @@ int model_bench(const core::PluginHost& host, const ModelSummaryArgs& a, const M
   const double flops = static_cast<double>(profile.flops_from(0));
   // The host's cost model (drop_cost.h) predicts each cut's speedup from
   // FLOPs and bytes; the build column is the forward-only pass a cache build
-  // runs (batch 256, eval, no gradients) against a training step's rate
-  // (3x forward FLOPs per image: forward and backward).
+  // runs (DropSettings::build_batch, eval, no gradients) against a training step's rate
+  // (3x forward FLOPs per image: forward and backward), over the whole model
+  // ("vs step") and over the same stages ("vs prefix": their 3x forward
+  // FLOPs per image over the time they take in a step, the full step's
+  // time less the step's from the cut). Shallow stages with few channels
+  // run fewer FLOP/s than the model's average in a step too; "vs prefix"
+  // compares like with like (noisy where the prefix is a small share).
   std::vector<double> row_bytes = {0};
   for (const auto& shape : profile.stage_output_shapes) {
     double e = 1;
@@ -152,10 +157,10 @@ int model_bench(const core::PluginHost& host, const ModelSummaryArgs& a, const M
   const core::DropCost cost(profile, input, row_bytes, 1, false);
   const double train_rate = 3.0 * flops * static_cast<double>(s.batch) / full;
   std::printf("\ntraining step: %.1f GFLOP/s (3x forward FLOPs per image)\n", train_rate / 1e9);
-  std::printf("\n%4s  %-12s %14s %12s %12s %10s %10s %14s %10s  %s\n", "cut", "first trained", "fwd FLOPs left",
-              "s/step", "images/s", "speedup", "predicted", "build GFLOP/s", "vs step", "cached batch");
-  std::printf("%4d  %-12s %13.1f%% %12.5f %12.1f %9.2fx %9.2fx %14s %10s  -\n", 0, model->stage_name(0).c_str(), 100.0,
-              full, static_cast<double>(s.batch) / full, 1.0, 1.0, "-", "-");
+  std::printf("\n%4s  %-12s %14s %12s %12s %10s %10s %14s %10s %10s  %s\n", "cut", "first trained", "fwd FLOPs left",
+              "s/step", "images/s", "speedup", "predicted", "build GFLOP/s", "vs step", "vs prefix", "cached batch");
+  std::printf("%4d  %-12s %13.1f%% %12.5f %12.1f %9.2fx %9.2fx %14s %10s %10s  -\n", 0, model->stage_name(0).c_str(),
+              100.0, full, static_cast<double>(s.batch) / full, 1.0, 1.0, "-", "-", "-");
   for (std::size_t cut : cuts) {
     if (cut < 1 || cut >= model->num_stages()) {
       throw Error("--cut " + std::to_string(cut) + ": expected 1.." + std::to_string(model->num_stages() - 1) + " for " +
@@ -163,12 +168,20 @@ int model_bench(const core::PluginHost& host, const ModelSummaryArgs& a, const M
     }
     const double t = step_seconds(*model, profile.stage_output_shapes[cut - 1], cut, a.num_classes, s, device,
                                   precision);
-    const double b = build_seconds(*model, input, cut, 256, std::max<std::int64_t>(2, s.steps / 4), device, precision);
-    const double build_rate = static_cast<double>(profile.stage_range_flops(0, cut)) * 256.0 / b;
-    std::printf("%4zu  %-12s %13.1f%% %12.5f %12.1f %9.2fx %9.2fx %14.1f %9.2fx  %s %s\n", cut,
+    const std::int64_t build_batch = std::max<std::int64_t>(s.batch, 256);  // as a run builds (run_setup.cpp)
+    const double b = build_seconds(*model, input, cut, build_batch, std::max<std::int64_t>(8, s.steps), device, precision);
+    const double prefix_flops = static_cast<double>(profile.stage_range_flops(0, cut));
+    const double build_rate = prefix_flops * static_cast<double>(build_batch) / b;
+    char vs_prefix[32] = "-";
+    if (full > t) {
+      const double prefix_rate = 3.0 * prefix_flops * static_cast<double>(s.batch) / (full - t);
+      std::snprintf(vs_prefix, sizeof vs_prefix, "%.2fx", build_rate / prefix_rate);
+    }
+    std::printf("%4zu  %-12s %13.1f%% %12.5f %12.1f %9.2fx %9.2fx %14.1f %9.2fx %10s  %s %s\n", cut,
                 model->stage_name(cut).c_str(), 100.0 * static_cast<double>(profile.flops_from(cut)) / flops, t,
                 static_cast<double>(s.batch) / t, full / t, cost.step_work(0, 0) / cost.step_work(cut, cut),
-                build_rate / 1e9, build_rate / train_rate, s.tier.c_str(), c10::toString(core::compute_dtype(precision)));
+                build_rate / 1e9, build_rate / train_rate, vs_prefix, s.tier.c_str(),
+                c10::toString(core::compute_dtype(precision)));
     std::fflush(stdout);
   }
   return 0;
