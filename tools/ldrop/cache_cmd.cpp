@@ -83,7 +83,7 @@ int cache_plan(const core::PluginHost& host, const core::RunConfig& cfg, const s
   if (json) {
     nlohmann::json j = {{"train_samples", n},
                         {"views", views},
-                        {"dtype", plan.dtype_name},
+                        {"dtype", cfg.cache_dtype},
                         {"feature_augment", plan.feature_augment},
                         {"augmentation_after_drop", plan.augmentation_after_drop},
                         {"available_memory", memory},

@@ -458,6 +458,16 @@ const std::vector<HostKey>& host_rows(const std::string& section) {
   throw Error("no config section named '" + section + "'");
 }
 
+// The plugin chosen in a plugin section (model, dataset, policy, cache);
+// nullptr for the host's own sections.
+PluginChoice* plugin_choice(RunConfig& rc, const std::string& section) {
+  if (section == "model") return &rc.model;
+  if (section == "dataset") return &rc.dataset;
+  if (section == "policy") return &rc.policy;
+  if (section == "cache") return &rc.cache;
+  return nullptr;
+}
+
 // Sets the RunConfig field of every row of `section` from validated options.
 void read_host_keys(const std::string& section, const Options& o, RunConfig& rc) {
   for (const auto& row : host_rows(section)) {
@@ -686,11 +696,7 @@ void resolve_plugin_section(const ConfigTree& tree, const PluginHost& host, cons
   Options plugin_options =
       validate_section(tree, section, node, info->manifest.keys, section + " '" + plugin + "'", ignored);
   read_host_keys(section, host_opts, rc);  // `plugin` and the host's keys of the section
-  PluginChoice& choice = section == "model"     ? rc.model
-                         : section == "dataset" ? rc.dataset
-                         : section == "policy"  ? rc.policy
-                                                : rc.cache;
-  choice.options = std::move(plugin_options);
+  plugin_choice(rc, section)->options = std::move(plugin_options);
   if (section == "model") {
     static const std::regex count("all|0|[1-9][0-9]{0,5}");
     if (!std::regex_match(rc.model_freeze, count)) {
@@ -758,12 +764,7 @@ std::string RunConfig::emit_yaml(bool all_keys) const {
       std::visit([&](auto ref) { e << ref(self); }, row.field);
     }
     // A plugin section: the plugin's own keys after the host's.
-    const PluginChoice* choice = section == "model"     ? &model
-                                 : section == "dataset" ? &dataset
-                                 : section == "policy"  ? &policy
-                                 : section == "cache"   ? &cache
-                                                        : nullptr;
-    if (choice != nullptr) {
+    if (const PluginChoice* choice = plugin_choice(self, section)) {
       for (const auto& [k, v] : choice->options.values()) {
         e << YAML::Key << k << YAML::Value;
         std::visit([&](const auto& x) { e << x; }, v);

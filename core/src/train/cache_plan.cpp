@@ -22,7 +22,6 @@ std::int64_t CachePlan::row_bytes(const std::vector<std::int64_t>& shape) const 
 
 CachePlan plan_cache(const RunConfig& cfg, const Dataset& dataset, const std::filesystem::path& run_dir) {
   CachePlan p;
-  p.dtype_name = cfg.cache_dtype;
   p.dtype = storage_type(cfg.cache_dtype);
   p.dir = run_dir / "cache";
   if (cfg.cache.options.has("dir") && !cfg.cache.options.get_string("dir").empty()) {

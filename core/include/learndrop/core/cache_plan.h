@@ -27,7 +27,6 @@ struct CachePlan {
   bool feature_augment = false;
   ShiftFlip shift_flip;  ///< The dataset's transform, when it has one.
   at::ScalarType dtype = at::kFloat;
-  std::string dtype_name = "float32";
   /// Folder of the disk tier: cache.dir, or <run folder>/cache.
   std::filesystem::path dir;
   /// The dataset augments, but one draw per sample is cached: every epoch

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -31,13 +32,16 @@ at::Tensor from_storage_layout(const at::Tensor& stored, const std::vector<std::
 /// How a DropController builds its caches.
 struct DropSettings {
   at::ScalarType dtype = at::kFloat;  ///< Storage type of cached features.
-  /// Samples per forward pass while building (a run: the training batch,
-  /// at least 256). On this 2-core CPU `ldrop model bench --cuts` ran a
-  /// forward-only prefix at batch 64 1.1-2x faster per FLOP than at 256
+  /// Samples per forward pass while building (a run: build_batch_for).
+  /// On this 2-core CPU `ldrop model bench --cuts` ran a forward-only prefix at batch 64 1.1-2x faster per FLOP than at 256
   /// (random inputs), but the quickstart's cut-2 build, which loads and
   /// decodes its inputs per batch, took 8.3 s at 64 against 5.1-5.6 s at
   /// 256: the default stays. Rows do not depend on it.
   std::int64_t build_batch = 256;
+  /// The build batch of a run training with batches of `training_batch`.
+  static std::int64_t build_batch_for(std::int64_t training_batch) {
+    return std::max<std::int64_t>(training_batch, 256);
+  }
   std::uint64_t seed = 0;             ///< The run seed (augmented views draw from it).
   /// Augmented views per training sample. View v of sample i is the training
   /// transform drawn with view_seed(v); the cache holds row v * N + i.
