@@ -63,7 +63,12 @@ struct AugmentedRun {
   std::vector<std::pair<at::Tensor, at::Tensor>> epoch(const FeedSettings& settings,
                                                        const std::vector<std::int64_t>& order,
                                                        std::uint64_t epoch_seed, int threads = 1) {
-    BatchFeed feed(controller->source(threads), settings);
+    // Before a drop, the dataset source the controller makes, decoded by
+    // `threads` loader threads; after it, the controller's cache source.
+    std::unique_ptr<BatchSource> source = controller->cache_cut() == 0
+                                              ? std::make_unique<DatasetSource>(*data, threads, std::vector<std::int64_t>{})
+                                              : controller->source();
+    BatchFeed feed(std::move(source), settings);
     const auto steps = static_cast<std::int64_t>(order.size()) / settings.batch_size;
     feed.start(order, 0, steps, epoch_seed);
     std::vector<std::pair<at::Tensor, at::Tensor>> out;
@@ -140,7 +145,7 @@ TEST(BatchFeed, AnErrorWhilePreparingABatchReachesTheTrainingThreadInOrder) {
   std::vector<std::int64_t> order(64);
   std::iota(order.begin(), order.end(), 0);
   for (std::int64_t prefetch : {0, 2}) {
-    BatchFeed feed(controller.source(2), FeedSettings{8, prefetch});
+    BatchFeed feed(controller.source(), FeedSettings{8, prefetch});
     feed.start(order, 0, 8, 1);
     at::Tensor x, y;
     for (int step = 0; step < 4; ++step) EXPECT_TRUE(feed.next(x, y)) << "step " << step;
@@ -280,6 +285,24 @@ class LifetimeCache final : public FeatureCache {
   at::Tensor rows_;
 };
 }  // namespace
+
+// Issue 22: a source holds what it reads (the cache, the labels, the
+// epoch's draw of views), not the controller; the controller gone, it feeds
+// the same batches.
+TEST(BatchFeed, ACacheSourceFeedsTheSameBatchesWithoutItsController) {
+  AugmentedRun s(3);
+  test::drop_to(*s.controller, 2);
+  const auto order = epoch_order(s.n(), 9, 2);
+  const auto reference = s.epoch(FeedSettings{8, 2}, order, 11);
+  ASSERT_FALSE(reference.empty());
+  BatchFeed feed(s.controller->source(), FeedSettings{8, 2});
+  s.controller.reset();
+  feed.start(order, 0, static_cast<std::int64_t>(reference.size()), 11);
+  std::vector<std::pair<at::Tensor, at::Tensor>> after;
+  at::Tensor x, y;
+  while (feed.next(x, y)) after.emplace_back(x.clone(), y.clone());
+  expect_same_batches(reference, after, "without the controller");
+}
 
 // Issue 12, defect 1: a drop replaced the controller's cache while the feed's
 // reader from it (and its producer thread) still existed; the reader's

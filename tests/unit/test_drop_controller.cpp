@@ -241,8 +241,9 @@ TEST(DropInvariants, OnlyForwardMovesOfTheCutAreAccepted) {
 }
 
 // The drop transaction with a training attached: the optimizer loses the
-// frozen stages, the model keeps its mode, and the feed goes on from the new
-// cache at the batch it would have given next.
+// frozen stages, the model keeps its mode, and the feed, resumed with the
+// source the drop returns, goes on from the new cache at the batch it would
+// have given next.
 TEST(DropInvariants, ApplyTrimsTheOptimizerAndHandsTheFeedTheCache) {
   Fixture f;
   f.model->train();
@@ -257,8 +258,11 @@ TEST(DropInvariants, ApplyTrimsTheOptimizerAndHandsTheFeedTheCache) {
   at::Tensor x, y;
   ASSERT_TRUE(feed.next(x, y));
   ASSERT_TRUE(feed.next(x, y));
-  DropOutcome out = f.controller->apply(Decision{2, "test"}, &optimizer, &feed);
+  feed.stop();
+  DropOutcome out = f.controller->apply(Decision{2, "test"}, &optimizer);
   ASSERT_TRUE(out.drop.has_value());
+  ASSERT_NE(out.source, nullptr) << "a drop returns the source for the rest of the epoch";
+  feed.resume(std::move(out.source));
   EXPECT_LT(optimizer.parameters().size(), params_before);
   for (std::size_t i = 0; i < 2; ++i) {
     for (const auto& p : f.model->stage_module(i)->parameters()) {

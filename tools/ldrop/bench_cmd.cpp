@@ -148,13 +148,10 @@ int model_bench(const core::PluginHost& host, const ModelSummaryArgs& a, const M
   // time less the step's from the cut). Shallow stages with few channels
   // run fewer FLOP/s than the model's average in a step too; "vs prefix"
   // compares like with like (noisy where the prefix is a small share).
-  std::vector<double> row_bytes = {0};
-  for (const auto& shape : profile.stage_output_shapes) {
-    double e = 1;
-    for (auto d : shape) e *= static_cast<double>(d);
-    row_bytes.push_back(e * static_cast<double>(c10::elementSize(core::compute_dtype(precision))));
-  }
-  const core::DropCost cost(profile, input, row_bytes, 1, false);
+  // The cache a run would make here: one view, rows in the compute type.
+  core::CachePlan plan;
+  plan.dtype = core::compute_dtype(precision);
+  const core::DropCost cost(profile, input, plan);
   const double train_rate = 3.0 * flops * static_cast<double>(s.batch) / full;
   std::printf("\ntraining step: %.1f GFLOP/s (3x forward FLOPs per image)\n", train_rate / 1e9);
   std::printf("\n%4s  %-12s %14s %12s %12s %10s %10s %14s %10s %10s  %s\n", "cut", "first trained", "fwd FLOPs left",

@@ -36,24 +36,30 @@ void BatchFeed::stop() {
   step_ = steps_;
 }
 
-void BatchFeed::start(const std::vector<std::int64_t>& order, std::int64_t first_step, std::int64_t steps,
+void BatchFeed::start(std::vector<std::int64_t> order, std::int64_t first_step, std::int64_t steps,
                       std::uint64_t epoch_seed) {
   stop();
-  order_ = &order;
+  order_ = std::move(order);
+  has_epoch_ = true;
   step_ = produced_ = resume_step_ = first_step;
   steps_ = steps;
   epoch_seed_ = epoch_seed;
   if (step_ >= steps_) return;
-  source_->begin(order, settings_.batch_size, step_, steps_, epoch_seed_);
+  source_->begin(order_, settings_.batch_size, step_, steps_, epoch_seed_);
   started_ = true;
   if (settings_.prefetch > 0) producer_ = std::thread([this] { produce(); });
 }
 
-void BatchFeed::replace_source(std::unique_ptr<BatchSource> source) {
-  if (!source) throw Error("internal: a batch feed without a source");
+void BatchFeed::resume(std::unique_ptr<BatchSource> source) {
   stop();
-  source_ = std::move(source);
-  if (order_ != nullptr) start(*order_, resume_step_, steps_, epoch_seed_);
+  if (source) source_ = std::move(source);
+  if (has_epoch_) start(std::move(order_), resume_step_, steps_, epoch_seed_);
+}
+
+void BatchFeed::reorder(std::vector<std::int64_t> order) {
+  if (started_) throw Error("internal: a running batch feed reordered");
+  if (order.size() != order_.size()) throw Error("internal: a batch feed reordered to another length");
+  order_ = std::move(order);
 }
 
 BatchFeed::Item BatchFeed::make(std::int64_t step) {
@@ -128,8 +134,8 @@ bool BatchFeed::next(at::Tensor& images, at::Tensor& labels) {
 
 std::vector<std::int64_t> BatchFeed::indices(std::int64_t step) const {
   std::int64_t begin = step * settings_.batch_size;
-  std::int64_t end = std::min<std::int64_t>(begin + settings_.batch_size, static_cast<std::int64_t>(order_->size()));
-  return std::vector<std::int64_t>(order_->begin() + begin, order_->begin() + end);
+  std::int64_t end = std::min<std::int64_t>(begin + settings_.batch_size, static_cast<std::int64_t>(order_.size()));
+  return std::vector<std::int64_t>(order_.begin() + begin, order_.begin() + end);
 }
 
 }  // namespace ld::core

@@ -118,23 +118,27 @@ Decision DataParallel::broadcast(Decision d) {
   return d;
 }
 
-void DataParallel::shard_before_first_drop(std::int64_t epoch, std::size_t cut, std::vector<std::int64_t>& order) {
+void DataParallel::shard_before_first_drop(std::int64_t epoch, std::size_t cut) {
   if (!group_ || p_.controller->cache_cut() != 0 || std::min(cut, p_.model->num_stages()) == 0) return;
-  p_.feed->stop();  // it reads `order`, which becomes shard positions below
+  p_.feed->stop();  // its order becomes shard positions below
   const int world = group_->world(), rank = group_->rank();
   const std::int64_t batch = cfg_.train.batch_size;
   const std::vector<std::int64_t> all = core::epoch_order(p_.n_train, cfg_.seed, epoch);
   const std::int64_t covered = std::min(p_.n_train, p_.steps_per_epoch * batch);
   std::vector<std::int64_t> mine;
+  std::size_t epoch_rows = 0;  // this epoch's order: the start of the shard
   shard_sizes_.assign(static_cast<std::size_t>(world), 0);
   for (int q = 0; q < world; ++q) {
     std::vector<std::int64_t> part = shard_order(all, batch, p_.steps_per_epoch, q, world);
+    if (q == rank) epoch_rows = part.size();
     for (std::int64_t j = covered + q; j < p_.n_train; j += world) part.push_back(all[static_cast<std::size_t>(j)]);
     shard_sizes_[static_cast<std::size_t>(q)] = static_cast<std::int64_t>(part.size());
     if (q == rank) mine = std::move(part);
   }
   // This epoch's order is the start of the shard: positions 0, 1, ...
+  std::vector<std::int64_t> order(epoch_rows);
   std::iota(order.begin(), order.end(), std::int64_t{0});
+  p_.feed->reorder(std::move(order));
   const nlohmann::json record = {{"rank", rank}, {"world_size", world}, {"epoch", epoch + 1}, {"samples", mine}};
   atomic_write(p_.out->dir() / "cache_shard.json", record.dump() + "\n");
   spdlog::debug("rank {}: cache shard of {} samples", rank, mine.size());

@@ -61,9 +61,10 @@ class DataParallel {
   /// Before a data-parallel run's first cached drop to `cut` > 0: each rank's cache
   /// shard becomes the samples of its part of this epoch's batches (and of
   /// the left-out last rows, dealt in turn), disjoint and covering; the rest
-  /// of the epoch goes on in shard positions (`order` is rewritten), and
-  /// later epochs permute each rank's own shard.
-  void shard_before_first_drop(std::int64_t epoch, std::size_t cut, std::vector<std::int64_t>& order);
+  /// of the epoch goes on in shard positions (the feed is stopped and
+  /// reordered; the drop resumes it), and later epochs permute each rank's
+  /// own shard.
+  void shard_before_first_drop(std::int64_t epoch, std::size_t cut);
 
  private:
   // The rows of global batch `s` over all ranks.

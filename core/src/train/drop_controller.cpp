@@ -1,6 +1,5 @@
 #include "learndrop/core/drop_controller.h"
 
-#include "learndrop/core/batch_feed.h"
 #include "learndrop/core/optimizer.h"
 
 #include <chrono>
@@ -51,34 +50,11 @@ DropController::DropController(StagedModel& model, const Dataset& dataset, Cache
     throw Error("internal: feature augmentation caches 2 views with a flip and 1 without");
   }
   if (settings_.build_batch < 1) throw Error("internal: cache build batch must be at least 1");
+  draw_.views = settings_.views;
 }
 
 std::uint64_t DropController::view_seed(std::int64_t v) const {
   return mix_seed(settings_.seed, 0x76696577ULL + static_cast<std::uint64_t>(v));  // "view"
-}
-
-std::int64_t DropController::view_of(std::uint64_t epoch_seed, std::int64_t sample) const {
-  if (settings_.views == 1) return 0;
-  return static_cast<std::int64_t>(mix_seed(epoch_seed, static_cast<std::uint64_t>(sample)) %
-                                   static_cast<std::uint64_t>(settings_.views));
-}
-
-std::pair<std::int64_t, std::int64_t> DropController::shift_of(std::uint64_t epoch_seed, std::int64_t sample) const {
-  if (shift_.max_shift == 0) return {0, 0};
-  const auto span = static_cast<std::uint64_t>(2 * shift_.max_shift + 1);
-  const std::uint64_t r = mix_seed(mix_seed(epoch_seed, 0x7368696674ULL), static_cast<std::uint64_t>(sample));  // "shift"
-  return {static_cast<std::int64_t>(r % span) - shift_.max_shift,
-          static_cast<std::int64_t>((r >> 32) % span) - shift_.max_shift};
-}
-
-at::Tensor DropController::augment(const at::Tensor& stored, const std::vector<std::int64_t>& samples,
-                                   std::uint64_t epoch_seed) const {
-  if (shift_.max_shift == 0) return stored;
-  std::vector<std::int64_t> dy(samples.size()), dx(samples.size());
-  for (std::size_t k = 0; k < samples.size(); ++k) {
-    std::tie(dy[k], dx[k]) = shift_of(epoch_seed, sample_of(samples[k]));
-  }
-  return shift_stored(stored.contiguous(), dy, dx, shift_.fill);
 }
 
 // The stride of the maps at `cut` and, for feature augmentation, the shift
@@ -127,18 +103,9 @@ FeatureShift DropController::shift_at(std::size_t cut) const {
 
 const char* to_string(DropMode mode) { return mode == DropMode::kCache ? "cache" : "freeze"; }
 
-std::vector<std::int64_t> DropController::rows(const std::vector<std::int64_t>& samples,
-                                               std::uint64_t epoch_seed) const {
-  std::vector<std::int64_t> r(samples.size());
-  for (std::size_t k = 0; k < samples.size(); ++k) {
-    r[k] = row(samples[k], view_of(epoch_seed, sample_of(samples[k])));
-  }
-  return r;
-}
-
 std::int64_t DropController::samples() const {
-  if (samples_.empty() && !stream_) return dataset_.size(Split::kTrain);
-  return visible_ >= 0 ? visible_ : static_cast<std::int64_t>(samples_.size());
+  if (draw_.samples.empty() && !stream_) return dataset_.size(Split::kTrain);
+  return visible_ >= 0 ? visible_ : static_cast<std::int64_t>(draw_.samples.size());
 }
 
 namespace {
@@ -157,16 +124,16 @@ void check_samples(const std::vector<std::int64_t>& samples, std::int64_t n, con
 void DropController::set_shard(std::vector<std::int64_t> samples) {
   if (cache_cut_ != 0 || stream_) throw Error("internal: a cache shard is set before the first cached drop, without a stream");
   check_samples(samples, dataset_.size(Split::kTrain), "cache shard");
-  samples_ = std::move(samples);
+  draw_.samples = std::move(samples);
   visible_ = -1;
 }
 
 void DropController::set_stream(std::vector<std::int64_t> order) {
-  if (frozen_ != 0 || !history_.empty() || !samples_.empty()) {
+  if (frozen_ != 0 || !history_.empty() || !draw_.samples.empty()) {
     throw Error("internal: a stream is set before anything arrives or drops");
   }
   check_samples(order, dataset_.size(Split::kTrain), "stream");
-  samples_ = std::move(order);
+  draw_.samples = std::move(order);
   visible_ = 0;
   stream_ = true;
 }
@@ -190,7 +157,7 @@ std::string DropController::cache_key(std::size_t cut) const {
                            (settings_.feature_augment ? "|feature" : "") + "|rows=sample-major" +
                            "|cut=" + std::to_string(cut) + "|dtype=" + c10::toString(settings_.dtype);
   h.add(rest.data(), rest.size());
-  if (!samples_.empty()) h.add(samples_.data(), samples_.size() * sizeof(std::int64_t));
+  if (!draw_.samples.empty()) h.add(draw_.samples.data(), draw_.samples.size() * sizeof(std::int64_t));
   return h.hex();
 }
 
@@ -207,9 +174,9 @@ at::Tensor DropController::to_model_layout(const at::Tensor& stored) const {
   return from_storage_layout(stored, stage_shapes_.at(cache_cut_ - 1));
 }
 
-std::unique_ptr<BatchSource> DropController::source(int loader_threads) const {
-  if (cache_cut_ == 0) return std::make_unique<DatasetSource>(dataset_, loader_threads, *this);
-  return std::make_unique<CacheSource>(*this);
+std::unique_ptr<BatchSource> DropController::source() const {
+  if (cache_cut_ == 0) return std::make_unique<DatasetSource>(dataset_, settings_.loader_threads, draw_.samples);
+  return std::make_unique<CacheSource>(CachedFeatures{cache_, labels_, draw_, stage_shapes_.at(cache_cut_ - 1)});
 }
 
 at::Tensor DropController::forward(const at::Tensor& batch) {
@@ -229,8 +196,7 @@ std::vector<std::size_t> DropController::drops() const {
   return out;
 }
 
-DropOutcome DropController::apply(const Decision& decision, StagedOptimizer* optimizer, BatchFeed* feed,
-                                  DropMode mode) {
+DropOutcome DropController::apply(const Decision& decision, StagedOptimizer* optimizer, DropMode mode) {
   DropOutcome out;
   out.asked = decision.cut;
   std::size_t target = decision.cut;
@@ -248,9 +214,6 @@ DropOutcome DropController::apply(const Decision& decision, StagedOptimizer* opt
     out.cut = frozen_;
     return out;
   }
-  // The feed's producer may be reading the current cache, which the build
-  // below reads too and then releases: stop it first.
-  if (feed) feed->stop();
   const bool training = model_.is_training();
   out.drop = mode == DropMode::kCache ? advance(target) : freeze_only(target);
   if (training) {
@@ -258,27 +221,12 @@ DropOutcome DropController::apply(const Decision& decision, StagedOptimizer* opt
     keep_dropped_in_eval();
   }
   if (optimizer) optimizer->drop_stages_before(target);
-  if (feed) feed->replace_source(source());
+  out.source = source();
   out.cut = frozen_;
   return out;
 }
 
 namespace {
-// A cache's reader that keeps the cache alive: the reader is destroyed
-// first (its destructor may still use the cache, e.g. a disk reader's
-// pending reads), then the cache reference is released.
-class OwningReader final : public BatchReader {
- public:
-  OwningReader(std::shared_ptr<FeatureCache> cache, std::unique_ptr<BatchReader> inner)
-      : cache_(std::move(cache)), inner_(std::move(inner)) {}
-  ~OwningReader() override { inner_.reset(); }
-  at::Tensor next() override { return inner_->next(); }
-
- private:
-  std::shared_ptr<FeatureCache> cache_;
-  std::unique_ptr<BatchReader> inner_;
-};
-
 double seconds_since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
 }
@@ -286,8 +234,7 @@ double seconds_since(std::chrono::steady_clock::time_point t) {
 
 std::unique_ptr<BatchReader> DropController::reader(const std::vector<std::int64_t>& order, std::int64_t batch_size,
                                                     std::uint64_t epoch_seed) const {
-  if (!cache_) throw Error("internal: no feature cache before the first cached drop");
-  return std::make_unique<OwningReader>(cache_, cache_->reader(rows(order, epoch_seed), batch_size));
+  return owning_reader(cache_, draw_.rows(order, epoch_seed), batch_size);
 }
 
 void DropController::freeze(std::size_t from, std::size_t to) {
@@ -367,7 +314,7 @@ DropReport DropController::freeze_only(std::size_t new_cut) {
   frozen_ = new_cut;
   history_.push_back({DropEvent::Kind::kDrop, new_cut, DropMode::kFreeze, samples()});
   report.cache_description = cache_ ? "cache at cut " + std::to_string(cache_cut_) + " kept" : "no cache";
-  report.shift = shift_;
+  report.shift = draw_.shift;
   report.cache_bytes = cache_ ? cache_->bytes() : 0;
   report.seconds = seconds_since(start);
   return report;
@@ -435,25 +382,24 @@ DropReport DropController::advance(std::size_t new_cut) {
   ++generation_;
   cache_cut_ = frozen_ = new_cut;
   history_.push_back({DropEvent::Kind::kDrop, new_cut, DropMode::kCache, samples()});
-  shift_ = shift_at(new_cut);
-  report.shift = shift_;
+  draw_.shift = shift_at(new_cut);
+  report.shift = draw_.shift;
   report.cache_bytes = cache_->bytes();
   report.cache_description = cache_->describe();
   report.seconds = seconds_since(start);
   return report;
 }
 
-ArrivalReport DropController::arrive(std::int64_t samples_now, BatchFeed* feed) {
+ArrivalReport DropController::arrive(std::int64_t samples_now) {
   if (!stream_) throw Error("internal: an arrival without a stream");
   const std::int64_t before = samples();
-  if (samples_now <= before || samples_now > static_cast<std::int64_t>(samples_.size())) {
+  if (samples_now <= before || samples_now > static_cast<std::int64_t>(draw_.samples.size())) {
     throw Error("internal: arrival of samples " + std::to_string(before) + ".." + std::to_string(samples_now) +
-                " of a stream of " + std::to_string(samples_.size()));
+                " of a stream of " + std::to_string(draw_.samples.size()));
   }
-  if (feed) feed->stop();  // its producer may be reading the cache, which grows
   ArrivalReport report = add_rows(before, samples_now);
   history_.push_back({DropEvent::Kind::kArrival, frozen_, DropMode::kCache, samples_now});
-  if (feed) feed->replace_source(source());
+  report.source = source();
   return report;
 }
 
@@ -507,7 +453,7 @@ std::string DropController::restore(const std::vector<DropEvent>& history, const
       last_cut = e.cut;
       if (e.mode == DropMode::kCache) last_cache_cut = e.cut;
     } else {
-      if (!stream_ || e.samples <= last_samples || e.samples > static_cast<std::int64_t>(samples_.size())) {
+      if (!stream_ || e.samples <= last_samples || e.samples > static_cast<std::int64_t>(draw_.samples.size())) {
         throw Error("checkpoint: arrival " + std::to_string(i + 1) + " of " + std::to_string(e.samples) +
                     " samples does not fit this run's stream");
       }
@@ -536,7 +482,7 @@ std::string DropController::restore(const std::vector<DropEvent>& history, const
       frozen_ = last_cut;
       history_ = history;
       labels_ = labels.to(at::kLong).contiguous();
-      shift_ = shift_at(last_cache_cut);
+      draw_.shift = shift_at(last_cache_cut);
       how = "cut-" + std::to_string(last_cache_cut) + " cache reopened without recomputation: " + cache_->describe();
     }
   }

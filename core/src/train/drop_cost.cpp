@@ -6,9 +6,10 @@
 
 namespace ld::core {
 
-DropCost::DropCost(const ModelProfile& profile, std::vector<std::int64_t> input_shape, std::vector<double> row_bytes,
-                   std::int64_t views, bool shifts)
-    : profile_(profile), row_bytes_(std::move(row_bytes)), views_(views), shifts_(shifts) {
+DropCost::DropCost(const ModelProfile& profile, std::vector<std::int64_t> input_shape, const CachePlan& plan)
+    : profile_(profile), views_(plan.views), shifts_(plan.feature_augment && plan.shift_flip.max_shift > 0) {
+  row_bytes_ = {0};  // index 0 unused: cut 0 reads the data
+  for (const auto& out : profile.stage_output_shapes) row_bytes_.push_back(static_cast<double>(plan.row_bytes(out)));
   input_bytes_ = 4.0 * static_cast<double>(std::accumulate(input_shape.begin(), input_shape.end(), std::int64_t{1},
                                                            std::multiplies<std::int64_t>()));
 }

@@ -170,7 +170,7 @@ void Trainer::restore(const Checkpoint& c) {
     DeferInterrupts defer(checkpoints_);
     const at::Tensor labels = c.tensors.count("labels") ? c.tensor("labels") : at::Tensor();
     cache_how = p_.controller->restore(history, labels, p_.optimizer.get());
-    p_.feed->replace_source(p_.controller->source(cfg_.loader_threads));
+    p_.feed->resume(p_.controller->source());
     if (p_.controller->current_cache_key() != m.at("cache").at("key").get<std::string>()) {
       throw Error("checkpoint " + from + ": the restored cache key differs from the checkpoint's");
     }

@@ -119,6 +119,7 @@ RunParts set_up_run(const RunConfig& cfg, const PluginHost& host, const RunOptio
   drop.shift_flip = shift_flip;
   drop.device = p.device;
   drop.precision = p.precision;
+  drop.loader_threads = cfg.loader_threads;
   drop.data_key = cfg.dataset.plugin + "|" + std::to_string(cfg.seed) + "|" + cfg.identity_yaml();
   p.controller = std::make_unique<DropController>(
       *p.model, *p.dataset,
@@ -133,13 +134,10 @@ RunParts set_up_run(const RunConfig& cfg, const PluginHost& host, const RunOptio
     if (cfg.stream.order == "shuffle") order = epoch_order(p.n_train, mix_seed(cfg.seed, 0x73747265616dULL), 0);
     p.controller->set_stream(std::move(order));  // nothing has arrived yet
   }
-  std::vector<double> row_bytes = {0};
-  for (const auto& out : p.profile.stage_output_shapes) row_bytes.push_back(static_cast<double>(plan.row_bytes(out)));
-  p.cost = std::make_unique<DropCost>(p.profile, shape, std::move(row_bytes), plan.views,
-                                      plan.feature_augment && shift_flip.max_shift > 0);
+  p.cost = std::make_unique<DropCost>(p.profile, shape, plan);
   p.optimizer = std::make_unique<StagedOptimizer>(*p.model, cfg.train);
   p.tracker = std::make_unique<StageStatsTracker>(*p.model);
-  p.feed = std::make_unique<BatchFeed>(p.controller->source(cfg.loader_threads),
+  p.feed = std::make_unique<BatchFeed>(p.controller->source(),
                                        FeedSettings{batch / world, cfg.prefetch, p.device});
   return p;
 }

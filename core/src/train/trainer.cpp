@@ -1,13 +1,10 @@
-// run_training: setup (run_setup.cpp: plugins and parts from the config),
-// the loop (here: epochs, steps, evaluation points, drops) and reporting
-// (run_report.cpp: console and run folder).
+// The loop of a run: epochs, steps, evaluation points, arrivals and drops.
+// Setup is run_setup.cpp (plugins and parts from the config), reporting
+// run_report.cpp (console and run folder), checkpoints run_checkpoint.cpp,
+// and run_training.cpp starts a run, a rank or a resume.
 #include "learndrop/core/trainer.h"
 
 #include <algorithm>
-#include <csignal>
-#include <cstdlib>
-#include <filesystem>
-#include <thread>
 #include <utility>
 #include <vector>
 
@@ -17,8 +14,6 @@
 #include <torch/utils.h>
 
 #include "evaluation.h"
-#include "learndrop/core/distributed.h"
-#include "learndrop/core/files.h"
 #include "learndrop/core/interrupt.h"
 #include "learndrop/core/plugin_host.h"
 #include "learndrop/core/seeds.h"
@@ -27,22 +22,6 @@
 namespace ld::core {
 
 using json = nlohmann::json;
-
-TestFaults TestFaults::from_environment() {
-  TestFaults f;
-  if (const char* v = std::getenv("LEARNDROP_TEST_SIGTERM_AT_STEP"); v && *v) f.sigterm_step = std::strtoll(v, nullptr, 10);
-  if (const char* v = std::getenv("LEARNDROP_TEST_KILL_RANK_AT_STEP"); v && *v) {
-    char* end = nullptr;
-    f.kill_rank = static_cast<int>(std::strtol(v, &end, 10));
-    f.kill_step = *end == ':' ? std::strtoll(end + 1, nullptr, 10) : -1;
-  }
-  return f;
-}
-
-void TestFaults::before_step(std::int64_t step, int rank) const {
-  if (step == sigterm_step) std::raise(SIGTERM);
-  if (rank >= 0 && step == kill_step && rank == kill_rank) std::raise(SIGKILL);
-}
 
 Trainer::Trainer(const RunConfig& cfg, const PluginHost& host, const RunOptions& opts, const Checkpoint* resume)
     : cfg_(cfg),
@@ -86,7 +65,9 @@ json Trainer::run() {
 void Trainer::freeze_from_start() {
   if (p_.freeze_stages == 0) return;
   const Decision d{p_.freeze_stages, "model.freeze: " + cfg_.model_freeze + " stages frozen from the start"};
-  const DropOutcome outcome = p_.controller->apply(d, p_.optimizer.get(), p_.feed.get(), DropMode::kFreeze);
+  // Before the first epoch: the feed has not started, and reads the same
+  // data after a freeze-only drop.
+  const DropOutcome outcome = p_.controller->apply(d, p_.optimizer.get(), DropMode::kFreeze);
   if (outcome.drop) report_.drop(*outcome.drop, 0, 0, d.reason, nullptr);
 }
 
@@ -104,7 +85,9 @@ void Trainer::arrive(std::int64_t part) {
   ArrivalReport added;
   {
     DeferInterrupts defer(checkpoints_);  // the rows are added; the next step checkpoints
-    added = p_.controller->arrive(after, p_.feed.get());
+    p_.feed->stop();  // the cache may grow in place: nothing reads it meanwhile
+    added = p_.controller->arrive(after);
+    p_.feed->resume(std::move(added.source));
   }
   state_.arrivals = part + 1;
   // Rows added to the cache are training work, like a cache build.
@@ -133,7 +116,7 @@ void Trainer::train_epoch() {
   const std::int64_t epoch = state_.epoch;
   epoch_seed_ = mix_seed(cfg_.seed, 1000003ULL * static_cast<std::uint64_t>(epoch + 1));
   // Positions of the samples the run has (all of them, or a stream's arrived parts).
-  order_ = dp_.epoch_order(epoch, epoch_order(p_.schedule->samples_in(epoch), cfg_.seed, epoch));
+  std::vector<std::int64_t> order = dp_.epoch_order(epoch, epoch_order(p_.schedule->samples_in(epoch), cfg_.seed, epoch));
   steps_ = dp_.active() ? p_.steps_per_epoch : p_.schedule->steps_in(epoch);
   flops_full_at_start_ = state_.totals.flops_full;
   epoch_build_seconds_ = 0;
@@ -147,7 +130,7 @@ void Trainer::train_epoch() {
   } else {
     epoch_full_ = false;  // part of it ran in another process
   }
-  p_.feed->start(order_, state_.step_in_epoch, steps_, epoch_seed_);
+  p_.feed->start(std::move(order), state_.step_in_epoch, steps_, epoch_seed_);
   generation_at_start_ = p_.controller->generation();
   stats_at_start_ = p_.controller->cache() ? p_.controller->cache()->stats() : CacheStats{};
   at::Tensor x, y;
@@ -350,14 +333,17 @@ json Trainer::drop(const Decision& d, double epoch) {
     spdlog::debug("{}", plan.held);
     return record;
   }
-  if (plan.mode == DropMode::kCache) dp_.shard_before_first_drop(state_.epoch, target, order_);
+  if (plan.mode == DropMode::kCache) dp_.shard_before_first_drop(state_.epoch, target);
   // The drop itself is one call: DropController::apply checks the decision,
-  // stops the feed, builds the cache (or only freezes), trims the optimizer
-  // and hands the feed its source for the rest of the epoch.
+  // builds the cache (or only freezes), trims the optimizer and returns the
+  // source for the rest of the epoch. The feed's producer may be reading the
+  // cache the build reads and releases: it is stopped around the call.
   DropOutcome outcome;
   {
     DeferInterrupts defer(checkpoints_);  // the cache is built; the next step checkpoints
-    outcome = p_.controller->apply(d, p_.optimizer.get(), p_.feed.get(), plan.mode);
+    p_.feed->stop();
+    outcome = p_.controller->apply(d, p_.optimizer.get(), plan.mode);
+    p_.feed->resume(std::move(outcome.source));
   }
   if (!outcome.note.empty()) spdlog::warn("policy '{}': {}", cfg_.policy.plugin, outcome.note);
   if (outcome.drop) {
@@ -368,69 +354,6 @@ json Trainer::drop(const Decision& d, double epoch) {
     report_.drop(*outcome.drop, epoch, state_.step, d.reason, &shown);
   }
   return record;
-}
-
-namespace {
-
-// One rank of a data-parallel run (WORLD_SIZE > 1): connects the group, gives
-// rank r > 0 its own folder and a share of the cores, and records a failure
-// in the run folder.
-json run_rank(const RunConfig& config, const PluginHost& host, const RunOptions& options, const RankEnv& env) {
-  if (options.resume) {
-    throw Error(
-        "--resume: distributed runs do not write checkpoints yet, so there is nothing to resume "
-        "(docs/distributed.md)");
-  }
-  RunConfig cfg = config;
-  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  if (cfg.threads_setting == "auto") cfg.threads = std::max(1, cores / env.local_world);
-  if (cfg.loader_threads_setting == "auto") cfg.loader_threads = cfg.threads;
-  std::unique_ptr<ProcessGroup> group =
-      ProcessGroup::connect(env, cfg.dist_backend, resolve_device(cfg.device), cfg.dist_timeout);
-  RunOptions opts = options;
-  opts.group = group.get();
-  const std::filesystem::path run_dir = options.out_dir;
-  if (env.rank > 0) {
-    opts.out_dir = (run_dir / "ranks" / std::to_string(env.rank)).string();
-    opts.progress = false;
-  }
-  if (env.rank == 0) {
-    spdlog::info("rank 0 of {} ({}; {} threads per rank; checkpoints are not written in distributed runs yet)",
-                 env.world, group->backend(), cfg.threads);
-  }
-  try {
-    Trainer trainer(cfg, host, opts, nullptr);
-    return trainer.run();
-  } catch (const std::exception& e) {
-    std::error_code ec;
-    std::filesystem::create_directories(opts.out_dir, ec);
-    const json failed = {{"rank", env.rank}, {"world_size", env.world}, {"error", std::string(e.what())}};
-    try {
-      atomic_write(std::filesystem::path(opts.out_dir) / "failed.json", failed.dump(2) + "\n");
-    } catch (const std::exception& w) {
-      spdlog::warn("rank {}: {}", env.rank, w.what());
-    }
-    throw;
-  }
-}
-
-}  // namespace
-
-json run_training(const RunConfig& config, const PluginHost& host, const RunOptions& options) {
-  const RankEnv env = rank_env_from_environment();
-  if (env.distributed() && options.group == nullptr) return run_rank(config, host, options, env);
-  if (!options.resume) {
-    Trainer trainer(config, host, options, nullptr);
-    return trainer.run();
-  }
-  const std::filesystem::path dir = options.out_dir;
-  if (std::filesystem::exists(dir / "summary.json")) {
-    throw Error("cannot resume " + dir.string() + ": the run has finished (summary.json); nothing to resume");
-  }
-  const Checkpoint checkpoint = read_checkpoint(dir);
-  check_resumable(checkpoint, config, dir);
-  Trainer trainer(config, host, options, &checkpoint);
-  return trainer.run();
 }
 
 }  // namespace ld::core

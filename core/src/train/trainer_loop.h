@@ -82,7 +82,6 @@ class Trainer {
   RunReporter report_;
   RunState state_;
   DataParallel dp_;
-  std::vector<std::int64_t> order_;  // this epoch's sample order (the feed reads it)
   std::uint64_t epoch_seed_ = 0;
   std::int64_t steps_ = 0;  // this epoch's steps
   // This epoch: cache builds and row additions (not part of its full-training

@@ -31,7 +31,7 @@ struct FeedSettings {
 /// Feeds the training batches of one epoch in model layout, float32, on the
 /// training device, from a BatchSource: the dataset before the first drop,
 /// the feature cache after it (DropController::source and apply). The feed
-/// does not know which.
+/// does not know which. It keeps the epoch's order itself.
 ///
 /// A producer thread prepares batches in step order into a queue of at most
 /// `prefetch` batches while the model trains on the current one. A batch
@@ -44,23 +44,28 @@ class BatchFeed {
   BatchFeed(const BatchFeed&) = delete;
   BatchFeed& operator=(const BatchFeed&) = delete;
 
-  /// (Re)starts at batch `first_step` of `order`; batch s covers
+  /// (Re)starts at batch `first_step` of `order` (positions); batch s covers
   /// order[s*B, (s+1)*B) and feeding stops before batch `steps`.
-  void start(const std::vector<std::int64_t>& order, std::int64_t first_step, std::int64_t steps,
-             std::uint64_t epoch_seed);
+  void start(std::vector<std::int64_t> order, std::int64_t first_step, std::int64_t steps, std::uint64_t epoch_seed);
 
   /// The next batch; false after the last one. Rethrows what preparing it
   /// threw (e.g. a corrupt file).
   bool next(at::Tensor& images, at::Tensor& labels);
 
   /// Stops the producer thread and ends the source's epoch (a cache source
-  /// releases its reader); `next` returns false until the next `start`.
+  /// releases its reader); `next` returns false until `start` or `resume`.
+  /// Nothing of the feed reads its source after this returns.
   void stop();
 
-  /// Stops (if not stopped yet), replaces the source and goes on with the
-  /// first batch not yet returned by `next`, now from `source`: a drop in
-  /// the middle of an epoch (DropController::apply).
-  void replace_source(std::unique_ptr<BatchSource> source);
+  /// Stops (if not stopped yet) and goes on with the first batch not yet
+  /// returned by `next`, from `source` when given (a drop or an arrival in
+  /// the middle of an epoch: DropController::apply's outcome), else from
+  /// the current one.
+  void resume(std::unique_ptr<BatchSource> source = nullptr);
+
+  /// Replaces the epoch's order by `order` (as long; stopped only): a
+  /// data-parallel rank's positions in its cache shard, read from `resume` on.
+  void reorder(std::vector<std::int64_t> order);
 
  private:
   struct Item {
@@ -74,7 +79,8 @@ class BatchFeed {
   std::unique_ptr<BatchSource> source_;
   FeedSettings settings_;
   std::unique_ptr<DeviceStager> stager_;
-  const std::vector<std::int64_t>* order_ = nullptr;
+  std::vector<std::int64_t> order_;
+  bool has_epoch_ = false;  // start was called: resume goes on with order_
   std::int64_t step_ = 0;         // next batch handed out (steps_ once stopped)
   std::int64_t resume_step_ = 0;  // next batch handed out, kept across stop
   std::int64_t produced_ = 0;  // next batch the producer prepares

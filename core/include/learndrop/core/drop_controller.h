@@ -20,7 +20,6 @@
 
 namespace ld::core {
 
-class BatchFeed;
 class StagedOptimizer;
 
 /// Converts a model-layout batch (NCHW, channels-last strides) to the cache's
@@ -59,6 +58,8 @@ struct DropSettings {
   /// it, under autocast in `precision`).
   at::Device device = at::Device(at::kCPU);
   Precision precision = Precision::kFp32;
+  /// Threads decoding the dataset's batches of a DatasetSource (source()).
+  int loader_threads = 1;
 };
 
 /// What a drop does with the stages it freezes.
@@ -94,6 +95,9 @@ struct ArrivalReport {
   std::int64_t flops = 0;    ///< Forward FLOPs spent computing them.
   double seconds = 0;
   bool copied = false;  ///< The cache could not grow in place: its rows were copied into a larger one.
+  /// What training reads from now on, the arrived samples included (the
+  /// feed's next source; DropController::source()).
+  std::unique_ptr<BatchSource> source;
 };
 
 /// One event of a controller's history, which a checkpoint stores and a
@@ -115,6 +119,10 @@ struct DropOutcome {
   /// empty when it was.
   std::string note;
   std::optional<DropReport> drop;  ///< What the drop did, when stages were dropped.
+  /// What training reads from now on, when stages were dropped (the feed's
+  /// next source: the new cache, or for DropMode::kFreeze the same data as
+  /// before); null when nothing changed.
+  std::unique_ptr<BatchSource> source;
 };
 
 /// Owns the current cut and its feature cache, and holds the drop invariants:
@@ -148,19 +156,21 @@ class DropController {
   /// Applies a drop policy's decision, as one transaction (the trainer and
   /// the tests call this one method). The cut asked for is clamped to the
   /// number of stages, and a cut below the current one is kept. A larger cut:
-  ///  1. stops `feed`, whose producer may be reading the current cache;
-  ///  2. (kCache) builds the cache at the new cut from the current one (or
+  ///  1. (kCache) builds the cache at the new cut from the current one (or
   ///     from the dataset at cut 0), on the model's device and in its
   ///     precision, with the new stages in eval mode; only when it is
   ///     complete are they frozen and the old cache released, so a failed
   ///     build leaves the run as it was;
-  ///  3. freezes stages [cut, new cut) (eval mode, no gradients);
-  ///  4. removes the frozen parameters and their state from `optimizer`;
-  ///  5. (kCache) hands `feed` the cache source, which goes on with the rest
-  ///     of the epoch from the new cache; (kFreeze) the feed goes on as it was.
+  ///  2. freezes stages [cut, new cut) (eval mode, no gradients);
+  ///  3. removes the frozen parameters and their state from `optimizer`;
+  ///  4. returns the batch source for the rest of the epoch (outcome.source).
   /// The model keeps its training mode (frozen stages stay in eval mode).
-  /// `optimizer` and `feed` may be null (a controller outside a training).
-  DropOutcome apply(const Decision& decision, StagedOptimizer* optimizer = nullptr, BatchFeed* feed = nullptr,
+  /// `optimizer` may be null (a controller outside a training).
+  ///
+  /// The build reads the current cache and then releases it: nothing may
+  /// read the cache meanwhile, so the trainer stops its feed (BatchFeed::stop)
+  /// before and resumes it with outcome.source after (BatchFeed::resume).
+  DropOutcome apply(const Decision& decision, StagedOptimizer* optimizer = nullptr,
                     DropMode mode = DropMode::kCache);
 
   /// A training step's forward pass of a batch from the feed: the frozen,
@@ -173,15 +183,19 @@ class DropController {
   /// Makes the first `samples` of the stream visible (more than now). With a
   /// cache, the new samples pass through the cached stages once and their
   /// rows are added to it (FeatureCache::grow, or a copy into a larger
-  /// cache); rows already cached are never recomputed.
-  ArrivalReport arrive(std::int64_t samples, BatchFeed* feed = nullptr);
+  /// cache); rows already cached are never recomputed. The cache may grow in
+  /// place: stop the feed first, as for apply, and resume it with the
+  /// report's source.
+  ArrivalReport arrive(std::int64_t samples);
 
   /// The controller's history (drops and arrivals), for a checkpoint.
   const std::vector<DropEvent>& history() const { return history_; }
 
   /// The batch source for the current cut: the dataset's training transform
-  /// (decoded by `loader_threads` TBB threads) at cut 0, the cache after.
-  std::unique_ptr<BatchSource> source(int loader_threads = 1) const;
+  /// (decoded by settings' loader_threads TBB threads) before the first
+  /// cached drop, the cache after. It holds copies of what it reads (the
+  /// cache shares ownership), not the controller.
+  std::unique_ptr<BatchSource> source() const;
 
   /// Puts dropped stages back in eval mode (call after `model.train()`).
   void keep_dropped_in_eval();
@@ -204,11 +218,9 @@ class DropController {
   /// Training samples: the arrived part of a stream, a shard, or the training set.
   std::int64_t samples() const;
   /// The dataset index of position `p`.
-  std::int64_t sample_of(std::int64_t p) const {
-    return samples_.empty() ? p : samples_[static_cast<std::size_t>(p)];
-  }
+  std::int64_t sample_of(std::int64_t p) const { return draw_.sample_of(p); }
   /// The cache row of view `v` of position `p`.
-  std::int64_t row(std::int64_t p, std::int64_t v) const { return p * settings_.views + v; }
+  std::int64_t row(std::int64_t p, std::int64_t v) const { return draw_.row(p, v); }
 
   /// Number of cached views per sample.
   std::int64_t views() const { return settings_.views; }
@@ -216,22 +228,20 @@ class DropController {
   /// The augmentation seed of view `v` (also the seed of the single view).
   std::uint64_t view_seed(std::int64_t v) const;
 
-  /// The view of `sample` that training reads in the epoch of `epoch_seed`:
-  /// uniform over [0, views), independent between samples and epochs.
-  std::int64_t view_of(std::uint64_t epoch_seed, std::int64_t sample) const;
+  /// The view of `sample` that training reads in the epoch of `epoch_seed`
+  /// (SampleDraw::view_of).
+  std::int64_t view_of(std::uint64_t epoch_seed, std::int64_t sample) const {
+    return draw_.view_of(epoch_seed, sample);
+  }
 
   /// The feature-space shift (dy, dx) of `sample` in the epoch of
-  /// `epoch_seed`, each uniform in [-max, max] for the current cut's
-  /// FeatureShift (0, 0 without one); independent of view_of.
-  std::pair<std::int64_t, std::int64_t> shift_of(std::uint64_t epoch_seed, std::int64_t sample) const;
+  /// `epoch_seed` at the current cut (SampleDraw::shift_of).
+  std::pair<std::int64_t, std::int64_t> shift_of(std::uint64_t epoch_seed, std::int64_t sample) const {
+    return draw_.shift_of(epoch_seed, sample);
+  }
 
   /// The current cut's feature-space shifts (max_shift 0: none).
-  const FeatureShift& feature_shift() const { return shift_; }
-
-  /// Applies the epoch's feature-space shifts of `samples` to their cached
-  /// rows `stored` (storage layout); returns `stored` itself when there are none.
-  at::Tensor augment(const at::Tensor& stored, const std::vector<std::int64_t>& samples,
-                     std::uint64_t epoch_seed) const;
+  const FeatureShift& feature_shift() const { return draw_.shift; }
 
   /// The key of a cache at `cut` built from the current weights of stages
   /// [0, cut): a digest of those weights, the data key, the views and dtype.
@@ -241,8 +251,6 @@ class DropController {
   /// (row(p, v)); for inspection.
   at::Tensor cached_rows(const std::vector<std::int64_t>& rows) const;
 
-  /// Converts a batch from the cache reader into model layout (type and device unchanged).
-  at::Tensor to_model_layout(const at::Tensor& stored) const;
 
   /// Labels of the cached positions, gathered during the first cache build
   /// and arrivals after it (undefined without a cache).
@@ -290,8 +298,9 @@ class DropController {
   void freeze(std::size_t from, std::size_t to);
   /// What the cache at `cut` holds, with its key.
   CacheLayout layout_at(std::size_t cut) const;
-  std::vector<std::int64_t> rows(const std::vector<std::int64_t>& samples, std::uint64_t epoch_seed) const;
   FeatureShift shift_at(std::size_t cut) const;
+  /// A batch read from the current cache in model layout (type and device unchanged).
+  at::Tensor to_model_layout(const at::Tensor& stored) const;
 
   StagedModel& model_;
   const Dataset& dataset_;
@@ -303,11 +312,10 @@ class DropController {
   std::shared_ptr<FeatureCache> cache_;
   std::uint64_t generation_ = 0;
   at::Tensor labels_;
-  FeatureShift shift_;
+  SampleDraw draw_;  // positions, views and the current cut's shifts (a source takes a copy)
   std::vector<DropEvent> history_;
   std::string cache_key_;
-  std::vector<std::int64_t> samples_;  // dataset index of each position (empty: the identity)
-  std::int64_t visible_ = -1;          // positions visible (a stream's arrived samples); -1: all of samples_
+  std::int64_t visible_ = -1;  // positions visible (a stream's arrived samples); -1: all of draw_.samples
   bool stream_ = false;
 };
 

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "learndrop/core/cache_plan.h"
 #include "learndrop/core/drop_controller.h"
 #include "learndrop/core/flops.h"
 
@@ -26,11 +27,10 @@ class DropCost {
   /// FLOPs (a ResNet's stem).
   static constexpr double kFlopsPerByte = 30;
 
-  /// `input_shape` is a sample's [C, H, W]; `row_bytes[c]` the bytes of one
-  /// cached row at cut c (c >= 1; index 0 unused); `views` cached per sample;
-  /// `shifts` whether cached rows are shifted each epoch (one more copy).
-  DropCost(const ModelProfile& profile, std::vector<std::int64_t> input_shape, std::vector<double> row_bytes,
-           std::int64_t views, bool shifts);
+  /// `input_shape` is a sample's [C, H, W]. The cache as `plan` makes it
+  /// (a run's, or `ldrop model bench`'s): its row bytes at each cut, views per
+  /// sample, and whether rows are shifted each epoch (one more copy).
+  DropCost(const ModelProfile& profile, std::vector<std::int64_t> input_shape, const CachePlan& plan);
 
   /// Work of training one image with `cache_cut` stages cached and `frozen` frozen.
   double step_work(std::size_t cache_cut, std::size_t frozen) const;
