@@ -65,13 +65,11 @@ class Plateau : public ld::DropPolicy {
   ld::PolicyState save_state() const override {
     ld::PolicyState state;
     state.values["still_for"] = std::vector<double>(still_for_.begin(), still_for_.end());
-    guards_.save(state);
     return state;
   }
   void load_state(const ld::PolicyState& state) override {
     const auto& still = state.at("still_for", static_cast<std::int64_t>(still_for_.size()));
     for (std::size_t i = 0; i < still.size(); ++i) still_for_[i] = static_cast<std::int64_t>(still[i]);
-    guards_.load(state);
   }
 
  private:

@@ -55,12 +55,10 @@ class AutoFreezePolicy : public ld::DropPolicy {
   ld::PolicyState save_state() const override {
     ld::PolicyState state;
     state.values["previous"] = previous_;
-    guards_.save(state);
     return state;
   }
   void load_state(const ld::PolicyState& state) override {
     previous_ = state.at("previous", static_cast<std::int64_t>(previous_.size()));
-    guards_.load(state);
   }
 
  private:

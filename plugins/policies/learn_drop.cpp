@@ -159,7 +159,6 @@ class ChangeScorePolicy : public ld::DropPolicy {
       state.values["recent." + std::to_string(i)].assign(recent_[i].begin(), recent_[i].end());
       state.values["scores." + std::to_string(i)] = scores_[i];
     }
-    guards_.save(state);
     return state;
   }
   void load_state(const ld::PolicyState& state) override {
@@ -172,7 +171,6 @@ class ChangeScorePolicy : public ld::DropPolicy {
       recent_[i].assign(recent.begin(), recent.end());
       scores_[i] = state.at("scores." + std::to_string(i));
     }
-    guards_.load(state);
   }
 
  private:

@@ -12,6 +12,7 @@
 #include "learndrop/core/config.h"
 #include "learndrop/core/optimizer.h"
 #include "learndrop/core/stage_stats.h"
+#include "learndrop/drop_guards.h"
 #include "learndrop/registrar.h"
 #include "test_env.h"
 
@@ -46,6 +47,7 @@ std::vector<std::size_t> replay(DropPolicy& p, std::size_t stages, std::int64_t 
                                 const std::function<double(double)>& lr_sum = [](double) { return 1.0; }) {
   std::vector<std::size_t> cuts;
   std::size_t cut = 0;
+  double last_drop_epoch = -1;  // as the host keeps it: when it last applied a drop
   for (int k = 1; k <= epochs * per_epoch; ++k) {
     PolicyInput in;
     in.eval_point = k;
@@ -53,6 +55,7 @@ std::vector<std::size_t> replay(DropPolicy& p, std::size_t stages, std::int64_t 
     in.steps_since_point = kStepsPerEpoch / per_epoch;
     in.step = k * in.steps_since_point;
     in.cut = cut;
+    in.last_drop_epoch = last_drop_epoch;
     in.lr_sum = lr_sum(in.epoch);
     for (std::size_t i = 0; i < stages; ++i) {
       StageStats s = i < cut ? StageStats{} : stats(in.epoch, i);
@@ -60,7 +63,9 @@ std::vector<std::size_t> replay(DropPolicy& p, std::size_t stages, std::int64_t 
       s.dropped = i < cut;
       in.stages.push_back(s);
     }
-    cut = std::max(cut, std::min(stages, p.decide(in).cut));
+    const std::size_t next = std::max(cut, std::min(stages, p.decide(in).cut));
+    if (next > cut) last_drop_epoch = in.epoch;
+    cut = next;
     cuts.push_back(cut);
   }
   return cuts;
@@ -240,6 +245,42 @@ TEST(LearnDropPolicy, GuardsHoldBackProgressStagesAndSuccessiveDrops) {
     EXPECT_DOUBLE_EQ(epoch_of_cut(cuts, 5, 4), 9.0);
     EXPECT_EQ(cuts.back(), 5u);
   }
+}
+
+// Issue 22: DropGuards::clamp kept the progress of its last answer, so a
+// drop the host held back (its cost guard) still started the cool-down. It
+// is now a pure function of the input: the cool-down counts from the drop
+// the host last applied (PolicyInput::last_drop_epoch).
+TEST(DropGuards, TheCooldownCountsFromTheLastAppliedDropNotTheLastAnswer) {
+  PolicyContext ctx;
+  ctx.num_stages = 6;
+  ctx.epochs = 10;
+  const ld::Options options("policy", {{"min_progress", 0.0},
+                                       {"keep_stages", std::int64_t{0}},
+                                       {"max_fraction", 1.0},
+                                       {"cooldown", 0.3},  // 3 of the 10 epochs
+                                       {"stagger", false}});
+  const ld::DropGuards g = ld::DropGuards::from(options, ctx);
+  PolicyInput in;
+  in.epoch = 2;
+  in.cut = 0;
+  std::string why;
+  // No drop applied yet: nothing cools down, and asking twice answers the same.
+  EXPECT_EQ(g.clamp(in, 2, &why), 2u);
+  EXPECT_EQ(g.clamp(in, 2, &why), 2u) << "clamp remembered its own answer";
+  EXPECT_EQ(why, "");
+  // The host held that drop back; a point later the policy asks again and is not cooled down.
+  in.epoch = 2.25;
+  EXPECT_EQ(g.clamp(in, 2, &why), 2u);
+  // The host applied a drop at epoch 2.25: until epoch 5.25 the cut stays.
+  in.cut = 2;
+  in.last_drop_epoch = 2.25;
+  in.epoch = 5;
+  EXPECT_EQ(g.clamp(in, 4, &why), 2u);
+  EXPECT_EQ(why, "cooldown");
+  in.epoch = 5.25;
+  EXPECT_EQ(g.clamp(in, 4, &why), 4u);
+  EXPECT_EQ(why, "");
 }
 
 // Issue 22: learn-drop kept (and checkpointed) every score of every stage,

@@ -59,6 +59,7 @@ void for_each_double(State& s, F&& f) {
   f("first_full_seconds", s.first_full_seconds);
   f("full_images", s.full_images);
   f("full_seconds", s.full_seconds);
+  f("last_drop_epoch", s.last_drop_epoch);
 }
 
 // The integer fields, each under its name in the checkpoint's JSON.

@@ -64,6 +64,9 @@ struct RunState {
   double lr_since_point = 0;  ///< Sum of the steps' learning rates.
   double last_lr = 0;         ///< The learning rate of the last step.
   std::size_t shadow_cut = 0;  ///< policy.shadow: the cut the policy believes in.
+  /// Epochs done when a drop the policy asked for was last applied (in
+  /// shadow mode: would have been); -1 before the first (PolicyInput).
+  double last_drop_epoch = -1;
 
   // The current epoch.
   EpochTally tally;

@@ -262,6 +262,7 @@ void Trainer::evaluation_point() {
   in.cut = cut;
   in.samples = p_.schedule->samples_in(state_.epoch);
   in.arrivals = p_.schedule->stream() ? state_.arrivals : 1;
+  in.last_drop_epoch = state_.last_drop_epoch;
   dp_.reduce_point(state_.loss_since_point);
   in.train_loss = state_.loss_since_point.item<double>() / static_cast<double>(state_.steps_since_point);
   in.lr = state_.last_lr;
@@ -288,6 +289,7 @@ void Trainer::evaluation_point() {
     if (target > state_.shadow_cut) {
       report_.shadow_drop(in.epoch, state_.step, state_.shadow_cut, target, d.reason);
       state_.shadow_cut = target;
+      state_.last_drop_epoch = in.epoch;
     }
     return;
   }
@@ -351,6 +353,7 @@ json Trainer::drop(const Decision& d, double epoch) {
     state_.totals.cache_seconds += outcome.drop->seconds;
     epoch_build_seconds_ += outcome.drop->seconds;
     epoch_full_ = false;
+    state_.last_drop_epoch = epoch;
     report_.drop(*outcome.drop, epoch, state_.step, d.reason, &shown);
   }
   return record;

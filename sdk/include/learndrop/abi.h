@@ -17,7 +17,8 @@ namespace ld {
 // 7: FeatureCache::retain / reopen (a resumed run adopts a kept cache), StagedModel::torchvision_name
 // 8: FeatureCache::grow (rows of data that arrive later), PolicyInput::samples and arrivals (streams)
 // 9: CacheContext::device is an at::Device (was a string); the memory and budget helpers moved to memory.h
-constexpr std::uint32_t kSdkAbiVersion = 9;
+// 10: PolicyInput::last_drop_epoch; DropGuards::clamp is const and keeps no state (save/load removed)
+constexpr std::uint32_t kSdkAbiVersion = 10;
 
 /// What a plugin library was built against. Plain integers only, so that the
 /// host can read it before it trusts any C++ type from the library.

@@ -23,7 +23,9 @@ inline double linear_freeze_point(double start, std::size_t i, std::size_t n) {
 /// Limits any drop criterion can put around its own answer: no drop before a
 /// fraction of the training, the last stages always trained, a pause between
 /// successive drops. Policies declare the keys with `drop_guard_keys` and
-/// apply them with `DropGuards::clamp`.
+/// apply them with `DropGuards::clamp`, which keeps no state: the pause
+/// counts from the last drop the host applied (PolicyInput::last_drop_epoch),
+/// not from the last answer, which the host may have held back.
 ///
 /// Example:
 /// ```
@@ -68,9 +70,9 @@ class DropGuards {
   }
 
   /// `wanted` limited by the guards at this point; `why` (if given) receives
-  /// the guard that held the cut back, "" when none did. Call once per point:
-  /// it remembers when the last drop happened.
-  std::size_t clamp(const PolicyInput& in, std::size_t wanted, std::string* why = nullptr) {
+  /// the guard that held the cut back, "" when none did. A pure function of
+  /// its arguments.
+  std::size_t clamp(const PolicyInput& in, std::size_t wanted, std::string* why = nullptr) const {
     std::string held;
     std::size_t cut = std::min(wanted, limit(in.cut));
     if (cut < wanted) held = "keep_stages/max_fraction";
@@ -79,27 +81,18 @@ class DropGuards {
       --cut;
       held = stagger ? "min_progress/stagger" : "min_progress";
     }
-    if (cut > in.cut && last_drop_progress_ >= 0 && progress - last_drop_progress_ + 1e-9 < cooldown) {
+    if (cut > in.cut && in.last_drop_epoch >= 0 && progress - in.last_drop_epoch / epochs_ + 1e-9 < cooldown) {
       cut = in.cut;
       held = "cooldown";
     }
-    if (cut > in.cut) last_drop_progress_ = progress;
     if (why != nullptr) *why = cut < wanted ? held : "";
     return std::max(cut, in.cut);
   }
 
-  /// The guards' own state (when the last drop was), under `prefix` in a policy's state.
-  void save(PolicyState& state, const std::string& prefix = "guards.") const {
-    state.values[prefix + "last_drop_progress"] = {last_drop_progress_};
-  }
-  void load(const PolicyState& state, const std::string& prefix = "guards.") {
-    last_drop_progress_ = state.at(prefix + "last_drop_progress", 1)[0];
-  }
 
  private:
   std::size_t stages_ = 0;
   double epochs_ = 1;
-  double last_drop_progress_ = -1;
 };
 
 /// The keys DropGuards::from reads, with the given defaults (text as in a

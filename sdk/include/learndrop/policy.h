@@ -45,6 +45,11 @@ struct PolicyInput {
   std::int64_t samples = 0;
   /// Parts of a stream arrived so far (1 without a stream).
   std::int64_t arrivals = 1;
+  /// Epochs done when the host last applied a drop this policy asked for
+  /// (in shadow mode: when it would have); -1 before the first. A decision
+  /// the host held back (its cost guard) or stages frozen by model.freeze
+  /// are not drops of the policy. DropGuards' cooldown counts from here.
+  double last_drop_epoch = -1;
   std::vector<StageStats> stages;
 };
 
