@@ -12,6 +12,13 @@
 
 namespace {
 
+// An epoch count as a config would write it: 1, 2.5.
+std::string format_epochs(double epochs) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", epochs);
+  return buf;
+}
+
 struct LearnDropOptions {
   std::int64_t period = 0;
   double threshold = 0;
@@ -52,7 +59,10 @@ const ld::OptionTable<LearnDropOptions>& options_table() {
           .add(ld::ConfigKey("patience", ld::ValueType::kInt, "1", "consecutive stopped points before a stage may drop")
                    .range(1, 1000),
                &LearnDropOptions::patience)
-          .add(ld::ConfigKey("warmup", ld::ValueType::kFloat, "1", "never drop before this many epochs").range(0, 1e6),
+          .add(ld::ConfigKey("warmup", ld::ValueType::kFloat, "1",
+                             "never drop before this many epochs (a hold on drops; the learning-rate warm-up is "
+                             "train.warmup_epochs)")
+                   .range(0, 1e6),
                &LearnDropOptions::warmup)
           .add(ld::ConfigKey(
                    "reference", ld::ValueType::kString, "peak",
@@ -129,7 +139,11 @@ class ChangeScorePolicy : public ld::DropPolicy {
       const bool stopped = score < o_.threshold && !still_falling(scores_[i]);
       stopped_for_[i] = stopped ? stopped_for_[i] + 1 : 0;
     }
-    if (in.epoch + 1e-9 < o_.warmup) return {in.cut, "warm-up"};
+    // policy.warmup holds drops; it is not the learning-rate warm-up
+    // (train.warmup_epochs, lr_warmup_ above), and the reason says which.
+    if (in.epoch + 1e-9 < o_.warmup) {
+      return {in.cut, "policy.warmup: no drop before epoch " + format_epochs(o_.warmup)};
+    }
     std::size_t wanted = in.cut;
     while (wanted < n && stopped_for_[wanted] >= o_.patience) ++wanted;
     std::string held;
