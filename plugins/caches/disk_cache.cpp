@@ -200,7 +200,9 @@ std::string DiskCache::stem(const ld::CacheLayout& layout) {
 void DiskCache::retain() {
   if (!complete_ || path_.empty()) return;
   // Without the pid in its name, no run's clean-up of dead processes' files removes it.
-  const fs::path kept = dir_ / (stem(layout_) + "kept.bin");
+  std::string name = stem(layout_);
+  name.pop_back();  // the stem's trailing '-'
+  const fs::path kept = dir_ / ld::kept_cache_file(name);
   std::error_code ec;
   fs::rename(path_, kept, ec);
   if (ec) {
@@ -222,8 +224,8 @@ bool DiskCache::reopen(const ld::CacheLayout& layout) {
   for (const auto& e : fs::directory_iterator(dir_, ec)) {
     const std::string name = e.path().filename().string();
     if (name.rfind(prefix, 0) != 0 || e.path().extension() != ".bin") continue;
-    const std::string owner = name.substr(prefix.size(), name.size() - prefix.size() - 4);
-    if (owner != "kept") {
+    if (!ld::is_kept_cache_file(name)) {
+      const std::string owner = name.substr(prefix.size(), name.size() - prefix.size() - 4);
       const long pid = std::strtol(owner.c_str(), nullptr, 10);
       if (pid <= 0 || pid == ::getpid() || ::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;
     }

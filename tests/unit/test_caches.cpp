@@ -193,6 +193,8 @@ TEST(DiskCache, ARetainedFileIsReopenedByItsKeyOnlyWhenIntact) {
   }
   ASSERT_EQ(cache_files(dir.path()).size(), 1u);
   EXPECT_EQ(cache_files(dir.path())[0].filename(), "ldcache-cut1-00000000000000aa-kept.bin");
+  // Named as the SDK says, so that a new run in the folder removes it (RunOutput).
+  EXPECT_TRUE(ld::is_kept_cache_file(cache_files(dir.path())[0].filename().string()));
   // Another key, count or dtype finds nothing; nothing is removed either.
   EXPECT_FALSE(make("disk", dir.str())->reopen(layout(6, {2, 3}, at::kFloat, "00000000000000bb")));
   EXPECT_FALSE(make("disk", dir.str())->reopen(layout(5, {2, 3})));

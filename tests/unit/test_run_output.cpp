@@ -9,6 +9,7 @@
 
 #include <torch/nn/modules/linear.h>
 
+#include "learndrop/cache.h"
 #include "learndrop/core/interrupt.h"
 #include "learndrop/core/run_output.h"
 #include "test_env.h"
@@ -65,15 +66,18 @@ TEST(RunOutput, AFolderInUseIsRefusedNamingTheProcess) {
 TEST(RunOutput, ANewRunRemovesTheCacheKeptForTheOldRunsCheckpoint) {
   test::TempDir dir;
   std::filesystem::create_directories(dir.path() / "cache" / "other");
-  const auto kept = dir.path() / "cache" / "ldcache-cut4-0123456789abcdef-kept.bin";
+  const auto kept = dir.path() / "cache" / ld::kept_cache_file("ldcache-cut4-0123456789abcdef");
   const auto mine = dir.path() / "cache" / "notes.txt";
+  const auto almost = dir.path() / "cache" / "kept.bin";  // no stem: not a kept cache
   std::ofstream(kept) << "rows";
   std::ofstream(mine) << "mine";
+  std::ofstream(almost) << "mine";
   std::filesystem::create_directories(dir.path() / "checkpoint");
   { RunOutput out(dir.path()); }
   EXPECT_FALSE(std::filesystem::exists(kept));
   EXPECT_FALSE(std::filesystem::exists(dir.path() / "checkpoint"));
   EXPECT_TRUE(std::filesystem::exists(mine)) << "only the kept cache files go";
+  EXPECT_TRUE(std::filesystem::exists(almost)) << "only the kept cache files go";
 }
 
 }  // namespace ld::core

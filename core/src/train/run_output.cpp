@@ -11,6 +11,7 @@
 #include <spdlog/spdlog.h>
 #include <torch/serialize.h>
 
+#include "learndrop/cache.h"
 #include "learndrop/core/files.h"
 #include "learndrop/error.h"
 
@@ -97,11 +98,11 @@ void RunOutput::lock() {
 void RunOutput::remove_checkpoints() {
   std::error_code ec;
   for (const char* name : {"checkpoint", "checkpoint.prev"}) fs::remove_all(dir_ / name, ec);
-  // A disk cache kept for a resume (in the run folder's cache/, its default
-  // place) belongs to the checkpoint: without it nothing would ever reopen it.
+  // A cache kept for a resume in the run folder's cache/ (the disk cache's
+  // default place) belongs to the checkpoint: without it nothing would ever
+  // reopen it. The SDK names such files (ld::kept_cache_file).
   for (const auto& e : fs::directory_iterator(dir_ / "cache", ec)) {
-    const std::string name = e.path().filename().string();
-    if (name.rfind("ldcache-", 0) == 0 && name.size() > 9 && name.compare(name.size() - 9, 9, "-kept.bin") == 0) {
+    if (ld::is_kept_cache_file(e.path().filename().string())) {
       std::error_code rm;
       fs::remove(e.path(), rm);
     }

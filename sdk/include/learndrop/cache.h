@@ -134,7 +134,9 @@ class LEARNDROP_VISIBLE FeatureCache {
   /// Keeps the stored rows after this object is destroyed, for `reopen` by a
   /// resumed run. The host calls it, after `finish`, when a run stops with a
   /// checkpoint (SIGINT/SIGTERM). Default: nothing is kept (the resumed run
-  /// rebuilds the cache).
+  /// rebuilds the cache). A file kept in the run folder's `cache/` is named
+  /// with kept_cache_file (below), so that a new run in the folder, which
+  /// removes the old checkpoint, removes it too: nothing could reopen it.
   virtual void retain() {}
 
   /// Instead of begin/put/finish: adopts stored rows of `layout` (the same
@@ -171,6 +173,15 @@ class SequentialReader final : public BatchReader {
 
 inline std::unique_ptr<BatchReader> FeatureCache::reader(std::vector<std::int64_t> order, std::int64_t batch_size) {
   return std::make_unique<detail::SequentialReader>(*this, std::move(order), batch_size);
+}
+
+/// The name of a file a cache keeps for a resumed run (FeatureCache::retain)
+/// in the run folder's `cache/`: `<stem>-kept.bin`. The host removes such
+/// files (is_kept_cache_file) when a new run starts in the folder.
+inline std::string kept_cache_file(const std::string& stem) { return stem + "-kept.bin"; }
+inline bool is_kept_cache_file(const std::string& name) {
+  const std::string suffix = kept_cache_file("");
+  return name.size() > suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 }  // namespace ld
