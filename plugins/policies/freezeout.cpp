@@ -46,7 +46,6 @@ class FreezeOutPolicy : public ld::DropPolicy {
     return {cut, reason};
   }
 
-  // The schedule is fixed by the options; only the guards remember a drop.
   // Nothing to remember: the schedule is a function of the point, and the
   // guards read the last drop from the input. A resume needs no state.
   bool has_state() const override { return true; }

@@ -65,9 +65,12 @@ struct AugmentedRun {
                                                        std::uint64_t epoch_seed, int threads = 1) {
     // Before a drop, the dataset source the controller makes, decoded by
     // `threads` loader threads; after it, the controller's cache source.
-    std::unique_ptr<BatchSource> source = controller->cache_cut() == 0
-                                              ? std::make_unique<DatasetSource>(*data, threads, std::vector<std::int64_t>{})
-                                              : controller->source();
+    std::unique_ptr<BatchSource> source;
+    if (controller->cache_cut() == 0) {
+      source = std::make_unique<DatasetSource>(*data, threads, std::vector<std::int64_t>{});
+    } else {
+      source = controller->source();
+    }
     BatchFeed feed(std::move(source), settings);
     const auto steps = static_cast<std::int64_t>(order.size()) / settings.batch_size;
     feed.start(order, 0, steps, epoch_seed);

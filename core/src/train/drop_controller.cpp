@@ -232,11 +232,6 @@ double seconds_since(std::chrono::steady_clock::time_point t) {
 }
 }  // namespace
 
-std::unique_ptr<BatchReader> DropController::reader(const std::vector<std::int64_t>& order, std::int64_t batch_size,
-                                                    std::uint64_t epoch_seed) const {
-  return owning_reader(cache_, draw_.rows(order, epoch_seed), batch_size);
-}
-
 void DropController::freeze(std::size_t from, std::size_t to) {
   for (std::size_t i = from; i < to; ++i) {
     auto stage = model_.stage_module(i);

@@ -116,7 +116,8 @@ void Trainer::train_epoch() {
   const std::int64_t epoch = state_.epoch;
   epoch_seed_ = mix_seed(cfg_.seed, 1000003ULL * static_cast<std::uint64_t>(epoch + 1));
   // Positions of the samples the run has (all of them, or a stream's arrived parts).
-  std::vector<std::int64_t> order = dp_.epoch_order(epoch, epoch_order(p_.schedule->samples_in(epoch), cfg_.seed, epoch));
+  std::vector<std::int64_t> order =
+      dp_.epoch_order(epoch, epoch_order(p_.schedule->samples_in(epoch), cfg_.seed, epoch));
   steps_ = dp_.active() ? p_.steps_per_epoch : p_.schedule->steps_in(epoch);
   flops_full_at_start_ = state_.totals.flops_full;
   epoch_build_seconds_ = 0;

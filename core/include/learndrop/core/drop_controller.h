@@ -200,14 +200,6 @@ class DropController {
   /// Puts dropped stages back in eval mode (call after `model.train()`).
   void keep_dropped_in_eval();
 
-  /// A reader over the cached views of `order` drawn for the epoch of
-  /// `epoch_seed`, in storage layout; cut must be > 0. The reader shares
-  /// ownership of its cache: a later drop may replace the controller's cache
-  /// while the reader still exists, and the old cache lives until the reader
-  /// is destroyed.
-  std::unique_ptr<BatchReader> reader(const std::vector<std::int64_t>& order, std::int64_t batch_size,
-                                      std::uint64_t epoch_seed) const;
-
   /// A data-parallel rank caches only its shard: the training samples
   /// `samples` (distinct ids), at positions 0..m-1. From then on the
   /// controller's "samples" (reader, augment, train_labels, cached rows
@@ -250,7 +242,6 @@ class DropController {
   /// Cached features (model layout, float32, on the CPU) of `rows`
   /// (row(p, v)); for inspection.
   at::Tensor cached_rows(const std::vector<std::int64_t>& rows) const;
-
 
   /// Labels of the cached positions, gathered during the first cache build
   /// and arrivals after it (undefined without a cache).
