@@ -140,26 +140,36 @@ TEST_F(TrainingRun, DeviceDiskAndAutoCachesGiveTheSameMetricsAsRam) {
   }
 }
 
+// Both branches of the CPU's bf16 switch run on every machine: without native
+// bfloat16 the run is refused; with it (forced on a CPU that emulates it) a
+// cached drop stores bfloat16 maps. The drop is pinned to a cache
+// (policy.drop_mode: cache): the cost guard alone would make this one-epoch-
+// ahead drop freeze-only.
 TEST_F(TrainingRun, SummaryNamesDeviceAndPrecisionAndBf16CachesAreBfloat16) {
   RunResult fp32 = train(data_.str(), out_.str(), {"train.epochs=1"});
   EXPECT_EQ(fp32.summary["device"], torch::cuda::is_available() ? "cuda:0" : "cpu") << "runtime.device: auto";
   EXPECT_EQ(fp32.summary["precision"], "fp32");
   EXPECT_EQ(fp32.summary["cache_dtype"], "float32");
-  if (!precision_refusal(at::Device(at::kCPU), Precision::kBf16).empty()) {
+  {
+    test::ScopedEnv absent("LEARNDROP_TEST_CPU_BF16", "0");
+    test::TempDir out;
     EXPECT_NE(test::error_of([&] {
-                test::TempDir out;
-                train(data_.str(), out.str(), {"runtime.device=cpu", "train.precision=bf16"});
+                train(data_.str(), out.str() + "/run", {"runtime.device=cpu", "train.precision=bf16"});
               }).find("no native bfloat16"),
               std::string::npos);
-    return;
+    EXPECT_FALSE(std::filesystem::exists(out.path() / "run")) << "a refused run left a folder";
   }
+  test::ScopedEnv present("LEARNDROP_TEST_CPU_BF16", "1");
   test::TempDir out;
   RunResult bf16 = train(data_.str(), out.str(),
                          {"runtime.device=cpu", "train.precision=bf16", "policy.plugin=scripted", "policy.cuts=3",
-                          "train.epochs=2"});
+                          "policy.drop_mode=cache", "train.epochs=2"});
   EXPECT_EQ(bf16.summary["precision"], "bf16");
   EXPECT_EQ(bf16.summary["cache_dtype"], "bfloat16") << "cache.dtype: auto follows train.precision";
-  EXPECT_NE(bf16.summary["drops"][0]["cache"].get<std::string>().find("BFloat16"), std::string::npos);
+  ASSERT_EQ(bf16.summary["drops"].size(), 1u);
+  EXPECT_EQ(bf16.summary["drops"][0]["mode"], "cache");
+  EXPECT_NE(bf16.summary["drops"][0]["cache"].get<std::string>().find("BFloat16"), std::string::npos)
+      << bf16.summary["drops"][0]["cache"];
   EXPECT_TRUE(std::isfinite(bf16.metrics.back()["train_loss"].get<double>()));
   // bf16 rounds activations: the first epoch's loss is close to fp32's, not equal.
   const double a = fp32.metrics[0]["train_loss"], b = bf16.metrics[0]["train_loss"];

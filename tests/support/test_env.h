@@ -22,6 +22,21 @@ class TempDir {
   std::filesystem::path path_;
 };
 
+/// Sets an environment variable for its lifetime (unset: nullptr), then
+/// restores the previous value.
+class ScopedEnv {
+ public:
+  ScopedEnv(std::string name, const char* value);
+  ~ScopedEnv();
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+ private:
+  std::string name_;
+  bool had_ = false;
+  std::string old_;
+};
+
 /// A plugin host with the built-in plugins loaded.
 std::unique_ptr<core::PluginHost> builtin_host();
 

@@ -50,8 +50,20 @@ TEST(Precision, Fp16NeedsCudaAndBf16OnTheCpuNeedsNativeBfloat16) {
   EXPECT_EQ(precision_refusal(cpu, Precision::kFp32), "");
   EXPECT_NE(precision_refusal(cpu, Precision::kFp16).find("fp16 needs a CUDA device"), std::string::npos);
   EXPECT_EQ(precision_refusal(cpu, Precision::kBf16).empty(), cpu_has_native_bf16());
-  if (!cpu_has_native_bf16()) {
+  // Both branches of the switch, whatever this CPU has (LEARNDROP_TEST_CPU_BF16 is the seam).
+  {
+    test::ScopedEnv absent("LEARNDROP_TEST_CPU_BF16", "0");
+    EXPECT_FALSE(cpu_has_native_bf16());
     EXPECT_NE(precision_refusal(cpu, Precision::kBf16).find("no native bfloat16"), std::string::npos);
+  }
+  {
+    test::ScopedEnv present("LEARNDROP_TEST_CPU_BF16", "1");
+    EXPECT_TRUE(cpu_has_native_bf16());
+    EXPECT_EQ(precision_refusal(cpu, Precision::kBf16), "");
+  }
+  {
+    test::ScopedEnv bad("LEARNDROP_TEST_CPU_BF16", "yes");
+    EXPECT_NE(test::error_of([] { cpu_has_native_bf16(); }).find("expected 0 or 1, got 'yes'"), std::string::npos);
   }
   EXPECT_EQ(precision_refusal(gpu, Precision::kFp16), "");
   EXPECT_EQ(precision_refusal(gpu, Precision::kBf16), "");
@@ -59,6 +71,15 @@ TEST(Precision, Fp16NeedsCudaAndBf16OnTheCpuNeedsNativeBfloat16) {
   EXPECT_EQ(compute_dtype(Precision::kBf16), at::kBFloat16);
   EXPECT_EQ(compute_dtype(Precision::kFp16), at::kHalf);
   EXPECT_EQ(compute_dtype(Precision::kFp32), at::kFloat);
+}
+
+TEST(Precision, NativeBfloat16IsReadFromTheFlagsWords) {
+  EXPECT_TRUE(flags_have_native_bf16(" fpu sse avx512f avx512_bf16 clzero"));
+  EXPECT_TRUE(flags_have_native_bf16(" amx_bf16 amx_tile"));
+  EXPECT_TRUE(flags_have_native_bf16("avx512_bf16"));
+  EXPECT_FALSE(flags_have_native_bf16(" fpu sse avx2 avx512f avx512bw"));
+  EXPECT_FALSE(flags_have_native_bf16(" xavx512_bf16 avx512_bf16x"));
+  EXPECT_FALSE(flags_have_native_bf16(""));
 }
 
 TEST(Precision, AutocastGuardCastsMatrixProductsOnlyInsideItsScope) {

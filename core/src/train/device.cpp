@@ -1,9 +1,11 @@
 #include "learndrop/core/device.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <regex>
+#include <sstream>
 #include <thread>
 
 #include <ATen/ATen.h>
@@ -80,12 +82,28 @@ at::ScalarType compute_dtype(Precision p) {
   }
 }
 
+bool flags_have_native_bf16(const std::string& flags) {
+  std::istringstream words(flags);
+  std::string w;
+  while (words >> w) {
+    if (w == "avx512_bf16" || w == "amx_bf16") return true;
+  }
+  return false;
+}
+
 bool cpu_has_native_bf16() {
+  // The test seam: both branches of the switch run on every CPU (tests set it).
+  if (const char* forced = std::getenv("LEARNDROP_TEST_CPU_BF16"); forced != nullptr && *forced != '\0') {
+    const std::string v = forced;
+    if (v == "0" || v == "1") return v == "1";
+    throw Error("LEARNDROP_TEST_CPU_BF16: expected 0 or 1, got '" + v + "'");
+  }
   std::ifstream in("/proc/cpuinfo");
   std::string line;
   while (std::getline(in, line)) {
     if (line.rfind("flags", 0) != 0) continue;
-    return line.find(" avx512_bf16") != std::string::npos || line.find(" amx_bf16") != std::string::npos;
+    const auto colon = line.find(':');
+    return flags_have_native_bf16(colon == std::string::npos ? "" : line.substr(colon + 1));
   }
   return false;
 }

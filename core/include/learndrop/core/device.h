@@ -37,7 +37,13 @@ at::ScalarType compute_dtype(Precision p);
 
 /// Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX-BF16 in
 /// /proc/cpuinfo): only then does bf16 on the CPU pay off (docs/gpu.md).
+/// The environment variable LEARNDROP_TEST_CPU_BF16 (0 or 1) overrides the
+/// answer, so that tests run both branches of the switch on every CPU.
 bool cpu_has_native_bf16();
+
+/// Whether the words of a /proc/cpuinfo `flags` line (after the colon) name
+/// native bfloat16 instructions (avx512_bf16 or amx_bf16).
+bool flags_have_native_bf16(const std::string& flags);
 
 /// Why `precision` cannot train on `device`, or "" when it can: fp16 needs
 /// CUDA (LibTorch's CPU autocast is bfloat16 only); bf16 on the CPU needs
