@@ -38,7 +38,7 @@ cxx=$(command -v clang++-14 || command -v clang++ || true)
 san="-fsanitize=address,undefined,fuzzer-no-link -fno-sanitize=vptr -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
 if [[ ! -f $build/CMakeCache.txt ]]; then
   mkdir -p "$build"
-  cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER="$cxx" \
+  cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLEARNDROP_ALLOCATOR=system -DCMAKE_CXX_COMPILER="$cxx" \
     -DLEARNDROP_BUILD_TESTS=OFF -DLEARNDROP_BUILD_FUZZ=ON "-DCMAKE_CXX_FLAGS=$san" > "$build/configure.log" 2>&1 ||
     { cat "$build/configure.log" >&2; exit 1; }
 fi

@@ -13,6 +13,7 @@ packages=(
   libyaml-cpp-dev                  # configs
   libspdlog-dev libfmt-dev         # logging, shared by host and plugins
   libtbb-dev                       # parallel cache gathers
+  libjemalloc-dev                  # the executables' malloc: keeps freed pages (3x faster steps here; core/src/alloc/malloc_conf.cpp)
   nlohmann-json3-dev               # metrics.jsonl, summary.json, plugins --json
   libcli11-dev                     # command-line parsing
   zlib1g-dev                       # .gz idx files

@@ -16,7 +16,8 @@ if [[ ${1:-} == --sanitize ]]; then
   shift
   build=build-sanitize
   san="-fsanitize=address,undefined -fno-sanitize=vptr -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
-  flags=(-DCMAKE_BUILD_TYPE=RelWithDebInfo "-DCMAKE_CXX_FLAGS=$san" "-DCMAKE_C_FLAGS=$san"
+  # ASan replaces malloc itself: the system allocator, not jemalloc.
+  flags=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DLEARNDROP_ALLOCATOR=system "-DCMAKE_CXX_FLAGS=$san" "-DCMAKE_C_FLAGS=$san"
          "-DCMAKE_EXE_LINKER_FLAGS=-fsanitize=address,undefined"
          "-DCMAKE_SHARED_LINKER_FLAGS=-fsanitize=address,undefined"
          "-DCMAKE_MODULE_LINKER_FLAGS=-fsanitize=address,undefined")

@@ -148,6 +148,34 @@ TEST(PluginHost, NewerAbiIsRefusedWithBothVersions) {
   EXPECT_NE(e.find("this host has SDK ABI " + std::to_string(kSdkAbiVersion)), std::string::npos) << e;
 }
 
+TEST(PluginHost, APluginLoadsWhenOnlyAnotherExtensionPointsInterfaceChanged) {
+  // The library was built against an SDK whose cache interface was one
+  // version older: its policy loads and decides, its cache is refused by name.
+  core::PluginHost host;
+  host.load_library(test::test_plugin("older_cache_interface"));
+  auto policy = host.create_policy("older-sdk", Options(), PolicyContext{});
+  PolicyInput in;
+  in.cut = 2;
+  EXPECT_EQ(policy->decide(in).cut, 3u);
+  const std::string e =
+      test::error_of([&] { host.create_cache("older-sdk", Options(), CacheContext{}); });
+  EXPECT_NE(e.find("cache plugin 'older-sdk'"), std::string::npos) << e;
+  EXPECT_NE(e.find("cache interface version " + std::to_string(kCacheInterfaceVersion - 1)), std::string::npos) << e;
+  EXPECT_NE(e.find("this host has version " + std::to_string(kCacheInterfaceVersion)), std::string::npos) << e;
+  ASSERT_EQ(host.refused().size(), 1u);
+  EXPECT_EQ(host.plugins(PluginKind::kCache).size(), 0u);
+}
+
+TEST(PluginHost, APolicyBuiltAgainstAnotherPolicyInterfaceIsRefusedNamingBothVersions) {
+  core::PluginHost host;
+  host.load_library(test::test_plugin("older_policy_interface"));
+  const std::string e = test::error_of([&] { host.create_policy("older-sdk", Options(), PolicyContext{}); });
+  EXPECT_NE(e.find("policy interface version " + std::to_string(kPolicyInterfaceVersion - 1)), std::string::npos)
+      << e;
+  EXPECT_NE(e.find("this host has version " + std::to_string(kPolicyInterfaceVersion)), std::string::npos) << e;
+  EXPECT_EQ(host.plugins(PluginKind::kPolicy).size(), 0u);
+}
+
 TEST(PluginHost, OtherLibTorchIsRefused) {
   std::string e = load_error("other_torch");
   EXPECT_NE(e.find("ldp_other_torch.so"), std::string::npos) << e;

@@ -27,12 +27,16 @@ std::string stamp_torch(const AbiStamp& s) {
   return std::to_string(s.torch_major) + "." + std::to_string(s.torch_minor) + "." + std::to_string(s.torch_patch);
 }
 
-// Throws when a library's stamp does not match the host's.
+// Throws when a library's stamp does not match the host's in what every
+// plugin shares (the SDK ABI, LibTorch, the C++ ABI). The interfaces of the
+// extension points are checked per plugin (interface_refusal).
 void check_stamp(const AbiStamp& plugin, const std::string& library) {
   const AbiStamp host = current_abi_stamp();
+  // Only sdk_abi is read before it matches: an older stamp is shorter.
   if (plugin.sdk_abi != host.sdk_abi) {
     throw Error("plugin library " + library + " was built for LearnDrop SDK ABI " + std::to_string(plugin.sdk_abi) +
                 ", but this host has SDK ABI " + std::to_string(host.sdk_abi) +
+                (plugin.sdk_abi < 11 ? " (ABI 11 introduced one version per extension point)" : "") +
                 "; rebuild the plugin against this SDK");
   }
   if (plugin.torch_major != host.torch_major || plugin.torch_minor != host.torch_minor ||
@@ -46,6 +50,32 @@ void check_stamp(const AbiStamp& plugin, const std::string& library) {
                 ", but this host uses _GLIBCXX_USE_CXX11_ABI=" + std::to_string(host.cxx11_abi));
   }
 }
+
+std::uint32_t interface_version(const AbiStamp& s, PluginKind kind) {
+  switch (kind) {
+    case PluginKind::kModel:
+      return s.model_interface;
+    case PluginKind::kDataset:
+      return s.dataset_interface;
+    case PluginKind::kPolicy:
+      return s.policy_interface;
+    default:
+      return s.cache_interface;
+  }
+}
+
+}  // namespace
+
+std::string interface_refusal(const AbiStamp& plugin, PluginKind kind, const std::string& name,
+                              const std::string& library) {
+  const std::uint32_t built = interface_version(plugin, kind), here = interface_version(current_abi_stamp(), kind);
+  if (built == here) return "";
+  return std::string(to_string(kind)) + " plugin '" + name + "' in " + library + " implements the " +
+         to_string(kind) + " interface version " + std::to_string(built) + ", but this host has version " +
+         std::to_string(here) + "; rebuild it against this SDK (the library's plugins of other kinds still load)";
+}
+
+namespace {
 
 // Whether `address` lies in an executable segment of a loaded object: code,
 // as opposed to data.
@@ -93,7 +123,8 @@ struct Registered {
 // entry succeeded.
 class CollectingRegistrar final : public Registrar {
  public:
-  CollectingRegistrar(Library library, std::string path) : library_(std::move(library)), path_(std::move(path)) {}
+  CollectingRegistrar(Library library, std::string path, const AbiStamp& stamp)
+      : library_(std::move(library)), path_(std::move(path)), stamp_(stamp) {}
 
   void add_model(Manifest m, ModelFactory f) override { add(std::move(m), PluginKind::kModel).model = std::move(f); }
   void add_dataset(Manifest m, DatasetFactory f) override {
@@ -105,6 +136,8 @@ class CollectingRegistrar final : public Registrar {
   void add_cache(Manifest m, CacheFactory f) override { add(std::move(m), PluginKind::kCache).cache = std::move(f); }
 
   std::vector<Registered> take() { return std::move(collected_); }
+  /// Plugins refused because an interface they implement changed: why.
+  std::vector<std::pair<PluginInfo, std::string>> refused() { return std::move(refused_); }
 
  private:
   Registered& add(Manifest m, PluginKind kind) {
@@ -113,6 +146,11 @@ class CollectingRegistrar final : public Registrar {
                   " but its manifest says " + to_string(m.kind));
     }
     if (m.name.empty()) throw Error("plugin library " + path_ + " registers a plugin with no name");
+    if (std::string why = interface_refusal(stamp_, kind, m.name, path_); !why.empty()) {
+      // Refused alone: the library's plugins of unchanged interfaces load.
+      refused_.emplace_back(PluginInfo{m, path_}, std::move(why));
+      return scratch_;
+    }
     Registered r;
     r.library = library_;
     r.info = PluginInfo{std::move(m), path_};
@@ -122,11 +160,15 @@ class CollectingRegistrar final : public Registrar {
 
   Library library_;
   std::string path_;
+  AbiStamp stamp_;
   std::vector<Registered> collected_;
+  std::vector<std::pair<PluginInfo, std::string>> refused_;
+  Registered scratch_;  // takes a refused plugin's factory, never used
 };
 
 struct PluginHost::Impl {
   std::vector<Registered> plugins;
+  std::vector<std::pair<PluginInfo, std::string>> refused;
   std::set<fs::path> loaded_files;
 
   const Registered& get(PluginKind kind, const std::string& name) const {
@@ -135,6 +177,9 @@ struct PluginHost::Impl {
       if (r.info.manifest.kind != kind) continue;
       if (r.info.manifest.name == name) return r;
       known.push_back(r.info.manifest.name);
+    }
+    for (const auto& [info, why] : refused) {
+      if (info.manifest.kind == kind && info.manifest.name == name) throw Error("cannot use " + why);
     }
     std::sort(known.begin(), known.end());
     throw Error(std::string("no ") + to_string(kind) + " plugin named '" + name + "'" + did_you_mean(name, known) +
@@ -222,7 +267,7 @@ void PluginHost::load_library(const fs::path& file) {
   }
   check_stamp(entry->stamp, path);
 
-  CollectingRegistrar registrar(library, path);
+  CollectingRegistrar registrar(library, path, entry->stamp);
   try {
     entry->register_plugins(registrar);
   } catch (const std::exception& e) {
@@ -246,6 +291,7 @@ void PluginHost::load_library(const fs::path& file) {
     }
   }
   for (auto& r : added) impl_->plugins.push_back(std::move(r));
+  for (auto& r : registrar.refused()) impl_->refused.push_back(std::move(r));
   impl_->loaded_files.insert(canonical);
 }
 
@@ -287,6 +333,12 @@ void PluginHost::load_standard_paths() {
       }
     }
   }
+}
+
+std::vector<std::string> PluginHost::refused() const {
+  std::vector<std::string> out;
+  for (const auto& r : impl_->refused) out.push_back(r.second);
+  return out;
 }
 
 std::vector<PluginInfo> PluginHost::plugins(std::optional<PluginKind> kind) const {

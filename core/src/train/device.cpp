@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <dlfcn.h>
 #include <cstring>
 #include <fstream>
 #include <regex>
@@ -80,6 +81,18 @@ at::ScalarType compute_dtype(Precision p) {
     default:
       return at::kFloat;
   }
+}
+
+std::string process_allocator() {
+  // jemalloc's control interface, present only when jemalloc is the malloc.
+  using Mallctl = int (*)(const char*, void*, std::size_t*, void*, std::size_t);
+  auto* mallctl = reinterpret_cast<Mallctl>(dlsym(RTLD_DEFAULT, "mallctl"));
+  if (mallctl == nullptr) return "system";
+  const char* version = nullptr;
+  std::size_t size = sizeof version;
+  if (mallctl("version", static_cast<void*>(&version), &size, nullptr, 0) != 0 || version == nullptr) return "jemalloc";
+  const std::string v = version;
+  return "jemalloc " + v.substr(0, v.find('-'));
 }
 
 bool flags_have_native_bf16(const std::string& flags) {

@@ -30,6 +30,11 @@ void RunReporter::started() const {
                parts_.out->dir().string(), parts_.model_label, cfg_.dataset.plugin, parts_.dataset->describe(),
                cfg_.policy.plugin, device_text(parts_.device), precision_text(parts_.precision), cfg_.threads,
                cfg_.loader_threads, cfg_.prefetch, cfg_.seed);
+  if (allocator_ == "system" && !parts_.device.is_cuda()) {
+    spdlog::warn("this process runs with the system malloc, which returns freed activations to the kernel at every "
+                 "step; CPU training can be several times slower than with the jemalloc the ldrop executable links "
+                 "(docs/results.md#builds-at-training-speed)");
+  }
   spdlog::info("model: {} stages + head, {} per sample forward (head {})", parts_.model->num_stages(),
                format_flops(static_cast<double>(parts_.profile.flops_from(0))),
                format_flops(static_cast<double>(parts_.profile.head_flops)));
@@ -315,6 +320,7 @@ json RunReporter::summary(const RunTotals& t, double wall_seconds, double full_s
           {"config_hash", cfg_.hash()},
           {"threads", cfg_.threads},
           {"device", device_text(parts_.device)},
+          {"allocator", allocator_},
           {"precision", precision_text(parts_.precision)},
           {"cache_dtype", cfg_.cache_dtype},
           {"skipped_steps", parts_.scaler->skipped_steps()},

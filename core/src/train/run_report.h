@@ -77,6 +77,7 @@ class RunReporter {
   const RunParts& parts_;
   const RunOptions& opts_;
   const bool live_;
+  const std::string allocator_ = process_allocator();
   Clock::time_point last_live_ = Clock::now();
   nlohmann::json drops_ = nlohmann::json::array();
   nlohmann::json shadow_drops_ = nlohmann::json::array();

@@ -24,6 +24,12 @@ at::Device resolve_device(const std::string& setting);
 /// "cpu" or "cuda:N".
 std::string device_text(at::Device device);
 
+/// The malloc this process runs with: "jemalloc <version>" when jemalloc is
+/// linked (the executables' default, core/src/alloc/malloc_conf.cpp), else
+/// "system". Training is several times slower where freed pages go back to
+/// the kernel at every step (docs/results.md#builds-at-training-speed).
+std::string process_allocator();
+
 /// train.precision.
 enum class Precision { kFp32, kBf16, kFp16 };
 

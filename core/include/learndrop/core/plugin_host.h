@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "learndrop/abi.h"
 #include "learndrop/error.h"
 #include "learndrop/manifest.h"
 #include "learndrop/options.h"
@@ -22,6 +23,12 @@ struct CacheContext;
 }  // namespace ld
 
 namespace ld::core {
+
+/// Why plugin `name` of `kind`, from a library stamped `plugin`, cannot be
+/// used by this host: the interface of its extension point has another
+/// version; "" when it can.
+std::string interface_refusal(const AbiStamp& plugin, PluginKind kind, const std::string& name,
+                              const std::string& library);
 
 /// A registered plugin, as `ldrop plugins list` shows it.
 struct PluginInfo {
@@ -71,6 +78,11 @@ class PluginHost {
 
   /// The folder of the built-in plugins, next to the running executable.
   static std::filesystem::path builtin_directory();
+
+  /// Why each plugin that a loaded library registered was refused: an
+  /// interface it implements has another version than this host's
+  /// (interface_refusal). Using one by name throws this reason.
+  std::vector<std::string> refused() const;
 
   /// Every registered plugin, optionally of one kind, sorted by kind and name.
   std::vector<PluginInfo> plugins(std::optional<PluginKind> kind = std::nullopt) const;
