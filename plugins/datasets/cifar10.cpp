@@ -224,6 +224,13 @@ class Cifar10Dataset : public ld::Dataset {
     return gather(ld::Split::kTrain, indices, [&](std::int64_t) { return Augmentation{0, 0, mirrored}; });
   }
 
+  std::vector<std::int64_t> labels(ld::Split s) const override {
+    const auto& all = s == ld::Split::kTrain ? train_labels_ : test_labels_;
+    return {all.begin(), all.begin() + size(s)};
+  }
+
+  std::vector<std::string> class_names() const override { return class_names_; }
+
   std::string describe() const override {
     return "CIFAR-10 binary at " + source_ + " (" + std::to_string(train_count_) + " train / " +
            std::to_string(test_count_) + " test" + (o_.augment != "none" ? ", augment " + o_.augment : "") + ")";

@@ -402,6 +402,14 @@ class ImagenetteDataset : public ld::Dataset {
     return gather(ld::Split::kTrain, indices, 0, mirrored ? kCentreMirrored : kCentre);
   }
 
+  std::vector<std::int64_t> labels(ld::Split s) const override {
+    std::vector<std::int64_t> out;
+    for (const Sample& sample : samples_[index(s)]) out.push_back(sample.label);
+    return out;
+  }
+
+  std::vector<std::string> class_names() const override { return class_names_; }
+
   std::string describe() const override {
     return "imagenette at " + root_.string() + " (" + std::to_string(size(ld::Split::kTrain)) + " train / " +
            std::to_string(size(ld::Split::kTest)) + " val, " + std::to_string(o_.image_size) + " px" +

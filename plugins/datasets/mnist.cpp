@@ -204,6 +204,11 @@ class MnistDataset : public ld::Dataset {
     }
     return {images_[index(s)].index_select(0, idx), labels_[index(s)].index_select(0, idx)};
   }
+  std::vector<std::int64_t> labels(ld::Split s) const override {
+    const at::Tensor l = labels_[index(s)].to(at::kLong).contiguous();
+    return {l.data_ptr<std::int64_t>(), l.data_ptr<std::int64_t>() + l.numel()};
+  }
+
   std::string describe() const override {
     return "idx at " + root_.string() + " (" + std::to_string(size(ld::Split::kTrain)) + " train / " +
            std::to_string(size(ld::Split::kTest)) + " test)";

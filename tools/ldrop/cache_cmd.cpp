@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "learndrop/core/class_subset.h"
 #include "learndrop/core/batch_feed.h"
 #include "learndrop/core/cache_plan.h"
 #include "learndrop/core/config.h"
@@ -38,8 +39,7 @@ std::int64_t free_space(std::filesystem::path dir) {
 }  // namespace
 
 int cache_plan(const core::PluginHost& host, const core::RunConfig& cfg, const std::string& run_dir, bool json) {
-  const DatasetContext ctx = dataset_context_from_environment(cfg.seed);
-  auto dataset = host.create_dataset(cfg.dataset.plugin, cfg.dataset.options, ctx);
+  auto dataset = core::open_dataset(cfg, host);
   const auto shape = dataset->sample_shape();
   auto model = host.create_model(cfg.model.plugin, cfg.model.options,
                                  ModelContext::of(shape, dataset->num_classes()));

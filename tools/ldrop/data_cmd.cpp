@@ -7,6 +7,7 @@
 #include <tbb/task_arena.h>
 
 #include "commands.h"
+#include "learndrop/core/class_subset.h"
 #include "learndrop/core/config.h"
 #include "learndrop/core/plugin_host.h"
 #include "learndrop/core/seeds.h"
@@ -19,9 +20,8 @@ int data_bench(const core::PluginHost& host, const core::RunConfig& cfg, int thr
   at::set_num_threads(threads);
   tbb::global_control limit(tbb::global_control::max_allowed_parallelism, static_cast<std::size_t>(threads));
   tbb::task_arena arena(threads);
-  const DatasetContext ctx = dataset_context_from_environment(cfg.seed);
   auto start = Clock::now();
-  auto dataset = host.create_dataset(cfg.dataset.plugin, cfg.dataset.options, ctx);
+  auto dataset = core::open_dataset(cfg, host);
   const double open_seconds = std::chrono::duration<double>(Clock::now() - start).count();
   const std::int64_t n = dataset->size(Split::kTrain);
   const std::int64_t batch = std::min(cfg.train.batch_size, n);

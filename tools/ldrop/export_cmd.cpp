@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "learndrop/core/class_subset.h"
 #include "learndrop/core/config.h"
 #include "learndrop/core/files.h"
 #include "learndrop/core/plugin_host.h"
@@ -45,7 +46,7 @@ int export_run(core::PluginHost& host, const core::RunConfig& cfg, const ExportA
     const auto shape = summary["input_shape"].get<std::vector<std::int64_t>>();
     ctx = ModelContext::of(shape, summary["num_classes"].get<std::int64_t>());
   } else {  // a run of an older version: the shapes come from the data set
-    auto dataset = host.create_dataset(cfg.dataset.plugin, cfg.dataset.options, DatasetContext{});
+    auto dataset = core::open_dataset(cfg, host);
     const auto shape = dataset->sample_shape();
     ctx = ModelContext::of(shape, dataset->num_classes());
   }

@@ -10,6 +10,7 @@
 
 #include <yaml-cpp/depthguard.h>
 
+#include "learndrop/core/class_subset.h"
 #include "learndrop/core/device.h"
 #include "learndrop/core/files.h"
 #include "learndrop/core/plugin_host.h"
@@ -282,6 +283,9 @@ struct HostKey {
   /// checkpoints, how ranks talk): in the effective config, not in the
   /// config hash nor in cache keys.
   bool identity = true;
+  /// True for keys added after configs were hashed: at their default they
+  /// stay out of the identity, so that every older config keeps its hash.
+  bool identity_when_set = false;
 };
 
 // The RunConfig field `Member`, or `Member` of the RunConfig struct `Section`.
@@ -349,7 +353,11 @@ const HostTable& host_table() {
          field<&RunConfig::model_freeze>()}}},
       {"dataset",
        {{ConfigKey("plugin", ValueType::kString, "mnist", "dataset plugin"),
-         field<&RunConfig::dataset, &PluginChoice::plugin>()}}},
+         field<&RunConfig::dataset, &PluginChoice::plugin>()},
+        {ConfigKey("classes", ValueType::kString, "",
+                   "keep only these classes, relabelled 0, 1, ... in the listed order, e.g. [5, 6, 7, 8, 9] (empty = "
+                   "every class; any dataset plugin)"),
+         field<&RunConfig::dataset_classes_setting>(), true, true}}},
       {"train", {
       {ConfigKey("epochs", ValueType::kInt, "10", "number of training epochs").range(1, 100000),
        field<&RunConfig::train, &TrainSettings::epochs>()},
@@ -396,8 +404,9 @@ const HostTable& host_table() {
          field<&RunConfig::stream, &StreamSettings::parts>()},
         {ConfigKey("order", ValueType::kString, "shuffle",
                    "which samples arrive in which part: shuffle = a permutation seeded by experiment.seed, dataset "
-                   "= the data set's order")
-             .one_of({"shuffle", "dataset"}),
+                   "= the data set's order, classes = class by class in label order (the parts bring new classes: "
+                   "class-incremental), shuffled within a class")
+             .one_of({"shuffle", "dataset", "classes"}),
          field<&RunConfig::stream, &StreamSettings::order>()},
         {ConfigKey("epochs", ValueType::kInt, "0",
                    "epochs trained after each arrival, over every sample arrived so far (required with parts > 1; "
@@ -502,6 +511,11 @@ const std::vector<ConfigKey>& host_section_keys(const std::string& section) {
   return it->second;
 }
 
+namespace {
+// Host keys whose value is a list (written as a YAML list or "a,b,c").
+bool list_key(const std::string& dotted) { return dotted == "dataset.classes"; }
+}  // namespace
+
 Options validate_section(const ConfigTree& tree, const std::string& section, const YAML::Node& node,
                          const std::vector<ConfigKey>& keys, const std::string& label,
                          const std::vector<std::string>& skip) {
@@ -520,6 +534,16 @@ Options validate_section(const ConfigTree& tree, const std::string& section, con
         all.insert(all.end(), skip.begin(), skip.end());
         throw Error(where(tree, kv.first, dotted) + ": unknown key for " + label + did_you_mean(name, all) +
                     (all.empty() ? " (it accepts no keys)" : " (known: " + quoted_list(all) + ")"));
+      }
+      if (kv.second.IsSequence() && list_key(dotted)) {
+        // A list key written as a YAML list: its items joined by commas.
+        std::string joined;
+        for (const auto& item : kv.second) {
+          if (!item.IsScalar()) throw Error(where(tree, item, dotted) + ": expected a list of numbers");
+          joined += (joined.empty() ? "" : ",") + item.Scalar();
+        }
+        values[name] = parse_value(*key, joined, where(tree, kv.second, dotted));
+        continue;
       }
       if (!kv.second.IsScalar()) {
         throw Error(where(tree, kv.second, dotted) + ": expected " + describe_expected(*key) + ", got a " +
@@ -708,6 +732,14 @@ void resolve_plugin_section(const ConfigTree& tree, const PluginHost& host, cons
                   ": reset applies to a model started from model.weights (a new model's head is new anyway)");
     }
   }
+  if (section == "dataset") {
+    const YAML::Node classes = node.IsDefined() && node.IsMap() ? node["classes"] : YAML::Node();
+    rc.dataset_classes = parse_class_list(rc.dataset_classes_setting, where(tree, classes, "dataset.classes"));
+    // As the effective config writes it: "5,6,7", spaces removed.
+    std::string canonical;
+    for (std::int64_t c : rc.dataset_classes) canonical += (canonical.empty() ? "" : ",") + std::to_string(c);
+    rc.dataset_classes_setting = canonical;
+  }
   if (section == "cache") {
     if (rc.cache_dtype == "auto") {
       rc.cache_dtype = t.precision == "bf16" ? "bfloat16" : t.precision == "fp16" ? "float16" : "float32";
@@ -746,6 +778,27 @@ RunConfig resolve_config(const ConfigTree& tree, const PluginHost& host) {
   return rc;
 }
 
+namespace {
+// A row's current value as its default is written.
+std::string value_text(const HostKey& row, RunConfig& rc) {
+  std::string out;
+  std::visit(
+      [&](auto ref) {
+        const auto& v = ref(rc);
+        using T = std::decay_t<decltype(v)>;
+        if constexpr (std::is_same_v<T, std::string>) {
+          out = v;
+        } else if constexpr (std::is_same_v<T, bool>) {
+          out = v ? "true" : "false";
+        } else {
+          out = value_to_string(Value(static_cast<std::conditional_t<std::is_same_v<T, double>, double, std::int64_t>>(v)));
+        }
+      },
+      row.field);
+  return out;
+}
+}  // namespace
+
 std::string RunConfig::effective_yaml() const { return emit_yaml(true); }
 
 std::string RunConfig::identity_yaml() const { return emit_yaml(false); }
@@ -760,6 +813,7 @@ std::string RunConfig::emit_yaml(bool all_keys) const {
     e << YAML::Key << section << YAML::Value << YAML::BeginMap;
     for (const auto& row : rows) {
       if (!all_keys && !row.identity) continue;
+      if (!all_keys && row.identity_when_set && value_text(row, self) == row.key.default_value) continue;
       e << YAML::Key << row.key.name << YAML::Value;
       std::visit([&](auto ref) { e << ref(self); }, row.field);
     }

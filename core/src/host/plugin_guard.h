@@ -127,6 +127,12 @@ class DatasetGuard final : public Dataset {
   std::string describe() const override {
     return call(who_, "describe", [&] { return inner_->describe(); });
   }
+  std::vector<std::int64_t> labels(Split split) const override {
+    return call(who_, "labels", [&] { return inner_->labels(split); });
+  }
+  std::vector<std::string> class_names() const override {
+    return call(who_, "class_names", [&] { return inner_->class_names(); });
+  }
 
  private:
   std::shared_ptr<Dataset> inner_;

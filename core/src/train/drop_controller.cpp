@@ -3,13 +3,13 @@
 #include "learndrop/core/optimizer.h"
 
 #include <chrono>
-#include <future>
 #include <cstdio>
 #include <numeric>
 #include <tuple>
 
 #include <ATen/ATen.h>
 #include <ATen/TensorIndexing.h>
+#include <tbb/task_arena.h>
 #include <torch/nn/module.h>
 
 #include "learndrop/core/seeds.h"
@@ -259,8 +259,11 @@ at::Tensor DropController::compute_rows(FeatureCache& cache, std::size_t cut, st
   const std::int64_t views = settings_.views;
   const std::int64_t per_sample =
       std::accumulate(stage_flops_.begin(), stage_flops_.begin() + static_cast<std::ptrdiff_t>(cut), std::int64_t{0});
-  // Batches of build_batch positions of one view; the next batch's inputs
-  // are decoded on another thread while this one runs through the stages.
+  // Batches of build_batch positions of one view. Each batch is loaded in
+  // this thread, then run through the stages: loading the next one on
+  // another thread meanwhile made the forward pass twice as slow on 2 cores
+  // (the loader's TBB workers and LibTorch's OpenMP threads took turns),
+  // while loading took 2 % of a build (docs/results.md#builds-at-training-speed).
   struct Part {
     std::int64_t view, begin, end;
   };
@@ -268,25 +271,25 @@ at::Tensor DropController::compute_rows(FeatureCache& cache, std::size_t cut, st
   for (std::int64_t v = 0; v < views; ++v) {
     for (std::int64_t b = from; b < to; b += settings_.build_batch) parts.push_back({v, b, std::min(to, b + settings_.build_batch)});
   }
-  auto load = [this](const Part& part) {
+  tbb::task_arena loaders(std::max(1, settings_.loader_threads));
+  auto load = [&](const Part& part) {
     std::vector<std::int64_t> idx(static_cast<std::size_t>(part.end - part.begin));
     for (std::size_t k = 0; k < idx.size(); ++k) idx[k] = sample_of(part.begin + static_cast<std::int64_t>(k));
-    Batch b = settings_.feature_augment ? dataset_.get_untransformed(idx, part.view == 1)
-                                        : dataset_.get_batch(Split::kTrain, idx, view_seed(part.view));
+    Batch b = loaders.execute([&] {
+      return settings_.feature_augment ? dataset_.get_untransformed(idx, part.view == 1)
+                                       : dataset_.get_batch(Split::kTrain, idx, view_seed(part.view));
+    });
     if (b.images.dim() == 4) b.images = b.images.contiguous(at::MemoryFormat::ChannelsLast);
     return b;
   };
   std::vector<at::Tensor> labels;
-  std::future<Batch> next;
-  if (!parts.empty()) next = std::async(std::launch::async, load, parts[0]);
   at::NoGradGuard no_grad;
   // The frozen stages run where training runs and in its precision, so the
   // cached maps are what the prefix computed during training.
   AutocastGuard autocast(settings_.device, settings_.precision);
   for (std::size_t i = 0; i < parts.size(); ++i) {
     throw_if_interrupted();
-    Batch b = next.get();
-    if (i + 1 < parts.size()) next = std::async(std::launch::async, load, parts[i + 1]);
+    Batch b = load(parts[i]);
     const Part& part = parts[i];
     if (part.view == 0) labels.push_back(b.labels);
     at::Tensor x = b.images.to(settings_.device).to(at::kFloat);

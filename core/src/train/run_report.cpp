@@ -329,6 +329,8 @@ json RunReporter::summary(const RunTotals& t, double wall_seconds, double full_s
           {"test_samples", parts_.dataset->size(Split::kTest)},
           {"input_shape", parts_.dataset->sample_shape()},
           {"num_classes", parts_.dataset->num_classes()},
+          {"classes", cfg_.dataset_classes},
+          {"class_names", parts_.dataset->class_names()},
           {"num_stages", parts_.model->num_stages()},
           {"dropped_stages", parts_.controller->cut()},
           {"drops", drops_},

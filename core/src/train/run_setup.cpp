@@ -8,6 +8,7 @@
 #include <spdlog/spdlog.h>
 
 #include "learndrop/core/cache_plan.h"
+#include "learndrop/core/class_subset.h"
 #include "learndrop/core/distributed.h"
 #include "learndrop/core/plugin_host.h"
 #include "learndrop/core/seeds.h"
@@ -37,7 +38,7 @@ RunParts set_up_run(const RunConfig& cfg, const PluginHost& host, const RunOptio
   if (const std::string why = precision_refusal(p.device, p.precision); !why.empty()) throw Error(why);
   p.scaler = std::make_unique<GradScaler>(p.precision == Precision::kFp16);
 
-  p.dataset = host.create_dataset(cfg.dataset.plugin, cfg.dataset.options, dataset_context_from_environment(cfg.seed));
+  p.dataset = open_dataset(cfg, host);  // dataset.classes applied
   const std::vector<std::int64_t> shape = p.dataset->sample_shape();
   if (shape.size() != 3)
     throw Error("dataset '" + cfg.dataset.plugin + "' reports a sample shape that is not [C, H, W]");
@@ -132,6 +133,7 @@ RunParts set_up_run(const RunConfig& cfg, const PluginHost& host, const RunOptio
     std::vector<std::int64_t> order(static_cast<std::size_t>(p.n_train));
     std::iota(order.begin(), order.end(), std::int64_t{0});
     if (cfg.stream.order == "shuffle") order = epoch_order(p.n_train, mix_seed(cfg.seed, 0x73747265616dULL), 0);
+    if (cfg.stream.order == "classes") order = class_incremental_order(p.dataset->labels(Split::kTrain), cfg.seed);
     p.controller->set_stream(std::move(order));  // nothing has arrived yet
   }
   p.cost = std::make_unique<DropCost>(p.profile, shape, plan);

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <algorithm>
 #include <cstdlib>
 #include <string>
 #include <vector>
@@ -124,6 +125,28 @@ class LEARNDROP_VISIBLE Dataset {
 
   /// One line for logs, e.g. "Fashion-MNIST idx at /usr/share/... (60000/10000)".
   virtual std::string describe() const { return ""; }
+
+  /// The label of every sample of `split`, in index order. The host reads
+  /// them to keep a subset of the classes (`dataset.classes`) and to order a
+  /// class-incremental stream. This default reads them through get_batch,
+  /// which decodes every image once: a dataset that knows its labels
+  /// without decoding should override it.
+  virtual std::vector<std::int64_t> labels(Split split) const {
+    std::vector<std::int64_t> out;
+    const std::int64_t n = size(split);
+    for (std::int64_t begin = 0; begin < n; begin += 256) {
+      std::vector<std::int64_t> idx;
+      for (std::int64_t i = begin; i < std::min(n, begin + 256); ++i) idx.push_back(i);
+      const at::Tensor l = get_batch(split, idx, 0).labels.contiguous();
+      if (l.scalar_type() != at::kLong) throw Error("labels: get_batch returned labels that are not int64");
+      out.insert(out.end(), l.data_ptr<std::int64_t>(), l.data_ptr<std::int64_t>() + l.numel());
+    }
+    return out;
+  }
+
+  /// The name of each class, indexed by label ("airplane", ...); empty when
+  /// the dataset does not know them.
+  virtual std::vector<std::string> class_names() const { return {}; }
 };
 
 }  // namespace ld

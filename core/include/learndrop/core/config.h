@@ -57,7 +57,7 @@ struct TrainSettings {
 /// Data that arrive over time (the `stream` section; docs/online.md).
 struct StreamSettings {
   std::int64_t parts = 1;           ///< The training set arrives in this many equal parts.
-  std::string order = "shuffle";    ///< shuffle | dataset: which samples arrive in which part.
+  std::string order = "shuffle";    ///< shuffle | dataset | classes: which samples arrive in which part.
   std::int64_t epochs = 0;          ///< Epochs after each arrival (0 when parts is 1: train.epochs).
   std::string lr = "restart";       ///< restart | continue: the schedule per arrival or over the stream.
   bool enabled() const { return parts > 1; }
@@ -82,6 +82,8 @@ struct RunConfig {
   std::string model_weights;              ///< model.weights: trained weights to start from ("" = none).
   std::string model_head = "keep";        ///< model.head: keep | reset.
   std::string model_freeze = "0";         ///< model.freeze: stages frozen from the start ("all" or a number).
+  std::string dataset_classes_setting;    ///< dataset.classes as "5,6,7" ("" = every class).
+  std::vector<std::int64_t> dataset_classes;  ///< dataset.classes parsed (empty = every class).
   StreamSettings stream;
   bool policy_shadow = false;             ///< policy.shadow: consult and log, never drop.
   std::string drop_mode = "auto";         ///< policy.drop_mode: auto | cache | freeze.
