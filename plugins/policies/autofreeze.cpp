@@ -22,7 +22,6 @@ class AutoFreezePolicy : public ld::DropPolicy {
       : percentile_(percentile), period_(period), guards_(guards), previous_(ctx.num_stages, 0.0) {}
 
   std::int64_t period_steps() const override { return period_; }
-  bool wants_step_gradient_norms() const override { return true; }
 
   ld::Decision decide(const ld::PolicyInput& in) override {
     const std::size_t n = in.stages.size();

@@ -180,4 +180,14 @@ int export_run(core::PluginHost& host, const core::RunConfig& cfg, const ExportA
 /// `ldrop compare BASELINE RUN...`: a table of runs against a baseline run.
 int compare_runs(const std::string& baseline, const std::vector<std::string>& runs);
 
+/// ldrop policy replay RUN_DIR... (policy_cmd.cpp).
+struct ReplayArgs {
+  std::vector<std::string> runs;
+  std::string policy;              ///< "" = each run's own policy, with its options.
+  std::vector<std::string> sets;   ///< policy.KEY=VALUE for every setting.
+  std::vector<std::string> grid;   ///< policy.KEY=V1,V2,...: one setting per combination.
+  bool json = false;
+};
+int policy_replay(const core::PluginHost& host, const ReplayArgs& args);
+
 }  // namespace ld::cli

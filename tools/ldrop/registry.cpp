@@ -294,6 +294,25 @@ void add_data(CLI::App& app, std::vector<Command>& out) {
                  }});
 }
 
+void add_policy(CLI::App& app, std::vector<Command>& out) {
+  CLI::App* policy = app.add_subcommand("policy", "drop criteria on recorded runs");
+  policy->require_subcommand(1);
+  auto args = std::make_shared<ReplayArgs>();
+  CLI::App* replay = policy->add_subcommand(
+      "replay",
+      "feed a run's recorded evaluation points (stats.jsonl) to a policy, with the host's cost guard: where it would "
+      "first drop, and the predicted speedup (docs/replay.md)");
+  replay->add_option("runs", args->runs, "run folders (several: the mean and spread over them)")->required();
+  replay->add_option("--policy", args->policy, "policy plugin (default: the run's own, with its options)");
+  replay->add_option("--set", args->sets, "a policy key for every setting, e.g. --set policy.threshold=0.3");
+  replay->add_option("--grid", args->grid,
+                     "a policy key's values, one setting each, e.g. --grid policy.threshold=0.3,0.5,0.7 "
+                     "(repeatable: every combination)");
+  replay->add_flag("--json", args->json, "the results as JSON");
+  out.push_back({replay, with_plugins([](core::PluginHost&) { return kContinue; }),
+                 [args](core::PluginHost& host) { return policy_replay(host, *args); }});
+}
+
 void add_cache(CLI::App& app, std::vector<Command>& out) {
   CLI::App* cache = app.add_subcommand("cache", "plan feature caches");
   cache->require_subcommand(1);
@@ -387,6 +406,7 @@ std::vector<Command> register_commands(CLI::App& app) {
   add_model(app, commands);
   add_data(app, commands);
   add_cache(app, commands);
+  add_policy(app, commands);
   add_suite(app, commands);
   add_plugins(app, commands);
   return commands;

@@ -112,7 +112,8 @@ int suite_run(const core::PluginHost& host, const SuiteRunArgs& a) {
     }
     for (const auto& c : stage.compare) {
       std::printf("then for each run with a baseline%s: %s\n", in.c_str(),
-                  c == "freeze" ? "the baseline with its first K stages frozen from the start, K matched to the run's "
+                  c == "freeze_all" ? "the baseline with its first K stages frozen from the start, for every K"
+                  : c == "freeze" ? "the baseline with its first K stages frozen from the start, K matched to the run's "
                                   "time"
                                 : "the baseline with every stage frozen (a linear probe of the head)");
     }
@@ -282,6 +283,16 @@ int suite_run(const core::PluginHost& host, const SuiteRunArgs& a) {
         queue(budget, "budget");
       }
       for (const auto& c : stage.compare) {
+        if (c == "freeze_all") {
+          // The practitioner's every choice: K = 1 .. stages - 1, each once per baseline.
+          const auto n = s->second["stage_forward_flops"].size();
+          for (std::size_t k = 1; k + 1 <= n; ++k) {
+            core::SuiteRun other = core::freeze_run(*base->second, std::to_string(k));
+            db->set_compare(r.hash, version, "freeze" + std::to_string(k), other.hash);
+            queue(other, "freeze" + std::to_string(k));
+          }
+          continue;
+        }
         std::string stages = "all";
         if (c == "freeze") {
           stages = std::to_string(core::freeze_stages_for(ratio, s->second["stage_forward_flops"].get<std::vector<std::int64_t>>(),

@@ -434,7 +434,14 @@ const HostTable& host_table() {
         {ConfigKey("cost_guard", ValueType::kBool, "true",
                    "drop only when the predicted saving over the remaining schedule exceeds the drop's cost (cache "
                    "build, rows of later arrivals); the host's guard for every policy"),
-         field<&RunConfig::cost_guard>()}}},
+         field<&RunConfig::cost_guard>()},
+        {ConfigKey("probe_samples", ValueType::kInt, "0",
+                   "training samples whose features the host compares between evaluation points (linear CKA per "
+                   "stage: feature_similarity in stats.jsonl and PolicyInput); 0 = 128 when the policy asks for "
+                   "it, else none. Recording it in a full-training run lets `ldrop policy replay` judge criteria "
+                   "that read it")
+             .range(0, 4096),
+         field<&RunConfig::probe_samples>(), false}}},
       {"cache",
        {{ConfigKey("plugin", ValueType::kString, "ram", "feature-cache plugin"),
          field<&RunConfig::cache, &PluginChoice::plugin>()},

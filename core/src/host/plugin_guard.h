@@ -148,8 +148,8 @@ class Policy final : public DropPolicy {
   Decision decide(const PolicyInput& input) override {
     return call(who_, "decide", [&] { return inner_->decide(input); });
   }
-  bool wants_step_gradient_norms() const override {
-    return call(who_, "wants_step_gradient_norms", [&] { return inner_->wants_step_gradient_norms(); });
+  bool wants_feature_similarity() const override {
+    return call(who_, "wants_feature_similarity", [&] { return inner_->wants_feature_similarity(); });
   }
   bool has_state() const override {
     return call(who_, "has_state", [&] { return inner_->has_state(); });

@@ -266,13 +266,14 @@ void load_stage(const YAML::Node& root, const std::string& file, const std::stri
   }
   if (root["compare"].IsDefined()) {
     const YAML::Node& c = root["compare"];
-    if (!c.IsSequence()) throw Error(located(file, c, "compare") + ": expected a list of freeze, probe");
+    if (!c.IsSequence()) throw Error(located(file, c, "compare") + ": expected a list of freeze, freeze_all, probe");
     for (const auto& v : c) {
       const std::string what = scalar(v, located(file, v, "compare"));
-      if (what != "freeze" && what != "probe") {
+      if (what != "freeze" && what != "freeze_all" && what != "probe") {
         throw Error(located(file, v, "compare") + ": expected freeze (the first K stages frozen from the start, K "
-                    "matched to the run's time) or probe (the head alone), got '" + what + "'" +
-                    did_you_mean(what, {"freeze", "probe"}));
+                    "matched to the run's time), freeze_all (one run for every K from 1 to the stages less one) or "
+                    "probe (the head alone), got '" + what + "'" +
+                    did_you_mean(what, {"freeze", "freeze_all", "probe"}));
       }
       stage.compare.push_back(what);
     }

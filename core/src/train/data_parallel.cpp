@@ -113,7 +113,10 @@ void DataParallel::reduce_point(at::Tensor& loss_since_point) {
 
 Decision DataParallel::broadcast(Decision d) {
   if (!group_) return d;
-  d.cut = static_cast<std::size_t>(group_->broadcast({static_cast<std::int64_t>(d.cut)})[0]);
+  const std::vector<std::int64_t> got =
+      group_->broadcast({static_cast<std::int64_t>(d.cut), static_cast<std::int64_t>(d.mode)});
+  d.cut = static_cast<std::size_t>(got[0]);
+  d.mode = static_cast<DropModeHint>(got[1]);
   if (group_->rank() != 0) d.reason = "rank 0's decision";
   return d;
 }

@@ -3,15 +3,45 @@
 #include <numeric>
 
 #include "learndrop/core/text.h"
+#include "learndrop/error.h"
 
 namespace ld::core {
 
 DropCost::DropCost(const ModelProfile& profile, std::vector<std::int64_t> input_shape, const CachePlan& plan)
-    : profile_(profile), views_(plan.views), shifts_(plan.feature_augment && plan.shift_flip.max_shift > 0) {
+    : views_(plan.views), shifts_(plan.feature_augment && plan.shift_flip.max_shift > 0) {
+  profile_.stage_flops = profile.stage_flops;
+  profile_.head_flops = profile.head_flops;
   row_bytes_ = {0};  // index 0 unused: cut 0 reads the data
   for (const auto& out : profile.stage_output_shapes) row_bytes_.push_back(static_cast<double>(plan.row_bytes(out)));
   input_bytes_ = 4.0 * static_cast<double>(std::accumulate(input_shape.begin(), input_shape.end(), std::int64_t{1},
                                                            std::multiplies<std::int64_t>()));
+}
+
+nlohmann::json DropCost::to_json() const {
+  return {{"stage_flops", profile_.stage_flops}, {"head_flops", profile_.head_flops}, {"input_bytes", input_bytes_},
+          {"row_bytes", row_bytes_},           {"views", views_},                   {"shifts", shifts_}};
+}
+
+DropCost DropCost::from_json(const nlohmann::json& j) {
+  DropCost c;
+  for (const char* key : {"stage_flops", "head_flops", "input_bytes", "row_bytes", "views", "shifts"}) {
+    if (!j.contains(key)) throw Error(std::string("the cost model has no '") + key + "'");
+  }
+  try {
+    c.profile_.stage_flops = j.at("stage_flops").get<std::vector<std::int64_t>>();
+    c.profile_.head_flops = j.at("head_flops").get<std::int64_t>();
+    c.input_bytes_ = j.at("input_bytes").get<double>();
+    c.row_bytes_ = j.at("row_bytes").get<std::vector<double>>();
+    c.views_ = j.at("views").get<std::int64_t>();
+    c.shifts_ = j.at("shifts").get<bool>();
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(std::string("the cost model: a field has the wrong type (") + e.what() + ")");
+  }
+  if (c.row_bytes_.size() != c.profile_.stage_flops.size() + 1) {
+    throw Error("the cost model has " + std::to_string(c.row_bytes_.size()) + " row sizes for " +
+                std::to_string(c.profile_.stage_flops.size()) + " stages (expected one more)");
+  }
+  return c;
 }
 
 double DropCost::step_work(std::size_t cache_cut, std::size_t frozen) const {
@@ -44,6 +74,11 @@ DropCost::Prediction DropCost::predict(std::size_t cache_cut, std::size_t frozen
     p.saved = static_cast<double>(images_ahead) * (now - step_work(cache_cut, target));
   }
   return p;
+}
+
+std::string effective_drop_mode(const std::string& drop_mode, DropModeHint hint) {
+  if (drop_mode != "auto" || hint == DropModeHint::kAny) return drop_mode;
+  return hint == DropModeHint::kCache ? "cache" : "freeze";
 }
 
 DropPlan plan_drop(const DropCost& cost, const std::string& drop_mode, bool guard, std::size_t cache_cut,

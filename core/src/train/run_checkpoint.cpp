@@ -119,6 +119,7 @@ std::string Trainer::save_checkpoint(bool mid_epoch) {
   for (const auto& kv : p_.model->named_parameters()) c.tensors["model/" + kv.key()] = kv.value();
   for (const auto& kv : p_.model->named_buffers()) c.tensors["model/" + kv.key()] = kv.value();
   p_.tracker->save(c);
+  if (p_.probe) p_.probe->save(c);
   c.optimizer = p_.optimizer->save();
   if (p_.controller->cache() != nullptr) c.tensors["labels"] = p_.controller->train_labels();
   for (auto& [name, gen] : generators(p_.device)) {
@@ -177,6 +178,7 @@ void Trainer::restore(const Checkpoint& c) {
   }
   p_.optimizer->load(c.optimizer);
   p_.tracker->load(c);
+  if (p_.probe) p_.probe->load(c);
   PolicyState policy;
   for (const auto& name : m.at("policy").at("names")) {
     policy.values[name.get<std::string>()] = to_doubles(c.tensor("policy/" + name.get<std::string>()));

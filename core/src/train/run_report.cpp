@@ -64,15 +64,20 @@ void RunReporter::live(std::int64_t epoch, std::int64_t step, std::int64_t steps
 
 void RunReporter::evaluation_point(const PolicyInput& in, const std::vector<StageStats>& measured, const Decision& d,
                                    std::int64_t step, std::size_t cut, const std::size_t* shadow_cut,
-                                   const json* plan) {
+                                   const json* plan, const PointAhead& ahead) {
   json stages = json::array();
   for (const auto& st : measured) {
     json j = {{"name", st.name},
               {"dropped", st.dropped},
+              {"num_params", st.num_params},
               {"relative_change", st.relative_change},
               {"param_norm", st.param_norm},
-              {"grad_norm", st.grad_norm}};
-    if (parts_.policy->wants_step_gradient_norms()) j["mean_grad_norm"] = st.mean_grad_norm;
+              {"grad_norm", st.grad_norm},
+              {"mean_grad_norm", st.mean_grad_norm}};
+    if (st.feature_similarity >= 0) {
+      j["feature_similarity"] = st.feature_similarity;
+      j["feature_similarity_start"] = st.feature_similarity_start;
+    }
     stages.push_back(std::move(j));
   }
   // `lr`: the learning rate of the point's last step, as in PolicyInput.
@@ -93,8 +98,35 @@ void RunReporter::evaluation_point(const PolicyInput& in, const std::vector<Stag
     line["shadow"] = true;
     line["shadow_cut"] = *shadow_cut;
   }
+  // Every other field of the policy's input (with `stages` as measured,
+  // before shadow mode marks its own drops), and what the cost guard reads.
+  line["steps_since_point"] = in.steps_since_point;
+  line["samples"] = in.samples;
+  line["arrivals"] = in.arrivals;
+  line["last_drop_epoch"] = in.last_drop_epoch;
+  line["held_cut"] = in.held_cut;
+  line["held_reason"] = in.held_reason;
+  line["decision_mode"] = d.mode == DropModeHint::kAny ? "any" : d.mode == DropModeHint::kCache ? "cache" : "freeze";
+  line["images_ahead"] = ahead.images_ahead;
+  line["cached_samples"] = ahead.cached_samples;
+  line["arriving"] = ahead.arriving;
   if (plan != nullptr) line["drop_plan"] = *plan;
-  if (parts_.schedule->stream()) line["samples"] = in.samples;
+  if (in.eval_point == 1) {
+    // Once: what the policy was created with and what weighs its drops.
+    line["format"] = kStatsFormat;
+    line["context"] = {{"num_stages", parts_.model->num_stages()},
+                       {"steps_per_epoch", parts_.steps_per_epoch},
+                       {"epochs", cfg_.train.epochs},
+                       {"lr_warmup_epochs", cfg_.train.warmup_epochs},
+                       {"images_total", parts_.schedule->images_ahead(0, 0)}};
+    line["policy"] = {{"plugin", cfg_.policy.plugin},
+                      {"period", parts_.policy->period_steps()},
+                      {"shadow", cfg_.policy_shadow},
+                      {"drop_mode", cfg_.drop_mode},
+                      {"cost_guard", cfg_.cost_guard},
+                      {"freeze", parts_.freeze_stages}};
+    line["cost_model"] = parts_.cost->to_json();
+  }
   parts_.out->append_stats(line);
 }
 

@@ -129,16 +129,29 @@ RunParts set_up_run(const RunConfig& cfg, const PluginHost& host, const RunOptio
         return host.create_cache(cfg.cache.plugin, cfg.cache.options, cctx);
       },
       p.profile.stage_flops, p.profile.stage_output_shapes, drop);
+  // The feature probe's samples come from what the run has at its start.
+  std::vector<std::int64_t> probe_pool;
   if (cfg.stream.enabled()) {
     std::vector<std::int64_t> order(static_cast<std::size_t>(p.n_train));
     std::iota(order.begin(), order.end(), std::int64_t{0});
     if (cfg.stream.order == "shuffle") order = epoch_order(p.n_train, mix_seed(cfg.seed, 0x73747265616dULL), 0);
     if (cfg.stream.order == "classes") order = class_incremental_order(p.dataset->labels(Split::kTrain), cfg.seed);
+    probe_pool.assign(order.begin(), order.begin() + p.n_train / cfg.stream.parts);  // the first part
     p.controller->set_stream(std::move(order));  // nothing has arrived yet
   }
   p.cost = std::make_unique<DropCost>(p.profile, shape, plan);
   p.optimizer = std::make_unique<StagedOptimizer>(*p.model, cfg.train);
   p.tracker = std::make_unique<StageStatsTracker>(*p.model);
+  if (cfg.probe_samples > 0 || p.policy->wants_feature_similarity()) {
+    // A fixed set of training samples: of the first part in a stream (the
+    // only samples there at the start), else of the whole set.
+    std::vector<std::int64_t> pool =
+        cfg.stream.enabled() ? probe_pool : epoch_order(p.n_train, mix_seed(cfg.seed, 0x70726f6265ULL), 0);  // "probe"
+    const auto n = std::min<std::size_t>(cfg.probe_samples > 0 ? static_cast<std::size_t>(cfg.probe_samples) : 128,
+                                         pool.size());
+    pool.resize(n);
+    p.probe = std::make_unique<FeatureProbe>(*p.model, *p.dataset, pool, p.device, p.precision);
+  }
   p.feed = std::make_unique<BatchFeed>(p.controller->source(),
                                        FeedSettings{batch / world, cfg.prefetch, p.device});
   return p;

@@ -13,6 +13,7 @@
 #include "learndrop/core/config.h"
 #include "learndrop/core/device.h"
 #include "learndrop/core/drop_controller.h"
+#include "learndrop/core/feature_probe.h"
 #include "learndrop/core/flops.h"
 #include "learndrop/core/optimizer.h"
 #include "learndrop/core/run_output.h"
@@ -50,6 +51,8 @@ struct RunParts {
   std::unique_ptr<DropController> controller;
   std::unique_ptr<StagedOptimizer> optimizer;
   std::unique_ptr<StageStatsTracker> tracker;
+  /// The feature probe (policy.probe_samples, or a policy that wants feature similarity); null without.
+  std::unique_ptr<FeatureProbe> probe;
   std::unique_ptr<BatchFeed> feed;
   /// How the run caches and augments after a drop (what `ldrop cache plan` prints).
   CachePlan cache;

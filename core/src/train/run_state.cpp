@@ -89,6 +89,8 @@ void RunState::save(Checkpoint& c) const {
   m = json::object();
   for_each_int(*this, [&](const char* name, const std::int64_t& v) { m[name] = v; });
   m["shadow_cut"] = shadow_cut;
+  m["held_cut"] = held_cut;
+  m["held_reason"] = held_reason;
   m["evaluated"] = totals.evaluated;
   for_each_double(*this, [&](const char* name, const double& v) {
     c.tensors[std::string("state/") + name] = at::scalar_tensor(v, at::kDouble);
@@ -111,6 +113,8 @@ void RunState::load(const Checkpoint& c) {
   try {
     for_each_int(*this, [&](const char* name, std::int64_t& v) { v = field(name).get<std::int64_t>(); });
     shadow_cut = field("shadow_cut").get<std::size_t>();
+    held_cut = field("held_cut").get<std::size_t>();
+    held_reason = field("held_reason").get<std::string>();
     totals.evaluated = field("evaluated").get<bool>();
   } catch (const json::exception& e) {
     throw Error("checkpoint " + from + ": run_state: " + e.what());

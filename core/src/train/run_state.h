@@ -67,6 +67,10 @@ struct RunState {
   /// Epochs done when a drop the policy asked for was last applied (in
   /// shadow mode: would have been); -1 before the first (PolicyInput).
   double last_drop_epoch = -1;
+  /// The cut the host's cost guard held back at the last point (0: none)
+  /// and why: the next PolicyInput tells the policy.
+  std::size_t held_cut = 0;
+  std::string held_reason;
 
   // The current epoch.
   EpochTally tally;

@@ -23,7 +23,7 @@ void StageStatsTracker::save(Checkpoint& ckpt) const {
       ckpt.tensors["tracker/" + std::to_string(i) + "/" + std::to_string(j)] = snapshot_[i][j];
     }
   }
-  ckpt.tensors["tracker/grad_norm_sum"] = at::tensor(grad_norm_sum_, at::kDouble);
+  ckpt.tensors["tracker/grad_norm_sum"] = at::tensor(step_norm_totals(), at::kDouble);
   ckpt.meta["tracker_grad_steps"] = grad_steps_;
 }
 
@@ -41,32 +41,54 @@ void StageStatsTracker::load(const Checkpoint& ckpt) {
       snapshot_[i][j].copy_(ckpt.tensor(prefix + std::to_string(j)));
   }
   at::Tensor sums = ckpt.tensor("tracker/grad_norm_sum").to(at::kDouble).contiguous();
-  if (sums.numel() != static_cast<std::int64_t>(grad_norm_sum_.size())) {
+  if (sums.numel() != static_cast<std::int64_t>(step_norm_sums_.size())) {
     throw Error("checkpoint " + ckpt.from.string() + ": tracker/grad_norm_sum has " + std::to_string(sums.numel()) +
-                " values for " + std::to_string(grad_norm_sum_.size()) + " stages");
+                " values for " + std::to_string(step_norm_sums_.size()) + " stages");
   }
-  grad_norm_sum_.assign(sums.data_ptr<double>(), sums.data_ptr<double>() + sums.numel());
+  // The period's running sums go on on the parameters' device, as before the
+  // checkpoint: the same additions in the same order.
+  for (std::size_t i = 0; i < step_norm_sums_.size(); ++i) {
+    const at::Device device = model_.stage_module(i)->parameters().empty()
+                                  ? at::Device(at::kCPU)
+                                  : model_.stage_module(i)->parameters().front().device();
+    step_norm_sums_[i] = sums[static_cast<std::int64_t>(i)].clone().to(device);
+  }
   grad_steps_ = ckpt.meta.at("tracker_grad_steps").get<std::int64_t>();
 }
 
-StageStatsTracker::StageStatsTracker(StagedModel& model) : model_(model), grad_norm_sum_(model.num_stages(), 0.0) {
+StageStatsTracker::StageStatsTracker(StagedModel& model) : model_(model), step_norm_sums_(model.num_stages()) {
   for (std::size_t i = 0; i < model.num_stages(); ++i) snapshot_.push_back(copy_parameters(model, i));
 }
 
 void StageStatsTracker::add_step_gradients(std::size_t cut) {
   at::NoGradGuard no_grad;
+  // Reductions on the parameters' device, read once per evaluation point
+  // (measure): no synchronisation per step on a GPU.
   for (std::size_t i = cut; i < model_.num_stages(); ++i) {
-    double grad2 = 0;
+    at::Tensor grad2;
     for (const auto& p : model_.stage_module(i)->parameters()) {
-      if (p.grad().defined()) grad2 += p.grad().pow(2).sum().item<double>();
+      if (!p.grad().defined()) continue;
+      const at::Tensor g = p.grad().pow(2).sum().to(at::kDouble);
+      grad2 = grad2.defined() ? grad2 + g : g;
     }
-    grad_norm_sum_[i] += std::sqrt(grad2);
+    if (!grad2.defined()) continue;
+    at::Tensor& sum = step_norm_sums_[i];
+    sum = sum.defined() ? sum + grad2.sqrt() : grad2.sqrt();
   }
   ++grad_steps_;
 }
 
+std::vector<double> StageStatsTracker::step_norm_totals() const {
+  std::vector<double> out(step_norm_sums_.size(), 0.0);
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    if (step_norm_sums_[i].defined()) out[i] = step_norm_sums_[i].item<double>();
+  }
+  return out;
+}
+
 std::vector<StageStats> StageStatsTracker::measure(std::size_t cut) {
   at::NoGradGuard no_grad;
+  const std::vector<double> norm_sums = step_norm_totals();
   std::vector<StageStats> out;
   for (std::size_t i = 0; i < model_.num_stages(); ++i) {
     StageStats s;
@@ -88,14 +110,14 @@ std::vector<StageStats> StageStatsTracker::measure(std::size_t cut) {
     if (!s.dropped) {
       s.relative_change = prev2 > 0 ? std::sqrt(diff2 / prev2) : 0.0;
       s.grad_norm = std::sqrt(grad2);
-      s.mean_grad_norm = grad_steps_ > 0 ? grad_norm_sum_[i] / static_cast<double>(grad_steps_) : 0.0;
+      s.mean_grad_norm = grad_steps_ > 0 ? norm_sums[i] / static_cast<double>(grad_steps_) : 0.0;
       snapshot_[i] = copy_parameters(model_, i);
     } else {
       snapshot_[i].clear();
     }
     out.push_back(std::move(s));
   }
-  std::fill(grad_norm_sum_.begin(), grad_norm_sum_.end(), 0.0);
+  for (auto& t : step_norm_sums_) t = at::Tensor();
   grad_steps_ = 0;
   return out;
 }

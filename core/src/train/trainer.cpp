@@ -51,6 +51,7 @@ json Trainer::run() {
   if (resume_) {
     restore(*resume_);
   } else {
+    if (p_.probe) p_.probe->measure(nullptr);  // the reference: the model at step 0
     freeze_from_start();
   }
   for (; state_.epoch < cfg_.train.epochs; ++state_.epoch) {
@@ -174,7 +175,7 @@ void Trainer::train_step(const at::Tensor& x, const at::Tensor& y, Clock::time_p
   dp_.after_backward(state_.totals);
   // fp16 only: the parameter list is not gathered at every fp32/bf16 step.
   const bool finite = !p_.scaler->enabled() || p_.scaler->unscale(p_.optimizer->parameters());
-  if (p_.policy->wants_step_gradient_norms()) p_.tracker->add_step_gradients(cut);
+  p_.tracker->add_step_gradients(cut);
   if (finite) p_.optimizer->step();  // fp16: a step with inf/NaN gradients is skipped
   p_.scaler->update(finite);
   state_.lr_since_point += state_.last_lr;
@@ -264,12 +265,22 @@ void Trainer::evaluation_point() {
   in.samples = p_.schedule->samples_in(state_.epoch);
   in.arrivals = p_.schedule->stream() ? state_.arrivals : 1;
   in.last_drop_epoch = state_.last_drop_epoch;
+  in.held_cut = state_.held_cut;
+  in.held_reason = state_.held_reason;
   dp_.reduce_point(state_.loss_since_point);
   in.train_loss = state_.loss_since_point.item<double>() / static_cast<double>(state_.steps_since_point);
   in.lr = state_.last_lr;
   in.lr_sum = state_.lr_since_point;
   in.steps_since_point = state_.steps_since_point;
   in.stages = p_.tracker->measure(cut);
+  if (p_.probe) {
+    const bool training = p_.model->is_training();
+    p_.probe->measure(&in.stages);
+    if (training) {
+      p_.model->train();
+      p_.controller->keep_dropped_in_eval();
+    }
+  }
   state_.loss_since_point.zero_();
   state_.steps_since_point = 0;
   state_.lr_since_point = 0;
@@ -280,13 +291,19 @@ void Trainer::evaluation_point() {
     for (std::size_t i = 0; i < state_.shadow_cut; ++i) {
       in.stages[i].dropped = true;
       in.stages[i].relative_change = in.stages[i].grad_norm = in.stages[i].mean_grad_norm = 0;
+      // A frozen stage computes what it computed: its representation is unchanged.
+      if (in.stages[i].feature_similarity >= 0) in.stages[i].feature_similarity = 1;
     }
   }
   const Decision d = decide(in);
+  PointAhead ahead;
+  ahead.images_ahead = p_.schedule->images_ahead(state_.epoch, state_.step_in_epoch);
+  ahead.cached_samples = p_.controller->samples();
+  ahead.arriving = dp_.active() ? 0 : p_.schedule->arrivals_after(state_.epoch);
   if (cfg_.policy_shadow) {
     const std::size_t target = std::min(d.cut, p_.model->num_stages());
     const std::size_t after = std::max(state_.shadow_cut, target);
-    report_.evaluation_point(in, measured, d, state_.step, cut, &after, nullptr);
+    report_.evaluation_point(in, measured, d, state_.step, cut, &after, nullptr, ahead);
     if (target > state_.shadow_cut) {
       report_.shadow_drop(in.epoch, state_.step, state_.shadow_cut, target, d.reason);
       state_.shadow_cut = target;
@@ -294,8 +311,10 @@ void Trainer::evaluation_point() {
     }
     return;
   }
+  state_.held_cut = 0;
+  state_.held_reason.clear();
   const json plan = drop(d, in.epoch);
-  report_.evaluation_point(in, measured, d, state_.step, cut, nullptr, plan.is_null() ? nullptr : &plan);
+  report_.evaluation_point(in, measured, d, state_.step, cut, nullptr, plan.is_null() ? nullptr : &plan, ahead);
 }
 
 json Trainer::drop(const Decision& d, double epoch) {
@@ -313,8 +332,9 @@ json Trainer::drop(const Decision& d, double epoch) {
   // against what it costs. The same on every rank (no clock in it).
   const Schedule& schedule = *p_.schedule;
   const std::int64_t ahead = schedule.images_ahead(state_.epoch, state_.step_in_epoch);
-  const DropPlan plan = plan_drop(*p_.cost, cfg_.drop_mode, cfg_.cost_guard, cache_cut, frozen, target, ahead,
-                                  p_.controller->samples(), dp_.active() ? 0 : schedule.arrivals_after(state_.epoch));
+  const DropPlan plan = plan_drop(*p_.cost, effective_drop_mode(cfg_.drop_mode, d.mode), cfg_.cost_guard, cache_cut,
+                                  frozen, target, ahead, p_.controller->samples(),
+                                  dp_.active() ? 0 : schedule.arrivals_after(state_.epoch));
   json record = {{"target", target},
                  {"mode", to_string(plan.mode)},
                  {"drop", plan.drop},
@@ -333,6 +353,8 @@ json Trainer::drop(const Decision& d, double epoch) {
   }
   if (!plan.drop) {
     record["held"] = plan.held;
+    state_.held_cut = target;
+    state_.held_reason = plan.held;
     spdlog::debug("{}", plan.held);
     return record;
   }

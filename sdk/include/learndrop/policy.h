@@ -20,10 +20,21 @@ struct StageStats {
   /// (0 for a dropped stage).
   double relative_change = 0;
   double grad_norm = 0;  ///< ‖∇θ‖₂ of the last step (0 for a dropped stage).
-  /// Mean over the period's steps of each step's ‖∇θ‖₂; filled only for a
-  /// policy whose `wants_step_gradient_norms()` is true (0 otherwise), as it
-  /// costs a pass over the gradients at every step.
+  /// Mean over the period's steps of each step's ‖∇θ‖₂ (0 for a dropped
+  /// stage). The host measures it at every step for every policy.
   double mean_grad_norm = 0;
+  /// Linear CKA (centred kernel alignment, Kornblith et al. 2019) between the
+  /// stage's output on the host's probe batch now and at the previous
+  /// evaluation point: 1 when the stage computes the same representation up
+  /// to rotation and scale, lower as its function moves. -1 when not
+  /// measured: the host measures it when the policy's
+  /// `wants_feature_similarity()` is true or `policy.probe_samples` > 0. The
+  /// probe batch is a fixed set of training samples, without augmentation,
+  /// run through the model in eval mode.
+  double feature_similarity = -1;
+  /// The same against the model the run started from (its step 0): how far
+  /// fine-tuning has moved the stage's function from the trained weights.
+  double feature_similarity_start = -1;
 };
 
 /// Everything a drop policy sees at an evaluation point.
@@ -50,13 +61,24 @@ struct PolicyInput {
   /// the host held back (its cost guard) or stages frozen by model.freeze
   /// are not drops of the policy. DropGuards' cooldown counts from here.
   double last_drop_epoch = -1;
+  /// The host held back the cut this policy answered at the previous point
+  /// (`held_cut`, 0 when it did not) and why (`held_reason`): its cost guard
+  /// predicted that the drop would not pay.
+  std::size_t held_cut = 0;
+  std::string held_reason;
   std::vector<StageStats> stages;
 };
+
+/// How a policy would like a drop to be done (Decision::mode). The config's
+/// policy.drop_mode decides when it names a mode; with `auto` a policy's
+/// preference replaces the host's choice by its cost model.
+enum class DropModeHint { kAny, kCache, kFreeze };
 
 /// A policy's answer: how many leading stages may be dropped, and why.
 struct Decision {
   std::size_t cut = 0;
   std::string reason;
+  DropModeHint mode = DropModeHint::kAny;
 };
 
 /// What a policy plugin learns from the host when it is created.
@@ -106,9 +128,10 @@ class LEARNDROP_VISIBLE DropPolicy {
   /// Called at every evaluation point.
   virtual Decision decide(const PolicyInput& input) = 0;
 
-  /// Whether the host should fill StageStats::mean_grad_norm (a gradient-norm
-  /// pass at every step).
-  virtual bool wants_step_gradient_norms() const { return false; }
+  /// Whether the host should fill StageStats::feature_similarity and
+  /// feature_similarity_start (a forward pass of the probe batch at every
+  /// evaluation point).
+  virtual bool wants_feature_similarity() const { return false; }
 
   /// Whether this policy saves and restores its state (save_state and
   /// load_state). A policy that does not cannot be resumed from a checkpoint.

@@ -88,6 +88,7 @@ struct RunConfig {
   bool policy_shadow = false;             ///< policy.shadow: consult and log, never drop.
   std::string drop_mode = "auto";         ///< policy.drop_mode: auto | cache | freeze.
   bool cost_guard = true;                 ///< policy.cost_guard: drop only when it pays.
+  std::int64_t probe_samples = 0;         ///< policy.probe_samples: the feature probe's batch (0 = when asked).
   std::string cache_dtype;                ///< float32 | float16 | bfloat16 (auto resolved from train.precision)
   std::int64_t cache_views = 1;           ///< Augmented views cached per training sample (augment: views).
   std::string cache_augment = "auto";     ///< auto | feature | views

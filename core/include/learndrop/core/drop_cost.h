@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "learndrop/core/cache_plan.h"
 #include "learndrop/core/drop_controller.h"
 #include "learndrop/core/flops.h"
@@ -31,6 +33,14 @@ class DropCost {
   /// (a run's, or `ldrop model bench`'s): its row bytes at each cut, views per
   /// sample, and whether rows are shifted each epoch (one more copy).
   DropCost(const ModelProfile& profile, std::vector<std::int64_t> input_shape, const CachePlan& plan);
+  /// A model of no stages (from_json fills one).
+  DropCost() = default;
+
+  /// What the model needs, as plain numbers (stats.jsonl records it, so that
+  /// `ldrop policy replay` weighs drops exactly as the run did, without the
+  /// model or the data); from_json throws ld::Error naming a missing field.
+  nlohmann::json to_json() const;
+  static DropCost from_json(const nlohmann::json& j);
 
   /// Work of training one image with `cache_cut` stages cached and `frozen` frozen.
   double step_work(std::size_t cache_cut, std::size_t frozen) const;
@@ -51,7 +61,7 @@ class DropCost {
                      std::int64_t images_ahead, std::int64_t cached_samples, std::int64_t arriving) const;
 
  private:
-  const ModelProfile& profile_;
+  ModelProfile profile_;  // its FLOPs only: the output shapes are in row_bytes_
   double input_bytes_ = 0;
   std::vector<double> row_bytes_;
   std::int64_t views_ = 1;
@@ -66,6 +76,10 @@ struct DropPlan {
   std::vector<DropCost::Prediction> options;  ///< Every mode weighed.
   std::string held;  ///< Why the drop is held back ("" when it happens).
 };
+
+/// policy.drop_mode with the policy's preference: a mode the config names
+/// wins; with `auto` the policy's hint (cache or freeze) does.
+std::string effective_drop_mode(const std::string& drop_mode, DropModeHint hint);
 
 /// Weighs dropping to `target` in the modes `drop_mode` allows (auto: both,
 /// the larger net saving wins, a tie goes to kFreeze, which keeps the real

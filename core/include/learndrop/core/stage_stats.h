@@ -34,9 +34,12 @@ class StageStatsTracker {
   void load(const Checkpoint& ckpt);
 
  private:
+  /// Each stage's sum of its steps' gradient norms since the last point.
+  std::vector<double> step_norm_totals() const;
+
   StagedModel& model_;
   std::vector<std::vector<at::Tensor>> snapshot_;
-  std::vector<double> grad_norm_sum_;
+  std::vector<at::Tensor> step_norm_sums_;  ///< Per stage, since the last point (a double on the device).
   std::int64_t grad_steps_ = 0;
 };
 

@@ -1,0 +1,133 @@
+// Policy plugin `cka`: drops the leading stages whose representation has
+// stopped changing, measured the way EdgeOL (Li et al., 2024) decides which
+// layers of a pretrained model to freeze while fine-tuning: linear CKA of
+// each stage's output on a fixed probe batch between evaluation points
+// (StageStats::feature_similarity, computed by the host). Where a backbone
+// already fits the data, its early stages keep their function from the
+// first point on, although their parameters keep moving as much as any
+// other stage's: the parameter-change score cannot tell them apart, the
+// representation can (docs/policies/cka.md).
+
+#include <cstdio>
+
+#include "learndrop/drop_guards.h"
+#include "learndrop/sdk.h"
+
+namespace {
+
+struct CkaOptions {
+  std::int64_t period = 0;
+  double threshold = 0;
+  double start_threshold = 0;
+  std::int64_t patience = 0;
+  std::string prefer;
+};
+
+const ld::OptionTable<CkaOptions>& options_table() {
+  static const auto table =
+      ld::OptionTable<CkaOptions>()
+          .add(ld::ConfigKey("period", ld::ValueType::kInt, "0",
+                             "evaluation period in optimizer steps (0 = once per epoch)")
+                   .range(0, 1e9),
+               &CkaOptions::period)
+          .add(ld::ConfigKey("threshold", ld::ValueType::kFloat, "0.99",
+                             "a stage has settled when the CKA of its output between two evaluation points is at "
+                             "least this (1 = an unchanged representation)")
+                   .range(0, 1),
+               &CkaOptions::threshold)
+          .add(ld::ConfigKey("start_threshold", ld::ValueType::kFloat, "1",
+                             "a stage has also settled when the CKA of its output against the run's start is at "
+                             "least this (it kept the trained weights' function; 1 = off)")
+                   .range(0, 1),
+               &CkaOptions::start_threshold)
+          .add(ld::ConfigKey("patience", ld::ValueType::kInt, "1", "consecutive settled points before a stage may drop")
+                   .range(1, 1000),
+               &CkaOptions::patience)
+          .add(ld::ConfigKey("prefer", ld::ValueType::kString, "cache",
+                             "the drop mode asked of the host when policy.drop_mode is auto: cache (the prefix's "
+                             "output computed once; the host's cost guard still weighs it) | freeze | auto (the "
+                             "host's cost model picks)")
+                   .one_of({"cache", "freeze", "auto"}),
+               &CkaOptions::prefer)
+          // For trained weights: a drop may come at the first point, every
+          // stage but the last two may go, no stagger (docs/policies/cka.md).
+          .add_unbound(ld::drop_guard_keys("0", "2", "1", "0", "false"));
+  return table;
+}
+
+class CkaPolicy : public ld::DropPolicy {
+ public:
+  CkaPolicy(const CkaOptions& o, ld::DropGuards guards, const ld::PolicyContext& ctx)
+      : o_(o), guards_(guards), settled_for_(ctx.num_stages, 0) {}
+
+  std::int64_t period_steps() const override { return o_.period; }
+  bool wants_feature_similarity() const override { return true; }
+
+  ld::Decision decide(const ld::PolicyInput& in) override {
+    const std::size_t n = in.stages.size();
+    for (std::size_t i = 0; i < n && i < settled_for_.size(); ++i) {
+      const ld::StageStats& s = in.stages[i];
+      if (s.dropped) continue;
+      if (s.feature_similarity < 0) throw ld::Error("cka: the host measured no feature similarity");
+      const bool settled = s.feature_similarity >= o_.threshold || s.feature_similarity_start >= o_.start_threshold;
+      settled_for_[i] = settled ? settled_for_[i] + 1 : 0;
+    }
+    std::size_t wanted = in.cut;
+    while (wanted < n && settled_for_[wanted] >= o_.patience) ++wanted;
+    std::string held;
+    const std::size_t cut = guards_.clamp(in, wanted, &held);
+    ld::Decision d;
+    d.cut = cut;
+    d.mode = o_.prefer == "cache" ? ld::DropModeHint::kCache
+             : o_.prefer == "freeze" ? ld::DropModeHint::kFreeze
+                                     : ld::DropModeHint::kAny;
+    if (cut == in.cut) {
+      d.reason = wanted > in.cut ? "stages up to " + std::to_string(wanted) + " settled; held by " + held : "";
+      return d;
+    }
+    d.reason = "representation settled (CKA between points";
+    for (std::size_t i = in.cut; i < cut; ++i) {
+      char buf[64];
+      std::snprintf(buf, sizeof buf, " %s=%.4f", in.stages[i].name.c_str(), in.stages[i].feature_similarity);
+      d.reason += buf;
+    }
+    char tail[96];
+    std::snprintf(tail, sizeof tail, ", at least %.4f for %lld points)", o_.threshold,
+                  static_cast<long long>(o_.patience));
+    d.reason += tail;
+    if (cut < wanted) d.reason += " (" + held + " holds back the rest)";
+    return d;
+  }
+
+  bool has_state() const override { return true; }
+  ld::PolicyState save_state() const override {
+    ld::PolicyState s;
+    s.values["settled_for"].assign(settled_for_.begin(), settled_for_.end());
+    return s;
+  }
+  void load_state(const ld::PolicyState& state) override {
+    const auto& v = state.at("settled_for", static_cast<std::int64_t>(settled_for_.size()));
+    for (std::size_t i = 0; i < v.size(); ++i) settled_for_[i] = static_cast<std::int64_t>(v[i]);
+  }
+
+ private:
+  CkaOptions o_;
+  ld::DropGuards guards_;
+  std::vector<std::int64_t> settled_for_;
+};
+
+void register_plugins(ld::Registrar& r) {
+  ld::Manifest m;
+  m.kind = ld::PluginKind::kPolicy;
+  m.name = "cka";
+  m.version = "1.0.0";
+  m.description = "drops the leading stages whose representation (linear CKA on a probe batch) stopped changing";
+  m.keys = options_table().keys();
+  r.add_policy(m, [](const ld::Options& o, const ld::PolicyContext& ctx) {
+    return std::make_unique<CkaPolicy>(options_table().read(o), ld::DropGuards::from(o, ctx), ctx);
+  });
+}
+
+}  // namespace
+
+LEARNDROP_PLUGIN(register_plugins)
