@@ -218,8 +218,8 @@ TEST(CliPlugins, ListAsJsonHasEveryManifest) {
   }
   EXPECT_EQ(names, (std::set<std::string>{"model/vgg", "model/resnet", "dataset/mnist", "dataset/cifar10",
                                           "dataset/imagenette", "policy/none", "policy/learn-drop", "policy/fixed",
-                                          "policy/freezeout", "policy/autofreeze", "cache/ram", "cache/disk",
-                                          "cache/auto", "cache/device"}));
+                                          "policy/freezeout", "policy/autofreeze", "policy/cka", "cache/ram",
+                                          "cache/disk", "cache/auto", "cache/device"}));
 }
 
 TEST(CliPlugins, DescribeShowsKeysWithTypesAndDefaults) {

@@ -249,18 +249,32 @@ void apply_override(ConfigTree& tree, const std::string& assignment) {
   if (parts.size() != 2) {
     throw Error("--set " + assignment + ": expected SECTION.KEY=VALUE (e.g. train.epochs=3), got key '" + key + "'");
   }
-  YAML::Node value;
-  try {
-    value = YAML::Load(text);
-  } catch (const YAML::Exception& e) {
-    throw Error("--set " + assignment + ": invalid value: " + e.msg);
+  // The text is the value as written: a path such as "/runs/exp #2" keeps
+  // its " #2" (YAML would read a comment there and load another file). Only
+  // a list or mapping ("[5, 6]", "{...}") or a quoted string is YAML.
+  YAML::Node value(text);
+  const char first = text.empty() ? '\0' : text[0];
+  if (first == '[' || first == '{' || first == '"' || first == '\'') {
+    try {
+      value = YAML::Load(text);
+    } catch (const YAML::Exception& e) {
+      throw Error("--set " + assignment + ": invalid value: " + e.msg);
+    }
   }
-  if (text.empty()) value = YAML::Node(std::string());
-  YAML::Node section = tree.root[parts[0]];
+  set_value(tree, parts[0] + "." + parts[1], value, "--set " + assignment);
+}
+
+void set_value(ConfigTree& tree, const std::string& key, const YAML::Node& value, const std::string& origin) {
+  const auto dot = key.find('.');
+  if (dot == std::string::npos || dot == 0 || dot + 1 == key.size() || key.find('.', dot + 1) != std::string::npos) {
+    throw Error(origin + ": expected SECTION.KEY, got key '" + key + "'");
+  }
+  const std::string section_name = key.substr(0, dot), name = key.substr(dot + 1);
+  YAML::Node section = tree.root[section_name];
   if (section.IsDefined() && !section.IsNull() && !section.IsMap()) {
-    throw Error("--set " + assignment + ": section '" + parts[0] + "' is not a mapping");
+    throw Error(origin + ": section '" + section_name + "' is not a mapping");
   }
-  tree.root[parts[0]][parts[1]] = value;
+  tree.root[section_name][name] = value;
   tree.overrides.push_back(key);
 }
 

@@ -331,8 +331,18 @@ void load_stage(const YAML::Node& root, const std::string& file, const std::stri
     t.root = YAML::Clone(base.root);
     t.file = base.file;
     try {
-      for (const auto& [k, v] : fixed) apply_override(t, k + "=" + refer(k, v, labels, needs));
-      for (const auto& [k, v] : values) apply_override(t, k + "=" + refer(k, v, labels, needs));
+      // A reference becomes the run's folder, set as a value: never read
+      // as YAML, where a " #" in the suite's output path began a comment.
+      auto set = [&](const std::string& k, const std::string& v) {
+        const std::string resolved = refer(k, v, labels, needs);
+        if (resolved != v) {
+          set_value(t, k, YAML::Node(resolved), file + ": " + k);
+        } else {
+          apply_override(t, k + "=" + v);
+        }
+      };
+      for (const auto& [k, v] : fixed) set(k, v);
+      for (const auto& [k, v] : values) set(k, v);
       return resolve_config(t, host);
     } catch (const Error& e) {
       std::string which;

@@ -26,8 +26,13 @@ ConfigTree load_config(const std::string& file);
 /// Parses YAML text; `origin` names it in errors.
 ConfigTree parse_config(const std::string& text, const std::string& origin);
 
-/// Applies `KEY=VALUE` (KEY dotted, VALUE in YAML syntax) to the tree.
+/// Applies `KEY=VALUE` (KEY dotted) to the tree: VALUE as written, in YAML
+/// syntax only when it is a list, a mapping or a quoted string.
 void apply_override(ConfigTree& tree, const std::string& assignment);
+
+/// Sets SECTION.KEY to `value` as it is (no text parsed as YAML: a path
+/// stays the path); `origin` names the setting in errors.
+void set_value(ConfigTree& tree, const std::string& key, const YAML::Node& value, const std::string& origin);
 
 /// A plugin section: which plugin, and its validated options.
 struct PluginChoice {

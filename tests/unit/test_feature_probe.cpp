@@ -1,0 +1,114 @@
+// The feature probe's linear CKA and the `cka` policy that reads it.
+#include <gtest/gtest.h>
+
+#include <numeric>
+
+#include <ATen/ATen.h>
+
+#include "idx_fixture.h"
+#include "learndrop/core/feature_probe.h"
+#include "learndrop/registrar.h"
+#include "test_env.h"
+
+namespace ld::core {
+
+TEST(LinearCka, IsOneForTheSameRepresentationUpToRotationAndScaleAndLowForAnUnrelatedOne) {
+  at::manual_seed(3);
+  const at::Tensor x = at::randn({96, 24}, at::kDouble);
+  const at::Tensor q = std::get<0>(at::linalg_qr(at::randn({24, 24}, at::kDouble)));  // orthogonal
+  const at::Tensor k = centred_gram(x);
+  EXPECT_NEAR(linear_cka(k, k), 1.0, 1e-12);
+  EXPECT_NEAR(linear_cka(k, centred_gram(3.0 * x)), 1.0, 1e-12);
+  EXPECT_NEAR(linear_cka(k, centred_gram(at::mm(x, q))), 1.0, 1e-9);
+  EXPECT_NEAR(linear_cka(k, centred_gram(x + 5.0)), 1.0, 1e-9) << "centring: a shift of every sample";
+  const double unrelated = linear_cka(k, centred_gram(at::randn({96, 24}, at::kDouble)));
+  EXPECT_LT(unrelated, 0.4);
+  EXPECT_GT(unrelated, 0.0);
+  // Half of the features kept: in between.
+  const at::Tensor half = at::cat({x.narrow(1, 0, 12), at::randn({96, 12}, at::kDouble)}, 1);
+  const double between = linear_cka(k, centred_gram(half));
+  EXPECT_GT(between, unrelated);
+  EXPECT_LT(between, 0.95);
+  // A constant output: nothing to compare, the same as itself.
+  const at::Tensor zero = centred_gram(at::ones({96, 4}, at::kDouble));
+  EXPECT_EQ(linear_cka(zero, zero), 1.0);
+  EXPECT_EQ(linear_cka(zero, k), 0.0);
+}
+
+TEST(FeatureProbe, AnUnchangedStageReadsOneAndAChangeShowsFromItsStageOn) {
+  test::TempDir data;
+  test::write_idx_fixture(data.str());
+  auto host = test::builtin_host();
+  auto dataset = host->create_dataset(
+      "mnist", test::plugin_options(*host, PluginKind::kDataset, "mnist", {{"root", data.str()}}), DatasetContext{});
+  auto model = host->create_model(
+      "vgg",
+      test::plugin_options(*host, PluginKind::kModel, "vgg",
+                           {{"variant", "vgg11_bn"}, {"width", "0.0625"}, {"classifier", "compact"}}),
+      ModelContext::of(dataset->sample_shape(), dataset->num_classes()));
+  std::vector<std::int64_t> samples(32);
+  std::iota(samples.begin(), samples.end(), 0);
+  FeatureProbe probe(*model, *dataset, samples, at::Device(at::kCPU), Precision::kFp32);
+  EXPECT_EQ(probe.samples(), 32);
+  probe.measure(nullptr);
+  std::vector<StageStats> stages(model->num_stages());
+  probe.measure(&stages);
+  for (const auto& s : stages) {
+    EXPECT_NEAR(s.feature_similarity, 1.0, 1e-12);
+    EXPECT_NEAR(s.feature_similarity_start, 1.0, 1e-12);
+  }
+  // Stage 3's weights change: stages 0-2 keep their representation.
+  {
+    at::NoGradGuard no_grad;
+    for (auto& p : model->stage_module(3)->parameters()) p.add_(at::randn_like(p));
+  }
+  probe.measure(&stages);
+  for (std::size_t i = 0; i < 3; ++i) EXPECT_NEAR(stages[i].feature_similarity, 1.0, 1e-12) << i;
+  EXPECT_LT(stages[3].feature_similarity, 0.999);
+  EXPECT_LT(stages[3].feature_similarity_start, 0.999);
+  // Against the previous point it is unchanged again; against the start not.
+  probe.measure(&stages);
+  EXPECT_NEAR(stages[3].feature_similarity, 1.0, 1e-12);
+  EXPECT_LT(stages[3].feature_similarity_start, 0.999);
+}
+
+TEST(CkaPolicy, DropsTheSettledPrefixAsksForACacheAndKeepsTheLastStages) {
+  auto host = test::builtin_host();
+  PolicyContext ctx;
+  ctx.num_stages = 6;
+  ctx.steps_per_epoch = 10;
+  ctx.epochs = 10;
+  auto p = host->create_policy("cka", test::plugin_options(*host, PluginKind::kPolicy, "cka", {{"patience", "2"}}), ctx);
+  EXPECT_TRUE(p->wants_feature_similarity());
+  auto point = [&](std::int64_t k, const std::vector<double>& sim) {
+    PolicyInput in;
+    in.eval_point = k;
+    in.epoch = static_cast<double>(k);
+    for (std::size_t i = 0; i < sim.size(); ++i) {
+      StageStats s;
+      s.name = "s" + std::to_string(i);
+      s.feature_similarity = sim[i];
+      s.feature_similarity_start = sim[i];
+      in.stages.push_back(s);
+    }
+    return p->decide(in);
+  };
+  // Stages 0-4 settled (>= 0.99), stage 2 not at the first point: patience 2.
+  EXPECT_EQ(point(1, {0.999, 0.995, 0.95, 0.999, 0.999, 0.999}).cut, 0u);
+  Decision d = point(2, {0.999, 0.995, 0.992, 0.999, 0.999, 0.999});
+  EXPECT_EQ(d.cut, 2u) << "stage 2 has settled for one point only";
+  d = point(3, {0.999, 0.995, 0.992, 0.999, 0.999, 0.999});
+  EXPECT_EQ(d.cut, 4u) << "keep_stages 2 holds back the last two";
+  EXPECT_EQ(d.mode, DropModeHint::kCache);
+  EXPECT_NE(d.reason.find("keep_stages/max_fraction holds back the rest"), std::string::npos) << d.reason;
+  // Its state round-trips.
+  auto q = host->create_policy("cka", test::plugin_options(*host, PluginKind::kPolicy, "cka", {{"patience", "2"}}), ctx);
+  q->load_state(p->save_state());
+  EXPECT_EQ(q->save_state().values, p->save_state().values);
+  // Without a measurement it says so.
+  PolicyInput bare;
+  bare.stages.resize(6);
+  EXPECT_NE(test::error_of([&] { p->decide(bare); }).find("no feature similarity"), std::string::npos);
+}
+
+}  // namespace ld::core
