@@ -109,6 +109,16 @@ class AutoCache : public ld::FeatureCache {
     } else if (dynamic_cast<RamCache*>(impl_.get()) != nullptr && need > budget_) {
       return false;
     }
+    if (dynamic_cast<DiskCache*>(impl_.get()) != nullptr) {
+      // A full disk: the host copies the rows into a new cache, which begin()
+      // keeps in RAM when they fit, as when the disk fails at the start.
+      try {
+        return impl_->grow(count);
+      } catch (const StorageError& e) {
+        spdlog::warn("cache auto: {}; moving the cache to a new one", e.what());
+        return false;
+      }
+    }
     return impl_->grow(count);
   }
   at::Tensor get(const std::vector<std::int64_t>& rows) override { return impl_->get(rows); }

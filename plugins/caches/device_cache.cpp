@@ -31,7 +31,8 @@ void DeviceCache::begin(const ld::CacheLayout& layout) {
 }
 
 bool DeviceCache::grow(std::int64_t count) {
-  ledger_.grow(count);  // checks the contract first
+  ledger_.check_grow(count);  // the contract first
+  // Allocated before anything changes: a failed allocation leaves the cache as it was.
   if (count > capacity_) {
     const std::int64_t capacity = std::max(count, capacity_ + capacity_ / 2);
     at::Tensor bigger = allocate(capacity);
@@ -39,6 +40,7 @@ bool DeviceCache::grow(std::int64_t count) {
     buffer_ = std::move(bigger);
     capacity_ = capacity;
   }
+  ledger_.grow(count);
   layout_.count = count;
   return true;
 }

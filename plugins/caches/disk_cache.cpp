@@ -165,7 +165,7 @@ void DiskCache::io_error(const std::string& what, int err) const {
   std::string reason = std::strerror(err);
   if (err == ENOSPC) reason = "no space left on the device of " + dir_.string();
   if (err == EFBIG) reason = "file size limit exceeded (ulimit -f)";
-  throw ld::Error("cache disk: " + what + " " + path_.string() + ": " + reason);
+  throw StorageError("cache disk: " + what + " " + path_.string() + ": " + reason);
 }
 
 void DiskCache::remove_stale_files() const {
@@ -303,17 +303,35 @@ bool DiskCache::grow(std::int64_t count) {
     throw ld::Error("cache disk: grow to " + std::to_string(count) + " rows, but it holds " + std::to_string(old) +
                     " (a cache does not shrink)");
   }
+  // The space first, on the complete file under its own name: when the disk
+  // is full the file is cut back and stays as it was (it was deleted).
+  const ld::CacheLayout before = layout_;
+  const std::int64_t old_bytes = file_bytes_;
+  ld::CacheLayout layout = layout_;
+  layout.count = count;
+  set_layout(layout);
+  const std::int64_t more = file_bytes_ - old_bytes;
+  int err = ::posix_fallocate(fd_, 0, file_bytes_);
+  if (err == EOPNOTSUPP || err == EINVAL) err = ::ftruncate(fd_, file_bytes_) == 0 ? 0 : errno;
+  if (err != 0) {
+    [[maybe_unused]] const int cut = ::ftruncate(fd_, old_bytes);
+    set_layout(before);
+    io_error("cannot reserve " + bytes_text(static_cast<double>(more)) + " for " + std::to_string(count - old) +
+                 " more rows of the cut-" + std::to_string(layout.cut) + " cache (it keeps its " +
+                 std::to_string(old) + " rows)",
+             err);
+  }
   // Incomplete again until finish: the temporary name, and a header that says so.
   const fs::path tmp = dir_ / ("." + stem(layout_) + std::to_string(::getpid()) + ".tmp");
   std::error_code ec;
   fs::rename(path_, tmp, ec);
-  if (ec) throw ld::Error("cache disk: cannot rename " + path_.string() + " to grow it: " + ec.message());
+  if (ec) {
+    [[maybe_unused]] const int cut = ::ftruncate(fd_, old_bytes);
+    set_layout(before);
+    throw StorageError("cache disk: cannot rename " + path_.string() + " to grow it: " + ec.message());
+  }
   path_ = tmp;
   complete_ = false;
-  ld::CacheLayout layout = layout_;
-  layout.count = count;
-  set_layout(layout);
-  reserve(std::to_string(count - old) + " more rows of the cut-" + std::to_string(layout.cut) + " cache");
   write_header(false);
   crc_.resize(static_cast<std::size_t>(count), 0);
   ledger_.grow(count);

@@ -21,6 +21,12 @@ struct DiskOptions {
 /// read with pwrite/pread in parallel (TBB); readers read `prefetch` batches
 /// ahead. The file is written under a temporary name, renamed when complete,
 /// and removed when the cache is destroyed.
+/// An I/O failure of the disk cache (a full disk, a file size limit), as
+/// against a broken contract: cache auto moves the rows to another tier on it.
+struct StorageError : ld::Error {
+  using ld::Error::Error;
+};
+
 class DiskCache : public ld::FeatureCache {
  public:
   DiskCache(DiskOptions options, const ld::CacheContext& ctx);

@@ -43,7 +43,8 @@ void RamCache::begin(const ld::CacheLayout& layout) {
 }
 
 bool RamCache::grow(std::int64_t count) {
-  ledger_.grow(count);  // checks the contract first
+  ledger_.check_grow(count);  // the contract first
+  // Allocated before anything changes: a failed allocation leaves the cache as it was.
   if (count > capacity_) {
     const std::int64_t capacity = std::max(count, capacity_ + capacity_ / 2);
     at::Tensor bigger = allocate(layout_, capacity);
@@ -51,6 +52,7 @@ bool RamCache::grow(std::int64_t count) {
     buffer_ = std::move(bigger);
     capacity_ = capacity;
   }
+  ledger_.grow(count);
   layout_.count = count;
   return true;
 }

@@ -100,6 +100,8 @@ TEST_F(Distributed, TwoGlooRanksMatchOneRankAndDropTogetherOnDisjointShards) {
   ASSERT_EQ(s2r1["drops"].size(), 1u);
   EXPECT_EQ(s2["drops"][0]["step"], s1["drops"][0]["step"]);
   EXPECT_EQ(s2r1["drops"][0]["step"], s2["drops"][0]["step"]);
+  // With the default cost guard, the mode rank 0 planned (issue 31, defect 4).
+  EXPECT_EQ(s2r1["drops"][0]["mode"], s2["drops"][0]["mode"]);
   EXPECT_EQ(s2["world_size"], 2);
   EXPECT_EQ(s2["dist_backend"], "gloo");
   EXPECT_EQ(s1["world_size"], 1);
@@ -245,6 +247,13 @@ TEST_F(Distributed, BadSettingsAreRefusedNamingTheValue) {
   r = ld::test::run_ldrop("run --resume " + (dir_.path() / "x").string() + " --nproc 2");
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.output.find("--nproc with --resume"), std::string::npos) << r.output;
+  // Issue 31, defect 10: refused by every rank after they were spawned.
+  r = run("stream", "--nproc 2 --set stream.parts=2 --set stream.epochs=1 --set train.epochs=2");
+  EXPECT_EQ(r.code, 2) << r.output;
+  EXPECT_NE(r.output.find("--nproc 2 with stream.parts 2: data-parallel runs of a stream are not built"),
+            std::string::npos)
+      << r.output;
+  EXPECT_EQ(r.output.find("rank"), std::string::npos) << "no rank was started: " << r.output;
 }
 
 }  // namespace

@@ -242,6 +242,27 @@ TEST_F(Resume, EveryBuiltInPolicyOptimizerAndAugmentationResumesBitIdentical) {
   }
 }
 
+// Issue 31, defect 6: a resume reloaded model.weights although the checkpoint
+// holds every tensor, so a fine-tune could not resume once its source moved.
+// From weights the default policy is cka, whose state resumes as well.
+TEST_F(Resume, AFineTuneResumesFromItsCheckpointAloneAfterItsSourceMoved) {
+  const fs::path source = dir_.path() / "pretrained", moved = dir_.path() / "pretrained-moved";
+  Result r = ld::test::run_ldrop(
+      "run " + config_ + " --quiet --out " + source.string() + " --set policy.plugin=none --set train.epochs=2");
+  ASSERT_EQ(r.code, 0) << r.output;
+  const std::string sets = " --quiet --set model.weights=" + source.string() + " --set train.epochs=4";
+  const fs::path full = dir_.path() / "finetune-full", part = dir_.path() / "finetune-resumed";
+  r = ld::test::run_ldrop("run " + config_ + " --out " + full.string() + sets);
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_EQ(json::parse(slurp(full / "summary.json"))["policy"], "cka");
+  r = ld::test::run_ldrop("run " + config_ + " --out " + part.string() + sets, "LEARNDROP_TEST_SIGTERM_AT_STEP=20 ");
+  ASSERT_EQ(r.code, 143) << r.output;
+  fs::rename(source, moved);
+  r = ld::test::run_ldrop("run --resume " + part.string() + " --quiet");
+  ASSERT_EQ(r.code, 0) << r.output;
+  expect_identical(full, part);
+}
+
 TEST_F(Resume, AStreamResumesBitIdenticalBetweenArrivalsDropsAndAddedRows) {
   // 4 parts of 64 samples, 2 epochs after each (steps 1-4 part 1, 5-12
   // part 2, 13-24 part 3, 25-40 part 4); cut 2 at step 12, after which part
@@ -333,6 +354,11 @@ TEST_F(Resume, AStatelessPolicyAndAChangedConfigAreRefused) {
                               " --quiet --set policy.plugin=scripted --set policy.cuts=0,2 --set policy.period=3",
                           env() + "LEARNDROP_TEST_SIGTERM_AT_STEP=9 ");
   ASSERT_EQ(r.code, 143) << r.output;
+  // Issue 31, defect 10: said at the start, not only when the resume fails.
+  EXPECT_NE(r.output.find("policy 'scripted' does not save its state (DropPolicy::has_state() is false): the "
+                          "checkpoints this run writes cannot be resumed"),
+            std::string::npos)
+      << r.output;
   r = ld::test::run_ldrop("run --resume " + out.string(), env());
   EXPECT_EQ(r.code, 1) << r.output;
   EXPECT_NE(r.output.find("policy 'scripted' does not save its state (DropPolicy::has_state() is false)"),

@@ -6,9 +6,12 @@
 
 #include <fstream>
 
+#include <unistd.h>
+
 #include <nlohmann/json.hpp>
 
 #include "idx_fixture.h"
+#include "learndrop/core/files.h"
 #include "learndrop/core/results_db.h"
 #include "learndrop/core/suite.h"
 #include "test_env.h"
@@ -178,6 +181,56 @@ TEST_F(Suites, InterruptedSuiteContinuesWithoutRepeatingFinishedRuns) {
   }
   EXPECT_EQ(finished.size(), 3u);
   for (const auto& [hash, n] : finished) EXPECT_EQ(n, 1) << hash;
+}
+
+// Issue 31, defect 1: a second `suite run` of the same output removed the
+// folders of the runs the first was training and started them again.
+TEST_F(Suites, ASecondSuiteProcessOnTheSameOutputIsRefusedAndTheFirstFinishes) {
+  const std::string file = write_suite("set: {train.epochs: 12}\nmatrix:\n  experiment.seed: [1, 2]\n");
+  const std::string out = (dir_.path() / "out").string();
+  std::string o = shell(std::string(LDROP_EXE) + " suite run " + file + " > " + dir_.str() + "/first.log 2>&1 & " +
+                        "pid=$!; for i in $(seq 1200); do ls " + out +
+                        "/runs/*/.lock > /dev/null 2>&1 && break; sleep 0.05; done; " + LDROP_EXE + " suite run " +
+                        file + "; echo second=$?; wait $pid; echo first=$?");
+  EXPECT_NE(o.find("second=1"), std::string::npos) << o;
+  EXPECT_NE(o.find("suite output " + out + " is in use by another 'ldrop suite run' (process "), std::string::npos)
+      << o;
+  EXPECT_NE(o.find("first=0"), std::string::npos) << o << shell("cat " + dir_.str() + "/first.log");
+  ResultsDb db(out + "/results.db");
+  std::map<std::string, int> records;
+  for (const auto& r : db.runs()) {
+    EXPECT_EQ(r.status, "finished") << r.label;
+    ++records[r.config_hash];
+  }
+  EXPECT_EQ(records.size(), 2u);
+  for (const auto& [hash, n] : records) EXPECT_EQ(n, 1) << hash << ": started twice";
+  EXPECT_FALSE(fs::exists(out + "/.suite.lock")) << "released and removed at the end";
+}
+
+// Issue 31, defect 1: a run folder some process still trains in (the child
+// of a suite that died) is skipped, never removed.
+TEST_F(Suites, ARunFolderInUseIsLeftAloneAndTheSuiteSaysSo) {
+  const std::string file = write_suite("matrix:\n  experiment.seed: [1]\n");
+  Suite suite = load_suite(file, *host_);
+  const fs::path folder = run_folder(suite, suite.runs[0]);
+  fs::create_directories(folder);
+  std::ofstream(folder / "config.yaml") << "theirs";
+  {
+    auto held = FileLock::try_take(folder / ".lock");
+    ASSERT_TRUE(held);
+    test::LdropResult r = test::run_ldrop("suite run " + file);
+    EXPECT_EQ(r.code, 1) << r.output;
+    EXPECT_NE(r.output.find("[in use] 1: its folder " + folder.string() + " is in use by another run (process " +
+                            std::to_string(::getpid()) + "@"),
+              std::string::npos)
+        << r.output;
+    EXPECT_NE(r.output.find("(1 in use by another run)"), std::string::npos) << r.output;
+    EXPECT_EQ(read_file(folder / "config.yaml"), "theirs") << "the folder was touched";
+  }
+  test::LdropResult r = test::run_ldrop("suite run " + file);  // released: runs
+  EXPECT_EQ(r.code, 0) << r.output;
+  EXPECT_TRUE(fs::exists(folder / "summary.json"));
+  EXPECT_FALSE(fs::exists(folder / ".lock")) << "a finished run leaves no lock file";
 }
 
 TEST_F(Suites, ARunStoppedWithACheckpointIsResumedNotRestarted) {

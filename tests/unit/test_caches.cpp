@@ -11,6 +11,7 @@
 #include <ATen/ATen.h>
 
 #include "learndrop/core/interrupt.h"
+#include "learndrop/memory.h"
 #include "learndrop/registrar.h"
 #include "learndrop/row_ledger.h"
 #include "learndrop/testing/cache_helpers.h"
@@ -158,6 +159,41 @@ TEST(DiskCache, FileSizeLimitIsAClearErrorAndLeavesNoFile) {
   EXPECT_EQ(fallback->bytes(), 1000 * 256 * 4);
 }
 
+// Issue 31, defect 5: a growth the disk could not hold deleted the complete
+// cache file; auto exited instead of keeping the rows in RAM.
+TEST(DiskCache, AGrowthTheDiskCannotHoldLeavesTheCacheIntactAndAutoMovesIt) {
+  install_interrupt_handlers();  // ignores SIGXFSZ, as ldrop does
+  test::TempDir dir;
+  const at::Tensor rows = at::randn({8, 256});
+  auto disk = make("disk", dir.str());
+  auto on_disk = make("auto", dir.str(), {{"ram_budget", "16"}});  // 8 KiB > 16 B: auto on disk
+  fill(*disk, rows);
+  fill(*on_disk, rows);
+  struct rlimit old {};
+  ASSERT_EQ(getrlimit(RLIMIT_FSIZE, &old), 0);
+  struct rlimit small = old;
+  small.rlim_cur = 64 * 1024;
+  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &small), 0);
+  const std::string e = error_of([&] { disk->grow(1000); });  // ~1 MiB
+  bool moved = true;
+  const std::string auto_error = error_of([&] { moved = !on_disk->grow(1000); });
+  setrlimit(RLIMIT_FSIZE, &old);
+  EXPECT_NE(e.find("cannot reserve 995.88 KiB for 992 more rows of the cut-1 cache (it keeps its 8 rows)"),
+            std::string::npos)
+      << e;
+  EXPECT_NE(e.find("file size limit exceeded"), std::string::npos) << e;
+  EXPECT_TRUE(at::equal(disk->get({0, 7}), rows.index_select(0, at::tensor(std::vector<std::int64_t>{0, 7}))))
+      << "the rows it had are still there";
+  EXPECT_EQ(auto_error, "(no error)");
+  EXPECT_TRUE(moved) << "auto answers 'copy me into a new cache' (which begin() keeps in RAM when it fits)";
+  EXPECT_TRUE(at::equal(on_disk->get({3}), rows.narrow(0, 3, 1)));
+  // And growth works once there is room.
+  EXPECT_TRUE(disk->grow(9));
+  disk->put({8}, rows.narrow(0, 0, 1));
+  disk->finish();
+  EXPECT_TRUE(at::equal(disk->get({8}), rows.narrow(0, 0, 1)));
+}
+
 TEST(DiskCache, UnwritableFolderIsNamed) {
   test::TempDir dir;
   std::ofstream(dir.path() / "a-file") << "x";
@@ -273,4 +309,17 @@ TEST(RowLedger, ARefusedPutMarksNoRowAndFinishNeedsEveryRow) {
   EXPECT_EQ(ledger.count(), 6);
   EXPECT_NO_THROW(ledger.check(5));
   EXPECT_ANY_THROW(ledger.check(6));
+}
+
+// Issue 31, defect 10: parse_size("1e30TB") converted 1e42 to int64
+// (undefined behaviour).
+TEST(ParseSize, UnitsAreReadAndASizeBeyondAnyMemoryIsRefused) {
+  EXPECT_EQ(ld::parse_size("cache.ram_budget", "512MiB"), 512LL << 20);
+  EXPECT_EQ(ld::parse_size("cache.ram_budget", "2.5GB"), 2500000000LL);
+  EXPECT_EQ(ld::parse_size("cache.ram_budget", "1024"), 1024);
+  EXPECT_NE(ld::test::error_of([] { ld::parse_size("cache.ram_budget", "1e30TB"); })
+                .find("cache.ram_budget: '1e30TB' is larger than any memory"),
+            std::string::npos);
+  EXPECT_NE(ld::test::error_of([] { ld::parse_size("cache.ram_budget", "4 GiBs"); }).find("unknown unit 'GiBs'"),
+            std::string::npos);
 }

@@ -53,12 +53,21 @@ TEST(RunOutput, AFolderInUseIsRefusedNamingTheProcess) {
   {
     RunOutput first(dir.path());
     const std::string e = test::error_of([&] { RunOutput second(dir.path()); });
+    char host[256] = {};
+    ASSERT_EQ(::gethostname(host, sizeof host - 1), 0);
     EXPECT_NE(e.find("run folder " + dir.str() + " is in use by another run (process " + std::to_string(::getpid()) +
-                     ")"),
+                     "@" + host + ")"),
               std::string::npos)
         << e;
+    EXPECT_TRUE(std::filesystem::exists(dir.path() / ".lock"));
   }
+  // Issue 31, defect 10: a finished run left its .lock behind, and the
+  // half-written checkpoint of a run that died stayed forever.
+  std::filesystem::create_directories(dir.path() / ".checkpoint.tmp-99999999");
+  std::ofstream(dir.path() / ".checkpoint.tmp-99999999" / "tensors.pt") << "partial";
+  EXPECT_FALSE(std::filesystem::exists(dir.path() / ".lock"));
   RunOutput again(dir.path());  // released with the first
+  EXPECT_FALSE(std::filesystem::exists(dir.path() / ".checkpoint.tmp-99999999"));
 }
 
 // Issue 22: a new run in a folder removed the old run's checkpoints but left

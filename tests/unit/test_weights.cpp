@@ -4,6 +4,8 @@
 // folders, head resets and the errors for missing, garbage or foreign files.
 #include <gtest/gtest.h>
 
+#include <limits>
+
 #include <cstdlib>
 #include <fstream>
 
@@ -165,6 +167,23 @@ TEST(ModelWeights, AHeadForAnotherClassCountIsRefusedUnlessReset) {
     EXPECT_TRUE(p.value().equal(head_copy.at(p.key()))) << "head " << p.key() << " was loaded";
   }
   EXPECT_EQ(fresh->head_module()->named_parameters()["fc.weight"].size(0), 4);
+}
+
+// Issue 31, defect 3: a fine-tune from a diverged run's weights was accepted.
+TEST(ModelWeights, NonFiniteWeightsAreRefusedNamingTheTensor) {
+  test::TempDir dir;
+  auto trained = tiny_resnet(10);
+  {
+    at::NoGradGuard no_grad;
+    trained->parameters()[0].view(-1)[3] = std::numeric_limits<float>::quiet_NaN();
+  }
+  const std::string first = trained->named_parameters().begin()->key();
+  const std::string run = save_run(dir, *trained);
+  auto model = tiny_resnet(10);
+  const std::string error = test::error_of([&] { load_start_weights(*model, run, false); });
+  EXPECT_NE(error.find("'" + first + "' holds non-finite values (NaN or inf): the run that saved it diverged"),
+            std::string::npos)
+      << error;
 }
 
 TEST(ModelWeights, AMissingOrGarbageFileIsNamedFirst) {

@@ -140,6 +140,11 @@ struct RunArgs {
     if (resume.empty()) {
       if (file.empty()) throw Error("run: a config file is needed (or --resume RUN_DIR)");
       cfg = prepare(host, file, sets);
+      // Before any rank is spawned (it was refused by each rank).
+      if (nproc > 1 && cfg.stream.enabled()) {
+        throw Error("--nproc " + std::to_string(nproc) + " with stream.parts " + std::to_string(cfg.stream.parts) +
+                    ": data-parallel runs of a stream are not built (run it in one process)");
+      }
       return kContinue;
     }
     const fs::path saved = fs::path(resume) / "config.yaml";
@@ -203,6 +208,15 @@ void add_run(CLI::App& app, std::vector<Command>& out) {
                  [checked](core::PluginHost&) {
                    std::cout << checked->cfg.effective_yaml();
                    std::printf("# config hash %s\n", checked->cfg.hash().c_str());
+                   return 0;
+                 }});
+}
+
+void add_keys(CLI::App& app, std::vector<Command>& out) {
+  CLI::App* sub = app.add_subcommand(
+      "keys", "the host's config keys as a Markdown table (docs/config.md holds it; plugins' keys: plugins describe)");
+  out.push_back({sub, [](core::PluginHost&) { return kContinue; }, [](core::PluginHost&) {
+                   std::cout << core::host_keys_markdown();
                    return 0;
                  }});
 }
@@ -409,6 +423,7 @@ std::vector<Command> register_commands(CLI::App& app) {
   add_policy(app, commands);
   add_suite(app, commands);
   add_plugins(app, commands);
+  add_keys(app, commands);
   return commands;
 }
 

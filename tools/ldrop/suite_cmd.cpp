@@ -87,6 +87,19 @@ int suite_run(const core::PluginHost& host, const SuiteRunArgs& a) {
   const std::string version = code_version();
   const fs::path db_path = suite.output / "results.db";
   std::unique_ptr<core::ResultsDb> db;
+  // One suite process per output: a second one (a rerun, or another suite
+  // writing there) would start the runs this one is training again, in the
+  // same folders (issue 31, defect 1).
+  std::unique_ptr<core::FileLock> suite_lock;
+  if (!a.dry_run) {
+    fs::create_directories(suite.output);
+    std::string holder;
+    suite_lock = core::FileLock::try_take(suite.output / ".suite.lock", &holder);
+    if (!suite_lock) {
+      throw Error("suite output " + suite.output.string() + " is in use by another 'ldrop suite run' (process " +
+                  holder + "); wait for it to end, or give this suite another output");
+    }
+  }
   if (!a.dry_run || fs::exists(db_path)) {
     fs::create_directories(suite.output);
     db = std::make_unique<core::ResultsDb>(db_path);
@@ -134,7 +147,7 @@ int suite_run(const core::PluginHost& host, const SuiteRunArgs& a) {
   std::vector<core::SuiteRun> runs = suite.runs;  // budget-matched baselines are appended once their pairs finished
   std::vector<std::string> roles(runs.size());
   std::vector<bool> failed_run(runs.size(), false);
-  std::size_t next = 0, finished = 0, failed = 0, total_to_run = suite.runs.size() - skipped, started = 0;
+  std::size_t next = 0, finished = 0, failed = 0, total_to_run = suite.runs.size() - skipped, started = 0, in_use = 0;
   bool stop_launching = false;
   const auto suite_start = std::chrono::steady_clock::now();
 
@@ -144,6 +157,21 @@ int suite_run(const core::PluginHost& host, const SuiteRunArgs& a) {
     const std::string name = out_dir.filename().string();
     const fs::path config = suite.output / "configs" / (name + ".yaml");
     const fs::path log = suite.output / "logs" / (name + ".log");
+    // A folder a process still trains in (the child of a suite that died, a
+    // run started by hand) is left alone: its lock is taken before anything
+    // in it is removed, and released just before the child takes it.
+    std::unique_ptr<core::FileLock> run_lock;
+    if (fs::exists(out_dir)) {
+      std::string holder;
+      run_lock = core::FileLock::try_take(out_dir / ".lock", &holder);
+      if (!run_lock) {
+        ++in_use;
+        std::printf("[in use] %s: its folder %s is in use by another run (process %s); not started\n",
+                    r.label.c_str(), out_dir.string().c_str(), holder.c_str());
+        std::fflush(stdout);
+        return;
+      }
+    }
     core::atomic_write(config, r.effective_yaml);
     std::error_code ec;
     // A run an interrupted suite left: resumed from its checkpoint when it
@@ -170,6 +198,7 @@ int suite_run(const core::PluginHost& host, const SuiteRunArgs& a) {
     std::printf("[%zu/%zu] %s: %s (log %s)\n", started, total_to_run, r.label.c_str(),
                 resume ? "resumed from its checkpoint" : "started", log.string().c_str());
     std::fflush(stdout);
+    run_lock.reset();
     pid_t pid = fork();
     if (pid < 0) throw Error(std::string("suite: cannot start a run: ") + std::strerror(errno));
     if (pid == 0) {
@@ -371,10 +400,12 @@ int suite_run(const core::PluginHost& host, const SuiteRunArgs& a) {
   sigaction(SIGINT, &old_int, nullptr);
   sigaction(SIGTERM, &old_term, nullptr);
   const double minutes = std::chrono::duration<double>(std::chrono::steady_clock::now() - suite_start).count() / 60.0;
-  std::printf("suite %s: %zu finished, %zu failed, %zu skipped, %zu not started, in %.1f min; database %s\n",
-              suite.name.c_str(), finished, failed, skipped, total_to_run - started, minutes, db_path.string().c_str());
+  std::printf("suite %s: %zu finished, %zu failed, %zu skipped, %zu not started%s, in %.1f min; database %s\n",
+              suite.name.c_str(), finished, failed, skipped, total_to_run - started,
+              in_use ? (" (" + std::to_string(in_use) + " in use by another run)").c_str() : "", minutes,
+              db_path.string().c_str());
   if (g_stop) return 128 + g_stop;
-  return failed ? 1 : 0;
+  return failed || in_use ? 1 : 0;
 }
 
 }  // namespace ld::cli

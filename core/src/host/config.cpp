@@ -1,7 +1,10 @@
 #include "learndrop/core/config.h"
 
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <regex>
 #include <thread>
@@ -25,7 +28,9 @@ namespace {
 
 const std::vector<std::string> kSections = {"experiment", "runtime", "model",  "dataset", "train",
                                             "stream",     "policy",  "cache", "plugins"};
-const std::vector<std::string> kPluginSections = {"model", "dataset", "policy", "cache"};
+const std::vector<std::string> kPluginSections = {"model", "dataset", "policy", "cache"};  // model before policy
+const char* const kPolicyWithWeights = "cka";
+constexpr std::size_t kMaxConfigBytes = std::size_t{1} << 20;
 
 PluginKind kind_of(const std::string& section) {
   if (section == "model") return PluginKind::kModel;
@@ -69,7 +74,7 @@ int thread_count(const ConfigTree& tree, const std::string& key, const std::stri
   }
   if (used == 0 || used != setting.size() || n < 1 || n > 1024) {
     throw Error(where(tree, tree.root["runtime"][key], "runtime." + key) +
-                ": expected 'auto' or a thread count in [1, 1024], got '" + setting + "'");
+                ": expected 'auto' or a thread count in [1, 1024], got '" + clipped(setting) + "'");
   }
   return n;
 }
@@ -89,7 +94,7 @@ std::string value_to_string(const Value& value) {
 
 Value parse_value(const ConfigKey& key, const std::string& text, const std::string& where_text) {
   auto fail = [&](const std::string& got) -> Error {
-    return Error(where_text + ": expected " + describe_expected(key) + ", got " + got);
+    return Error(where_text + ": expected " + describe_expected(key) + ", got " + clipped(got));
   };
   Value v;
   switch (key.type) {
@@ -130,7 +135,7 @@ Value parse_value(const ConfigKey& key, const std::string& text, const std::stri
     }
     case ValueType::kString:
       if (!key.choices.empty() && std::find(key.choices.begin(), key.choices.end(), text) == key.choices.end()) {
-        throw Error(where_text + ": expected one of " + quoted_list(key.choices) + ", got '" + text + "'" +
+        throw Error(where_text + ": expected one of " + quoted_list(key.choices) + ", got '" + clipped(text) + "'" +
                     did_you_mean(text, key.choices));
       }
       v = text;
@@ -202,7 +207,13 @@ ConfigTree parse_config(const std::string& text, const std::string& origin) {
   ConfigTree tree;
   tree.file = origin;
   try {
-    tree.root = YAML::Load(text);
+    // One document: a second one after '---' was ignored in silence.
+    std::vector<YAML::Node> documents = YAML::LoadAll(text);
+    if (documents.size() > 1) {
+      throw Error(origin + ": holds " + std::to_string(documents.size()) +
+                  " YAML documents (separated by '---'); a config is one document");
+    }
+    tree.root = documents.empty() ? YAML::Node() : documents.front();
   } catch (const YAML::DeepRecursion& e) {
     // yaml-cpp's message for this is "bad file".
     throw Error(origin + ":" + std::to_string(e.mark.line + 1) + ": invalid YAML: nested more than " +
@@ -223,9 +234,19 @@ ConfigTree load_config(const std::string& file) {
   // e.g. a name too long for the file system (found by tools/fuzz.sh, suite target)
   if (ec) throw Error(file + ": cannot read the config file: " + ec.message());
   if (fs::is_directory(status)) throw Error(file + ": is a folder, not a config file");
-  // read_file names the file and the reason when reading fails; special files
-  // such as /dev/stdin are read like regular ones.
-  return parse_config(read_file(file), file);
+  // Special files such as /dev/stdin are read like regular ones, but never
+  // past kMaxConfigBytes (/dev/zero would take all memory).
+  std::ifstream in(file, std::ios::binary);
+  if (!in) throw Error(file + ": cannot read the config file: " + std::strerror(errno));
+  std::string text(kMaxConfigBytes + 1, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  text.resize(static_cast<std::size_t>(in.gcount()));
+  if (text.size() > kMaxConfigBytes) {
+    throw Error(file + ": larger than " + std::to_string(kMaxConfigBytes >> 20) +
+                " MiB; a config is a few KiB of YAML (is it the right file?)");
+  }
+  if (in.bad()) throw Error(file + ": cannot read the config file: " + std::strerror(errno));
+  return parse_config(text, file);
 }
 
 void apply_override(ConfigTree& tree, const std::string& assignment) {
@@ -433,7 +454,9 @@ const HostTable& host_table() {
              .one_of({"restart", "continue"}),
          field<&RunConfig::stream, &StreamSettings::lr>()}}},
       {"policy",
-       {{ConfigKey("plugin", ValueType::kString, "learn-drop", "drop policy plugin (none = full training)"),
+       {{ConfigKey("plugin", ValueType::kString, "learn-drop",
+                   "drop policy plugin (none = full training); the default is cka when model.weights is set "
+                   "(docs/policies/cka.md: the change score does not see a fitting backbone's stages settle)"),
          field<&RunConfig::policy, &PluginChoice::plugin>()},
         {ConfigKey("shadow", ValueType::kBool, "false",
                    "consult the policy as if its drops happened, log them (stats.jsonl, summary.json) but drop "
@@ -530,6 +553,37 @@ const std::vector<ConfigKey>& host_section_keys(const std::string& section) {
   auto it = keys.find(section);
   if (it == keys.end()) throw Error("no config section named '" + section + "'");
   return it->second;
+}
+
+std::string host_keys_markdown() {
+  auto cell = [](std::string text) {
+    for (std::size_t i = 0; (i = text.find('|', i)) != std::string::npos; i += 2) text.insert(i, "\\");
+    return text;
+  };
+  auto number = [](const ConfigKey& k, double v) {
+    return value_to_string(k.type == ValueType::kInt ? Value(static_cast<std::int64_t>(v)) : Value(v));
+  };
+  std::string out = "| key | type | default | meaning |\n| --- | --- | --- | --- |\n";
+  for (const auto& section : kSections) {
+    const auto& table = host_table();
+    if (std::none_of(table.begin(), table.end(), [&](const auto& t) { return t.first == section; })) {
+      continue;  // plugins: its one key is read apart
+    }
+    for (const auto& k : host_section_keys(section)) {
+      std::string type = to_string(k.type);
+      if (!k.choices.empty()) {
+        type.clear();
+        for (const auto& c : k.choices) type += (type.empty() ? "" : ", ") + c;
+      } else if (k.min && k.max && *k.max < 1e15) {
+        type += " " + number(k, *k.min) + ".." + number(k, *k.max);
+      } else if (k.min) {
+        type += " >= " + number(k, *k.min);
+      }
+      out += "| `" + section + "." + k.name + "` | " + cell(type) + " | " +
+             (k.default_value.empty() ? std::string("\"\"") : cell(k.default_value)) + " | " + cell(k.meaning) + " |\n";
+    }
+  }
+  return out;
 }
 
 namespace {
@@ -630,7 +684,7 @@ void resolve_experiment(const ConfigTree& tree, RunConfig& rc) {
   if (!std::regex_match(rc.name, safe_name)) {
     throw Error(where(tree, tree.root["experiment"]["name"], "experiment.name") +
                 ": expected a name of letters, digits, '_', '.', '+' or '-' (not starting with '.' or '-', at most "
-                "128 characters; it names the run folder runs/<name>-<hash>), got '" + rc.name + "'");
+                "128 characters; it names the run folder runs/<name>-<hash>), got '" + clipped(rc.name) + "'");
   }
 
 }
@@ -644,7 +698,7 @@ void resolve_runtime(const ConfigTree& tree, RunConfig& rc) {
   rc.loader_threads = thread_count(tree, "loader_threads", rc.loader_threads_setting, rc.threads);
   if (!is_device_setting(rc.device)) {
     throw Error(where(tree, tree.root["runtime"]["device"], "runtime.device") +
-                ": expected auto, cpu, cuda or cuda:N, got '" + rc.device + "'");
+                ": expected auto, cpu, cuda or cuda:N, got '" + clipped(rc.device) + "'");
   }
   if (rc.sync_batchnorm) {
     throw Error(where(tree, tree.root["runtime"]["sync_batchnorm"], "runtime.sync_batchnorm") +
@@ -702,7 +756,14 @@ void resolve_plugin_section(const ConfigTree& tree, const PluginHost& host, cons
                             RunConfig& rc) {
   const TrainSettings& t = rc.train;
   YAML::Node node = tree.root[section];
-  const auto& host_keys = host_section_keys(section);
+  std::vector<ConfigKey> host_keys = host_section_keys(section);
+  // From trained weights the default criterion is the one that sees their
+  // stages keep their function (issue 29, docs/transfer.md).
+  if (section == "policy" && !rc.model_weights.empty()) {
+    for (auto& k : host_keys) {
+      if (k.name == "plugin") k.default_value = kPolicyWithWeights;
+    }
+  }
   std::vector<std::string> plugin_keys;
   if (node.IsDefined() && node.IsMap()) {
     for (const auto& kv : node) {
@@ -746,7 +807,7 @@ void resolve_plugin_section(const ConfigTree& tree, const PluginHost& host, cons
     static const std::regex count("all|0|[1-9][0-9]{0,5}");
     if (!std::regex_match(rc.model_freeze, count)) {
       throw Error(where(tree, node["freeze"], "model.freeze") +
-                  ": expected a number of stages or 'all', got '" + rc.model_freeze + "'");
+                  ": expected a number of stages or 'all', got '" + clipped(rc.model_freeze) + "'");
     }
     if (rc.model_head == "reset" && rc.model_weights.empty()) {
       throw Error(where(tree, node["head"], "model.head") +

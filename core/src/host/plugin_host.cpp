@@ -12,6 +12,7 @@
 #include <boost/dll/runtime_symbol_info.hpp>
 #include <boost/dll/shared_library.hpp>
 
+#include "learndrop/core/config.h"
 #include "learndrop/core/text.h"
 #include "learndrop/plugin.h"
 #include "plugin_guard.h"
@@ -278,6 +279,16 @@ void PluginHost::load_library(const fs::path& file) {
   std::vector<Registered> added = registrar.take();
   for (std::size_t i = 0; i < added.size(); ++i) {
     const Manifest& m = added[i].info.manifest;
+    // A key the host reads in the plugin's section never reaches the plugin.
+    const std::string section = to_string(m.kind);
+    for (const auto& key : m.keys) {
+      for (const auto& host_key : host_section_keys(section)) {
+        if (key.name != host_key.name) continue;
+        throw Error("plugin library " + path + ": " + section + " '" + m.name + "' declares key '" + key.name +
+                    "', which is the host's " + section + "." + key.name + " (" + host_key.meaning +
+                    "): the plugin would never see its value; rename the plugin's key");
+      }
+    }
     for (const auto& existing : impl_->plugins) {
       if (existing.info.manifest.kind == m.kind && existing.info.manifest.name == m.name) {
         throw Error("plugin library " + path + " registers " + to_string(m.kind) + " '" + m.name + "', which " +

@@ -62,6 +62,11 @@ std::string scaled(double value, double base, const char* const* units, int coun
 
 std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
 
+std::string clipped(const std::string& text) {
+  if (text.size() <= 80) return text;
+  return text.substr(0, 60) + "... (" + std::to_string(text.size()) + " characters)";
+}
+
 std::string format_flops(double flops) {
   static const char* const units[] = {"", "K", "M", "G", "T", "P"};
   return scaled(flops, 1000.0, units, 6, "FLOP");

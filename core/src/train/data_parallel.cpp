@@ -121,6 +121,24 @@ Decision DataParallel::broadcast(Decision d) {
   return d;
 }
 
+DropPlan DataParallel::agree(DropPlan plan) {
+  if (!group_) return plan;
+  const std::vector<std::int64_t> got =
+      group_->broadcast({plan.drop ? 1 : 0, static_cast<std::int64_t>(plan.mode)});
+  if (group_->rank() == 0) return plan;
+  const bool drop = got[0] != 0;
+  const auto mode = static_cast<DropMode>(got[1]);
+  if (drop != plan.drop || mode != plan.mode) {
+    plan.drop = drop;
+    plan.mode = mode;
+    for (const auto& o : plan.options) {
+      if (o.mode == mode) plan.chosen = o;
+    }
+    plan.held = drop ? "" : "rank 0's cost guard held the drop";
+  }
+  return plan;
+}
+
 void DataParallel::shard_before_first_drop(std::int64_t epoch, std::size_t cut) {
   if (!group_ || p_.controller->cache_cut() != 0 || std::min(cut, p_.model->num_stages()) == 0) return;
   p_.feed->stop();  // its order becomes shard positions below

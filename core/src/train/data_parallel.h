@@ -57,6 +57,10 @@ class DataParallel {
   void reduce_point(at::Tensor& loss_since_point);
   /// Rank 0's decision on every rank.
   Decision broadcast(Decision d);
+  /// Rank 0's drop plan on every rank: each rank weighs the drop with its
+  /// own shard size (they differ by a row), so near the cost guard's margin
+  /// one rank would cache, another freeze or hold (issue 31, defect 4).
+  DropPlan agree(DropPlan plan);
 
   /// Before a data-parallel run's first cached drop to `cut` > 0: each rank's cache
   /// shard becomes the samples of its part of this epoch's batches (and of

@@ -4,9 +4,6 @@
 #include <cstring>
 #include <sstream>
 
-#include <fcntl.h>
-#include <sys/file.h>
-#include <unistd.h>
 
 #include <spdlog/spdlog.h>
 #include <torch/serialize.h>
@@ -41,6 +38,14 @@ RunOutput::RunOutput(fs::path dir, const Resume* resume) : dir_(std::move(dir)) 
     throw Error("cannot create run folder " + dir_.string() + ": " + (ec ? ec.message() : "not a folder"));
   }
   lock();
+  // The folder is this process's now: a checkpoint being written by a run
+  // that died (.checkpoint.tmp-PID) is nobody's.
+  for (const auto& e : fs::directory_iterator(dir_, ec)) {
+    if (e.path().filename().string().rfind(".checkpoint.tmp-", 0) == 0) {
+      std::error_code rm;
+      fs::remove_all(e.path(), rm);
+    }
+  }
   // Stale files of an earlier run in the same folder would mix with this one.
   for (const char* name : {"summary.json", "model.pt"}) fs::remove(dir_ / name, ec);
   if (resume) {
@@ -65,33 +70,17 @@ RunOutput::RunOutput(fs::path dir, const Resume* resume) : dir_(std::move(dir)) 
 
 RunOutput::Resume RunOutput::sizes() const { return written_; }
 
-RunOutput::~RunOutput() {
-  if (lock_fd_ >= 0) ::close(lock_fd_);  // releases the lock
-}
+RunOutput::~RunOutput() = default;  // lock_ releases the folder and removes .lock
 
 void RunOutput::lock() {
   // Two runs writing one folder replaced each other's files in silence: the
   // folder is locked while a run owns it (flock: released when the process
   // ends, however it ends).
-  const fs::path path = dir_ / ".lock";
-  lock_fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (lock_fd_ < 0) throw Error("cannot lock run folder " + dir_.string() + ": " + std::strerror(errno));
-  if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
-    const int err = errno;
-    char buf[32] = {};
-    const ssize_t n = ::pread(lock_fd_, buf, sizeof buf - 1, 0);
-    ::close(lock_fd_);
-    lock_fd_ = -1;
-    if (err == EWOULDBLOCK) {
-      const std::string pid = n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string("?");
-      throw Error("run folder " + dir_.string() + " is in use by another run (process " +
-                  pid.substr(0, pid.find('\n')) + "); wait for it to end, or choose another --out");
-    }
-    throw Error("cannot lock run folder " + dir_.string() + ": " + std::strerror(err));
-  }
-  const std::string pid = std::to_string(::getpid()) + "\n";
-  if (::ftruncate(lock_fd_, 0) == 0) {
-    [[maybe_unused]] const ssize_t w = ::pwrite(lock_fd_, pid.data(), pid.size(), 0);
+  std::string holder;
+  lock_ = FileLock::try_take(dir_ / ".lock", &holder);
+  if (!lock_) {
+    throw Error("run folder " + dir_.string() + " is in use by another run (process " + holder +
+                "); wait for it to end, or choose another --out");
   }
 }
 

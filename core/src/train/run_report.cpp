@@ -328,6 +328,14 @@ json RunReporter::summary(const RunTotals& t, double wall_seconds, double full_s
     stream = {{"parts", cfg_.stream.parts}, {"order", cfg_.stream.order}, {"epochs", cfg_.stream.epochs},
               {"lr", cfg_.stream.lr}};
   }
+  // Augmentation after a drop is the cache's only where a drop cached; a
+  // freeze-only drop runs the frozen stages on the real augmented inputs.
+  bool cached = false;
+  for (const auto& d : drops_) cached = cached || d.value("mode", std::string()) == "cache";
+  const std::string after_drop = cached           ? parts_.cache.augmentation_after_drop
+                                 : drops_.empty() ? "no drop"
+                                                  : "real: freeze-only drops, the frozen stages ran on the augmented "
+                                                    "inputs";
   return {{"model", parts_.model_label},
           {"model_weights", cfg_.model_weights},
           {"model_head", cfg_.model_head},
@@ -345,8 +353,8 @@ json RunReporter::summary(const RunTotals& t, double wall_seconds, double full_s
           {"dataset", cfg_.dataset.plugin},
           {"policy", cfg_.policy.plugin},
           {"cache", cfg_.cache.plugin},
-          {"cache_views", parts_.cache.views},
-          {"augmentation_after_drop", parts_.cache.augmentation_after_drop},
+          {"cache_views", cached ? parts_.cache.views : 0},
+          {"augmentation_after_drop", after_drop},
           {"experiment", cfg_.name},
           {"seed", cfg_.seed},
           {"config_hash", cfg_.hash()},
@@ -368,7 +376,7 @@ json RunReporter::summary(const RunTotals& t, double wall_seconds, double full_s
           {"drops", drops_},
           {"policy_shadow", cfg_.policy_shadow},
           {"shadow_drops", shadow_drops_},
-          {"cache_augment", parts_.cache.feature_augment ? "feature" : "views"},
+          {"cache_augment", !cached ? "none" : parts_.cache.feature_augment ? "feature" : "views"},
           {"test_accuracy", t.last_eval.accuracy},
           {"test_loss", t.last_eval.loss},
           {"train_seconds", t.train_seconds},

@@ -46,7 +46,8 @@ RunParts set_up_run(const RunConfig& cfg, const PluginHost& host, const RunOptio
                              ModelContext::of(shape, p.dataset->num_classes()));
   if (p.model->num_stages() == 0) throw Error("model '" + cfg.model.plugin + "' has no stages");
   p.model_label = p.model->label().empty() ? cfg.model.plugin : p.model->label();
-  if (!cfg.model_weights.empty()) {
+  // A resumed run's checkpoint holds every tensor: its source may have moved.
+  if (!cfg.model_weights.empty() && resume == nullptr) {
     p.weights_loaded = load_start_weights(*p.model, cfg.model_weights, cfg.model_head == "reset");
   }
   if (cfg.model_freeze == "all") {

@@ -21,6 +21,7 @@ using json = nlohmann::json;
 TestFaults TestFaults::from_environment() {
   TestFaults f;
   if (const char* v = std::getenv("LEARNDROP_TEST_SIGTERM_AT_STEP"); v && *v) f.sigterm_step = std::strtoll(v, nullptr, 10);
+  if (const char* v = std::getenv("LEARNDROP_TEST_NAN_AT_STEP"); v && *v) f.nan_step = std::strtoll(v, nullptr, 10);
   if (const char* v = std::getenv("LEARNDROP_TEST_KILL_RANK_AT_STEP"); v && *v) {
     char* end = nullptr;
     f.kill_rank = static_cast<int>(std::strtol(v, &end, 10));

@@ -141,6 +141,11 @@ std::string load_start_weights(StagedModel& model, const std::string& path, bool
       throw Error("model.weights: " + file.what + ": '" + key + "' has shape " + shape_text(it->second) +
                   ", this model's " + name + " " + shape_text(target) + hint);
     }
+    // A diverged run's weights would train into NaN again, in silence.
+    if (it->second.is_floating_point() && !at::isfinite(it->second).all().item<bool>()) {
+      throw Error("model.weights: " + file.what + ": '" + key +
+                  "' holds non-finite values (NaN or inf): the run that saved it diverged");
+    }
     target.copy_(it->second.to(target.scalar_type()));
     used.insert(key);
     ++loaded;

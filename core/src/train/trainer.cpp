@@ -5,6 +5,10 @@
 #include "learndrop/core/trainer.h"
 
 #include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <limits>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -48,6 +52,13 @@ RunParts Trainer::prepare(const RunConfig& cfg, const PluginHost& host, const Ru
 json Trainer::run() {
   run_start_ = Clock::now();
   report_.started();
+  if (checkpoints_ && !p_.policy->has_state()) {
+    spdlog::warn(
+        "policy '{}' does not save its state (DropPolicy::has_state() is false): the checkpoints this run writes "
+        "cannot be resumed (set train.checkpoint_every: 0 not to write them, or implement "
+        "has_state/save_state/load_state: docs/plugins.md)",
+        cfg_.policy.plugin);
+  }
   if (resume_) {
     restore(*resume_);
   } else {
@@ -164,6 +175,7 @@ void Trainer::train_step(const at::Tensor& x, const at::Tensor& y, Clock::time_p
     AutocastGuard autocast(p_.device, p_.precision);
     logits = p_.controller->forward(x);
     loss = torch::nn::functional::cross_entropy(logits, y);
+    if (state_.step == faults_.nan_step) loss = loss * std::numeric_limits<double>::quiet_NaN();
   }
   p_.optimizer->zero_grad();
   const std::int64_t b = y.size(0);
@@ -195,10 +207,23 @@ void Trainer::train_step(const at::Tensor& x, const at::Tensor& y, Clock::time_p
   report_.live(epoch, s, steps_, tally, epoch_start);
 }
 
+void Trainer::check_finite(double value, const std::string& what) const {
+  if (std::isfinite(value)) return;
+  const std::string kept = checkpoints_ && state_.epoch >= cfg_.train.checkpoint_every
+                               ? "; the checkpoint of the last epoch boundary before it is kept (ldrop run --resume)"
+                               : "";
+  char numbers[96];
+  std::snprintf(numbers, sizeof numbers, " is %s (learning rate %g at this step, train.lr %g: lower it?)",
+                std::isnan(value) ? "NaN" : value > 0 ? "inf" : "-inf", state_.last_lr, cfg_.train.lr);
+  throw Error("training diverged at epoch " + std::to_string(state_.epoch + 1) + ", step " +
+              std::to_string(state_.step) + ": " + what + numbers + kept);
+}
+
 void Trainer::end_epoch(Clock::time_point epoch_start) {
   const std::int64_t epoch = state_.epoch;
   RunTotals& totals = state_.totals;
   dp_.reduce_epoch(state_.tally, totals, flops_full_at_start_);
+  check_finite(state_.tally.loss_sum.item<double>(), "the epoch's training loss");
   const double train_seconds = seconds_since(epoch_start);
   totals.train_seconds += train_seconds;
   totals.images += state_.tally.seen;
@@ -269,10 +294,15 @@ void Trainer::evaluation_point() {
   in.held_reason = state_.held_reason;
   dp_.reduce_point(state_.loss_since_point);
   in.train_loss = state_.loss_since_point.item<double>() / static_cast<double>(state_.steps_since_point);
+  check_finite(in.train_loss, "the mean training loss since the last evaluation point");
   in.lr = state_.last_lr;
   in.lr_sum = state_.lr_since_point;
   in.steps_since_point = state_.steps_since_point;
   in.stages = p_.tracker->measure(cut);
+  for (const auto& st : in.stages) {  // a NaN stage would read as "stopped learning" to every criterion
+    check_finite(st.relative_change, "the relative change of stage " + st.name + "'s parameters");
+    check_finite(st.grad_norm, "the gradient norm of stage " + st.name);
+  }
   if (p_.probe) {
     const bool training = p_.model->is_training();
     p_.probe->measure(&in.stages);
@@ -332,9 +362,9 @@ json Trainer::drop(const Decision& d, double epoch) {
   // against what it costs. The same on every rank (no clock in it).
   const Schedule& schedule = *p_.schedule;
   const std::int64_t ahead = schedule.images_ahead(state_.epoch, state_.step_in_epoch);
-  const DropPlan plan = plan_drop(*p_.cost, effective_drop_mode(cfg_.drop_mode, d.mode), cfg_.cost_guard, cache_cut,
-                                  frozen, target, ahead, p_.controller->samples(),
-                                  dp_.active() ? 0 : schedule.arrivals_after(state_.epoch));
+  const DropPlan plan = dp_.agree(plan_drop(*p_.cost, effective_drop_mode(cfg_.drop_mode, d.mode), cfg_.cost_guard,
+                                            cache_cut, frozen, target, ahead, p_.controller->samples(),
+                                            dp_.active() ? 0 : schedule.arrivals_after(state_.epoch)));
   json record = {{"target", target},
                  {"mode", to_string(plan.mode)},
                  {"drop", plan.drop},

@@ -31,6 +31,9 @@ struct TestFaults {
   /// Raises the signal due before `step` of rank `rank` (-1 alone), if any.
   void before_step(std::int64_t step, int rank) const;
   std::int64_t sigterm_step = -1;
+  /// The loss of step `nan_step` becomes NaN (LEARNDROP_TEST_NAN_AT_STEP): a
+  /// divergence at a known step, whatever the CPU computes.
+  std::int64_t nan_step = -1;
   int kill_rank = -1;
   std::int64_t kill_step = -1;
 };
@@ -59,6 +62,10 @@ class Trainer {
   /// One optimizer step on batch (x, y).
   void train_step(const at::Tensor& x, const at::Tensor& y, Clock::time_point epoch_start);
   void end_epoch(Clock::time_point epoch_start);
+  /// Stops a diverged run: throws ld::Error naming `what`, the epoch, the
+  /// step and the learning rate when `value` is NaN or infinite. Nothing is
+  /// checkpointed after it, so the last checkpoint holds finite weights.
+  void check_finite(double value, const std::string& what) const;
   void evaluation_point();
   /// Applies the policy's decision `d` at this point, through the cost
   /// guard (drop_cost.h); returns the plan for the stats line.

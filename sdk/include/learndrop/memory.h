@@ -4,6 +4,7 @@
 // units, and the tier `cache.plugin: auto` gives a cut. Moved out of cache.h
 // (issue 22), which holds the cache interface alone.
 
+#include <cmath>
 #include <cstdint>
 #include <dlfcn.h>
 #include <fstream>
@@ -41,7 +42,13 @@ inline std::int64_t parse_size(const std::string& key, const std::string& text) 
       {"", 1},     {"B", 1},    {"KiB", 1024.0}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1024.0 * (1 << 30)},
       {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9},     {"TB", 1e12}};
   for (const auto& [name, factor] : units) {
-    if (unit == name) return static_cast<std::int64_t>(value * factor);
+    if (unit != name) continue;
+    const double bytes = value * factor;
+    // Past 2^62 the conversion to int64 is undefined behaviour ("1e30TB").
+    if (!std::isfinite(bytes) || bytes > 4.6e18) {
+      throw Error(key + ": '" + text + "' is larger than any memory (at most 4 EB)");
+    }
+    return static_cast<std::int64_t>(bytes);
   }
   throw Error(key + ": unknown unit '" + unit + "' in '" + text + "' (use B, KiB, MiB, GiB, TiB, KB, MB, GB, TB)");
 }

@@ -46,14 +46,20 @@ class RowLedger {
     open_ = false;
   }
 
-  /// After `finish`: the cache holds `count` rows from now on; the old ones
-  /// stay written, the new ones are to be put before the next `finish`.
-  void grow(std::int64_t count) {
+  /// Throws as `grow(count)` would, changing nothing: a cache checks the
+  /// contract before it allocates, and grows the ledger once it has.
+  void check_grow(std::int64_t count) const {
     if (!begun_ || open_) throw Error(who_ + ": grow before finish");
     if (count <= count_) {
       throw Error(who_ + ": grow to " + std::to_string(count) + " rows, but it holds " + std::to_string(count_) +
                   " (a cache does not shrink)");
     }
+  }
+
+  /// After `finish`: the cache holds `count` rows from now on; the old ones
+  /// stay written, the new ones are to be put before the next `finish`.
+  void grow(std::int64_t count) {
+    check_grow(count);
     written_.assign(static_cast<std::size_t>(count), false);
     std::fill(written_.begin(), written_.begin() + count_, true);
     count_ = count;

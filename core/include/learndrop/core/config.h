@@ -116,6 +116,11 @@ struct RunConfig {
 /// and of the host keys in plugin sections (`plugin`, `cache.dtype`).
 const std::vector<ConfigKey>& host_section_keys(const std::string& section);
 
+/// Every host key of every section as a Markdown table (key, type, default,
+/// meaning): `ldrop keys` prints it and docs/config.md holds it (a test
+/// compares them).
+std::string host_keys_markdown();
+
 /// Reads `plugins.paths` (resolved against the config file's folder).
 std::vector<std::string> plugin_paths(const ConfigTree& tree);
 

@@ -3,9 +3,12 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <string>
 
 #include <nlohmann/json.hpp>
+
+#include "learndrop/core/files.h"
 
 namespace torch::nn {
 class Module;
@@ -57,7 +60,7 @@ class RunOutput {
   void lock();
 
   std::filesystem::path dir_;
-  int lock_fd_ = -1;
+  std::unique_ptr<FileLock> lock_;
   std::ofstream metrics_;
   std::ofstream stats_;
   Resume written_;

@@ -25,6 +25,10 @@ std::string quoted_list(const std::vector<std::string>& items);
 /// LibTorch (c10) appends to its own.
 std::string first_line(const std::string& text);
 
+/// `text` for an error message: itself when short, else its first 60
+/// characters, "...", and its length (a 10 MB value is not echoed whole).
+std::string clipped(const std::string& text);
+
 /// 1.23 GFLOP, 456 MFLOP ... (decimal units).
 std::string format_flops(double flops);
 
