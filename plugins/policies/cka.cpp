@@ -30,14 +30,14 @@ const ld::OptionTable<CkaOptions>& options_table() {
                              "evaluation period in optimizer steps (0 = once per epoch)")
                    .range(0, 1e9),
                &CkaOptions::period)
-          .add(ld::ConfigKey("threshold", ld::ValueType::kFloat, "0.99",
-                             "a stage has settled when the CKA of its output between two evaluation points is at "
-                             "least this (1 = an unchanged representation)")
+          .add(ld::ConfigKey("threshold", ld::ValueType::kFloat, "1",
+                             "a stage has also settled when the CKA of its output between two evaluation points is "
+                             "at least this (1 = off: as the learning rate decays every stage settles this way)")
                    .range(0, 1),
                &CkaOptions::threshold)
-          .add(ld::ConfigKey("start_threshold", ld::ValueType::kFloat, "1",
-                             "a stage has also settled when the CKA of its output against the run's start is at "
-                             "least this (it kept the trained weights' function; 1 = off)")
+          .add(ld::ConfigKey("start_threshold", ld::ValueType::kFloat, "0.995",
+                             "a stage has settled when the CKA of its output against the run's start is at least "
+                             "this: it kept the trained weights' function (1 = off)")
                    .range(0, 1),
                &CkaOptions::start_threshold)
           .add(ld::ConfigKey("patience", ld::ValueType::kInt, "1", "consecutive settled points before a stage may drop")
@@ -69,7 +69,8 @@ class CkaPolicy : public ld::DropPolicy {
       const ld::StageStats& s = in.stages[i];
       if (s.dropped) continue;
       if (s.feature_similarity < 0) throw ld::Error("cka: the host measured no feature similarity");
-      const bool settled = s.feature_similarity >= o_.threshold || s.feature_similarity_start >= o_.start_threshold;
+      const bool settled = (o_.threshold < 1 && s.feature_similarity >= o_.threshold) ||
+                           (o_.start_threshold < 1 && s.feature_similarity_start >= o_.start_threshold);
       settled_for_[i] = settled ? settled_for_[i] + 1 : 0;
     }
     std::size_t wanted = in.cut;
@@ -85,14 +86,15 @@ class CkaPolicy : public ld::DropPolicy {
       d.reason = wanted > in.cut ? "stages up to " + std::to_string(wanted) + " settled; held by " + held : "";
       return d;
     }
-    d.reason = "representation settled (CKA between points";
+    d.reason = "representation settled (CKA against the start / between points:";
     for (std::size_t i = in.cut; i < cut; ++i) {
-      char buf[64];
-      std::snprintf(buf, sizeof buf, " %s=%.4f", in.stages[i].name.c_str(), in.stages[i].feature_similarity);
+      char buf[96];
+      std::snprintf(buf, sizeof buf, " %s=%.4f/%.4f", in.stages[i].name.c_str(), in.stages[i].feature_similarity_start,
+                    in.stages[i].feature_similarity);
       d.reason += buf;
     }
-    char tail[96];
-    std::snprintf(tail, sizeof tail, ", at least %.4f for %lld points)", o_.threshold,
+    char tail[128];
+    std::snprintf(tail, sizeof tail, "; thresholds %.4f/%.4f, %lld points)", o_.start_threshold, o_.threshold,
                   static_cast<long long>(o_.patience));
     d.reason += tail;
     if (cut < wanted) d.reason += " (" + held + " holds back the rest)";

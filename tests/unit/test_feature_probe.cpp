@@ -1,6 +1,7 @@
 // The feature probe's linear CKA and the `cka` policy that reads it.
 #include <gtest/gtest.h>
 
+#include <map>
 #include <numeric>
 
 #include <ATen/ATen.h>
@@ -78,7 +79,7 @@ TEST(CkaPolicy, DropsTheSettledPrefixAsksForACacheAndKeepsTheLastStages) {
   ctx.num_stages = 6;
   ctx.steps_per_epoch = 10;
   ctx.epochs = 10;
-  auto p = host->create_policy("cka", test::plugin_options(*host, PluginKind::kPolicy, "cka", {{"patience", "2"}}), ctx);
+  auto p = host->create_policy("cka", test::plugin_options(*host, PluginKind::kPolicy, "cka", {{"patience", "2"}, {"start_threshold", "0.99"}}), ctx);
   EXPECT_TRUE(p->wants_feature_similarity());
   auto point = [&](std::int64_t k, const std::vector<double>& sim) {
     PolicyInput in;
@@ -109,6 +110,32 @@ TEST(CkaPolicy, DropsTheSettledPrefixAsksForACacheAndKeepsTheLastStages) {
   PolicyInput bare;
   bare.stages.resize(6);
   EXPECT_NE(test::error_of([&] { p->decide(bare); }).find("no feature similarity"), std::string::npos);
+}
+
+// By default only the similarity against the start counts: between points
+// every stage settles as the learning rate decays (docs/policies/cka.md).
+TEST(CkaPolicy, ByDefaultOnlyTheSimilarityToTheStartSettlesAStage) {
+  auto host = test::builtin_host();
+  PolicyContext ctx;
+  ctx.num_stages = 4;
+  ctx.steps_per_epoch = 10;
+  ctx.epochs = 10;
+  auto decide = [&](const std::map<std::string, std::string>& keys, double between, double start) {
+    auto p = host->create_policy("cka", test::plugin_options(*host, PluginKind::kPolicy, "cka", keys), ctx);
+    PolicyInput in;
+    in.eval_point = 1;
+    in.epoch = 1;
+    in.stages.resize(4);
+    for (auto& s : in.stages) {
+      s.feature_similarity = between;
+      s.feature_similarity_start = start;
+    }
+    return p->decide(in).cut;
+  };
+  EXPECT_EQ(decide({}, 0.9999, 0.95), 0u) << "a representation that moved away from the start";
+  EXPECT_EQ(decide({}, 0.5, 0.999), 2u) << "kept its start's function: all but keep_stages";
+  EXPECT_EQ(decide({{"threshold", "0.99"}}, 0.9999, 0.95), 2u) << "between-points settling when asked";
+  EXPECT_EQ(decide({{"start_threshold", "1"}}, 0.5, 1.0), 0u) << "1 turns the start test off";
 }
 
 }  // namespace ld::core
