@@ -20,6 +20,7 @@ packages=(
   libarchive-dev                   # cifar-10-binary.tar.gz
   libturbojpeg0-dev pkg-config     # Imagenette JPEGs (libjpeg-turbo, DCT scaling)
   libsqlite3-dev                   # suite results database (results.db)
+  pybind11-dev python3-dev         # drop criteria in Python (plugins/policies/python.cpp embeds CPython)
   python3-matplotlib               # suite report plots (tools/plot_suite.py)
   python3-torch python3-torchvision  # ldrop export checked against torchvision (tools/export/check_torchvision.py)
   libgtest-dev libgmock-dev        # tests

@@ -164,6 +164,42 @@ TEST_F(Cli, FailingRunExitsNonZeroWithoutASummary) {
   EXPECT_FALSE(std::filesystem::exists(out + "/summary.json"));
 }
 
+// Issue 31, defect 3: train.lr=100 trained into NaN and ended `done`, exit 0,
+// its stats reading "stopped learning" to every criterion.
+TEST_F(Cli, ADivergedRunStopsWithExitOneKeepingTheLastGoodCheckpoint) {
+  // The issue's learning rate: it diverges.
+  std::string out = (dir_.path() / "lr").string();
+  Result r = ldrop("run " + config_ + " --out " + out + " --set train.lr=100");
+  EXPECT_EQ(r.code, 1) << r.output;
+  EXPECT_NE(r.output.find("training diverged at epoch "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("train.lr 100: lower it?)"), std::string::npos) << r.output;
+  EXPECT_FALSE(std::filesystem::exists(out + "/summary.json"));
+  // A NaN loss at step 12 (epoch 2 of 8 steps each): epoch 1's checkpoint stays,
+  // and no NaN statistics reach the policy.
+  out = (dir_.path() / "diverged").string();
+  r = ldrop("run " + config_ + " --out " + out + " --set policy.plugin=learn-drop --set policy.warmup=0",
+            "LEARNDROP_TEST_NAN_AT_STEP=12 ");
+  EXPECT_EQ(r.code, 1) << r.output;
+  EXPECT_NE(r.output.find("training diverged at epoch 2, step 16: the mean training loss since the last evaluation "
+                          "point is NaN"),
+            std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("the checkpoint of the last epoch boundary before it is kept"), std::string::npos)
+      << r.output;
+  EXPECT_FALSE(std::filesystem::exists(out + "/summary.json"));
+  const nlohmann::json state = nlohmann::json::parse(std::ifstream(out + "/checkpoint/state.json"));
+  EXPECT_EQ(state["run_state"]["epoch"], 1) << "the checkpoint written after epoch 1, not one of epoch 2";
+  std::ifstream stats(out + "/stats.jsonl");
+  int points = 0;
+  for (std::string line; std::getline(stats, line);) {
+    const auto j = nlohmann::json::parse(line);
+    if (!j.contains("stages")) continue;
+    ++points;
+    for (const auto& st : j["stages"]) EXPECT_TRUE(st["relative_change"].is_number()) << line;
+  }
+  EXPECT_EQ(points, 1) << "only epoch 1's point reached the policy";
+}
+
 TEST_F(Cli, PluginPathsInTheConfigAreLoadedRelativeToIt) {
   std::filesystem::create_directories(dir_.path() / "plugins");
   std::filesystem::copy_file(ld::test::test_plugin("scripted_policy"), dir_.path() / "plugins" / "ldp_scripted.so");
@@ -218,8 +254,8 @@ TEST(CliPlugins, ListAsJsonHasEveryManifest) {
   }
   EXPECT_EQ(names, (std::set<std::string>{"model/vgg", "model/resnet", "dataset/mnist", "dataset/cifar10",
                                           "dataset/imagenette", "policy/none", "policy/learn-drop", "policy/fixed",
-                                          "policy/freezeout", "policy/autofreeze", "policy/cka", "cache/ram",
-                                          "cache/disk", "cache/auto", "cache/device"}));
+                                          "policy/freezeout", "policy/autofreeze", "policy/cka", "policy/python",
+                                          "cache/ram", "cache/disk", "cache/auto", "cache/device"}));
 }
 
 TEST(CliPlugins, DescribeShowsKeysWithTypesAndDefaults) {

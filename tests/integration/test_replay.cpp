@@ -100,6 +100,82 @@ TEST_F(Replay, EveryBuiltInPolicysDecisionsAreTheOnesItLogged) {
   }
 }
 
+// Issue 30: the Python example re-implements learn-drop's change score; on a
+// recorded run it decides exactly as the C++ policy (the guards are the
+// python plugin's keys, set to learn-drop's).
+TEST_F(Replay, ThePythonLearnDropExampleDecidesAsTheBuiltInOne) {
+  const json summary = train(data_.str(), out_.str(),
+                             {"policy.plugin=learn-drop", "policy.shadow=true", "policy.period=4",
+                              "policy.min_progress=0", "policy.warmup=0", "policy.threshold=2", "train.epochs=6"});
+  const RecordedRun run = read_recorded_run(out_.path());
+  const ReplayResult cpp = replay_own(run);
+  ASSERT_TRUE(cpp.drop.has_value()) << summary.dump();
+  Options o = test::plugin_options(
+      host(), PluginKind::kPolicy, "python",
+      {{"file", std::string(LEARNDROP_SOURCE_DIR) + "/examples/python-policy/learn_drop.py"},
+       {"class", "LearnDrop"},
+       {"options", R"({"threshold": 2, "warmup": 0})"},
+       {"period", "4"},
+       {"min_progress", "0"},
+       {"keep_stages", "2"},
+       {"stagger", "true"}});
+  auto python = host().create_policy("python", o, run.context);
+  const ReplayResult py = replay(run, *python, "auto", true);
+  ASSERT_EQ(py.decisions.size(), cpp.decisions.size());
+  for (std::size_t i = 0; i < cpp.decisions.size(); ++i) {
+    EXPECT_EQ(py.decisions[i].cut, cpp.decisions[i].cut) << "point " << i + 1;
+  }
+  ASSERT_TRUE(py.drop.has_value());
+  EXPECT_EQ(py.drop->cut, cpp.drop->cut);
+  EXPECT_EQ(py.drop->eval_point, cpp.drop->eval_point);
+  // Its state round-trips through a checkpoint's named lists.
+  auto again = host().create_policy("python", o, run.context);
+  again->load_state(python->save_state());
+  EXPECT_EQ(again->save_state().values, python->save_state().values);
+}
+
+// A mistake in the user's code stops the run with the file, the line and
+// the exception, exit 1, and the checkpoint of the last epoch boundary kept;
+// a wrong answer and a syntax error are named as well.
+TEST_F(Replay, APythonCriterionsErrorsNameTheFileAndLineAndLoseNothing) {
+  const std::string file = (out_.path() / "broken.py").string();
+  std::ofstream(file) << "class Policy:\n"
+                         "    def __init__(self, context, options):\n"
+                         "        self.points = 0\n"
+                         "    def decide(self, input):\n"
+                         "        self.points += 1\n"
+                         "        return input.cut if self.points < 3 else 1 / 0\n";
+  std::ofstream(out_.path() / "tiny.yaml") << test::tiny_config(data_.str());
+  const std::string run = (out_.path() / "run").string();
+  test::LdropResult r = test::run_ldrop("run " + (out_.path() / "tiny.yaml").string() + " --out " + run +
+                                        " --set policy.plugin=python --set policy.file=" + file +
+                                        " --set train.epochs=4");
+  EXPECT_EQ(r.code, 1) << r.output;
+  EXPECT_NE(r.output.find("python: " + file + ":6: ZeroDivisionError: division by zero (in Policy.decide)"),
+            std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("Traceback (most recent call last)"), std::string::npos) << "the whole traceback is logged";
+  const json state = json::parse(std::ifstream(run + "/checkpoint/state.json"));
+  EXPECT_EQ(state["run_state"]["epoch"], 2) << "the checkpoint of the last epoch boundary";
+
+  std::ofstream(file) << "class Policy:\n"
+                         "    def __init__(self, context, options): pass\n"
+                         "    def decide(self, input): return '3'\n";
+  r = test::run_ldrop("run " + (out_.path() / "tiny.yaml").string() + " --out " + run + "-wrong" +
+                      " --set policy.plugin=python --set policy.file=" + file);
+  EXPECT_EQ(r.code, 1) << r.output;
+  EXPECT_NE(r.output.find("Policy.decide returned '3' (a str) as the cut; expected a cut (an int >= 0)"),
+            std::string::npos)
+      << r.output;
+
+  std::ofstream(file) << "class Policy:\n    def decide(self input):\n        return 0\n";
+  r = test::run_ldrop("run " + (out_.path() / "tiny.yaml").string() + " --out " + run + "-syntax" +
+                      " --set policy.plugin=python --set policy.file=" + file);
+  EXPECT_EQ(r.code, 1) << r.output;
+  EXPECT_NE(r.output.find("python: " + file + ":2: SyntaxError"), std::string::npos) << r.output;
+  EXPECT_FALSE(std::filesystem::exists(run + "-syntax/metrics.jsonl")) << "refused before training";
+}
+
 TEST_F(Replay, AStreamRunsDecisionsAreTheOnesItLogged) {
   const json summary = train(data_.str(), out_.str(),
                              {"policy.plugin=learn-drop", "policy.shadow=true", "policy.min_progress=0",

@@ -125,6 +125,21 @@ TEST(Config, DefaultsAreFilledFromManifests) {
   EXPECT_EQ(rc.cache_dtype, "float32");
 }
 
+// Issue 30: a plugin's string key given a mapping (the python policy's
+// `options: {...}`) receives it as JSON text, from the file or --set.
+TEST(Config, AMappingForAPluginsStringKeyArrivesAsJson) {
+  const RunConfig from_file =
+      resolve("policy:\n  plugin: python\n  file: x.py\n  options: {threshold: 0.5, name: a, on: true, "
+              "quoted: '7', list: [1, 2]}\n");
+  EXPECT_EQ(from_file.policy.options.get_string("options"),
+            R"({"list":[1,2],"name":"a","on":true,"quoted":"7","threshold":0.5})");
+  const RunConfig from_set = resolve("policy:\n  plugin: python\n  file: x.py\n",
+                                     {R"(policy.options={"threshold":0.3})"});
+  EXPECT_EQ(from_set.policy.options.get_string("options"), R"({"threshold":0.3})");
+  EXPECT_NE(error_of("train:\n  epochs: {a: 1}\n").find("expected an int"), std::string::npos)
+      << "only string keys take a mapping";
+}
+
 // Issue 29: from trained weights the default criterion is cka; a policy
 // named in the config or with --set stays, and without weights learn-drop.
 TEST(Config, TheDefaultPolicyIsCkaFromTrainedWeightsAndLearnDropOtherwise) {

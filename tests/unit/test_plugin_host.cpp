@@ -38,14 +38,25 @@ TEST(PluginHost, LoadsEveryBuiltinPlugin) {
   std::vector<std::string> expected = {"model/resnet",      "model/vgg",        "dataset/cifar10",
                                        "dataset/imagenette", "dataset/mnist",    "policy/autofreeze",
                                        "policy/cka",         "policy/fixed",     "policy/freezeout",
-                                       "policy/learn-drop",  "policy/none",      "cache/auto",
-                                       "cache/device",       "cache/disk",       "cache/ram"};
+                                       "policy/learn-drop",  "policy/none",      "policy/python",
+                                       "cache/auto",         "cache/device",     "cache/disk",
+                                       "cache/ram"};
   EXPECT_EQ(names, expected);
   for (const auto& p : host->plugins()) {
     EXPECT_FALSE(p.manifest.version.empty()) << p.manifest.name;
     EXPECT_FALSE(p.manifest.description.empty()) << p.manifest.name;
     EXPECT_NE(p.library.find("ldp_"), std::string::npos) << p.library;
   }
+}
+
+// Issue 31, defect 9: a plugin key with a host key's name was silently
+// never given to the plugin.
+TEST(PluginHost, APluginKeyWithAHostKeysNameIsRefusedNamingBoth) {
+  const std::string e = load_error("host_key_clash");
+  EXPECT_NE(e.find("ldp_host_key_clash.so: policy 'clash' declares key 'shadow', which is the host's policy.shadow ("),
+            std::string::npos)
+      << e;
+  EXPECT_NE(e.find("the plugin would never see its value; rename the plugin's key"), std::string::npos) << e;
 }
 
 TEST(PluginHost, MissingEntrySymbolIsNamed) {
@@ -221,7 +232,7 @@ TEST(PluginHost, UnknownNameListsKnownOnes) {
   } catch (const Error& e) {
     std::string m = e.what();
     EXPECT_NE(m.find("did you mean 'learn-drop'?"), std::string::npos) << m;
-    EXPECT_NE(m.find("known: 'autofreeze', 'cka', 'fixed', 'freezeout', 'learn-drop', 'none'"), std::string::npos) << m;
+    EXPECT_NE(m.find("known: 'autofreeze', 'cka', 'fixed', 'freezeout', 'learn-drop', 'none', 'python'"), std::string::npos) << m;
   }
 }
 
@@ -285,9 +296,15 @@ TEST(PluginHost, EveryBuiltinPluginCreatesFromItsDefaults) {
         break;
       }
       case PluginKind::kPolicy: {
-        auto p =
-            host->create_policy(info.manifest.name, test::plugin_options(*host, info.manifest.kind, info.manifest.name),
-                                PolicyContext{8, 10, 3});
+        std::map<std::string, std::string> set;
+        if (info.manifest.name == "python") {  // its one required key: a criterion that never drops
+          std::ofstream(dir.path() / "never.py") << "class Policy:\n  def __init__(self, context, options): pass\n"
+                                                    "  def decide(self, input): return input.cut\n";
+          set["file"] = (dir.path() / "never.py").string();
+        }
+        auto p = host->create_policy(info.manifest.name,
+                                     test::plugin_options(*host, info.manifest.kind, info.manifest.name, set),
+                                     PolicyContext{8, 10, 3});
         PolicyInput in;
         in.eval_point = 1;
         in.stages.resize(8);

@@ -2,6 +2,7 @@
 
 #include <cerrno>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -11,6 +12,7 @@
 #include <type_traits>
 #include <variant>
 
+#include <nlohmann/json.hpp>
 #include <yaml-cpp/depthguard.h>
 
 #include "learndrop/core/class_subset.h"
@@ -591,6 +593,35 @@ namespace {
 bool list_key(const std::string& dotted) { return dotted == "dataset.classes"; }
 }  // namespace
 
+namespace {
+
+// A YAML node as JSON: mappings, lists, and scalars as numbers or booleans
+// where they read as such (unless quoted), else strings.
+nlohmann::json yaml_to_json(const YAML::Node& node) {
+  if (node.IsMap()) {
+    nlohmann::json out = nlohmann::json::object();
+    for (const auto& kv : node) out[kv.first.Scalar()] = yaml_to_json(kv.second);
+    return out;
+  }
+  if (node.IsSequence()) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& item : node) out.push_back(yaml_to_json(item));
+    return out;
+  }
+  if (!node.IsScalar()) return nullptr;
+  const std::string& text = node.Scalar();
+  if (node.Tag() == "!") return text;  // quoted
+  if (text == "true" || text == "false") return text == "true";
+  char* end = nullptr;
+  const long long i = std::strtoll(text.c_str(), &end, 10);
+  if (!text.empty() && *end == '\0') return i;
+  const double d = std::strtod(text.c_str(), &end);
+  if (!text.empty() && *end == '\0' && std::isfinite(d)) return d;
+  return text;
+}
+
+}  // namespace
+
 Options validate_section(const ConfigTree& tree, const std::string& section, const YAML::Node& node,
                          const std::vector<ConfigKey>& keys, const std::string& label,
                          const std::vector<std::string>& skip) {
@@ -618,6 +649,12 @@ Options validate_section(const ConfigTree& tree, const std::string& section, con
           joined += (joined.empty() ? "" : ",") + item.Scalar();
         }
         values[name] = parse_value(*key, joined, where(tree, kv.second, dotted));
+        continue;
+      }
+      if (key->type == ValueType::kString && (kv.second.IsMap() || kv.second.IsSequence())) {
+        // A plugin's structured option (the python policy's `options: {...}`):
+        // the plugin receives it as JSON text.
+        values[name] = Value(yaml_to_json(kv.second).dump());
         continue;
       }
       if (!kv.second.IsScalar()) {
