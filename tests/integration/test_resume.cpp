@@ -377,6 +377,19 @@ TEST_F(Resume, AStatelessPolicyAndAChangedConfigAreRefused) {
   r = ld::test::run_ldrop("run --resume " + (dir_.path() / "nowhere").string(), env());
   EXPECT_EQ(r.code, 2) << r.output;
   EXPECT_NE(r.output.find("no such run folder"), std::string::npos) << r.output;
+
+  // Issue 31, defect 6: keys that say where or how fast, not what a run
+  // computes, may change on resume: another cache.dir (a full disk swapped),
+  // prefetch depth and loader threads. The result is the same run's.
+  const fs::path swapped = dir_.path() / "swapped";
+  ASSERT_EQ(interrupted(swapped, "disk", 30).code, 143);
+  const fs::path other_disk = dir_.path() / "other-disk";
+  r = ld::test::run_ldrop("run " + config_ + " --resume " + swapped.string() + sets("disk") +
+                              " --set cache.dir=" + other_disk.string() +
+                              " --set runtime.prefetch=0 --set runtime.loader_threads=1",
+                          env());
+  ASSERT_EQ(r.code, 0) << r.output;
+  expect_identical(reference("disk"), swapped);
 }
 
 TEST_F(Resume, CheckpointEveryZeroWritesNone) {

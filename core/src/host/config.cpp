@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
 #include <regex>
 #include <thread>
 #include <type_traits>
@@ -33,6 +34,10 @@ const std::vector<std::string> kSections = {"experiment", "runtime", "model",  "
 const std::vector<std::string> kPluginSections = {"model", "dataset", "policy", "cache"};  // model before policy
 const char* const kPolicyWithWeights = "cka";
 constexpr std::size_t kMaxConfigBytes = std::size_t{1} << 20;
+// Plugin keys that say where or how fast, never what a run computes: out of
+// the config hash, so that a resume may change them (a full cache disk
+// swapped for another). The host's own such keys say so in their row.
+const std::set<std::string> kNotIdentity = {"cache.dir", "cache.prefetch", "cache.drop_page_cache"};
 
 PluginKind kind_of(const std::string& section) {
   if (section == "model") return PluginKind::kModel;
@@ -350,12 +355,14 @@ const HostTable& host_table() {
                    "intra-op threads for LibTorch and TBB: auto (hardware cores) or a number"),
          field<&RunConfig::threads_setting>()},
         {ConfigKey("loader_threads", ValueType::kString, "auto",
-                   "TBB threads decoding and transforming samples: auto (= threads) or a number"),
-         field<&RunConfig::loader_threads_setting>()},
+                   "TBB threads decoding and transforming samples: auto (= threads) or a number; not part of the "
+                   "config hash (the batches are the same at any count)"),
+         field<&RunConfig::loader_threads_setting>(), false},
         {ConfigKey("prefetch", ValueType::kInt, "2",
-                   "batches prepared in the background while the model trains (0 = load in the training thread)")
+                   "batches prepared in the background while the model trains (0 = load in the training thread); "
+                   "not part of the config hash")
              .range(0, 64),
-         field<&RunConfig::prefetch>()},
+         field<&RunConfig::prefetch>(), false},
         {ConfigKey("device", ValueType::kString, "auto",
                    "where the model trains: auto (the first CUDA GPU if LibTorch sees one, else the CPU) | cpu | "
                    "cuda | cuda:N"),
@@ -939,6 +946,7 @@ std::string RunConfig::emit_yaml(bool all_keys) const {
     // A plugin section: the plugin's own keys after the host's.
     if (const PluginChoice* choice = plugin_choice(self, section)) {
       for (const auto& [k, v] : choice->options.values()) {
+        if (!all_keys && kNotIdentity.count(section + "." + k)) continue;
         e << YAML::Key << k << YAML::Value;
         std::visit([&](const auto& x) { e << x; }, v);
       }
