@@ -1,6 +1,7 @@
 #include "disk_cache.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <csignal>
@@ -168,17 +169,53 @@ void DiskCache::io_error(const std::string& what, int err) const {
   throw StorageError("cache disk: " + what + " " + path_.string() + ": " + reason);
 }
 
+namespace {
+
+// This machine's name as a file name part: [A-Za-z0-9-] kept, others '_'.
+const std::string& this_host() {
+  static const std::string host = [] {
+    char buf[256] = {};
+    if (::gethostname(buf, sizeof buf - 1) != 0) return std::string("unknown");
+    std::string h = buf;
+    for (char& c : h) {
+      if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-') c = '_';
+    }
+    return h.empty() ? std::string("unknown") : h;
+  }();
+  return host;
+}
+
+}  // namespace
+
+std::string DiskCache::owner() { return std::to_string(::getpid()) + "@" + this_host(); }
+
+bool DiskCache::owner_is_gone(const std::string& owner) {
+  // "PID@HOST", or "PID" in files of earlier versions. A process of another
+  // machine sharing cache.dir cannot be judged from here: its file stays.
+  const auto at = owner.find('@');
+  if (at != std::string::npos && owner.substr(at + 1) != this_host()) return false;
+  char* end = nullptr;
+  const long pid = std::strtol(owner.c_str(), &end, 10);
+  if (end == owner.c_str() || (at != std::string::npos && end != owner.c_str() + at)) return false;
+  return pid > 0 && pid != ::getpid() && ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH;
+}
+
 void DiskCache::remove_stale_files() const {
-  // Files of runs that died without cleaning up (SIGKILL): ldcache-*-<pid>.{bin,tmp}.
+  // Files of runs that died without cleaning up (SIGKILL):
+  // [.]ldcache-cut<N>-<key>-<PID@HOST>.{bin,tmp}.
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(dir_, ec)) {
-    const std::string name = e.path().filename().string();
-    if (name.rfind(".ldcache-", 0) != 0 && name.rfind("ldcache-", 0) != 0) continue;
-    const auto dash = name.rfind('-'), dot = name.rfind('.');
-    if (dash == std::string::npos || dot == std::string::npos || dot < dash) continue;
-    const long pid = std::strtol(name.substr(dash + 1, dot - dash - 1).c_str(), nullptr, 10);
-    if (pid > 0 && ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) {
-      spdlog::warn("cache disk: removing {} left by process {}, which no longer runs", e.path().string(), pid);
+    std::string name = e.path().filename().string();
+    if (!name.empty() && name[0] == '.') name.erase(0, 1);
+    if (name.rfind("ldcache-cut", 0) != 0 || ld::is_kept_cache_file(name)) continue;
+    const std::string ext = e.path().extension().string();
+    if (ext != ".bin" && ext != ".tmp") continue;
+    const auto key_dash = name.find('-', std::string("ldcache-cut").size());  // after the cut
+    if (key_dash == std::string::npos || name.size() < key_dash + 1 + 16 + 1 + ext.size()) continue;
+    const std::size_t owner_at = key_dash + 1 + 16 + 1;
+    const std::string who = name.substr(owner_at, name.size() - owner_at - ext.size());
+    if (owner_is_gone(who)) {
+      spdlog::warn("cache disk: removing {} left by process {}, which no longer runs", e.path().string(), who);
       fs::remove(e.path(), ec);
     }
   }
@@ -224,10 +261,8 @@ bool DiskCache::reopen(const ld::CacheLayout& layout) {
   for (const auto& e : fs::directory_iterator(dir_, ec)) {
     const std::string name = e.path().filename().string();
     if (name.rfind(prefix, 0) != 0 || e.path().extension() != ".bin") continue;
-    if (!ld::is_kept_cache_file(name)) {
-      const std::string owner = name.substr(prefix.size(), name.size() - prefix.size() - 4);
-      const long pid = std::strtol(owner.c_str(), nullptr, 10);
-      if (pid <= 0 || pid == ::getpid() || ::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;
+    if (!ld::is_kept_cache_file(name) && !owner_is_gone(name.substr(prefix.size(), name.size() - prefix.size() - 4))) {
+      continue;
     }
     candidates.push_back(e.path());
   }
@@ -251,7 +286,7 @@ bool DiskCache::reopen(const ld::CacheLayout& layout) {
       continue;
     }
     // Owned by this process from now on (removed when the cache is destroyed).
-    const fs::path own = dir_ / (prefix + std::to_string(::getpid()) + ".bin");
+    const fs::path own = dir_ / (prefix + owner() + ".bin");
     fs::rename(candidate, own, ec);
     path_ = ec ? candidate : own;
     complete_ = true;
@@ -269,7 +304,7 @@ void DiskCache::begin(const ld::CacheLayout& layout) {
     throw ld::Error("cache disk: cannot create cache.dir " + dir_.string() + ": " + ec.message());
   }
   remove_stale_files();
-  path_ = dir_ / ("." + stem(layout) + std::to_string(::getpid()) + ".tmp");
+  path_ = dir_ / ("." + stem(layout) + owner() + ".tmp");
   fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd_ < 0) {
     int err = errno;
@@ -322,7 +357,7 @@ bool DiskCache::grow(std::int64_t count) {
              err);
   }
   // Incomplete again until finish: the temporary name, and a header that says so.
-  const fs::path tmp = dir_ / ("." + stem(layout_) + std::to_string(::getpid()) + ".tmp");
+  const fs::path tmp = dir_ / ("." + stem(layout_) + owner() + ".tmp");
   std::error_code ec;
   fs::rename(path_, tmp, ec);
   if (ec) {

@@ -63,6 +63,11 @@ class DiskCache : public ld::FeatureCache {
   std::int64_t offset(std::int64_t row) const;
   void set_layout(const ld::CacheLayout& layout);
   static std::string stem(const ld::CacheLayout& layout);
+  /// This process as a file's owner: "PID@HOST".
+  static std::string owner();
+  /// Whether the process named by `owner` ("PID@HOST", or "PID" in files of
+  /// earlier versions) is gone: only a process of this machine can be judged.
+  static bool owner_is_gone(const std::string& owner);
   void write_header(bool complete);
   /// Reserves file_bytes_ for the file (a full disk is found before the rows are computed).
   void reserve(const std::string& what);

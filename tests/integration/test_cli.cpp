@@ -200,6 +200,24 @@ TEST_F(Cli, ADivergedRunStopsWithExitOneKeepingTheLastGoodCheckpoint) {
   EXPECT_EQ(points, 1) << "only epoch 1's point reached the policy";
 }
 
+// Issue 31, defect 10: nlohmann's "[json.exception...]" texts reached the user.
+TEST_F(Cli, ADamagedSummaryIsNamedWithoutTheJsonLibrarysTags) {
+  const auto run = dir_.path() / "damaged";
+  std::filesystem::create_directories(run);
+  std::ofstream(run / "summary.json") << "{\"epochs\": ";
+  std::ofstream(run / "model.pt") << "x";
+  std::filesystem::copy_file(config_, run / "config.yaml");
+  Result r = ldrop("compare " + run.string() + " " + run.string());
+  EXPECT_NE(r.code, 0) << r.output;
+  EXPECT_EQ(r.output.find("[json.exception"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find((run / "summary.json").string() + ": not valid JSON: parse error"), std::string::npos)
+      << r.output;
+  r = ldrop("export " + run.string() + " --format torchvision");
+  EXPECT_NE(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find((run / "summary.json").string() + " is not a JSON object"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("[json.exception"), std::string::npos) << r.output;
+}
+
 TEST_F(Cli, PluginPathsInTheConfigAreLoadedRelativeToIt) {
   std::filesystem::create_directories(dir_.path() / "plugins");
   std::filesystem::copy_file(ld::test::test_plugin("scripted_policy"), dir_.path() / "plugins" / "ldp_scripted.so");

@@ -2,11 +2,13 @@
 // `device` on a CPU run keeps its rows in a CPU tensor.
 #include <gtest/gtest.h>
 
+#include <cctype>
 #include <filesystem>
 #include <fstream>
 #include <random>
 
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <ATen/ATen.h>
 
@@ -207,10 +209,23 @@ TEST(DiskCache, FileIsRemovedWithTheCacheAndStaleFilesOfDeadRunsAreCleaned) {
   // A file left by a process that no longer exists (pid 2^22 + 1 is above pid_max defaults).
   const fs::path stale = dir.path() / "ldcache-cut2-0123456789abcdef-4194305.bin";
   std::ofstream(stale) << "left over";
+  char host[256] = {};
+  ASSERT_EQ(::gethostname(host, sizeof host - 1), 0);
+  std::string here = host;
+  for (char& c : here) c = std::isalnum(static_cast<unsigned char>(c)) || c == '-' ? c : '_';
+  const fs::path stale_here = dir.path() / (".ldcache-cut3-0123456789abcdef-4194305@" + here + ".tmp");
+  std::ofstream(stale_here) << "left over";
+  // Issue 31, defect 10: on a cache.dir shared across machines, a process of
+  // another machine was judged by its PID here, and its live file removed.
+  const fs::path elsewhere = dir.path() / "ldcache-cut2-0123456789abcdef-4194305@other-machine.bin";
+  std::ofstream(elsewhere) << "in use on another machine";
   {
     auto cache = make("disk", dir.str());
     fill(*cache, at::ones({4, 3}));
     EXPECT_FALSE(fs::exists(stale));
+    EXPECT_FALSE(fs::exists(stale_here));
+    EXPECT_TRUE(fs::exists(elsewhere));
+    fs::remove(elsewhere);
     EXPECT_EQ(cache_files(dir.path()).size(), 1u);
   }
   EXPECT_TRUE(cache_files(dir.path()).empty());

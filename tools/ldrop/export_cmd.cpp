@@ -40,7 +40,10 @@ int export_run(core::PluginHost& host, const core::RunConfig& cfg, const ExportA
   if (!fs::exists(model_file) || !fs::exists(summary_file)) {
     throw Error("export: " + dir.string() + " has no model.pt and summary.json: the run has not finished");
   }
-  const json summary = json::parse(core::read_file(summary_file));
+  const json summary = json::parse(core::read_file(summary_file), nullptr, false);
+  if (summary.is_discarded() || !summary.is_object()) {
+    throw Error("export: " + summary_file.string() + " is not a JSON object (a damaged run folder?)");
+  }
   ModelContext ctx;
   if (summary.contains("input_shape") && summary.contains("num_classes")) {
     const auto shape = summary["input_shape"].get<std::vector<std::int64_t>>();

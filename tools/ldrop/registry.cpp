@@ -449,6 +449,18 @@ int refuse_unknown_command(CLI::App& app, int argc, char** argv) {
   return 0;
 }
 
+// An error's first line for the user: nlohmann's "[json.exception.type_error.302] "
+// tags name the library's internals, not the file or key (those come before).
+static std::string for_user(const std::string& what) {
+  std::string text = core::first_line(what);
+  for (std::size_t at; (at = text.find("[json.exception.")) != std::string::npos;) {
+    const std::size_t end = text.find("] ", at);
+    if (end == std::string::npos) break;
+    text.erase(at, end + 2 - at);
+  }
+  return text;
+}
+
 int run_command(const std::vector<Command>& commands) {
   const Command* chosen = nullptr;
   for (const auto& c : commands) {
@@ -460,7 +472,7 @@ int run_command(const std::vector<Command>& commands) {
   try {
     code = chosen->input(host);
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "error: %s\n", core::first_line(e.what()).c_str());
+    std::fprintf(stderr, "error: %s\n", for_user(e.what()).c_str());
     return kBadInput;
   }
   if (code != kContinue || !chosen->run) return code;
@@ -476,7 +488,7 @@ int run_command(const std::vector<Command>& commands) {
     return 128 + e.signal();
   } catch (const std::exception& e) {
     std::fflush(stdout);
-    std::fprintf(stderr, "error: %s\n", core::first_line(e.what()).c_str());
+    std::fprintf(stderr, "error: %s\n", for_user(e.what()).c_str());
     return kFailed;
   }
 }
