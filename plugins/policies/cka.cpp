@@ -20,6 +20,7 @@ struct CkaOptions {
   double threshold = 0;
   double start_threshold = 0;
   std::int64_t patience = 0;
+  double moved = 0;
   std::string prefer;
 };
 
@@ -43,6 +44,11 @@ const ld::OptionTable<CkaOptions>& options_table() {
           .add(ld::ConfigKey("patience", ld::ValueType::kInt, "1", "consecutive settled points before a stage may drop")
                    .range(1, 1000),
                &CkaOptions::patience)
+          .add(ld::ConfigKey("moved", ld::ValueType::kFloat, "0.95",
+                             "no drop before the deepest trained stage's CKA against the start is at most this: "
+                             "until the network has adapted, every stage looks settled (1 = no such hold)")
+                   .range(0, 1),
+               &CkaOptions::moved)
           .add(ld::ConfigKey("prefer", ld::ValueType::kString, "cache",
                              "the drop mode asked of the host when policy.drop_mode is auto: cache (the prefix's "
                              "output computed once; the host's cost guard still weighs it) | freeze | auto (the "
@@ -72,6 +78,24 @@ class CkaPolicy : public ld::DropPolicy {
       const bool settled = (o_.threshold < 1 && s.feature_similarity >= o_.threshold) ||
                            (o_.start_threshold < 1 && s.feature_similarity_start >= o_.start_threshold);
       settled_for_[i] = settled ? settled_for_[i] + 1 : 0;
+    }
+    // Evidence first: early on (the first epoch of a stream's first part) no
+    // stage has moved, so all look settled; the deepest trained one moving
+    // shows that training has had the chance to change what they compute.
+    double deepest = 1;
+    for (std::size_t i = n; i-- > 0;) {
+      if (!in.stages[i].dropped) {
+        deepest = in.stages[i].feature_similarity_start;
+        break;
+      }
+    }
+    if (o_.moved < 1 && deepest > o_.moved) {
+      ld::Decision d{in.cut, "", ld::DropModeHint::kAny};
+      char buf[160];
+      std::snprintf(buf, sizeof buf, "moved: the deepest trained stage's CKA against the start is %.4f > %.4f", deepest,
+                    o_.moved);
+      if (in.cut < n && settled_for_[in.cut] >= o_.patience) d.reason = buf;
+      return d;
     }
     std::size_t wanted = in.cut;
     while (wanted < n && settled_for_[wanted] >= o_.patience) ++wanted;

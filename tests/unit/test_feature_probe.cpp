@@ -79,7 +79,8 @@ TEST(CkaPolicy, DropsTheSettledPrefixAsksForACacheAndKeepsTheLastStages) {
   ctx.num_stages = 6;
   ctx.steps_per_epoch = 10;
   ctx.epochs = 10;
-  auto p = host->create_policy("cka", test::plugin_options(*host, PluginKind::kPolicy, "cka", {{"patience", "2"}, {"start_threshold", "0.99"}}), ctx);
+  auto p = host->create_policy("cka", test::plugin_options(*host, PluginKind::kPolicy, "cka", {{"patience", "2"}, {"start_threshold", "0.99"}, {"moved", "1"}}),
+                               ctx);
   EXPECT_TRUE(p->wants_feature_similarity());
   auto point = [&](std::int64_t k, const std::vector<double>& sim) {
     PolicyInput in;
@@ -103,7 +104,8 @@ TEST(CkaPolicy, DropsTheSettledPrefixAsksForACacheAndKeepsTheLastStages) {
   EXPECT_EQ(d.mode, DropModeHint::kCache);
   EXPECT_NE(d.reason.find("keep_stages/max_fraction holds back the rest"), std::string::npos) << d.reason;
   // Its state round-trips.
-  auto q = host->create_policy("cka", test::plugin_options(*host, PluginKind::kPolicy, "cka", {{"patience", "2"}}), ctx);
+  auto q = host->create_policy(
+      "cka", test::plugin_options(*host, PluginKind::kPolicy, "cka", {{"patience", "2"}, {"moved", "1"}}), ctx);
   q->load_state(p->save_state());
   EXPECT_EQ(q->save_state().values, p->save_state().values);
   // Without a measurement it says so.
@@ -120,7 +122,8 @@ TEST(CkaPolicy, ByDefaultOnlyTheSimilarityToTheStartSettlesAStage) {
   ctx.num_stages = 4;
   ctx.steps_per_epoch = 10;
   ctx.epochs = 10;
-  auto decide = [&](const std::map<std::string, std::string>& keys, double between, double start) {
+  // Every stage at `between` and `start`, the deepest at `deepest` against the start.
+  auto decide = [&](std::map<std::string, std::string> keys, double between, double start, double deepest = 0.5) {
     auto p = host->create_policy("cka", test::plugin_options(*host, PluginKind::kPolicy, "cka", keys), ctx);
     PolicyInput in;
     in.eval_point = 1;
@@ -130,12 +133,21 @@ TEST(CkaPolicy, ByDefaultOnlyTheSimilarityToTheStartSettlesAStage) {
       s.feature_similarity = between;
       s.feature_similarity_start = start;
     }
-    return p->decide(in).cut;
+    in.stages.back().feature_similarity_start = deepest;
+    return p->decide(in);
   };
-  EXPECT_EQ(decide({}, 0.9999, 0.95), 0u) << "a representation that moved away from the start";
-  EXPECT_EQ(decide({}, 0.5, 0.999), 2u) << "kept its start's function: all but keep_stages";
-  EXPECT_EQ(decide({{"threshold", "0.99"}}, 0.9999, 0.95), 2u) << "between-points settling when asked";
-  EXPECT_EQ(decide({{"start_threshold", "1"}}, 0.5, 1.0), 0u) << "1 turns the start test off";
+  EXPECT_EQ(decide({}, 0.9999, 0.95).cut, 0u) << "a representation that moved away from the start";
+  EXPECT_EQ(decide({}, 0.5, 0.999).cut, 2u) << "kept its start's function: all but keep_stages";
+  EXPECT_EQ(decide({{"threshold", "0.99"}}, 0.9999, 0.95).cut, 2u) << "between-points settling when asked";
+  EXPECT_EQ(decide({{"start_threshold", "1"}}, 0.5, 1.0).cut, 0u) << "1 turns the start test off";
+  // Before the network has adapted (the first epoch of a stream's first
+  // part) every stage looks settled: no drop until the deepest one moved.
+  const Decision early = decide({}, 0.5, 0.999, 0.99);
+  EXPECT_EQ(early.cut, 0u);
+  EXPECT_NE(early.reason.find("moved: the deepest trained stage's CKA against the start is 0.9900 > 0.9500"),
+            std::string::npos)
+      << early.reason;
+  EXPECT_EQ(decide({{"moved", "1"}}, 0.5, 0.999, 0.99).cut, 2u) << "1 turns the hold off";
 }
 
 }  // namespace ld::core
