@@ -604,10 +604,12 @@ TEST_F(Suites, FreezeAndProbeBaselinesAreAddedAndReported) {
   const std::string file =
       write_suite("set: {train.epochs: 4}\nmatrix:\n  policy:\n    - {policy.plugin: none}\n"
                   "    - {policy.plugin: fixed, policy.epoch: 1, policy.cut: 4, policy.drop_mode: cache}\n"
-                  "baseline: {policy.plugin: none}\ncompare: [freeze, probe]\n");
+                  "baseline: {policy.plugin: none}\ncompare: [freeze, probe]\nbudget: flops\n");
+  // budget: flops matches K to the run's forward FLOPs: the same K on a
+  // loaded machine (matched to time, a slow drop run gave K 0, the baseline).
   test::LdropResult r = test::run_ldrop("suite run " + file);
   ASSERT_EQ(r.code, 0) << r.output;
-  EXPECT_NE(r.output.find("1 pair(s) with finished runs; 2 further baseline run(s) to run"), std::string::npos)
+  EXPECT_NE(r.output.find("1 pair(s) with finished runs; 3 further baseline run(s) to run"), std::string::npos)
       << r.output;
   ResultsDb db(dir_.str() + "/out/results.db");
   std::map<std::string, RunRecord> by_role;

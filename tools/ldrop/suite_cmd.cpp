@@ -324,7 +324,12 @@ int suite_run(const core::PluginHost& host, const SuiteRunArgs& a) {
         }
         std::string stages = "all";
         if (c == "freeze") {
-          stages = std::to_string(core::freeze_stages_for(ratio, s->second["stage_forward_flops"].get<std::vector<std::int64_t>>(),
+          // K matched to the run's budget: its time, or with `budget: flops`
+          // its forward FLOPs (which no machine's load moves).
+          const double match = stage.budget == "flops" ? s->second["forward_flops"].get<double>() /
+                                                             b->second["forward_flops"].get<double>()
+                                                       : ratio;
+          stages = std::to_string(core::freeze_stages_for(match, s->second["stage_forward_flops"].get<std::vector<std::int64_t>>(),
                                                           s->second["head_forward_flops"].get<std::int64_t>()));
         }
         core::SuiteRun other = core::freeze_run(*base->second, stages);
