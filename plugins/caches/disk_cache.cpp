@@ -319,10 +319,14 @@ void DiskCache::begin(const ld::CacheLayout& layout) {
   complete_ = false;
 }
 
+int DiskCache::allocate() const {
+  const int err = ::posix_fallocate(fd_, 0, file_bytes_);
+  if (err == EOPNOTSUPP || err == EINVAL) return ::ftruncate(fd_, file_bytes_) == 0 ? 0 : errno;
+  return err;
+}
+
 void DiskCache::reserve(const std::string& what) {
-  int err = ::posix_fallocate(fd_, 0, file_bytes_);
-  if (err == EOPNOTSUPP || err == EINVAL) err = ::ftruncate(fd_, file_bytes_) == 0 ? 0 : errno;
-  if (err != 0) {
+  if (const int err = allocate(); err != 0) {
     ::close(fd_);
     fd_ = -1;
     std::error_code rm;
@@ -346,9 +350,7 @@ bool DiskCache::grow(std::int64_t count) {
   layout.count = count;
   set_layout(layout);
   const std::int64_t more = file_bytes_ - old_bytes;
-  int err = ::posix_fallocate(fd_, 0, file_bytes_);
-  if (err == EOPNOTSUPP || err == EINVAL) err = ::ftruncate(fd_, file_bytes_) == 0 ? 0 : errno;
-  if (err != 0) {
+  if (const int err = allocate(); err != 0) {
     [[maybe_unused]] const int cut = ::ftruncate(fd_, old_bytes);
     set_layout(before);
     io_error("cannot reserve " + bytes_text(static_cast<double>(more)) + " for " + std::to_string(count - old) +

@@ -70,6 +70,9 @@ class DiskCache : public ld::FeatureCache {
   static bool owner_is_gone(const std::string& owner);
   void write_header(bool complete);
   /// Reserves file_bytes_ for the file (a full disk is found before the rows are computed).
+  /// Extends the file to file_bytes_ (posix_fallocate, or ftruncate where the
+  /// file system has no fallocate); the errno of a failure, else 0.
+  int allocate() const;
   void reserve(const std::string& what);
   void verify_file();
   void remove_stale_files() const;

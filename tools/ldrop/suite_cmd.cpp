@@ -100,10 +100,7 @@ int suite_run(const core::PluginHost& host, const SuiteRunArgs& a) {
                   holder + "); wait for it to end, or give this suite another output");
     }
   }
-  if (!a.dry_run || fs::exists(db_path)) {
-    fs::create_directories(suite.output);
-    db = std::make_unique<core::ResultsDb>(db_path);
-  }
+  if (!a.dry_run || fs::exists(db_path)) db = std::make_unique<core::ResultsDb>(db_path);  // the output exists
   std::vector<bool> done(suite.runs.size(), false);
   std::size_t skipped = 0;
   for (std::size_t i = 0; i < suite.runs.size(); ++i) {

@@ -4,7 +4,6 @@
 #include <cstring>
 #include <sstream>
 
-
 #include <spdlog/spdlog.h>
 #include <torch/serialize.h>
 
