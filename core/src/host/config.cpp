@@ -8,6 +8,7 @@
 #include <fstream>
 #include <map>
 #include <set>
+#include <sstream>
 #include <regex>
 #include <thread>
 #include <type_traits>
@@ -15,6 +16,7 @@
 
 #include <nlohmann/json.hpp>
 #include <yaml-cpp/depthguard.h>
+#include <yaml-cpp/eventhandler.h>
 
 #include "learndrop/core/class_subset.h"
 #include "learndrop/core/device.h"
@@ -208,19 +210,60 @@ struct KeyCheck {
     ancestors.pop_back();
   }
 };
+// Counts the documents of a YAML text, stopping at two. yaml-cpp's own
+// LoadAll never ends on a stray ',' at the top level: its parser yields an
+// empty document there without moving on (found by tools/fuzz.sh, config
+// target; a 1-byte input ran the process out of memory). A document that
+// starts where the one before started is that case: refused, with the place.
+class DocumentCount : public YAML::EventHandler {
+ public:
+  static int count(const std::string& text, const std::string& origin) {
+    std::istringstream in(text);
+    YAML::Parser parser(in);
+    DocumentCount handler;
+    int documents = 0;
+    YAML::Mark previous = YAML::Mark::null_mark();
+    while (documents < 3 && parser.HandleNextDocument(handler)) {
+      if (documents > 0 && handler.start_.pos == previous.pos) {
+        const auto at = static_cast<std::size_t>(handler.start_.pos);
+        const char c = at < text.size() ? text[at] : '\0';
+        const std::string what = c > ' ' && c < 0x7f ? std::string("'") + c + "'" : "token";
+        throw Error(origin + ":" + std::to_string(handler.start_.line + 1) + ": invalid YAML: unexpected " + what +
+                    " at column " + std::to_string(handler.start_.column + 1) + ", outside any [...] or {...}");
+      }
+      previous = handler.start_;
+      ++documents;
+    }
+    return documents;
+  }
+
+ private:
+  YAML::Mark start_ = YAML::Mark::null_mark();
+  void OnDocumentStart(const YAML::Mark& mark) override { start_ = mark; }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t, const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
+  void OnMapEnd() override {}
+};
 }  // namespace
 
 ConfigTree parse_config(const std::string& text, const std::string& origin) {
   ConfigTree tree;
   tree.file = origin;
+  // yaml-cpp reads a text that starts with NUL bytes as UTF-16 or UTF-32.
+  if (const auto nul = text.find('\0'); nul != std::string::npos) {
+    throw Error(origin + ": holds a NUL byte (offset " + std::to_string(nul) + "); a config is UTF-8 text");
+  }
   try {
     // One document: a second one after '---' was ignored in silence.
-    std::vector<YAML::Node> documents = YAML::LoadAll(text);
-    if (documents.size() > 1) {
-      throw Error(origin + ": holds " + std::to_string(documents.size()) +
-                  " YAML documents (separated by '---'); a config is one document");
+    if (DocumentCount::count(text, origin) > 1) {
+      throw Error(origin + ": holds more than one YAML document (separated by '---'); a config is one document");
     }
-    tree.root = documents.empty() ? YAML::Node() : documents.front();
+    tree.root = YAML::Load(text);
   } catch (const YAML::DeepRecursion& e) {
     // yaml-cpp's message for this is "bad file".
     throw Error(origin + ":" + std::to_string(e.mark.line + 1) + ": invalid YAML: nested more than " +
