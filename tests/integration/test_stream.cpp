@@ -10,7 +10,7 @@
 
 #include "idx_fixture.h"
 #include "learndrop/core/config.h"
-#include "learndrop/core/trainer.h"
+#include "learndrop/core/run.h"
 #include "learndrop/registrar.h"
 #include "test_env.h"
 

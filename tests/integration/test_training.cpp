@@ -11,7 +11,7 @@
 #include "learndrop/core/device.h"
 #include "learndrop/core/flops.h"
 #include "learndrop/core/optimizer.h"
-#include "learndrop/core/trainer.h"
+#include "learndrop/core/run.h"
 #include "learndrop/registrar.h"
 #include "test_env.h"
 

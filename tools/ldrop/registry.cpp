@@ -19,7 +19,7 @@
 #include "learndrop/core/plugin_host.h"
 #include "learndrop/core/suite.h"
 #include "learndrop/core/text.h"
-#include "learndrop/core/trainer.h"
+#include "learndrop/core/run.h"
 #include "learndrop/error.h"
 
 namespace ld::cli {

@@ -34,9 +34,9 @@ std::vector<std::int64_t> shard_order(const std::vector<std::int64_t>& order, st
 
 }  // namespace
 
-DataParallel::DataParallel(ProcessGroup* group, const RunConfig& cfg, RunParts& parts)
+DataParallel::DataParallel(ProcessGroup* group, const RunConfig& cfg, ParallelParts parts)
     : group_(group), cfg_(cfg), p_(parts) {
-  if (group_) reducer_ = std::make_unique<GradientReducer>(*group_, p_.model->parameters());
+  if (group_) reducer_ = std::make_unique<GradientReducer>(*group_, p_.model.parameters());
 }
 
 DataParallel::~DataParallel() = default;
@@ -102,7 +102,7 @@ void DataParallel::reduce_epoch(EpochTally& tally, RunTotals& totals, std::int64
 void DataParallel::sync_buffers() {
   if (!group_) return;
   at::NoGradGuard no_grad;
-  group_->broadcast_tensors(p_.model->buffers());
+  group_->broadcast_tensors(p_.model.buffers());
 }
 
 void DataParallel::reduce_point(at::Tensor& loss_since_point) {
@@ -140,8 +140,8 @@ DropPlan DataParallel::agree(DropPlan plan) {
 }
 
 void DataParallel::shard_before_first_drop(std::int64_t epoch, std::size_t cut) {
-  if (!group_ || p_.controller->cache_cut() != 0 || std::min(cut, p_.model->num_stages()) == 0) return;
-  p_.feed->stop();  // its order becomes shard positions below
+  if (!group_ || p_.controller.cache_cut() != 0 || std::min(cut, p_.model.num_stages()) == 0) return;
+  p_.feed.stop();  // its order becomes shard positions below
   const int world = group_->world(), rank = group_->rank();
   const std::int64_t batch = cfg_.train.batch_size;
   const std::vector<std::int64_t> all = core::epoch_order(p_.n_train, cfg_.seed, epoch);
@@ -159,11 +159,11 @@ void DataParallel::shard_before_first_drop(std::int64_t epoch, std::size_t cut) 
   // This epoch's order is the start of the shard: positions 0, 1, ...
   std::vector<std::int64_t> order(epoch_rows);
   std::iota(order.begin(), order.end(), std::int64_t{0});
-  p_.feed->reorder(std::move(order));
+  p_.feed.reorder(std::move(order));
   const nlohmann::json record = {{"rank", rank}, {"world_size", world}, {"epoch", epoch + 1}, {"samples", mine}};
-  atomic_write(p_.out->dir() / "cache_shard.json", record.dump() + "\n");
+  atomic_write(p_.out.dir() / "cache_shard.json", record.dump() + "\n");
   spdlog::debug("rank {}: cache shard of {} samples", rank, mine.size());
-  p_.controller->set_shard(std::move(mine));
+  p_.controller.set_shard(std::move(mine));
 }
 
 }  // namespace ld::core

@@ -19,10 +19,20 @@ namespace ld::core {
 class GradientReducer;
 class ProcessGroup;
 
+/// What the data-parallel part acts on (parts of RunParts).
+struct ParallelParts {
+  StagedModel& model;
+  DropController& controller;
+  BatchFeed& feed;
+  const RunOutput& out;
+  std::int64_t n_train;          ///< Training samples of every rank.
+  std::int64_t steps_per_epoch;  ///< Steps of a full epoch (global batches).
+};
+
 class DataParallel {
  public:
   /// `group` is null in a run of one process.
-  DataParallel(ProcessGroup* group, const RunConfig& cfg, RunParts& parts);
+  DataParallel(ProcessGroup* group, const RunConfig& cfg, ParallelParts parts);
   ~DataParallel();
 
   bool active() const { return group_ != nullptr; }
@@ -76,7 +86,7 @@ class DataParallel {
 
   ProcessGroup* group_;
   const RunConfig& cfg_;
-  RunParts& p_;
+  ParallelParts p_;
   std::unique_ptr<GradientReducer> reducer_;
   std::vector<std::int64_t> shard_sizes_;  // every rank's cache shard, once sharded
   bool shard_epoch_ = false;               // the epoch permutes this rank's shard

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <numeric>
+#include <optional>
 #include <utility>
 
 #include <ATen/ATen.h>
@@ -31,7 +32,15 @@ void to_channels_last(torch::nn::Module& model) {
 }  // namespace
 
 RunParts set_up_run(const RunConfig& cfg, const PluginHost& host, const RunOptions& opts,
-                    const RunOutput::Resume* resume) {
+                    const Checkpoint* checkpoint) {
+  at::set_num_threads(cfg.threads);
+  at::manual_seed(cfg.seed);
+  // A resume: the run folder's logs are cut back to where the checkpoint was.
+  std::optional<RunOutput::Resume> resume;
+  if (checkpoint) {
+    const nlohmann::json& out = checkpoint->meta.at("output");
+    resume = RunOutput::Resume{out.at("metrics_bytes").get<std::int64_t>(), out.at("stats_bytes").get<std::int64_t>()};
+  }
   RunParts p;
   p.device = resolve_device(cfg.device);
   p.precision = parse_precision(cfg.train.precision);
@@ -47,7 +56,7 @@ RunParts set_up_run(const RunConfig& cfg, const PluginHost& host, const RunOptio
   if (p.model->num_stages() == 0) throw Error("model '" + cfg.model.plugin + "' has no stages");
   p.model_label = p.model->label().empty() ? cfg.model.plugin : p.model->label();
   // A resumed run's checkpoint holds every tensor: its source may have moved.
-  if (!cfg.model_weights.empty() && resume == nullptr) {
+  if (!cfg.model_weights.empty() && !checkpoint) {
     p.weights_loaded = load_start_weights(*p.model, cfg.model_weights, cfg.model_head == "reset");
   }
   if (cfg.model_freeze == "all") {
@@ -96,6 +105,13 @@ RunParts set_up_run(const RunConfig& cfg, const PluginHost& host, const RunOptio
   policy_ctx.epochs = cfg.train.epochs;
   policy_ctx.lr_warmup_epochs = cfg.train.warmup_epochs;
   p.policy = host.create_policy(cfg.policy.plugin, cfg.policy.options, policy_ctx);
+  if (cfg.train.checkpoint_every > 0 && opts.group == nullptr && !p.policy->has_state()) {
+    spdlog::warn(
+        "policy '{}' does not save its state (DropPolicy::has_state() is false): the checkpoints this run writes "
+        "cannot be resumed (set train.checkpoint_every: 0 not to write them, or implement "
+        "has_state/save_state/load_state: docs/plugins.md)",
+        cfg.policy.plugin);
+  }
   // Views, feature augmentation, dtype and folder: the one plan `ldrop cache plan` prints.
   p.cache = plan_cache(cfg, *p.dataset, opts.out_dir);
   const CachePlan& plan = p.cache;
@@ -110,7 +126,7 @@ RunParts set_up_run(const RunConfig& cfg, const PluginHost& host, const RunOptio
   cctx.device = p.device;
   auto prepared = std::make_shared<std::shared_ptr<FeatureCache>>(
       host.create_cache(cfg.cache.plugin, cfg.cache.options, cctx));
-  p.out = std::make_unique<RunOutput>(opts.out_dir, resume);
+  p.out = std::make_unique<RunOutput>(opts.out_dir, resume ? &*resume : nullptr);
   p.out->write_config(cfg.effective_yaml());
   DropSettings drop;
   drop.dtype = plan.dtype;

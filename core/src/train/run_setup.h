@@ -10,6 +10,7 @@
 
 #include "learndrop/core/batch_feed.h"
 #include "learndrop/core/cache_plan.h"
+#include "learndrop/core/checkpoint.h"
 #include "learndrop/core/config.h"
 #include "learndrop/core/device.h"
 #include "learndrop/core/drop_controller.h"
@@ -18,7 +19,7 @@
 #include "learndrop/core/optimizer.h"
 #include "learndrop/core/run_output.h"
 #include "learndrop/core/stage_stats.h"
-#include "learndrop/core/trainer.h"
+#include "learndrop/core/run.h"
 #include "learndrop/policy.h"
 #include "learndrop/core/drop_cost.h"
 #include "schedule.h"
@@ -61,8 +62,9 @@ struct RunParts {
 /// Creates the parts of the run of `cfg`: plugins from the host, the model on
 /// its device (channels-last), the run folder with config.yaml. Throws
 /// ld::Error naming the key or plugin at fault.
-/// `resume`: the run goes on in its folder from a checkpoint (RunOutput).
+/// Sets LibTorch's threads and seed first. `checkpoint`: the run goes on in
+/// its folder from it (restore_run then loads its state into the parts).
 RunParts set_up_run(const RunConfig& cfg, const PluginHost& host, const RunOptions& opts,
-                    const RunOutput::Resume* resume = nullptr);
+                    const Checkpoint* checkpoint = nullptr);
 
 }  // namespace ld::core

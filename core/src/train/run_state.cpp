@@ -1,5 +1,7 @@
 #include "run_state.h"
 
+#include <cmath>
+#include <cstdio>
 #include <string>
 #include <utility>
 
@@ -7,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "learndrop/core/checkpoint.h"
+#include "learndrop/core/drop_controller.h"
 #include "learndrop/error.h"
 
 namespace ld::core {
@@ -34,6 +37,94 @@ double RunState::full_seconds_per_image() const {
   if (full_epochs >= 2 && full_images > 0) return full_seconds / full_images;
   if (full_epochs == 1 && first_full_images > 0) return first_full_seconds / first_full_images;
   return 0;
+}
+
+void RunState::count_step(const at::Tensor& loss, const at::Tensor& point_loss, const at::Tensor& correct,
+                          std::int64_t rows, std::int64_t flops, std::int64_t flops_full) {
+  lr_since_point += last_lr;
+  tally.loss_sum += loss * static_cast<double>(rows);
+  tally.correct_sum += correct;
+  tally.seen += rows;
+  tally.flops += rows * flops;
+  totals.flops_full += rows * flops_full;
+  loss_since_point += point_loss;
+  ++steps_since_point;
+  ++step;
+  ++step_in_epoch;
+}
+
+PolicyInput RunState::point_input(std::int64_t steps_in_epoch) {
+  PolicyInput in;
+  in.eval_point = ++eval_point;
+  in.step = step;
+  in.epoch = static_cast<double>(epoch) + static_cast<double>(step_in_epoch) / static_cast<double>(steps_in_epoch);
+  in.last_drop_epoch = last_drop_epoch;
+  in.held_cut = held_cut;
+  in.held_reason = held_reason;
+  in.lr = last_lr;
+  in.lr_sum = lr_since_point;
+  in.steps_since_point = steps_since_point;
+  return in;
+}
+
+void RunState::end_point() {
+  loss_since_point.zero_();
+  steps_since_point = 0;
+  lr_since_point = 0;
+}
+
+RunState RunState::to_save(bool mid_epoch, const CacheStats& reads, double wall_seconds) const {
+  RunState saved = *this;
+  if (mid_epoch) {
+    saved.read_carry = reads;
+  } else {
+    ++saved.epoch;
+    saved.step_in_epoch = 0;
+    saved.tally = EpochTally(tally.loss_sum.device());
+    saved.read_carry = CacheStats{};
+  }
+  saved.wall_before = wall_before + wall_seconds;
+  return saved;
+}
+
+void RunState::count_full_epoch(double images, double seconds) {
+  if (full_epochs++ == 0) {
+    first_full_images = images;
+    first_full_seconds = seconds;
+  } else {
+    full_images += images;
+    full_seconds += seconds;
+  }
+}
+
+void RunState::check_finite(double value, const std::string& what, double train_lr, bool checkpoint_kept) const {
+  if (std::isfinite(value)) return;
+  const std::string kept =
+      checkpoint_kept ? "; the checkpoint of the last epoch boundary before it is kept (ldrop run --resume)" : "";
+  char numbers[96];
+  std::snprintf(numbers, sizeof numbers, " is %s (learning rate %g at this step, train.lr %g: lower it?)",
+                std::isnan(value) ? "NaN" : value > 0 ? "inf" : "-inf", last_lr, train_lr);
+  throw Error("training diverged at epoch " + std::to_string(epoch + 1) + ", step " + std::to_string(step) + ": " +
+              what + numbers + kept);
+}
+
+void EpochReads::start(const DropController& controller) {
+  generation_ = controller.generation();
+  at_start_ = controller.cache() ? controller.cache()->stats() : CacheStats{};
+}
+
+CacheStats EpochReads::so_far(const DropController& controller, const CacheStats& carry) const {
+  CacheStats r = carry;
+  if (const FeatureCache* cache = controller.cache()) {
+    CacheStats now = cache->stats();
+    if (controller.generation() == generation_) {
+      now.bytes_read -= at_start_.bytes_read;
+      now.read_seconds -= at_start_.read_seconds;
+    }
+    r.bytes_read += now.bytes_read;
+    r.read_seconds += now.read_seconds;
+  }
+  return r;
 }
 
 RunState::RunState(at::Device device)

@@ -4,15 +4,18 @@
 // save/load pair (docs/checkpoints.md).
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include <ATen/core/Tensor.h>
 
 #include "learndrop/cache.h"
+#include "learndrop/policy.h"
 
 namespace ld::core {
 
 struct Checkpoint;
+class DropController;
 
 /// Test loss and accuracy of the full model.
 struct EvalResult {
@@ -32,6 +35,20 @@ struct EpochTally {
   at::Tensor loss_sum, correct_sum;
   std::int64_t seen = 0;
   std::int64_t flops = 0;
+};
+
+/// The cache reads of one epoch: the current cache's since the epoch began,
+/// or since it was built when a drop replaced the cache during the epoch.
+class EpochReads {
+ public:
+  /// At the start of the epoch.
+  void start(const DropController& controller);
+  /// The epoch's reads so far, plus `carry` (reads before a resume within it).
+  CacheStats so_far(const DropController& controller, const CacheStats& carry) const;
+
+ private:
+  std::uint64_t generation_ = 0;
+  CacheStats at_start_;
 };
 
 /// What the loop adds up over the run.
@@ -90,6 +107,31 @@ struct RunState {
   double full_images = 0, full_seconds = 0;  ///< Full epochs after the first.
   /// Seconds per image of full training as this run measured it (0: no full epoch).
   double full_seconds_per_image() const;
+  /// A training step of `rows` rows at learning rate `last_lr`: `loss` is
+  /// its mean loss (on the device, as a double), `point_loss` what it adds to
+  /// the evaluation point's loss (weighted in a data-parallel run),
+  /// `correct` its correct predictions, `flops` and `flops_full` the forward
+  /// work per row of the trained part and of the whole model.
+  void count_step(const at::Tensor& loss, const at::Tensor& point_loss, const at::Tensor& correct, std::int64_t rows,
+                  std::int64_t flops, std::int64_t flops_full);
+  /// The next evaluation point's input as far as the loop's state knows it
+  /// (position, the period's learning rates, the last drop and hold); the
+  /// loop adds the loss, the cut, the samples and the stage statistics.
+  PolicyInput point_input(std::int64_t steps_in_epoch);
+  /// After an evaluation point: the period's sums start again.
+  void end_point();
+  /// The state a checkpoint saves now: within the epoch (`mid_epoch`, with
+  /// the epoch's cache reads so far), or at the start of the next one.
+  /// `wall_seconds`: this process's seconds so far.
+  RunState to_save(bool mid_epoch, const CacheStats& reads, double wall_seconds) const;
+  /// An epoch that trained the whole model: `images` in `seconds` (cache builds excluded).
+  void count_full_epoch(double images, double seconds);
+
+  /// Stops a diverged run: throws ld::Error naming `what`, the epoch, the
+  /// step and the learning rate when `value` is NaN or infinite (issue 31,
+  /// defect 3). `checkpoint_kept`: a checkpoint of an earlier epoch boundary
+  /// exists (nothing is checkpointed after a divergence).
+  void check_finite(double value, const std::string& what, double train_lr, bool checkpoint_kept) const;
 
   /// Writes every field into `ckpt` (counters in its JSON, floating-point
   /// values and tensors as named tensors, so that they come back exactly).

@@ -11,8 +11,8 @@
 
 #include "learndrop/core/distributed.h"
 #include "learndrop/core/files.h"
-#include "learndrop/core/trainer.h"
-#include "trainer_loop.h"
+#include "learndrop/core/run.h"
+#include "trainer.h"
 
 namespace ld::core {
 

@@ -1,8 +1,9 @@
-// The loop of a run: epochs, steps, evaluation points, arrivals and drops.
-// Setup is run_setup.cpp (plugins and parts from the config), reporting
-// run_report.cpp (console and run folder), checkpoints run_checkpoint.cpp,
-// and run_training.cpp starts a run, a rank or a resume.
-#include "learndrop/core/trainer.h"
+// The loop of a run: epochs, steps and evaluation points. Setup is
+// run_setup.cpp (plugins and parts from the config), what a point decides and
+// drops drop_sequence.cpp, reporting run_report.cpp (console and run folder),
+// checkpoints run_checkpoint.cpp, and run_training.cpp starts a run, a rank
+// or a resume.
+#include "learndrop/core/run.h"
 
 #include <algorithm>
 #include <cmath>
@@ -21,7 +22,7 @@
 #include "learndrop/core/interrupt.h"
 #include "learndrop/core/plugin_host.h"
 #include "learndrop/core/seeds.h"
-#include "trainer_loop.h"
+#include "trainer.h"
 
 namespace ld::core {
 
@@ -30,40 +31,25 @@ using json = nlohmann::json;
 Trainer::Trainer(const RunConfig& cfg, const PluginHost& host, const RunOptions& opts, const Checkpoint* resume)
     : cfg_(cfg),
       tbb_threads_(tbb::global_control::max_allowed_parallelism, static_cast<std::size_t>(cfg.threads)),
-      p_(prepare(cfg, host, opts, resume)),
+      p_(set_up_run(cfg, host, opts, resume)),
       report_(cfg, p_, opts),
       state_(p_.device),
-      dp_(opts.group, cfg, p_),
+      dp_(opts.group, cfg, {*p_.model, *p_.controller, *p_.feed, *p_.out, p_.n_train, p_.steps_per_epoch}),
       checkpoints_(cfg.train.checkpoint_every > 0 && opts.group == nullptr),
+      drops_(cfg, {*p_.policy, *p_.controller, *p_.optimizer, *p_.feed, *p_.schedule, *p_.cost, p_.model->num_stages()},
+             state_, dp_, report_, checkpoints_),
       faults_(TestFaults::from_environment()),
       resume_(resume) {}
-
-RunParts Trainer::prepare(const RunConfig& cfg, const PluginHost& host, const RunOptions& opts,
-                          const Checkpoint* resume) {
-  at::set_num_threads(cfg.threads);
-  torch::manual_seed(cfg.seed);
-  if (!resume) return set_up_run(cfg, host, opts);
-  const json& out = resume->meta.at("output");
-  const RunOutput::Resume sizes{out.at("metrics_bytes").get<std::int64_t>(),
-                                out.at("stats_bytes").get<std::int64_t>()};
-  return set_up_run(cfg, host, opts, &sizes);
-}
 
 json Trainer::run() {
   run_start_ = Clock::now();
   report_.started();
-  if (checkpoints_ && !p_.policy->has_state()) {
-    spdlog::warn(
-        "policy '{}' does not save its state (DropPolicy::has_state() is false): the checkpoints this run writes "
-        "cannot be resumed (set train.checkpoint_every: 0 not to write them, or implement "
-        "has_state/save_state/load_state: docs/plugins.md)",
-        cfg_.policy.plugin);
-  }
   if (resume_) {
-    restore(*resume_);
+    restore_run(*resume_, cfg_, p_, state_, report_, checkpoints_);
+    resumed_mid_epoch_ = state_.step_in_epoch > 0;
   } else {
     if (p_.probe) p_.probe->measure(nullptr);  // the reference: the model at step 0
-    freeze_from_start();
+    drops_.freeze_from_start(p_.freeze_stages, "model.freeze: " + cfg_.model_freeze + " stages frozen from the start");
   }
   for (; state_.epoch < cfg_.train.epochs; ++state_.epoch) {
     const Schedule& schedule = *p_.schedule;
@@ -74,53 +60,16 @@ json Trainer::run() {
   return report_.finish(state_.totals, state_.wall_before + seconds_since(run_start_), state_.full_seconds_per_image());
 }
 
-void Trainer::freeze_from_start() {
-  if (p_.freeze_stages == 0) return;
-  const Decision d{p_.freeze_stages, "model.freeze: " + cfg_.model_freeze + " stages frozen from the start"};
-  // Before the first epoch: the feed has not started, and reads the same
-  // data after a freeze-only drop.
-  const DropOutcome outcome = p_.controller->apply(d, p_.optimizer.get(), DropMode::kFreeze);
-  if (outcome.drop) report_.drop(*outcome.drop, 0, 0, d.reason, nullptr);
-}
-
 void Trainer::arrive(std::int64_t part) {
-  const Schedule& schedule = *p_.schedule;
-  const std::int64_t before = schedule.samples_after(part - 1), after = schedule.samples_after(part);
   // What the model makes of the new part before training on it (test-then-train).
   EvalResult first_look;
   if (part > 0) {
     DeferInterrupts defer(checkpoints_);
     dp_.sync_buffers();
-    first_look = evaluate_samples(*p_.model, *p_.dataset, *p_.controller, before, after, cfg_.train.eval_batch_size,
-                                  p_.device, p_.precision);
+    first_look = evaluate_samples(*p_.model, *p_.dataset, *p_.controller, p_.schedule->samples_after(part - 1),
+                                  p_.schedule->samples_after(part), cfg_.train.eval_batch_size, p_.device, p_.precision);
   }
-  ArrivalReport added;
-  {
-    DeferInterrupts defer(checkpoints_);  // the rows are added; the next step checkpoints
-    p_.feed->stop();  // the cache may grow in place: nothing reads it meanwhile
-    added = p_.controller->arrive(after);
-    p_.feed->resume(std::move(added.source));
-  }
-  state_.arrivals = part + 1;
-  // Rows added to the cache are training work, like a cache build.
-  state_.totals.train_seconds += added.seconds;
-  state_.totals.cache_seconds += added.seconds;
-  state_.totals.flops += added.flops;
-  report_.arrival(part, schedule.parts(), before, after, added, part > 0 ? &first_look : nullptr, state_.epoch);
-}
-
-CacheStats Trainer::epoch_reads() const {
-  CacheStats r = state_.read_carry;
-  if (const FeatureCache* cache = p_.controller->cache()) {
-    CacheStats now = cache->stats();
-    if (p_.controller->generation() == generation_at_start_) {
-      now.bytes_read -= stats_at_start_.bytes_read;
-      now.read_seconds -= stats_at_start_.read_seconds;
-    }
-    r.bytes_read += now.bytes_read;
-    r.read_seconds += now.read_seconds;
-  }
-  return r;
+  drops_.arrive(part, part > 0 ? &first_look : nullptr);
 }
 
 void Trainer::train_epoch() {
@@ -143,9 +92,10 @@ void Trainer::train_epoch() {
   } else {
     epoch_full_ = false;  // part of it ran in another process
   }
+  // Before the feed starts: its producer reads the cache from then on (a
+  // snapshot after it missed what the producer had read, by timing).
+  reads_.start(*p_.controller);
   p_.feed->start(std::move(order), state_.step_in_epoch, steps_, epoch_seed_);
-  generation_at_start_ = p_.controller->generation();
-  stats_at_start_ = p_.controller->cache() ? p_.controller->cache()->stats() : CacheStats{};
   at::Tensor x, y;
   while (true) {
     faults_.before_step(state_.step, dp_.rank());
@@ -190,33 +140,24 @@ void Trainer::train_step(const at::Tensor& x, const at::Tensor& y, Clock::time_p
   p_.tracker->add_step_gradients(cut);
   if (finite) p_.optimizer->step();  // fp16: a step with inf/NaN gradients is skipped
   p_.scaler->update(finite);
-  state_.lr_since_point += state_.last_lr;
   const at::Tensor loss_value = loss.detach().to(at::kDouble);
-  EpochTally& tally = state_.tally;
-  tally.loss_sum += loss_value * static_cast<double>(b);
-  tally.correct_sum += logits.argmax(1).eq(y).sum();
-  tally.seen += b;
-  tally.flops += b * p_.profile.flops_from(p_.controller->cache_cut());
-  state_.totals.flops_full += b * p_.profile.flops_from(0);
-  state_.loss_since_point += dp_.active() ? loss_value * share : loss_value;
-  ++state_.steps_since_point;
-  ++state_.step;
-  ++s;
+  state_.count_step(loss_value, dp_.active() ? loss_value * share : loss_value, logits.argmax(1).eq(y).sum(), b,
+                    p_.profile.flops_from(p_.controller->cache_cut()), p_.profile.flops_from(0));
   const std::int64_t period = p_.policy->period_steps();
   if (period > 0 ? state_.step % period == 0 : s == steps_) evaluation_point();
-  report_.live(epoch, s, steps_, tally, epoch_start);
+  report_.live(epoch, s, steps_, state_.tally, epoch_start);
+}
+
+std::string Trainer::save_checkpoint(bool mid_epoch) {
+  const auto start = Clock::now();
+  RunState saved = state_.to_save(mid_epoch, reads_.so_far(*p_.controller, state_.read_carry), seconds_since(run_start_));
+  const std::string where = write_run_checkpoint(cfg_, p_, report_, std::move(saved), start);
+  state_.totals.checkpoint_seconds += seconds_since(start);
+  return where;
 }
 
 void Trainer::check_finite(double value, const std::string& what) const {
-  if (std::isfinite(value)) return;
-  const std::string kept = checkpoints_ && state_.epoch >= cfg_.train.checkpoint_every
-                               ? "; the checkpoint of the last epoch boundary before it is kept (ldrop run --resume)"
-                               : "";
-  char numbers[96];
-  std::snprintf(numbers, sizeof numbers, " is %s (learning rate %g at this step, train.lr %g: lower it?)",
-                std::isnan(value) ? "NaN" : value > 0 ? "inf" : "-inf", state_.last_lr, cfg_.train.lr);
-  throw Error("training diverged at epoch " + std::to_string(state_.epoch + 1) + ", step " +
-              std::to_string(state_.step) + ": " + what + numbers + kept);
+  state_.check_finite(value, what, cfg_.train.lr, checkpoints_ && state_.epoch >= cfg_.train.checkpoint_every);
 }
 
 void Trainer::end_epoch(Clock::time_point epoch_start) {
@@ -230,17 +171,10 @@ void Trainer::end_epoch(Clock::time_point epoch_start) {
   // The run's own speed of full training: epochs whose every step trained
   // the whole model, without the cache builds that ended some of them.
   if (epoch_full_ && state_.tally.seen > 0) {
-    const double seconds = train_seconds - epoch_build_seconds_;
-    if (state_.full_epochs++ == 0) {
-      state_.first_full_images = static_cast<double>(state_.tally.seen);
-      state_.first_full_seconds = seconds;
-    } else {
-      state_.full_images += static_cast<double>(state_.tally.seen);
-      state_.full_seconds += seconds;
-    }
+    state_.count_full_epoch(static_cast<double>(state_.tally.seen), train_seconds - epoch_build_seconds_);
   }
   // Cache reads of this epoch (a cache built during the epoch counts from zero).
-  const CacheStats read = epoch_reads();
+  const CacheStats read = reads_.so_far(*p_.controller, state_.read_carry);
   state_.read_carry = CacheStats{};
   totals.cache_read_bytes += read.bytes_read;
   totals.cache_wait_seconds += read.read_seconds;
@@ -262,43 +196,15 @@ void Trainer::end_epoch(Clock::time_point epoch_start) {
   }
 }
 
-Decision Trainer::decide(PolicyInput& in) {
-  Decision d;
-  // Data-parallel: the policy runs on rank 0 (every rank has the same
-  // parameters and statistics) and its cut is broadcast, so all ranks drop
-  // at the same step.
-  if (dp_.decides()) {
-    // The guard (plugin_guard.h) already names the plugin, its library and
-    // the call; this only adds where the run was.
-    try {
-      d = p_.policy->decide(in);
-    } catch (const PluginError& e) {
-      throw PluginError(std::string(e.what()) + " (evaluation point " + std::to_string(in.eval_point) + ")",
-                        e.unexpected());
-    }
-  }
-  return dp_.broadcast(d);
-}
-
 void Trainer::evaluation_point() {
-  const std::size_t cut = p_.controller->cut();
-  PolicyInput in;
-  in.eval_point = ++state_.eval_point;
-  in.step = state_.step;
-  in.epoch = static_cast<double>(state_.epoch) + static_cast<double>(state_.step_in_epoch) / steps_;
-  in.cut = cut;
+  PolicyInput in = state_.point_input(steps_);
+  in.cut = p_.controller->cut();
   in.samples = p_.schedule->samples_in(state_.epoch);
   in.arrivals = p_.schedule->stream() ? state_.arrivals : 1;
-  in.last_drop_epoch = state_.last_drop_epoch;
-  in.held_cut = state_.held_cut;
-  in.held_reason = state_.held_reason;
   dp_.reduce_point(state_.loss_since_point);
   in.train_loss = state_.loss_since_point.item<double>() / static_cast<double>(state_.steps_since_point);
   check_finite(in.train_loss, "the mean training loss since the last evaluation point");
-  in.lr = state_.last_lr;
-  in.lr_sum = state_.lr_since_point;
-  in.steps_since_point = state_.steps_since_point;
-  in.stages = p_.tracker->measure(cut);
+  in.stages = p_.tracker->measure(in.cut);
   for (const auto& st : in.stages) {  // a NaN stage would read as "stopped learning" to every criterion
     check_finite(st.relative_change, "the relative change of stage " + st.name + "'s parameters");
     check_finite(st.grad_norm, "the gradient norm of stage " + st.name);
@@ -311,105 +217,13 @@ void Trainer::evaluation_point() {
       p_.controller->keep_dropped_in_eval();
     }
   }
-  state_.loss_since_point.zero_();
-  state_.steps_since_point = 0;
-  state_.lr_since_point = 0;
-  const std::vector<StageStats> measured = in.stages;
-  if (cfg_.policy_shadow) {
-    // The policy sees the run as if its drops had happened.
-    in.cut = state_.shadow_cut;
-    for (std::size_t i = 0; i < state_.shadow_cut; ++i) {
-      in.stages[i].dropped = true;
-      in.stages[i].relative_change = in.stages[i].grad_norm = in.stages[i].mean_grad_norm = 0;
-      // A frozen stage computes what it computed: its representation is unchanged.
-      if (in.stages[i].feature_similarity >= 0) in.stages[i].feature_similarity = 1;
-    }
-  }
-  const Decision d = decide(in);
-  PointAhead ahead;
-  ahead.images_ahead = p_.schedule->images_ahead(state_.epoch, state_.step_in_epoch);
-  ahead.cached_samples = p_.controller->samples();
-  ahead.arriving = dp_.active() ? 0 : p_.schedule->arrivals_after(state_.epoch);
-  if (cfg_.policy_shadow) {
-    const std::size_t target = std::min(d.cut, p_.model->num_stages());
-    const std::size_t after = std::max(state_.shadow_cut, target);
-    report_.evaluation_point(in, measured, d, state_.step, cut, &after, nullptr, ahead);
-    if (target > state_.shadow_cut) {
-      report_.shadow_drop(in.epoch, state_.step, state_.shadow_cut, target, d.reason);
-      state_.shadow_cut = target;
-      state_.last_drop_epoch = in.epoch;
-    }
-    return;
-  }
-  state_.held_cut = 0;
-  state_.held_reason.clear();
-  const json plan = drop(d, in.epoch);
-  report_.evaluation_point(in, measured, d, state_.step, cut, nullptr, plan.is_null() ? nullptr : &plan, ahead);
-}
-
-json Trainer::drop(const Decision& d, double epoch) {
-  const std::size_t frozen = p_.controller->cut(), cache_cut = p_.controller->cache_cut();
-  const std::size_t target = std::min(d.cut, p_.model->num_stages());
-  if (target <= frozen) {
-    // Nothing to weigh: DropController::apply explains a cut below the current one.
-    if (d.cut < frozen) {
-      const DropOutcome outcome = p_.controller->apply(d);
-      if (!outcome.note.empty()) spdlog::warn("policy '{}': {}", cfg_.policy.plugin, outcome.note);
-    }
-    return nullptr;
-  }
-  // Does it pay, and how: the work it saves over the rest of the schedule
-  // against what it costs. The same on every rank (no clock in it).
-  const Schedule& schedule = *p_.schedule;
-  const std::int64_t ahead = schedule.images_ahead(state_.epoch, state_.step_in_epoch);
-  const DropPlan plan = dp_.agree(plan_drop(*p_.cost, effective_drop_mode(cfg_.drop_mode, d.mode), cfg_.cost_guard,
-                                            cache_cut, frozen, target, ahead, p_.controller->samples(),
-                                            dp_.active() ? 0 : schedule.arrivals_after(state_.epoch)));
-  json record = {{"target", target},
-                 {"mode", to_string(plan.mode)},
-                 {"drop", plan.drop},
-                 {"images_ahead", ahead},
-                 {"saved_work", plan.chosen.saved},
-                 {"cost_work", plan.chosen.cost}};
-  for (const auto& o : plan.options) {
-    record["options"][to_string(o.mode)] = {{"saved_work", o.saved}, {"cost_work", o.cost}};
-  }
-  // For people: the net saving as seconds at this epoch's speed so far (in
-  // the log and summary, not in stats.jsonl; the decision uses no clock).
-  json shown = record;
-  const double work_now = p_.cost->step_work(cache_cut, frozen) * static_cast<double>(state_.tally.seen);
-  if (work_now > 0) {
-    shown["predicted_seconds"] = plan.chosen.net() * (seconds_since(epoch_start_) - epoch_build_seconds_) / work_now;
-  }
-  if (!plan.drop) {
-    record["held"] = plan.held;
-    state_.held_cut = target;
-    state_.held_reason = plan.held;
-    spdlog::debug("{}", plan.held);
-    return record;
-  }
-  if (plan.mode == DropMode::kCache) dp_.shard_before_first_drop(state_.epoch, target);
-  // The drop itself is one call: DropController::apply checks the decision,
-  // builds the cache (or only freezes), trims the optimizer and returns the
-  // source for the rest of the epoch. The feed's producer may be reading the
-  // cache the build reads and releases: it is stopped around the call.
-  DropOutcome outcome;
-  {
-    DeferInterrupts defer(checkpoints_);  // the cache is built; the next step checkpoints
-    p_.feed->stop();
-    outcome = p_.controller->apply(d, p_.optimizer.get(), plan.mode);
-    p_.feed->resume(std::move(outcome.source));
-  }
-  if (!outcome.note.empty()) spdlog::warn("policy '{}': {}", cfg_.policy.plugin, outcome.note);
-  if (outcome.drop) {
-    state_.tally.flops += outcome.drop->flops;
-    state_.totals.cache_seconds += outcome.drop->seconds;
-    epoch_build_seconds_ += outcome.drop->seconds;
-    epoch_full_ = false;
-    state_.last_drop_epoch = epoch;
-    report_.drop(*outcome.drop, epoch, state_.step, d.reason, &shown);
-  }
-  return record;
+  state_.end_point();
+  const DropEffect e = drops_.at_point(std::move(in), {seconds_since(epoch_start_) - epoch_build_seconds_, state_.tally.seen});
+  if (!e.dropped) return;
+  state_.tally.flops += e.flops;
+  state_.totals.cache_seconds += e.seconds;
+  epoch_build_seconds_ += e.seconds;
+  epoch_full_ = false;
 }
 
 }  // namespace ld::core

@@ -1,8 +1,8 @@
 #pragma once
 // The loop of one run (run_training = setup, loop, reporting): epochs of
-// steps, evaluation points where the policy decides, and drops through
-// DropController::apply. Its state is one RunState; the data-parallel part
-// is one DataParallel; checkpoints are written and read in run_checkpoint.cpp.
+// steps and evaluation points, whose decisions and drops are the
+// DropSequence's. Its state is one RunState; the data-parallel part is one
+// DataParallel; checkpoints are written and read in run_checkpoint.cpp.
 
 #include <cstdint>
 #include <filesystem>
@@ -14,8 +14,10 @@
 #include <tbb/global_control.h>
 
 #include "data_parallel.h"
+#include "drop_sequence.h"
 #include "learndrop/core/checkpoint.h"
-#include "learndrop/core/trainer.h"
+#include "learndrop/core/run.h"
+#include "run_checkpoint.h"
 #include "run_report.h"
 #include "run_setup.h"
 #include "run_state.h"
@@ -38,10 +40,6 @@ struct TestFaults {
   std::int64_t kill_step = -1;
 };
 
-/// Refuses to resume from `c` a run whose config hashes differently, or
-/// whose policy does not save its state; names `dir` and the reason.
-void check_resumable(const Checkpoint& c, const RunConfig& config, const std::filesystem::path& dir);
-
 /// With train.checkpoint_every > 0 the loop writes checkpoints at epoch ends
 /// and, on SIGINT/SIGTERM, at the next step; a checkpoint holds everything
 /// the loop goes on from, so that a resumed run computes exactly what it
@@ -52,36 +50,21 @@ class Trainer {
   nlohmann::json run();
 
  private:
-  static RunParts prepare(const RunConfig& cfg, const PluginHost& host, const RunOptions& opts,
-                          const Checkpoint* resume);
   /// Part `part` of a stream arrives (before its first epoch).
   void arrive(std::int64_t part);
-  /// model.freeze: stages frozen before the first step (a drop in kFreeze at step 0).
-  void freeze_from_start();
   void train_epoch();
   /// One optimizer step on batch (x, y).
   void train_step(const at::Tensor& x, const at::Tensor& y, Clock::time_point epoch_start);
   void end_epoch(Clock::time_point epoch_start);
-  /// Stops a diverged run: throws ld::Error naming `what`, the epoch, the
-  /// step and the learning rate when `value` is NaN or infinite. Nothing is
-  /// checkpointed after it, so the last checkpoint holds finite weights.
+  /// RunState::check_finite with this run's learning rate and checkpoints.
   void check_finite(double value, const std::string& what) const;
+  /// Measures the point (loss, stage statistics, the feature probe) and
+  /// hands it to the drop sequence.
   void evaluation_point();
-  /// Applies the policy's decision `d` at this point, through the cost
-  /// guard (drop_cost.h); returns the plan for the stats line.
-  nlohmann::json drop(const Decision& d, double epoch);
-  /// The policy's decision at this point (rank 0's in a data-parallel run).
-  Decision decide(PolicyInput& in);
-  /// Cache reads of this epoch so far.
-  CacheStats epoch_reads() const;
 
-  // run_checkpoint.cpp
-  /// Writes checkpoint/ at the current position; `mid_epoch` keeps the
-  /// epoch's tally and reads. Returns where, for messages.
+  /// Writes checkpoint/ at the current position (run_checkpoint.h);
+  /// `mid_epoch` keeps the epoch's tally and reads. Returns where.
   std::string save_checkpoint(bool mid_epoch);
-  /// Restores the run from `c`: the model, drops and cache, optimizer,
-  /// statistics, policy, generators, report and RunState.
-  void restore(const Checkpoint& c);
 
   const RunConfig& cfg_;
   tbb::global_control tbb_threads_;
@@ -96,14 +79,12 @@ class Trainer {
   double epoch_build_seconds_ = 0;
   Clock::time_point epoch_start_ = Clock::now();
   bool epoch_full_ = true;
-  // This epoch's cache reads: the current cache's since the epoch began (or
-  // since it was built).
-  std::uint64_t generation_at_start_ = 0;
-  CacheStats stats_at_start_;
+  EpochReads reads_;  // this epoch's cache reads
   std::int64_t flops_full_at_start_ = 0;
   bool resumed_mid_epoch_ = false;
 
   const bool checkpoints_;  // not in data-parallel runs yet
+  DropSequence drops_;
   const TestFaults faults_;
   const Checkpoint* resume_;
   Clock::time_point run_start_ = Clock::now();

@@ -1,0 +1,170 @@
+// The drop sequence: policy → shadow → cost plan → data-parallel agreement →
+// feed stopped, drop applied, feed resumed → report (drop_sequence.h).
+#include "drop_sequence.h"
+
+#include <algorithm>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <spdlog/spdlog.h>
+
+#include "data_parallel.h"
+#include "learndrop/core/batch_feed.h"
+#include "learndrop/core/drop_controller.h"
+#include "learndrop/core/drop_cost.h"
+#include "learndrop/core/interrupt.h"
+#include "learndrop/core/optimizer.h"
+#include "learndrop/core/plugin_host.h"
+#include "run_report.h"
+#include "schedule.h"
+
+namespace ld::core {
+
+using json = nlohmann::json;
+
+DropSequence::DropSequence(const RunConfig& cfg, DropParts parts, RunState& state, DataParallel& dp,
+                           RunReporter& report, bool defer_interrupts)
+    : cfg_(cfg), p_(parts), state_(state), dp_(dp), report_(report), defer_interrupts_(defer_interrupts) {}
+
+void DropSequence::freeze_from_start(std::size_t stages, const std::string& reason) {
+  if (stages == 0) return;
+  const Decision d{stages, reason};
+  // Before the first epoch: the feed has not started, and reads the same
+  // data after a freeze-only drop.
+  const DropOutcome outcome = p_.controller.apply(d, &p_.optimizer, DropMode::kFreeze);
+  if (outcome.drop) report_.drop(*outcome.drop, 0, 0, d.reason, nullptr);
+}
+
+void DropSequence::arrive(std::int64_t part, const EvalResult* first_look) {
+  const std::int64_t before = p_.schedule.samples_after(part - 1), after = p_.schedule.samples_after(part);
+  ArrivalReport added;
+  {
+    DeferInterrupts defer(defer_interrupts_);  // the rows are added; the next step checkpoints
+    p_.feed.stop();  // the cache may grow in place: nothing reads it meanwhile
+    added = p_.controller.arrive(after);
+    p_.feed.resume(std::move(added.source));
+  }
+  state_.arrivals = part + 1;
+  // Rows added to the cache are training work, like a cache build.
+  state_.totals.train_seconds += added.seconds;
+  state_.totals.cache_seconds += added.seconds;
+  state_.totals.flops += added.flops;
+  report_.arrival(part, p_.schedule.parts(), before, after, added, first_look, state_.epoch);
+}
+
+Decision DropSequence::decide(PolicyInput& in) {
+  Decision d;
+  // Data-parallel: the policy runs on rank 0 (every rank has the same
+  // parameters and statistics) and its cut is broadcast, so all ranks drop
+  // at the same step.
+  if (dp_.decides()) {
+    // The guard (plugin_guard.h) already names the plugin, its library and
+    // the call; this only adds where the run was.
+    try {
+      d = p_.policy.decide(in);
+    } catch (const PluginError& e) {
+      throw PluginError(std::string(e.what()) + " (evaluation point " + std::to_string(in.eval_point) + ")",
+                        e.unexpected());
+    }
+  }
+  return dp_.broadcast(d);
+}
+
+DropEffect DropSequence::at_point(PolicyInput in, const EpochSoFar& so_far) {
+  const std::size_t cut = p_.controller.cut();
+  const std::vector<StageStats> measured = in.stages;
+  if (cfg_.policy_shadow) {
+    // The policy sees the run as if its drops had happened.
+    in.cut = state_.shadow_cut;
+    for (std::size_t i = 0; i < state_.shadow_cut; ++i) {
+      in.stages[i].dropped = true;
+      in.stages[i].relative_change = in.stages[i].grad_norm = in.stages[i].mean_grad_norm = 0;
+      // A frozen stage computes what it computed: its representation is unchanged.
+      if (in.stages[i].feature_similarity >= 0) in.stages[i].feature_similarity = 1;
+    }
+  }
+  const Decision d = decide(in);
+  PointAhead ahead;
+  ahead.images_ahead = p_.schedule.images_ahead(state_.epoch, state_.step_in_epoch);
+  ahead.cached_samples = p_.controller.samples();
+  ahead.arriving = dp_.active() ? 0 : p_.schedule.arrivals_after(state_.epoch);
+  DropEffect effect;
+  if (cfg_.policy_shadow) {
+    const std::size_t target = std::min(d.cut, p_.stages);
+    const std::size_t after = std::max(state_.shadow_cut, target);
+    report_.evaluation_point(in, measured, d, state_.step, cut, &after, nullptr, ahead);
+    if (target > state_.shadow_cut) {
+      report_.shadow_drop(in.epoch, state_.step, state_.shadow_cut, target, d.reason);
+      state_.shadow_cut = target;
+      state_.last_drop_epoch = in.epoch;
+    }
+    return effect;
+  }
+  state_.held_cut = 0;
+  state_.held_reason.clear();
+  const json plan = drop(d, in.epoch, so_far, effect);
+  report_.evaluation_point(in, measured, d, state_.step, cut, nullptr, plan.is_null() ? nullptr : &plan, ahead);
+  return effect;
+}
+
+json DropSequence::drop(const Decision& d, double epoch, const EpochSoFar& so_far, DropEffect& effect) {
+  const std::size_t frozen = p_.controller.cut(), cache_cut = p_.controller.cache_cut();
+  const std::size_t target = std::min(d.cut, p_.stages);
+  if (target <= frozen) {
+    // Nothing to weigh: DropController::apply explains a cut below the current one.
+    if (d.cut < frozen) {
+      const DropOutcome outcome = p_.controller.apply(d);
+      if (!outcome.note.empty()) spdlog::warn("policy '{}': {}", cfg_.policy.plugin, outcome.note);
+    }
+    return nullptr;
+  }
+  // Does it pay, and how: the work it saves over the rest of the schedule
+  // against what it costs. The same on every rank (no clock in it).
+  const std::int64_t ahead = p_.schedule.images_ahead(state_.epoch, state_.step_in_epoch);
+  const DropPlan plan = dp_.agree(plan_drop(p_.cost, effective_drop_mode(cfg_.drop_mode, d.mode), cfg_.cost_guard,
+                                            cache_cut, frozen, target, ahead, p_.controller.samples(),
+                                            dp_.active() ? 0 : p_.schedule.arrivals_after(state_.epoch)));
+  json record = {{"target", target},
+                 {"mode", to_string(plan.mode)},
+                 {"drop", plan.drop},
+                 {"images_ahead", ahead},
+                 {"saved_work", plan.chosen.saved},
+                 {"cost_work", plan.chosen.cost}};
+  for (const auto& o : plan.options) {
+    record["options"][to_string(o.mode)] = {{"saved_work", o.saved}, {"cost_work", o.cost}};
+  }
+  // For people: the net saving as seconds at this epoch's speed so far (in
+  // the log and summary, not in stats.jsonl; the decision uses no clock).
+  json shown = record;
+  const double work_now = p_.cost.step_work(cache_cut, frozen) * static_cast<double>(so_far.images);
+  if (work_now > 0) shown["predicted_seconds"] = plan.chosen.net() * so_far.seconds / work_now;
+  if (!plan.drop) {
+    record["held"] = plan.held;
+    state_.held_cut = target;
+    state_.held_reason = plan.held;
+    spdlog::debug("{}", plan.held);
+    return record;
+  }
+  if (plan.mode == DropMode::kCache) dp_.shard_before_first_drop(state_.epoch, target);
+  // The drop itself is one call: DropController::apply checks the decision,
+  // builds the cache (or only freezes), trims the optimizer and returns the
+  // source for the rest of the epoch. The feed's producer may be reading the
+  // cache the build reads and releases: it is stopped around the call.
+  DropOutcome outcome;
+  {
+    DeferInterrupts defer(defer_interrupts_);  // the cache is built; the next step checkpoints
+    p_.feed.stop();
+    outcome = p_.controller.apply(d, &p_.optimizer, plan.mode);
+    p_.feed.resume(std::move(outcome.source));
+  }
+  if (!outcome.note.empty()) spdlog::warn("policy '{}': {}", cfg_.policy.plugin, outcome.note);
+  if (outcome.drop) {
+    effect = {true, outcome.drop->seconds, outcome.drop->flops};
+    state_.last_drop_epoch = epoch;
+    report_.drop(*outcome.drop, epoch, state_.step, d.reason, &shown);
+  }
+  return record;
+}
+
+}  // namespace ld::core
