@@ -162,8 +162,8 @@ class ChangeScorePolicy : public ld::DropPolicy {
     return {cut, reason + tail + (cut < wanted ? " (" + held + " holds back the rest)" : "")};
   }
 
-  // The reference change, the recent changes and the last window + 1 scores of every stage,
-  // how long each has been stopped, and the guards' last drop.
+  // The reference change, and of every stage its recent changes, its scores and how long it has
+  // been stopped. The guards keep nothing: they read the last drop from PolicyInput.
   bool has_state() const override { return true; }
   ld::PolicyState save_state() const override {
     ld::PolicyState state;

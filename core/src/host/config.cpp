@@ -419,11 +419,7 @@ const HostTable& host_table() {
                    "seconds a rank waits for the others (rendezvous, every collective) before it stops with an "
                    "error naming the rank it lost")
              .range(1, 86400),
-         field<&RunConfig::dist_timeout>(), false},
-        {ConfigKey("sync_batchnorm", ValueType::kBool, "false",
-                   "batch statistics over all ranks (not built: each rank normalises with its own batch, as DDP does "
-                   "by default)"),
-         field<&RunConfig::sync_batchnorm>(), false}}},
+         field<&RunConfig::dist_timeout>(), false}}},
       {"model",
        {{ConfigKey("plugin", ValueType::kString, "vgg", "model plugin"), field<&RunConfig::model, &PluginChoice::plugin>()},
         {ConfigKey("weights", ValueType::kString, "",
@@ -786,11 +782,6 @@ void resolve_runtime(const ConfigTree& tree, RunConfig& rc) {
   if (!is_device_setting(rc.device)) {
     throw Error(where(tree, tree.root["runtime"]["device"], "runtime.device") +
                 ": expected auto, cpu, cuda or cuda:N, got '" + clipped(rc.device) + "'");
-  }
-  if (rc.sync_batchnorm) {
-    throw Error(where(tree, tree.root["runtime"]["sync_batchnorm"], "runtime.sync_batchnorm") +
-                ": synchronised batch norm is not built; each rank normalises with the statistics of its own part "
-                "of the batch (set it to false; docs/distributed.md)");
   }
 }
 

@@ -198,7 +198,6 @@ std::vector<std::size_t> DropController::drops() const {
 
 DropOutcome DropController::apply(const Decision& decision, StagedOptimizer* optimizer, DropMode mode) {
   DropOutcome out;
-  out.asked = decision.cut;
   std::size_t target = decision.cut;
   const std::size_t stages = model_.num_stages();
   if (target > stages) {

@@ -18,14 +18,9 @@ class Schedule {
 
   bool stream() const { return parts_ > 1; }
   std::int64_t parts() const { return parts_; }
-  std::int64_t epochs() const { return epochs_; }
-  /// Epochs after each arrival.
-  std::int64_t epochs_per_part() const { return per_part_; }
 
   /// The arrival whose epochs `epoch` belongs to (0-based).
   std::int64_t part_of(std::int64_t epoch) const { return epoch / per_part_; }
-  /// Whether part `part_of(epoch)` arrives right before `epoch`.
-  bool arrives_before(std::int64_t epoch) const { return epoch % per_part_ == 0; }
   /// Whether `epoch` is the last of its arrival (the test set is evaluated after it).
   bool last_of_part(std::int64_t epoch) const { return (epoch + 1) % per_part_ == 0; }
   /// Samples the run has once part `part` (0-based) has arrived: equal

@@ -81,7 +81,6 @@ struct RunConfig {
   std::string device = "auto";         ///< runtime.device as written (resolved when a run starts).
   std::string dist_backend = "auto";   ///< runtime.dist_backend: auto | gloo | nccl (not part of the hash).
   double dist_timeout = 300;           ///< runtime.dist_timeout, seconds (not part of the hash).
-  bool sync_batchnorm = false;         ///< runtime.sync_batchnorm (refused when true: not built).
   TrainSettings train;
   PluginChoice model, dataset, policy, cache;
   std::string model_weights;              ///< model.weights: trained weights to start from ("" = none).

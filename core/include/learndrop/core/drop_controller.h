@@ -112,7 +112,6 @@ struct DropEvent {
 
 /// What DropController::apply did with a decision.
 struct DropOutcome {
-  std::size_t asked = 0;  ///< The cut the decision asked for.
   std::size_t cut = 0;    ///< The cut afterwards.
   /// Why the decision was not taken as asked (a cut past the last stage is
   /// clamped; a cut below the current one is kept, drops are monotone);
