@@ -234,7 +234,7 @@ TEST_F(Distributed, BadSettingsAreRefusedNamingTheValue) {
   // Synchronised batch norm is not built, and no key pretends it is.
   r = run("sync", "--set runtime.sync_batchnorm=true");
   EXPECT_EQ(r.code, 2);
-  EXPECT_NE(r.output.find("runtime.sync_batchnorm (from --set): unknown key for runtime"), std::string::npos)
+  EXPECT_NE(r.output.find("runtime.sync_batchnorm (from --set): unknown key for section 'runtime'"), std::string::npos)
       << r.output;
   r = run("norank", "", "WORLD_SIZE=2 ");
   EXPECT_NE(r.code, 0);
