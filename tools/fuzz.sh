@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Fuzzes LearnDrop's parsers with libFuzzer (clang), under AddressSanitizer +
-# UndefinedBehaviorSanitizer, in its own build folder (build-fuzz/):
+# UndefinedBehaviorSanitizer, in build-sanitize/ beside the sanitized tests
+# (tools/sanitize_flags.sh):
 #   config      the YAML config loader with --set overrides
 #   suite       the suite file
 #   idx         idx files of the mnist plugin, raw and .gz
@@ -8,16 +9,16 @@
 #   jpeg        Imagenette JPEGs (libjpeg-turbo, the decoded-size bound)
 #   disk_cache  the disk cache's header and row reader
 # Each target starts from its committed seed corpus (tests/fuzz/corpus/NAME/)
-# and grows a working corpus in build-fuzz/corpus/NAME/. A crash, a sanitizer
+# and grows a working corpus in build-sanitize/corpus/NAME/. A crash, a sanitizer
 # report, or an exception that is not ld::Error fails the target; the input
-# that did it is saved in build-fuzz/artifacts/NAME/. See docs/testing.md.
+# that did it is saved in build-sanitize/artifacts/NAME/. See docs/testing.md.
 #
 # Usage: tools/fuzz.sh [SECONDS] [TARGET...]   each target SECONDS (default 30), all targets by default
 #        tools/fuzz.sh --seeds                 rewrite the committed seed corpora
 set -euo pipefail
 cd "$(dirname "$0")/.."
 all=(config suite idx cifar jpeg disk_cache)
-build=build-fuzz
+build=build-sanitize
 
 seeds=0
 if [[ ${1:-} == --seeds ]]; then
@@ -33,13 +34,12 @@ for t in "${targets[@]}"; do
   [[ " ${all[*]} " == *" $t "* ]] || { echo "fuzz.sh: unknown target '$t' (targets: ${all[*]})" >&2; exit 2; }
 done
 
-cxx=$(command -v clang++-14 || command -v clang++ || true)
-[[ -n $cxx ]] || { echo "fuzz.sh: no clang++ found; tools/setup.sh installs clang-14 and libFuzzer" >&2; exit 2; }
-san="-fsanitize=address,undefined,fuzzer-no-link -fno-sanitize=vptr -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
+# The fuzz targets live in build-sanitize/, beside the sanitized tests: one
+# clang build with ASan, UBSan and libFuzzer's coverage (tools/sanitize_flags.sh).
+source tools/sanitize_flags.sh
 if [[ ! -f $build/CMakeCache.txt ]]; then
   mkdir -p "$build"
-  cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLEARNDROP_ALLOCATOR=system -DCMAKE_CXX_COMPILER="$cxx" \
-    -DLEARNDROP_BUILD_TESTS=OFF -DLEARNDROP_BUILD_FUZZ=ON "-DCMAKE_CXX_FLAGS=$san" > "$build/configure.log" 2>&1 ||
+  cmake -S . -B "$build" "${sanitize_cmake_flags[@]}" > "$build/configure.log" 2>&1 ||
     { cat "$build/configure.log" >&2; exit 1; }
 fi
 cmake --build "$build" -j"$(nproc)" --target fuzz_targets

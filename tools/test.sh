@@ -3,7 +3,8 @@
 #
 #   tools/test.sh [CTEST ARGS...]              the Release build in build/
 #   tools/test.sh --sanitize [CTEST ARGS...]   AddressSanitizer + UndefinedBehaviorSanitizer
-#                                              build in build-sanitize/ (its own folder)
+#                                              build in build-sanitize/ (clang; the fuzz
+#                                              targets of tools/fuzz.sh are built there too)
 #
 # Sanitized runs: any ASan/UBSan report fails the test that triggered it
 # (halt_on_error); tools/sanitize.supp lists the reports of LibTorch itself
@@ -15,12 +16,8 @@ flags=()
 if [[ ${1:-} == --sanitize ]]; then
   shift
   build=build-sanitize
-  san="-fsanitize=address,undefined -fno-sanitize=vptr -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
-  # ASan replaces malloc itself: the system allocator, not jemalloc.
-  flags=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DLEARNDROP_ALLOCATOR=system "-DCMAKE_CXX_FLAGS=$san" "-DCMAKE_C_FLAGS=$san"
-         "-DCMAKE_EXE_LINKER_FLAGS=-fsanitize=address,undefined"
-         "-DCMAKE_SHARED_LINKER_FLAGS=-fsanitize=address,undefined"
-         "-DCMAKE_MODULE_LINKER_FLAGS=-fsanitize=address,undefined")
+  source tools/sanitize_flags.sh
+  flags=("${sanitize_cmake_flags[@]}")
   # Leak checking is off: LibTorch keeps process-lifetime allocations (operator
   # registry, thread pools) that LeakSanitizer reports at exit.
   export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:halt_on_error=1:abort_on_error=0:detect_odr_violation=0}
@@ -32,4 +29,8 @@ if [[ ! -f $build/CMakeCache.txt ]]; then
   cmake -S . -B "$build" "${flags[@]}"
 fi
 cmake --build "$build" -j"$(nproc)"
-ctest --test-dir "$build" --output-on-failure -j"$(nproc)" "$@"
+# The sanitized run leaves out the tests labelled not_sanitized: they time
+# code that is not ours (tests/CMakeLists.txt says which and why).
+skip=()
+[[ $build != build-sanitize ]] || skip=(-LE not_sanitized)
+ctest --test-dir "$build" --output-on-failure -j"$(nproc)" "${skip[@]}" "$@"
