@@ -12,7 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "idx_fixture.h"
-#include "learndrop/core/distributed.h"
+#include "parallel/distributed.h"
 #include "test_env.h"
 
 namespace {

@@ -10,7 +10,7 @@
 #include "learndrop/core/config.h"
 #include "learndrop/core/device.h"
 #include "learndrop/core/flops.h"
-#include "learndrop/core/optimizer.h"
+#include "loop/optimizer.h"
 #include "learndrop/core/run.h"
 #include "learndrop/registrar.h"
 #include "test_env.h"

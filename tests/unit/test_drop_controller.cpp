@@ -11,7 +11,7 @@
 #include "learndrop/core/config.h"
 #include "learndrop/core/drop_controller.h"
 #include "learndrop/core/flops.h"
-#include "learndrop/core/optimizer.h"
+#include "loop/optimizer.h"
 #include "learndrop/registrar.h"
 #include "drop_helpers.h"
 #include "test_env.h"

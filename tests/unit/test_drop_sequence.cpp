@@ -1,4 +1,4 @@
-// The drop sequence (core/src/train/drop_sequence.h) on its own: the parts of
+// The drop sequence (core/src/train/drop/drop_sequence.h) on its own: the parts of
 // a real tiny run (set_up_run on an idx fixture) with a scripted policy, fed
 // evaluation points as the loop feeds them. Each test checks one step of
 // policy → shadow → cost plan → apply → report.
@@ -12,12 +12,12 @@
 
 #include <nlohmann/json.hpp>
 
-#include "data_parallel.h"
-#include "drop_sequence.h"
+#include "parallel/data_parallel.h"
+#include "drop/drop_sequence.h"
 #include "idx_fixture.h"
 #include "learndrop/core/plugin_host.h"
-#include "run_report.h"
-#include "run_setup.h"
+#include "run/run_report.h"
+#include "run/run_setup.h"
 #include "test_env.h"
 
 namespace ld::core {

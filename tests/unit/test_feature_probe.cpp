@@ -7,7 +7,7 @@
 #include <ATen/ATen.h>
 
 #include "idx_fixture.h"
-#include "learndrop/core/feature_probe.h"
+#include "drop/feature_probe.h"
 #include "learndrop/registrar.h"
 #include "test_env.h"
 

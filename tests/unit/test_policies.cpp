@@ -10,8 +10,8 @@
 #include <torch/nn/modules/linear.h>
 
 #include "learndrop/core/config.h"
-#include "learndrop/core/optimizer.h"
-#include "learndrop/core/stage_stats.h"
+#include "loop/optimizer.h"
+#include "drop/stage_stats.h"
 #include "learndrop/drop_guards.h"
 #include "learndrop/registrar.h"
 #include "test_env.h"

@@ -11,7 +11,7 @@
 
 #include "learndrop/cache.h"
 #include "learndrop/core/interrupt.h"
-#include "learndrop/core/run_output.h"
+#include "run/run_output.h"
 #include "test_env.h"
 
 namespace ld::core {

@@ -12,8 +12,8 @@
 #include <torch/csrc/jit/serialization/pickle.h>
 
 #include "learndrop/registrar.h"
-#include "learndrop/core/run_output.h"
-#include "learndrop/core/start_weights.h"
+#include "run/run_output.h"
+#include "run/start_weights.h"
 #include "test_env.h"
 
 namespace ld::core {

@@ -1,4 +1,4 @@
-#include "learndrop/core/optimizer.h"
+#include "loop/optimizer.h"
 
 #include <cmath>
 
@@ -11,7 +11,7 @@
 
 #include "learndrop/error.h"
 
-#include "torch_compat.h"
+#include "run/torch_compat.h"
 
 namespace ld::core {
 

@@ -1,6 +1,6 @@
 // The drop sequence: policy → shadow → cost plan → data-parallel agreement →
 // feed stopped, drop applied, feed resumed → report (drop_sequence.h).
-#include "drop_sequence.h"
+#include "drop/drop_sequence.h"
 
 #include <algorithm>
 #include <string>
@@ -9,15 +9,15 @@
 
 #include <spdlog/spdlog.h>
 
-#include "data_parallel.h"
+#include "parallel/data_parallel.h"
 #include "learndrop/core/batch_feed.h"
 #include "learndrop/core/drop_controller.h"
 #include "learndrop/core/drop_cost.h"
 #include "learndrop/core/interrupt.h"
-#include "learndrop/core/optimizer.h"
+#include "loop/optimizer.h"
 #include "learndrop/core/plugin_host.h"
-#include "run_report.h"
-#include "schedule.h"
+#include "run/run_report.h"
+#include "loop/schedule.h"
 
 namespace ld::core {
 

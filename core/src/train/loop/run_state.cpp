@@ -1,4 +1,4 @@
-#include "run_state.h"
+#include "loop/run_state.h"
 
 #include <cmath>
 #include <cstdio>

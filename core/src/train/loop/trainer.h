@@ -13,14 +13,14 @@
 #include <nlohmann/json.hpp>
 #include <tbb/global_control.h>
 
-#include "data_parallel.h"
-#include "drop_sequence.h"
+#include "parallel/data_parallel.h"
+#include "drop/drop_sequence.h"
 #include "learndrop/core/checkpoint.h"
 #include "learndrop/core/run.h"
-#include "run_checkpoint.h"
-#include "run_report.h"
-#include "run_setup.h"
-#include "run_state.h"
+#include "run/run_checkpoint.h"
+#include "run/run_report.h"
+#include "run/run_setup.h"
+#include "loop/run_state.h"
 
 namespace ld::core {
 

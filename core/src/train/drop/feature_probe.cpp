@@ -1,4 +1,4 @@
-#include "learndrop/core/feature_probe.h"
+#include "drop/feature_probe.h"
 
 #include <cmath>
 

@@ -1,8 +1,8 @@
-#include "schedule.h"
+#include "loop/schedule.h"
 
 #include <algorithm>
 
-#include "learndrop/core/optimizer.h"
+#include "loop/optimizer.h"
 
 namespace ld::core {
 

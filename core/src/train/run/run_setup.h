@@ -14,15 +14,15 @@
 #include "learndrop/core/config.h"
 #include "learndrop/core/device.h"
 #include "learndrop/core/drop_controller.h"
-#include "learndrop/core/feature_probe.h"
+#include "drop/feature_probe.h"
 #include "learndrop/core/flops.h"
-#include "learndrop/core/optimizer.h"
-#include "learndrop/core/run_output.h"
-#include "learndrop/core/stage_stats.h"
+#include "loop/optimizer.h"
+#include "run/run_output.h"
+#include "drop/stage_stats.h"
 #include "learndrop/core/run.h"
 #include "learndrop/policy.h"
 #include "learndrop/core/drop_cost.h"
-#include "schedule.h"
+#include "loop/schedule.h"
 
 namespace ld::core {
 

@@ -8,7 +8,7 @@
 #include "learndrop/core/device.h"
 #include "learndrop/dataset.h"
 #include "learndrop/model.h"
-#include "run_state.h"
+#include "loop/run_state.h"
 
 namespace ld::core {
 

@@ -1,4 +1,4 @@
-#include "run_report.h"
+#include "run/run_report.h"
 
 #include <cstdio>
 
@@ -7,7 +7,7 @@
 #include <ATen/ATen.h>
 #include <spdlog/spdlog.h>
 
-#include "learndrop/core/distributed.h"
+#include "parallel/distributed.h"
 #include "learndrop/core/text.h"
 
 namespace ld::core {

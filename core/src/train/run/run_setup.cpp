@@ -1,4 +1,4 @@
-#include "run_setup.h"
+#include "run/run_setup.h"
 
 #include <algorithm>
 #include <numeric>
@@ -10,11 +10,11 @@
 
 #include "learndrop/core/cache_plan.h"
 #include "learndrop/core/class_subset.h"
-#include "learndrop/core/distributed.h"
+#include "parallel/distributed.h"
 #include "learndrop/core/plugin_host.h"
 #include "learndrop/core/seeds.h"
 #include "learndrop/error.h"
-#include "learndrop/core/start_weights.h"
+#include "run/start_weights.h"
 
 namespace ld::core {
 

@@ -2,7 +2,7 @@
 // data-parallel runs. This is the only file that includes c10d (and Gloo)
 // headers; it is compiled without the precompiled header, with
 // USE_C10D_GLOO, when CMake found Gloo's headers (core/CMakeLists.txt).
-#include "learndrop/core/distributed.h"
+#include "parallel/distributed.h"
 
 #include <algorithm>
 #include <chrono>

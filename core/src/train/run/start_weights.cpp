@@ -1,4 +1,4 @@
-#include "learndrop/core/start_weights.h"
+#include "run/start_weights.h"
 
 #include <filesystem>
 #include <fstream>

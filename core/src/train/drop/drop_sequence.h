@@ -13,7 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "learndrop/policy.h"
-#include "run_state.h"
+#include "loop/run_state.h"
 
 namespace ld::core {
 

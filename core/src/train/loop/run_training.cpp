@@ -9,10 +9,10 @@
 
 #include <spdlog/spdlog.h>
 
-#include "learndrop/core/distributed.h"
+#include "parallel/distributed.h"
 #include "learndrop/core/files.h"
 #include "learndrop/core/run.h"
-#include "trainer.h"
+#include "loop/trainer.h"
 
 namespace ld::core {
 

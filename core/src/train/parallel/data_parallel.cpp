@@ -1,4 +1,4 @@
-#include "data_parallel.h"
+#include "parallel/data_parallel.h"
 
 #include <algorithm>
 #include <numeric>
@@ -9,7 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
-#include "learndrop/core/distributed.h"
+#include "parallel/distributed.h"
 #include "learndrop/core/files.h"
 #include "learndrop/core/seeds.h"
 

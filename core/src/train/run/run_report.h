@@ -12,8 +12,8 @@
 
 #include "learndrop/cache.h"
 #include "learndrop/policy.h"
-#include "run_setup.h"
-#include "run_state.h"
+#include "run/run_setup.h"
+#include "loop/run_state.h"
 
 namespace ld::core {
 

@@ -18,11 +18,11 @@
 #include <torch/nn/functional/loss.h>
 #include <torch/utils.h>
 
-#include "evaluation.h"
+#include "loop/evaluation.h"
 #include "learndrop/core/interrupt.h"
 #include "learndrop/core/plugin_host.h"
 #include "learndrop/core/seeds.h"
-#include "trainer.h"
+#include "loop/trainer.h"
 
 namespace ld::core {
 

@@ -1,6 +1,6 @@
 #include "learndrop/core/drop_controller.h"
 
-#include "learndrop/core/optimizer.h"
+#include "loop/optimizer.h"
 
 #include <chrono>
 #include <cstdio>

@@ -17,7 +17,7 @@
 #include <torch/cuda.h>
 
 #include "learndrop/error.h"
-#include "torch_compat.h"
+#include "run/torch_compat.h"
 
 namespace ld::core {
 

@@ -1,4 +1,4 @@
-#include "learndrop/core/run_output.h"
+#include "run/run_output.h"
 
 #include <cerrno>
 #include <cstring>

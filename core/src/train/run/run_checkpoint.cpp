@@ -1,6 +1,6 @@
 // Checkpoints of the loop (docs/checkpoints.md): what a checkpoint holds
 // besides the RunState, and how a run resumes from one.
-#include "run_checkpoint.h"
+#include "run/run_checkpoint.h"
 
 #include <mutex>
 #include <utility>

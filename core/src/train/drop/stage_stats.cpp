@@ -1,4 +1,4 @@
-#include "learndrop/core/stage_stats.h"
+#include "drop/stage_stats.h"
 
 #include <cmath>
 

@@ -1,4 +1,4 @@
-#include "evaluation.h"
+#include "loop/evaluation.h"
 
 #include <algorithm>
 #include <numeric>
@@ -7,7 +7,7 @@
 #include <ATen/ATen.h>
 #include <torch/nn/functional/loss.h>
 
-#include "data_parallel.h"
+#include "parallel/data_parallel.h"
 #include "learndrop/core/drop_controller.h"
 #include "learndrop/core/interrupt.h"
 
