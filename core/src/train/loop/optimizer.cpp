@@ -98,8 +98,12 @@ double learning_rate(const TrainSettings& t, double epoch) {
     double progress = std::min(1.0, epoch / static_cast<double>(t.epochs));
     factor = 0.5 * (1.0 + std::cos(M_PI * progress));
   }
-  if (t.warmup_epochs > 0 && epoch < t.warmup_epochs) factor *= (epoch + 1e-3) / t.warmup_epochs;
+  factor *= warmup_factor(t, epoch);  // x 1.0 after the warm-up: the same bits as before
   return t.lr * factor;
+}
+
+double warmup_factor(const TrainSettings& t, double epoch) {
+  return t.warmup_epochs > 0 && epoch < t.warmup_epochs ? (epoch + 1e-3) / t.warmup_epochs : 1.0;
 }
 
 }  // namespace ld::core

@@ -46,4 +46,9 @@ class StagedOptimizer {
 /// Learning rate at fractional `epoch` (0-based) of `settings.epochs`.
 double learning_rate(const TrainSettings& settings, double epoch);
 
+/// The linear warm-up's factor at fractional `epoch` of the run (1 after
+/// `settings.warmup_epochs`): the one place the warm-up is computed, for
+/// learning_rate and for a stream's restarting schedule alike.
+double warmup_factor(const TrainSettings& settings, double epoch);
+
 }  // namespace ld::core

@@ -21,10 +21,11 @@ std::int64_t Schedule::samples_after(std::int64_t part) const {
   return n_ * k / parts_;
 }
 
-std::int64_t Schedule::steps_in(std::int64_t epoch) const {
-  const std::int64_t m = samples_in(epoch);
-  return m / batch_ + (m % batch_ >= 2 * world_ ? 1 : 0);
+std::int64_t steps_for(std::int64_t samples, std::int64_t batch, std::int64_t world) {
+  return samples / batch + (samples % batch >= 2 * world ? 1 : 0);
 }
+
+std::int64_t Schedule::steps_in(std::int64_t epoch) const { return steps_for(samples_in(epoch), batch_, world_); }
 
 double Schedule::learning_rate(double epoch) const {
   if (!restart_) return core::learning_rate(train_, epoch);
@@ -34,9 +35,7 @@ double Schedule::learning_rate(double epoch) const {
   TrainSettings t = train_;
   t.epochs = per_part_;
   t.warmup_epochs = 0;
-  double lr = core::learning_rate(t, epoch - start);
-  if (train_.warmup_epochs > 0 && epoch < train_.warmup_epochs) lr *= (epoch + 1e-3) / train_.warmup_epochs;
-  return lr;
+  return core::learning_rate(t, epoch - start) * warmup_factor(train_, epoch);
 }
 
 std::int64_t Schedule::images_ahead(std::int64_t epoch, std::int64_t step) const {

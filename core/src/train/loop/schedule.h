@@ -11,6 +11,12 @@
 
 namespace ld::core {
 
+/// Optimizer steps of an epoch over `samples` samples in global batches of
+/// `batch` over `world` ranks. A last batch of one sample per rank cannot
+/// train batch norm, so it is left out of its epoch. The one place this is
+/// computed (a run's full epoch, a stream's epochs).
+std::int64_t steps_for(std::int64_t samples, std::int64_t batch, std::int64_t world);
+
 class Schedule {
  public:
   /// `n_train` samples, global batches of `batch_size` over `world` ranks.

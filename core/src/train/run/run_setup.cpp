@@ -82,8 +82,7 @@ RunParts set_up_run(const RunConfig& cfg, const PluginHost& host, const RunOptio
                 "(use a multiple of " +
                 std::to_string(world) + ")");
   }
-  // A last batch of one sample (per rank) cannot train batch norm; it is left out of its epoch.
-  p.steps_per_epoch = p.n_train / batch + (p.n_train % batch >= 2 * world ? 1 : 0);
+  p.steps_per_epoch = steps_for(p.n_train, batch, world);
   if (p.steps_per_epoch == 0) {
     throw Error("dataset '" + cfg.dataset.plugin + "' has " + std::to_string(p.n_train) +
                 " training samples; at least 2 are needed");
