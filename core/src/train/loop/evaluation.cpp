@@ -13,6 +13,19 @@
 
 namespace ld::core {
 
+namespace {
+// Sums of the loss and of the correct predictions of one batch, on the device.
+void add_batch(StagedModel& model, const Batch& b, at::Device device, at::Tensor& loss, at::Tensor& correct) {
+  const at::Tensor labels = b.labels.to(device);
+  at::Tensor images = b.images.dim() == 4 ? b.images.contiguous(at::MemoryFormat::ChannelsLast) : b.images;
+  at::Tensor logits = model.forward(images.to(device), 0);
+  loss += torch::nn::functional::cross_entropy(
+              logits, labels, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
+              .to(at::kDouble);
+  correct += logits.argmax(1).eq(labels).sum();
+}
+}  // namespace
+
 EvalResult evaluate(StagedModel& model, const Dataset& dataset, std::int64_t batch_size, at::Device device,
                     Precision precision, DataParallel& dp) {
   model.eval();
@@ -28,31 +41,11 @@ EvalResult evaluate(StagedModel& model, const Dataset& dataset, std::int64_t bat
     std::int64_t end = std::min(last, begin + batch_size);
     std::vector<std::int64_t> idx(static_cast<std::size_t>(end - begin));
     std::iota(idx.begin(), idx.end(), begin);
-    Batch b = dataset.get_batch(Split::kTest, idx, 0);
-    const at::Tensor labels = b.labels.to(device);
-    at::Tensor images = b.images.dim() == 4 ? b.images.contiguous(at::MemoryFormat::ChannelsLast) : b.images;
-    at::Tensor logits = model.forward(images.to(device), 0);
-    loss += torch::nn::functional::cross_entropy(
-                logits, labels, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
-                .to(at::kDouble);
-    correct += logits.argmax(1).eq(labels).sum();
+    add_batch(model, dataset.get_batch(Split::kTest, idx, 0), device, loss, correct);
   }
   dp.reduce({loss, correct});
   return {n ? loss.item<double>() / n : 0.0, n ? static_cast<double>(correct.item<std::int64_t>()) / n : 0.0};
 }
-
-namespace {
-// Sums of the loss and of the correct predictions of one batch, on the device.
-void add_batch(StagedModel& model, const Batch& b, at::Device device, at::Tensor& loss, at::Tensor& correct) {
-  const at::Tensor labels = b.labels.to(device);
-  at::Tensor images = b.images.dim() == 4 ? b.images.contiguous(at::MemoryFormat::ChannelsLast) : b.images;
-  at::Tensor logits = model.forward(images.to(device), 0);
-  loss += torch::nn::functional::cross_entropy(
-              logits, labels, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
-              .to(at::kDouble);
-  correct += logits.argmax(1).eq(labels).sum();
-}
-}  // namespace
 
 EvalResult evaluate_samples(StagedModel& model, const Dataset& dataset, const DropController& controller,
                             std::int64_t from, std::int64_t to, std::int64_t batch_size, at::Device device,
