@@ -103,12 +103,13 @@ DropEffect DropSequence::at_point(PolicyInput in, const EpochSoFar& so_far) {
   }
   state_.held_cut = 0;
   state_.held_reason.clear();
-  const json plan = drop(d, in.epoch, so_far, effect);
+  const json plan = drop(d, in.epoch, ahead, so_far, effect);
   report_.evaluation_point(in, measured, d, state_.step, cut, nullptr, plan.is_null() ? nullptr : &plan, ahead);
   return effect;
 }
 
-json DropSequence::drop(const Decision& d, double epoch, const EpochSoFar& so_far, DropEffect& effect) {
+json DropSequence::drop(const Decision& d, double epoch, const PointAhead& ahead, const EpochSoFar& so_far,
+                        DropEffect& effect) {
   const std::size_t frozen = p_.controller.cut(), cache_cut = p_.controller.cache_cut();
   const std::size_t target = std::min(d.cut, p_.stages);
   if (target <= frozen) {
@@ -121,14 +122,13 @@ json DropSequence::drop(const Decision& d, double epoch, const EpochSoFar& so_fa
   }
   // Does it pay, and how: the work it saves over the rest of the schedule
   // against what it costs. The same on every rank (no clock in it).
-  const std::int64_t ahead = p_.schedule.images_ahead(state_.epoch, state_.step_in_epoch);
-  const DropPlan plan = dp_.agree(plan_drop(p_.cost, effective_drop_mode(cfg_.drop_mode, d.mode), cfg_.cost_guard,
-                                            cache_cut, frozen, target, ahead, p_.controller.samples(),
-                                            dp_.active() ? 0 : p_.schedule.arrivals_after(state_.epoch)));
+  const DropPlan plan =
+      dp_.agree(plan_drop(p_.cost, effective_drop_mode(cfg_.drop_mode, d.mode), cfg_.cost_guard, cache_cut, frozen,
+                          target, ahead.images_ahead, ahead.cached_samples, ahead.arriving));
   json record = {{"target", target},
                  {"mode", to_string(plan.mode)},
                  {"drop", plan.drop},
-                 {"images_ahead", ahead},
+                 {"images_ahead", ahead.images_ahead},
                  {"saved_work", plan.chosen.saved},
                  {"cost_work", plan.chosen.cost}};
   for (const auto& o : plan.options) {

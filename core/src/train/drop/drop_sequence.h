@@ -18,6 +18,7 @@
 namespace ld::core {
 
 class BatchFeed;
+struct PointAhead;
 class DataParallel;
 class DropController;
 class DropCost;
@@ -73,9 +74,11 @@ class DropSequence {
  private:
   /// The policy's decision (rank 0's, broadcast).
   Decision decide(PolicyInput& in);
-  /// Weighs and applies `d`; returns the plan for the stats line (null when
-  /// the cut is not above the current one).
-  nlohmann::json drop(const Decision& d, double epoch, const EpochSoFar& so_far, DropEffect& effect);
+  /// Weighs `d` against what lies `ahead` (the cost guard reads the same
+  /// numbers the stats line records) and applies it; returns the plan for
+  /// the stats line (null when the cut is not above the current one).
+  nlohmann::json drop(const Decision& d, double epoch, const PointAhead& ahead, const EpochSoFar& so_far,
+                      DropEffect& effect);
 
   const RunConfig& cfg_;
   DropParts p_;
