@@ -199,6 +199,32 @@ TEST_F(Resume, SigtermThenResumeIsBitIdenticalBeforeAfterAndBetweenDrops) {
   }
 }
 
+// Issue 31, defect 10: a second SIGTERM during a cache build ended the
+// process at once, silently, leaving the partial cache file behind.
+TEST_F(Resume, ASecondSigtermDuringABuildStopsItRemovesThePartialFileAndTheLastCheckpointResumes) {
+  const fs::path out = dir_.path() / "twice";
+  Result r = ld::test::run_ldrop("run " + config_ + " --out " + out.string() + sets("disk"),
+                                 env() + "LEARNDROP_TEST_SIGTERM_TWICE_IN_BUILD=1 ");
+  ASSERT_EQ(r.code, 143) << r.output;
+  EXPECT_NE(r.output.find("second signal: stopping at the next batch without a new checkpoint"), std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("error: interrupted by SIGTERM twice; stopped without a new checkpoint, temporary files "
+                          "removed"),
+            std::string::npos)
+      << r.output;
+  std::vector<std::string> left;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(out / "cache", ec)) left.push_back(e.path().filename().string());
+  EXPECT_TRUE(left.empty()) << "left in cache/: " << left.front();
+  EXPECT_FALSE(fs::exists(out / "summary.json"));
+  EXPECT_FALSE(fs::exists(out / ".lock"));
+  // The checkpoint of epoch 1 (before the build at step 12) was kept.
+  ASSERT_TRUE(fs::exists(out / "checkpoint"));
+  r = ld::test::run_ldrop("run --resume " + out.string() + " --quiet", env());
+  ASSERT_EQ(r.code, 0) << r.output;
+  expect_identical(reference("disk"), out);
+}
+
 TEST_F(Resume, EveryBuiltInPolicyOptimizerAndAugmentationResumesBitIdentical) {
   // The policies' own state (learn-drop's scores and guards, autofreeze's
   // gradient norms, freezeout's schedule), Adam's moments, and the cached

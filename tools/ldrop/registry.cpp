@@ -480,7 +480,12 @@ int run_command(const std::vector<Command>& commands) {
     return chosen->run(host);
   } catch (const core::Interrupted& e) {
     std::fflush(stdout);
-    if (e.checkpoint().empty()) {
+    if (e.twice()) {
+      std::fprintf(stderr,
+                   "\nerror: %s; stopped without a new checkpoint, temporary files removed, no summary written (the "
+                   "run folder's last checkpoint, if it has one, still resumes)\n",
+                   e.what());
+    } else if (e.checkpoint().empty()) {
       std::fprintf(stderr, "\nerror: %s; stopped, temporary files removed, no summary written\n", e.what());
     } else {
       std::fprintf(stderr, "\nerror: %s; stopped, %s\n", e.what(), e.checkpoint().c_str());

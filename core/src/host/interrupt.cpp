@@ -13,21 +13,42 @@ namespace ld::core {
 namespace {
 
 volatile std::sig_atomic_t g_signal = 0;
+volatile std::sig_atomic_t g_count = 0;
 std::atomic<int> g_deferred{0};
 
+// Only async-signal-safe calls here: write(2) and _exit(2).
+void say(const char* text) {
+  const ssize_t ignored = ::write(STDERR_FILENO, text, std::strlen(text));
+  (void)ignored;
+}
+
 extern "C" void on_signal(int sig) {
-  if (g_signal != 0) _exit(128 + sig);  // a second signal: stop now
-  g_signal = sig;
+  if (g_signal == 0) {
+    g_signal = sig;
+    return;
+  }
+  if (g_count < 2) {
+    // A second signal: the deferred work (a cache build, an evaluation)
+    // stops at its next batch and unwinds, removing its temporary files.
+    g_count = 2;
+    say("\nsecond signal: stopping at the next batch without a new checkpoint (a third ends the process at once)\n");
+    return;
+  }
+  say("\nthird signal: ending the process now; temporary files may remain\n");
+  _exit(128 + sig);
 }
 
 }  // namespace
 
-Interrupted::Interrupted(int signal, std::string checkpoint)
-    : Error(std::string("interrupted by ") + (signal == SIGINT    ? "SIGINT"
-                                              : signal == SIGTERM ? "SIGTERM"
-                                              : signal == SIGHUP  ? "SIGHUP"
-                                                                  : "a signal")),
+Interrupted::Interrupted(int signal, std::string checkpoint, bool twice)
+    : Error(std::string("interrupted by ") +
+            (signal == SIGINT    ? "SIGINT"
+             : signal == SIGTERM ? "SIGTERM"
+             : signal == SIGHUP  ? "SIGHUP"
+                                 : "a signal") +
+            (twice ? " twice" : "")),
       signal_(signal),
+      twice_(twice),
       checkpoint_(std::move(checkpoint)) {}
 
 DeferInterrupts::DeferInterrupts(bool on) : on_(on) {
@@ -53,7 +74,9 @@ void install_interrupt_handlers() {
 int pending_signal() { return g_signal; }
 
 void throw_if_interrupted() {
-  if (g_signal != 0 && g_deferred.load() == 0) throw Interrupted(g_signal);
+  if (g_signal == 0) return;
+  if (g_count >= 2) throw Interrupted(g_signal, "", true);
+  if (g_deferred.load() == 0) throw Interrupted(g_signal);
 }
 
 }  // namespace ld::core

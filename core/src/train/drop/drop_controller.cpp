@@ -3,7 +3,9 @@
 #include "loop/optimizer.h"
 
 #include <chrono>
+#include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <numeric>
 #include <tuple>
 
@@ -30,6 +32,19 @@ at::Tensor from_storage_layout(const at::Tensor& stored, const std::vector<std::
 }
 
 namespace {
+// Test seam (tests/integration/test_resume.cpp): two SIGTERMs in the middle
+// of a cache build, as from a user who pressed Ctrl-C twice.
+void test_signals_in_build(std::size_t batch) {
+  static const bool on = [] {
+    const char* v = std::getenv("LEARNDROP_TEST_SIGTERM_TWICE_IN_BUILD");
+    return v != nullptr && std::string(v) == "1";
+  }();
+  if (on && batch == 0) {
+    std::raise(SIGTERM);
+    std::raise(SIGTERM);
+  }
+}
+
 std::vector<std::int64_t> storage_shape(const std::vector<std::int64_t>& model_shape) {
   if (model_shape.size() != 3) return model_shape;
   return {model_shape[1], model_shape[2], model_shape[0]};
@@ -287,6 +302,7 @@ at::Tensor DropController::compute_rows(FeatureCache& cache, std::size_t cut, st
   // cached maps are what the prefix computed during training.
   AutocastGuard autocast(settings_.device, settings_.precision);
   for (std::size_t i = 0; i < parts.size(); ++i) {
+    test_signals_in_build(i);
     throw_if_interrupted();
     Batch b = load(parts[i]);
     const Part& part = parts[i];
@@ -357,7 +373,9 @@ DropReport DropController::advance(std::size_t new_cut) {
     } else {
       at::NoGradGuard no_grad;
       AutocastGuard autocast(settings_.device, settings_.precision);
+      std::size_t batch = 0;
       for (std::int64_t begin = 0, end = 0; begin < layout.count; begin = end) {
+        test_signals_in_build(batch++);
         throw_if_interrupted();
         end = std::min(layout.count, begin + settings_.build_batch);
         std::vector<std::int64_t> row(static_cast<std::size_t>(end - begin));
