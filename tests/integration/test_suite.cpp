@@ -5,6 +5,7 @@
 #include <sqlite3.h>
 
 #include <fstream>
+#include <functional>
 
 #include <unistd.h>
 
@@ -205,6 +206,46 @@ TEST_F(Suites, ASecondSuiteProcessOnTheSameOutputIsRefusedAndTheFirstFinishes) {
   EXPECT_EQ(records.size(), 2u);
   for (const auto& [hash, n] : records) EXPECT_EQ(n, 1) << hash << ": started twice";
   EXPECT_FALSE(fs::exists(out + "/.suite.lock")) << "released and removed at the end";
+}
+
+// Issue 31, defect 10: a results.db locked for over 10 s (a report, another
+// program) aborted the suite and left the run's row 'running'.
+TEST_F(Suites, AResultsDatabaseLockedPastTheWaitKeepsTheSuiteGoingAndTheNextRunRecordsTheResult) {
+  const std::string file = write_suite("set: {train.epochs: 12}\nmatrix:\n  experiment.seed: [1]\n");
+  const fs::path out = dir_.path() / "out", log = dir_.path() / "first.log";
+  shell("(LEARNDROP_RESULTS_DB_WAIT=1 " + std::string(LDROP_EXE) + " suite run " + file + " > " + log.string() +
+        " 2>&1; echo \"exit=$?\" >> " + log.string() + ") < /dev/null > /dev/null 2>&1 &");
+  auto wait_for = [](const std::function<bool()>& ready) {
+    for (int i = 0; i < 6000 && !ready(); ++i) ::usleep(50000);
+    return ready();
+  };
+  // The run trains (its folder is locked): another program takes the database.
+  ASSERT_TRUE(wait_for([&] { return !shell("ls " + out.string() + "/runs/*/.lock 2>/dev/null").empty(); }));
+  sqlite3* held = nullptr;
+  ASSERT_EQ(sqlite3_open((out / "results.db").c_str(), &held), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(held, "BEGIN IMMEDIATE;", nullptr, nullptr, nullptr), SQLITE_OK);
+  const bool ended = wait_for([&] { return fs::exists(log) && read_file(log).find("exit=") != std::string::npos; });
+  sqlite3_exec(held, "ROLLBACK;", nullptr, nullptr, nullptr);
+  sqlite3_close(held);
+  ASSERT_TRUE(ended) << read_file(log);
+  const std::string first = read_file(log);
+  EXPECT_NE(first.find("[done] 1:"), std::string::npos) << first;
+  EXPECT_NE(first.find("[not recorded] 1: results database " + (out / "results.db").string()), std::string::npos)
+      << first;
+  EXPECT_NE(first.find("(another process held it longer than LEARNDROP_RESULTS_DB_WAIT allows, 1 s)"),
+            std::string::npos)
+      << first;
+  EXPECT_NE(first.find("1 result(s) not recorded"), std::string::npos) << first;
+  EXPECT_NE(first.find("exit=1"), std::string::npos) << first;
+
+  test::LdropResult again = test::run_ldrop("suite run " + file);
+  EXPECT_EQ(again.code, 0) << again.output;
+  EXPECT_NE(again.output.find("[recorded] 1: finished earlier"), std::string::npos) << again.output;
+  EXPECT_NE(again.output.find("1 already finished"), std::string::npos) << again.output << ": trained again";
+  ResultsDb db((out / "results.db").string());
+  ASSERT_EQ(db.runs().size(), 1u);
+  EXPECT_EQ(db.runs()[0].status, "finished");
+  EXPECT_EQ(db.runs()[0].epochs_json.size(), 12u);
 }
 
 // Issue 31, defect 1: a run folder some process still trains in (the child

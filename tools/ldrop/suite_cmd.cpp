@@ -101,6 +101,21 @@ int suite_run(const core::PluginHost& host, const SuiteRunArgs& a) {
     }
   }
   if (!a.dry_run || fs::exists(db_path)) db = std::make_unique<core::ResultsDb>(db_path);  // the output exists
+  // A run that finished while results.db was locked past the wait is
+  // still 'running' in it, its summary in its folder: recorded now.
+  if (db && !a.dry_run) {
+    for (const auto& rec : db->runs()) {
+      if (rec.status != "running" || rec.code_version != version) continue;
+      const fs::path dir = rec.out_dir;
+      std::string holder;
+      if (!fs::exists(dir / "summary.json") || !core::FileLock::try_take(dir / ".lock", &holder)) continue;
+      const std::string text = core::read_file(dir / "summary.json");
+      const json s = json::parse(text, nullptr, false);
+      if (s.is_discarded() || s.value("config_hash", "") != rec.config_hash) continue;
+      db->finish(rec.id, text, read_lines(dir / "metrics.jsonl"));
+      std::printf("[recorded] %s: finished earlier; its summary read from %s\n", rec.label.c_str(), dir.c_str());
+    }
+  }
   std::vector<bool> done(suite.runs.size(), false);
   std::size_t skipped = 0;
   for (std::size_t i = 0; i < suite.runs.size(); ++i) {
@@ -144,7 +159,8 @@ int suite_run(const core::PluginHost& host, const SuiteRunArgs& a) {
   std::vector<core::SuiteRun> runs = suite.runs;  // budget-matched baselines are appended once their pairs finished
   std::vector<std::string> roles(runs.size());
   std::vector<bool> failed_run(runs.size(), false);
-  std::size_t next = 0, finished = 0, failed = 0, total_to_run = suite.runs.size() - skipped, started = 0, in_use = 0;
+  std::size_t next = 0, finished = 0, failed = 0, total_to_run = suite.runs.size() - skipped, started = 0, in_use = 0,
+              unrecorded = 0;
   bool stop_launching = false;
   const auto suite_start = std::chrono::steady_clock::now();
 
@@ -190,7 +206,18 @@ int suite_run(const core::PluginHost& host, const SuiteRunArgs& a) {
     rec.values_json = values.dump();
     rec.config_yaml = r.effective_yaml;
     rec.out_dir = out_dir.string();
-    const std::int64_t id = db->start(rec);
+    std::int64_t id = 0;
+    try {
+      id = db->start(rec);
+    } catch (const Error& e) {
+      // Not started: a run the database does not know of would be trained again.
+      ++failed;
+      --total_to_run;
+      failed_run[i] = true;
+      std::printf("[FAILED] %s: not started: %s\n", r.label.c_str(), e.what());
+      std::fflush(stdout);
+      return;
+    }
     ++started;
     std::printf("[%zu/%zu] %s: %s (log %s)\n", started, total_to_run, r.label.c_str(),
                 resume ? "resumed from its checkpoint" : "started", log.string().c_str());
@@ -228,7 +255,6 @@ int suite_run(const core::PluginHost& host, const SuiteRunArgs& a) {
     const fs::path summary = act.out_dir / "summary.json";
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0 && fs::exists(summary)) {
       const std::string text = core::read_file(summary);
-      db->finish(act.db_id, text, read_lines(act.out_dir / "metrics.jsonl"));
       ++finished;
       done[act.index] = true;
       json s = json::parse(text);
@@ -237,6 +263,16 @@ int suite_run(const core::PluginHost& host, const SuiteRunArgs& a) {
                   static_cast<long long>(s["dropped_stages"].get<std::int64_t>()),
                   static_cast<long long>(s["num_stages"].get<std::int64_t>()),
                   100.0 * s["flops_reduction"].get<double>());
+      // The run's result is in its folder whatever happens to the database:
+      // a record that fails leaves the suite going, and the next
+      // `suite run` records it from the folder.
+      try {
+        db->finish(act.db_id, text, read_lines(act.out_dir / "metrics.jsonl"));
+      } catch (const Error& e) {
+        ++unrecorded;
+        std::printf("[not recorded] %s: %s; its results are in %s, and the next 'ldrop suite run' records them\n",
+                    r.label.c_str(), e.what(), act.out_dir.c_str());
+      }
     } else if (act.resumed && !g_stop && WIFEXITED(status)) {
       // The checkpoint could not be used (corrupt, or of other code): once more from the start.
       const std::string error = error_from_log(act.log, status);
@@ -246,7 +282,12 @@ int suite_run(const core::PluginHost& host, const SuiteRunArgs& a) {
       launch(act.index, true);
     } else {
       std::string error = g_stop ? "interrupted" : error_from_log(act.log, status);
-      db->fail(act.db_id, error);
+      try {
+        db->fail(act.db_id, error);
+      } catch (const Error& e) {
+        ++unrecorded;
+        std::printf("[not recorded] %s: %s\n", r.label.c_str(), e.what());
+      }
       ++failed;
       failed_run[act.index] = true;
       std::printf("[FAILED] %s after %.0f s: %s (log %s)\n", r.label.c_str(), seconds, error.c_str(),
@@ -406,8 +447,12 @@ int suite_run(const core::PluginHost& host, const SuiteRunArgs& a) {
               suite.name.c_str(), finished, failed, skipped, total_to_run - started,
               in_use ? (" (" + std::to_string(in_use) + " in use by another run)").c_str() : "", minutes,
               db_path.string().c_str());
+  if (unrecorded) {
+    std::printf("suite %s: %zu result(s) not recorded in %s (it stayed locked); run the suite again to record them\n",
+                suite.name.c_str(), unrecorded, db_path.c_str());
+  }
   if (g_stop) return 128 + g_stop;
-  return failed || in_use ? 1 : 0;
+  return failed || in_use || unrecorded ? 1 : 0;
 }
 
 }  // namespace ld::cli

@@ -1,6 +1,12 @@
 #include "learndrop/core/results_db.h"
 
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <ctime>
+#include <string>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 #include <sqlite3.h>
@@ -41,6 +47,13 @@ CREATE TABLE IF NOT EXISTS epochs (
 PRAGMA user_version = 2;
 )sql";
 
+std::string busy_hint(sqlite3* db) {
+  return sqlite3_errcode(db) == SQLITE_BUSY || sqlite3_errcode(db) == SQLITE_LOCKED
+             ? " (another process held it longer than LEARNDROP_RESULTS_DB_WAIT allows, " +
+                   std::to_string(static_cast<long long>(ResultsDb::wait_seconds())) + " s)"
+             : "";
+}
+
 // A prepared statement, finalized on scope exit.
 class Statement {
  public:
@@ -70,7 +83,7 @@ class Statement {
 
  private:
   [[noreturn]] void fail(const char* what) const {
-    throw Error("results database " + file_ + ": " + what + ": " + sqlite3_errmsg(db_));
+    throw Error("results database " + file_ + ": " + what + ": " + sqlite3_errmsg(db_) + busy_hint(db_));
   }
   sqlite3* db_;
   sqlite3_stmt* stmt_ = nullptr;
@@ -96,7 +109,8 @@ ResultsDb::ResultsDb(const std::filesystem::path& path, Mode mode) : path_(path)
     db_ = nullptr;
     throw Error("results database " + path.string() + ": cannot open: " + msg);
   }
-  sqlite3_busy_timeout(db_, 10000);
+  wait_ = wait_seconds();
+  sqlite3_busy_handler(db_, &ResultsDb::on_busy, this);
   if (mode == Mode::kReadOnly) {
     // A report reads; a zero-byte file or another program's database is not
     // given LearnDrop's tables.
@@ -127,6 +141,37 @@ ResultsDb::ResultsDb(const std::filesystem::path& path, Mode mode) : path_(path)
   if (!has_column("runs", "compare")) exec("ALTER TABLE runs ADD COLUMN compare TEXT NOT NULL DEFAULT '{}';");
 }
 
+double ResultsDb::wait_seconds() {
+  const char* v = std::getenv("LEARNDROP_RESULTS_DB_WAIT");
+  if (v == nullptr || *v == '\0') return 600;
+  char* end = nullptr;
+  const double s = std::strtod(v, &end);
+  if (end == v || *end != '\0' || !(s >= 0) || s > 1e6) {
+    throw Error(std::string("LEARNDROP_RESULTS_DB_WAIT: expected seconds between 0 and 1e6, got '") + v + "'");
+  }
+  return s;
+}
+
+int ResultsDb::on_busy(void* self, int attempt) {
+  // SQLite calls this while another connection holds the lock, attempt
+  // 0, 1, 2, ... for one statement; returning 0 gives up (SQLITE_BUSY).
+  auto* db = static_cast<ResultsDb*>(self);
+  if (attempt == 0) {
+    db->waited_ = 0;
+    db->said_after_ = 10;
+  }
+  if (db->waited_ >= db->wait_) return 0;
+  const double pause = std::min({0.001 * (1 << std::min(attempt, 8)), 0.25, db->wait_ - db->waited_});
+  std::this_thread::sleep_for(std::chrono::duration<double>(pause));
+  db->waited_ += pause;
+  if (db->waited_ >= db->said_after_) {
+    std::fprintf(stderr, "results database %s is locked by another process; waited %.0f s of at most %.0f s\n",
+                 db->path_.c_str(), db->waited_, db->wait_);
+    db->said_after_ += 10;
+  }
+  return 1;
+}
+
 bool ResultsDb::has_column(const std::string& table, const std::string& column) const {
   Statement info(db_, "SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2", path_.string());
   info.bind(1, table).bind(2, column);
@@ -138,7 +183,7 @@ ResultsDb::~ResultsDb() { sqlite3_close(db_); }
 void ResultsDb::exec(const std::string& sql) const {
   char* err = nullptr;
   if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
-    std::string msg = err ? err : "unknown error";
+    std::string msg = (err ? err : "unknown error") + busy_hint(db_);
     sqlite3_free(err);
     throw Error("results database " + path_.string() + ": " + msg);
   }

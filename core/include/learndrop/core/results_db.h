@@ -46,6 +46,11 @@ class ResultsDb {
   /// Opens or creates the database (and its schema). Read-only (reports)
   /// opens an existing LearnDrop database and never writes to it: a file that
   /// is not one is an error. Throws ld::Error naming the file.
+  ///
+  /// A database another process holds locked (a report, a second suite
+  /// sharing the output, `sqlite3` in a terminal) is waited for, up to
+  /// wait_seconds() in all for one statement, with a line on stderr every
+  /// 10 s; after that the statement fails with an error naming the file.
   explicit ResultsDb(const std::filesystem::path& path, Mode mode = Mode::kReadWrite);
   ~ResultsDb();
   ResultsDb(const ResultsDb&) = delete;
@@ -77,13 +82,21 @@ class ResultsDb {
 
   const std::filesystem::path& path() const { return path_; }
 
+  /// How long a statement waits for a lock another process holds:
+  /// `LEARNDROP_RESULTS_DB_WAIT` seconds (default 600).
+  static double wait_seconds();
+
  private:
+  static int on_busy(void* self, int attempt);
   void exec(const std::string& sql) const;
   bool has_column(const std::string& table, const std::string& column) const;
   /// Runs `body` in one write transaction, rolled back if it throws.
   void transaction(const std::function<void()>& body);
   std::filesystem::path path_;
   sqlite3* db_ = nullptr;
+  double wait_ = 600;
+  double waited_ = 0;       ///< Seconds the current statement has waited.
+  double said_after_ = 0;   ///< The wait after which the next line is printed.
 };
 
 /// Current time as ISO 8601 UTC ("2026-11-26T01:02:03Z").
