@@ -22,9 +22,6 @@ namespace {
 const ld::OptionTable<DiskOptions>& disk_table() {
   static const auto table =
       ld::OptionTable<DiskOptions>()
-          .add(ld::ConfigKey("dir", ld::ValueType::kString, "",
-                             "folder for the cache files (default: <run folder>/cache); put it on a fast local disk"),
-               &DiskOptions::dir)
           .add(ld::ConfigKey("prefetch", ld::ValueType::kInt, "4", "batches each epoch's reader reads ahead")
                    .range(1, 256),
                &DiskOptions::prefetch)
@@ -84,7 +81,7 @@ class AutoCache : public ld::FeatureCache {
       impl_ = std::move(disk);
     } catch (const ld::Error& e) {
       const std::int64_t available = ld::available_memory();
-      if (need > available * 4 / 5) {
+      if (!ld::ram_fallback_fits(need, available)) {
         throw ld::Error(std::string(e.what()) + "; and the cut (" + bytes_text(static_cast<double>(need)) +
                         ") does not fit in available memory (" + bytes_text(static_cast<double>(available)) + ")");
       }

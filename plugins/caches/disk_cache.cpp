@@ -139,17 +139,24 @@ class DiskReader : public ld::BatchReader {
 
 DiskCache::DiskCache(DiskOptions options, const ld::CacheContext& ctx) : options_(std::move(options)), ctx_(ctx) {
   // The host creates the cache when the run starts: an unusable cache.dir is
-  // reported then, not at the first drop.
-  if (options_.dir.empty()) return;
+  // reported then, not at the first drop. The default folder, in the run
+  // folder, is made with it.
+  const fs::path dir = folder();
+  if (dir == fs::path(ctx_.run_dir) / "cache") return;
   std::error_code ec;
-  fs::create_directories(options_.dir, ec);
-  if (ec || !fs::is_directory(options_.dir)) {
-    throw ld::Error("cache disk: cannot create cache.dir " + options_.dir + ": " +
+  fs::create_directories(dir, ec);
+  if (ec || !fs::is_directory(dir)) {
+    throw ld::Error("cache disk: cannot create cache.dir " + dir.string() + ": " +
                     (ec ? ec.message() : std::string("not a folder")));
   }
-  if (::access(options_.dir.c_str(), W_OK | X_OK) != 0) {
-    throw ld::Error("cache disk: cache.dir " + options_.dir + " is not writable: " + std::strerror(errno));
+  if (::access(dir.c_str(), W_OK | X_OK) != 0) {
+    throw ld::Error("cache disk: cache.dir " + dir.string() + " is not writable: " + std::strerror(errno));
   }
+}
+
+fs::path DiskCache::folder() const {
+  // The host always sets it; a test or tool that does not gets the default.
+  return ctx_.dir.empty() ? fs::path(ctx_.run_dir) / "cache" : fs::path(ctx_.dir);
 }
 
 DiskCache::~DiskCache() {
@@ -224,7 +231,7 @@ void DiskCache::remove_stale_files() const {
 void DiskCache::set_layout(const ld::CacheLayout& layout) {
   layout_ = layout;
   if (layout.shape.size() > kMaxDims) throw ld::Error("cache disk: rows of more than 8 dimensions");
-  dir_ = options_.dir.empty() ? fs::path(ctx_.run_dir) / "cache" : fs::path(options_.dir);
+  dir_ = folder();
   data_offset_ = kHeaderBytes;
   crc_offset_ = data_offset_ + layout.count * layout.row_bytes();
   file_bytes_ = crc_offset_ + layout.count * static_cast<std::int64_t>(sizeof(std::uint32_t));

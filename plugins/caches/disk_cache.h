@@ -11,7 +11,6 @@
 namespace ldcache {
 
 struct DiskOptions {
-  std::string dir;               ///< "" = <run folder>/cache
   std::int64_t prefetch = 4;     ///< Batches a reader reads ahead.
   bool drop_page_cache = false;  ///< Evict the file from the page cache after writing and after each epoch.
 };
@@ -31,6 +30,8 @@ class DiskCache : public ld::FeatureCache {
  public:
   DiskCache(DiskOptions options, const ld::CacheContext& ctx);
   ~DiskCache() override;
+  /// Where the files go: CacheContext::dir.
+  std::filesystem::path folder() const;
 
   void begin(const ld::CacheLayout& layout) override;
   void put(const std::vector<std::int64_t>& rows, const at::Tensor& batch) override;

@@ -10,6 +10,7 @@
 #include <tbb/parallel_for.h>
 
 #include "learndrop/error.h"
+#include "learndrop/memory.h"
 
 namespace ldcache {
 
@@ -46,7 +47,7 @@ bool RamCache::grow(std::int64_t count) {
   ledger_.check_grow(count);  // the contract first
   // Allocated before anything changes: a failed allocation leaves the cache as it was.
   if (count > capacity_) {
-    const std::int64_t capacity = std::max(count, capacity_ + capacity_ / 2);
+    const std::int64_t capacity = ld::grown_capacity(capacity_, count);
     at::Tensor bigger = allocate(layout_, capacity);
     std::memcpy(bigger.data_ptr(), buffer_.data_ptr(), static_cast<std::size_t>(layout_.count) * row_bytes_);
     buffer_ = std::move(bigger);

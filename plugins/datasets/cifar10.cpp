@@ -40,7 +40,7 @@ const ld::OptionTable<CifarOptions>& options_table() {
   static const auto table = [] {
     const auto limits = ld::sample_limit_keys();
     return ld::OptionTable<CifarOptions>()
-        .add(ld::ConfigKey("root", ld::ValueType::kString, "",
+        .add(ld::ConfigKey("root", ld::ValueType::kPath, "",
                            "cifar-10-batches-bin/, its parent, or cifar-10-binary.tar.gz; default "
                            "$LEARNDROP_DATA/cifar10"),
              &CifarOptions::root)

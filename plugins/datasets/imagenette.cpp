@@ -53,7 +53,7 @@ const ld::OptionTable<ImagenetteOptions>& options_table() {
   static const auto table = [] {
     const auto limits = ld::sample_limit_keys();
     return ld::OptionTable<ImagenetteOptions>()
-        .add(ld::ConfigKey("root", ld::ValueType::kString, "",
+        .add(ld::ConfigKey("root", ld::ValueType::kPath, "",
                            "imagenette2 folder (train/<wnid>/*.JPEG, val/<wnid>/*.JPEG) or its parent; default "
                            "$LEARNDROP_DATA/imagenette"),
              &ImagenetteOptions::root)

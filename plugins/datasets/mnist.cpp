@@ -26,7 +26,7 @@ const ld::OptionTable<MnistOptions>& options_table() {
     const auto limits = ld::sample_limit_keys();
     return ld::OptionTable<MnistOptions>()
         .add(ld::ConfigKey(
-                 "root", ld::ValueType::kString, "",
+                 "root", ld::ValueType::kPath, "",
                  "folder with {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]; default $LEARNDROP_DATA/mnist"),
              &MnistOptions::root)
         .add(limits[0], &MnistOptions::train_limit)

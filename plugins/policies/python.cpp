@@ -37,8 +37,8 @@ struct PythonOptions {
 const ld::OptionTable<PythonOptions>& options_table() {
   static const auto table =
       ld::OptionTable<PythonOptions>()
-          .add(ld::ConfigKey("file", ld::ValueType::kString, "",
-                             "the Python file that defines the criterion (a path; relative to the working folder)"),
+          .add(ld::ConfigKey("file", ld::ValueType::kPath, "",
+                             "the Python file that defines the criterion (relative to the config file's folder)"),
                &PythonOptions::file)
           .add(ld::ConfigKey("class", ld::ValueType::kString, "Policy",
                              "the class in `file`: Class(context, options), with decide(input) and optionally "

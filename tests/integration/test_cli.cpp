@@ -116,6 +116,72 @@ TEST_F(Cli, CachePlanSizesEveryCut) {
   EXPECT_NE(r.output.find("tier disk: "), std::string::npos) << r.output;
 }
 
+// Issue 31, defect 5: the plan sized a stream's cache as if it were built
+// whole, and called a cut "neither" where a run of auto keeps it in RAM
+// (an unusable cache.dir), or "disk" where the run could not write there.
+TEST_F(Cli, CachePlanCountsAStreamsGrowthAndAgreesWithARunOnTheRamFallback) {
+  // 256 samples in 5 parts (51, 102, 153, 204, 256 after each), one view:
+  // the RAM cache allocates 51, 102 (copy: 51 + 102), 153 (102 + 153),
+  // 229 (153 + 229), 343 (229 + 343 = 572 rows at once) rows.
+  Result r = ldrop("cache plan " + config_ + " --json --set stream.parts=5 --set stream.epochs=1 --set train.epochs=5");
+  ASSERT_EQ(r.code, 0) << r.output;
+  nlohmann::json plan = nlohmann::json::parse(r.output);
+  EXPECT_EQ(plan["stream_rows_after_part"], nlohmann::json({51, 102, 153, 204, 256}));
+  const std::int64_t row = plan["cuts"][0]["bytes_per_sample"];
+  EXPECT_EQ(plan["cuts"][0]["cache_bytes"], 256 * row);
+  EXPECT_EQ(plan["cuts"][0]["ram_capacity_bytes"], 343 * row);
+  EXPECT_EQ(plan["cuts"][0]["ram_peak_bytes"], 572 * row);
+  r = ldrop("cache plan " + config_ + " --set stream.parts=5 --set stream.epochs=1 --set train.epochs=5");
+  EXPECT_NE(r.output.find("RAM growing"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("stream of 5 parts: a cache built in the first part grows"), std::string::npos) << r.output;
+
+  // cache.dir under a file: no run can create it. auto keeps the (small)
+  // cut in RAM instead, and the plan says so.
+  std::ofstream(dir_.path() / "a-file") << "x";
+  const std::string bad = (dir_.path() / "a-file" / "cache").string();
+  const std::string sets = " --set cache.plugin=auto --set cache.ram_budget=1 --set cache.dir=" + bad;
+  r = ldrop("cache plan " + config_ + " --json" + sets);
+  ASSERT_EQ(r.code, 0) << r.output;
+  plan = nlohmann::json::parse(r.output);
+  EXPECT_EQ(plan["cuts"][1]["auto_backend"], "ram (disk fallback)");
+  EXPECT_EQ(plan["free_disk"], 0);
+  EXPECT_NE(plan["cache_dir_unusable"].get<std::string>().find("a-file is not a folder"), std::string::npos);
+  r = ldrop("cache plan " + config_ + sets);
+  EXPECT_NE(r.output.find("tier disk: unusable, "), std::string::npos) << r.output;
+  const std::string out = (dir_.path() / "fallback").string();
+  r = ldrop("run " + config_ + " --out " + out + sets +
+                " --set train.epochs=2 --set policy.plugin=fixed --set policy.cut=2 --set policy.epoch=1"
+                " --set policy.drop_mode=cache",
+            "");
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("keeping the cut-2 cache in RAM instead"), std::string::npos) << r.output;
+}
+
+// Issue 30, part 3: `ldrop check` validated the keys only, so a criterion
+// file's syntax error showed when a run started, after its setup.
+TEST_F(Cli, CheckCreatesThePolicySoACriterionFilesErrorsShowBeforeAnyRun) {
+  const std::string good = (dir_.path() / "good.py").string(), bad = (dir_.path() / "bad.py").string();
+  std::ofstream(good) << "class Policy:\n    def __init__(self, context, options):\n"
+                         "        self.stages = context.num_stages\n"
+                         "    def decide(self, input):\n        return input.cut, 'never'\n";
+  std::ofstream(bad) << "class Policy:\n    def decide(self, input)\n        return 0\n";
+  const std::string python = " --set policy.plugin=python --set policy.file=";
+  Result r = ldrop("check " + config_ + python + good);
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("# config hash "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("# policy 'python' created for the 8 stages of vgg11_bn"), std::string::npos) << r.output;
+  r = ldrop("check " + config_ + python + bad);
+  EXPECT_EQ(r.code, 1) << r.output;
+  EXPECT_NE(r.output.find("python: " + bad + ":2: SyntaxError"), std::string::npos) << r.output;
+  r = ldrop("check " + config_ + python + good + " --set policy.class=Other");
+  EXPECT_EQ(r.code, 1) << r.output;
+  EXPECT_NE(r.output.find("defines no class 'Other' (policy.class)"), std::string::npos) << r.output;
+  // A built-in policy is created the same way (the tiny config trains fully).
+  r = ldrop("check " + config_);
+  EXPECT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("# policy 'none' created for the 8 stages"), std::string::npos) << r.output;
+}
+
 // The plan counted 1 view where a crop+flip CIFAR run caches 2, the sample
 // and its mirror (issue 22): plan and run now come from one function.
 TEST_F(Cli, CachePlanMatchesWhatACropFlipRunCaches) {

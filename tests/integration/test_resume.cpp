@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "idx_fixture.h"
+#include "learndrop/cache.h"
 #include "learndrop/core/config.h"
 #include "learndrop/model.h"
 #include "test_env.h"
@@ -223,6 +224,49 @@ TEST_F(Resume, ASecondSigtermDuringABuildStopsItRemovesThePartialFileAndTheLastC
   r = ld::test::run_ldrop("run --resume " + out.string() + " --quiet", env());
   ASSERT_EQ(r.code, 0) << r.output;
   expect_identical(reference("disk"), out);
+}
+
+// Issue 31, defect 10: a cache kept for a resume in a cache.dir outside the
+// run folder, or by a checkpoint a resume passed over, was never removed.
+TEST_F(Resume, ACacheKeptOutsideTheRunFolderGoesWithItsCheckpoint) {
+  ld::test::TempDir disk;
+  auto kept = [&] {
+    std::vector<std::string> names;
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(disk.path(), ec)) {
+      if (ld::is_kept_cache_file(e.path().filename().string())) names.push_back(e.path().filename().string());
+    }
+    return names;
+  };
+  const std::string with = sets("disk") + " --set cache.dir=" + disk.str();
+  const fs::path out = dir_.path() / "outside";
+  // Stopped after the second drop: the cut-4 cache is kept in cache.dir.
+  Result r = ld::test::run_ldrop("run " + config_ + " --out " + out.string() + with,
+                                 env() + "LEARNDROP_TEST_SIGTERM_AT_STEP=30 ");
+  ASSERT_EQ(r.code, 143) << r.output;
+  ASSERT_EQ(kept().size(), 1u);
+  EXPECT_NE(slurp(out / "kept-caches").find((disk.path() / kept()[0]).string()), std::string::npos);
+  // A new run in the folder, not a resume: the kept file is nobody's.
+  r = ld::test::run_ldrop("run " + config_ + " --out " + out.string() + with + " --set train.epochs=1", env());
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_TRUE(kept().empty()) << kept()[0];
+  EXPECT_FALSE(fs::exists(out / "kept-caches"));
+
+  // A resume that passes over checkpoint/ (corrupt) for checkpoint.prev
+  // (cut 2) never reopens the cut-4 file: the finished run removes it.
+  const fs::path over = dir_.path() / "passed-over";
+  ASSERT_EQ(ld::test::run_ldrop("run " + config_ + " --out " + over.string() + with,
+                                env() + "LEARNDROP_TEST_SIGTERM_AT_STEP=30 ")
+                .code,
+            143);
+  ASSERT_EQ(kept().size(), 1u);
+  fs::resize_file(over / "checkpoint" / "tensors.pt", 10);
+  r = ld::test::run_ldrop("run --resume " + over.string() + " --quiet", env());
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("resuming from the older complete checkpoint"), std::string::npos) << r.output;
+  EXPECT_TRUE(kept().empty()) << kept()[0];
+  EXPECT_FALSE(fs::exists(over / "kept-caches"));
+  expect_identical(reference("disk"), over);
 }
 
 TEST_F(Resume, EveryBuiltInPolicyOptimizerAndAugmentationResumesBitIdentical) {

@@ -25,11 +25,13 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// A cache whose files go in `dir` (CacheContext::dir; the run folder is `dir` too).
 std::shared_ptr<FeatureCache> make(const std::string& plugin, const std::string& dir,
-                                   std::map<std::string, std::string> set = {}) {
+                                   std::map<std::string, std::string> set = {}, const std::string& files = "") {
   static auto host = test::builtin_host();
-  if ((plugin == "disk" || plugin == "auto") && set.count("dir") == 0) set["dir"] = dir;
-  return host->create_cache(plugin, test::plugin_options(*host, PluginKind::kCache, plugin, set), CacheContext{dir, 2});
+  CacheContext ctx{dir, 2};
+  ctx.dir = files.empty() ? dir : files;
+  return host->create_cache(plugin, test::plugin_options(*host, PluginKind::kCache, plugin, set), ctx);
 }
 
 CacheLayout layout(std::int64_t count, std::vector<std::int64_t> shape, at::ScalarType dtype = at::kFloat,
@@ -200,7 +202,7 @@ TEST(DiskCache, UnwritableFolderIsNamed) {
   test::TempDir dir;
   std::ofstream(dir.path() / "a-file") << "x";
   // Reported when the cache is created (at the start of a run), not at its first begin.
-  std::string e = error_of([&] { make("disk", dir.str(), {{"dir", (dir.path() / "a-file" / "cache").string()}}); });
+  std::string e = error_of([&] { make("disk", dir.str(), {}, (dir.path() / "a-file" / "cache").string()); });
   EXPECT_NE(e.find("cannot create cache.dir " + (dir.path() / "a-file" / "cache").string()), std::string::npos) << e;
 }
 

@@ -191,7 +191,7 @@ TEST(Cifar10, AugmentationAfterADropComesFromCachedViewsAndIsReported) {
         Case{"cache.views=3", "3 views per sample", 3, "3 cached views per sample, one drawn per epoch"},
         Case{"dataset.augment=none --set cache.views=3", "the views would be identical", 1, "none: the dataset"},
         // Issue 31, defect 7: a freeze-only drop was reported as cached views.
-        Case{"policy.drop_mode=freeze", "drop at epoch", 0, "real: freeze-only drops"}}) {
+        Case{"policy.drop_mode=freeze", "freeze at epoch", 0, "real: freeze-only drops"}}) {
     SCOPED_TRACE(c.set);
     test::TempDir out;
     test::LdropResult r = test::run_ldrop("run " + cfg + " --set " + c.set + " --out " + out.str(), env);

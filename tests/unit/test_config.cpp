@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <fstream>
 #include <thread>
 
@@ -289,6 +290,40 @@ TEST(Config, AConfigPathThatIsAFolderOrMissingIsNamedForWhatItIs) {
   std::ofstream(dir.path() / "dup.yaml") << "train:\n  lr: 0.1\n  lr: 0.2\n";
   const std::string e = test::error_of([&] { load_config((dir.path() / "dup.yaml").string()); });
   EXPECT_NE(e.find("dup.yaml:3: key 'lr' appears twice"), std::string::npos) << e;
+}
+
+// Issue 31, defect 6: a relative path resolved against the working
+// directory, so a config's data or weights depended on where ldrop ran.
+TEST(Config, RelativePathsResolveAgainstTheConfigsFolderSetOnesAgainstTheirOwn) {
+  namespace fs = std::filesystem;
+  static auto host = test::builtin_host();
+  test::TempDir dir;
+  const fs::path folder = dir.path() / "configs" / "sub";
+  fs::create_directories(folder);
+  const std::string file = (folder / "run.yaml").string();
+  std::ofstream(file) << "model:\n  weights: ../pretrained/model.pt\n  head: reset\n"
+                         "dataset:\n  plugin: mnist\n  root: data\n"
+                         "cache:\n  plugin: disk\n  dir: /tmp/./x/../cache\npolicy:\n  plugin: python\n  file: p.py\n";
+  const RunConfig rc = resolve_config(load_config(file), *host);
+  EXPECT_EQ(rc.model_weights, (dir.path() / "configs" / "pretrained" / "model.pt").lexically_normal().string());
+  EXPECT_EQ(rc.dataset.options.get_string("root"), (folder / "data").lexically_normal().string());
+  EXPECT_EQ(rc.cache_dir, "/tmp/cache");
+  EXPECT_EQ(rc.policy.options.get_string("file"), (folder / "p.py").lexically_normal().string());
+  // The effective config (a run folder's config.yaml) holds them absolute:
+  // read from anywhere, it names the same files and is the same run.
+  const RunConfig again = resolve(rc.effective_yaml());
+  EXPECT_EQ(again.model_weights, rc.model_weights);
+  EXPECT_EQ(again.hash(), rc.hash());
+  // --set on the command line: against the working directory; a suite's
+  // set: against the suite file's folder.
+  ConfigTree t = load_config(file);
+  apply_override(t, "model.weights=w.pt");
+  apply_override(t, "dataset.root=d", "/srv/suites");
+  const RunConfig set = resolve_config(t, *host);
+  EXPECT_EQ(set.model_weights, (fs::current_path() / "w.pt").string());
+  EXPECT_EQ(set.dataset.options.get_string("root"), "/srv/suites/d");
+  // Unset stays unset.
+  EXPECT_EQ(resolve("model:\n  plugin: vgg\n").model_weights, "");
 }
 
 TEST(Config, EffectiveConfigResolvesToTheSameRun) {

@@ -18,10 +18,9 @@ PluginHost& host() {
 ld::testing::CacheFactory cache(const std::string& plugin, std::map<std::string, std::string> keys = {}) {
   return {plugin + (keys.count("ram_budget") ? (keys["ram_budget"] == "0" ? "Disk" : "Ram") : ""), [plugin, keys] {
             static test::TempDir dir;
-            auto set = keys;
-            if (plugin == "disk" || plugin == "auto") set["dir"] = dir.str();
-            return host().create_cache(plugin, test::plugin_options(host(), PluginKind::kCache, plugin, set),
-                                       CacheContext{dir.str(), 2});
+            CacheContext ctx{dir.str(), 2};
+            ctx.dir = dir.str();
+            return host().create_cache(plugin, test::plugin_options(host(), PluginKind::kCache, plugin, keys), ctx);
           }};
 }
 

@@ -100,7 +100,7 @@ struct Fixture {
     for (int s = 0; s < steps; ++s) {
       std::vector<std::int64_t> idx = all();
       at::Tensor x = test::inputs(*controller, idx, 0);
-      at::Tensor loss = torch::nn::functional::cross_entropy(model->forward(x, controller->cut()), data.labels_);
+      at::Tensor loss = torch::nn::functional::cross_entropy(model->forward(x, controller->frozen_cut()), data.labels_);
       opt.zero_grad();
       loss.backward();
       opt.step();
@@ -212,7 +212,7 @@ TEST(DropInvariants, NewCutIsBuiltFromThePreviousCacheThroughNewStagesOnly) {
   EXPECT_EQ(f.data.reads.load(), 3) << "the new cut read raw samples again";
   EXPECT_EQ(second.flops, 48 * f.profile.stage_range_flops(2, 5));
   EXPECT_EQ(second.from_cut, 2u);
-  EXPECT_EQ(f.controller->cut(), 5u);
+  EXPECT_EQ(f.controller->frozen_cut(), 5u);
   const auto& shape = f.profile.stage_output_shapes[4];
   EXPECT_EQ(second.cache_bytes, 48 * shape[0] * shape[1] * shape[2] * 4);
 }
@@ -237,7 +237,7 @@ TEST(DropInvariants, OnlyForwardMovesOfTheCutAreAccepted) {
   EXPECT_EQ(past.drop->to_cut, stages);
   EXPECT_EQ(past.note, "cut " + std::to_string(stages + 3) + " asked for, but the model has " + std::to_string(stages) +
                            " stages; clamped");
-  EXPECT_EQ(f.controller->cut(), stages);
+  EXPECT_EQ(f.controller->frozen_cut(), stages);
 }
 
 // The drop transaction with a training attached: the optimizer loses the

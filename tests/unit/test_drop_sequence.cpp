@@ -86,7 +86,7 @@ struct TinyRun {
     state->step_in_epoch = steps;
     state->step = epoch * p.steps_per_epoch + steps;
     PolicyInput in = state->point_input(p.steps_per_epoch);
-    in.cut = p.controller->cut();
+    in.cut = p.controller->frozen_cut();
     in.samples = p.n_train;
     in.arrivals = 1;
     in.train_loss = 1.0;
@@ -107,7 +107,7 @@ TEST(DropSequence, ACachedDropMovesTheCutBuildsTheCacheAndIsRecorded) {
   TinyRun r({3}, {"policy.drop_mode=cache", "policy.cost_guard=false"});
   const DropEffect e = r.point(1, 8);
   EXPECT_TRUE(e.dropped);
-  EXPECT_EQ(r.p.controller->cut(), 3u);
+  EXPECT_EQ(r.p.controller->frozen_cut(), 3u);
   EXPECT_EQ(r.p.controller->cache_cut(), 3u);
   EXPECT_GT(e.flops, 0) << "the build's forward work";
   EXPECT_DOUBLE_EQ(r.state->last_drop_epoch, 2.0);
@@ -121,7 +121,7 @@ TEST(DropSequence, AFreezeOnlyDropFreezesWithoutACache) {
   TinyRun r({2}, {"policy.drop_mode=freeze", "policy.cost_guard=false"});
   const DropEffect e = r.point(0, 8);
   EXPECT_TRUE(e.dropped);
-  EXPECT_EQ(r.p.controller->cut(), 2u);
+  EXPECT_EQ(r.p.controller->frozen_cut(), 2u);
   EXPECT_EQ(r.p.controller->cache_cut(), 0u) << "the frozen stages still run forward";
   EXPECT_EQ(e.flops, 0);
 }
@@ -129,7 +129,7 @@ TEST(DropSequence, AFreezeOnlyDropFreezesWithoutACache) {
 TEST(DropSequence, ShadowModeDropsNothingAndShowsThePolicyItsOwnCut) {
   TinyRun r({2, 0}, {"policy.shadow=true", "policy.cost_guard=false"});
   EXPECT_FALSE(r.point(0, 8).dropped);
-  EXPECT_EQ(r.p.controller->cut(), 0u);
+  EXPECT_EQ(r.p.controller->frozen_cut(), 0u);
   EXPECT_EQ(r.state->shadow_cut, 2u);
   r.point(1, 8);
   ASSERT_EQ(r.policy.seen.size(), 2u);
@@ -146,7 +146,7 @@ TEST(DropSequence, TheCostGuardHoldsADropThatCannotPayAndTellsThePolicyNext) {
   TinyRun r({4, 4}, {"policy.drop_mode=cache", "policy.cost_guard=true"});
   const std::int64_t last = r.cfg.train.epochs - 1;
   EXPECT_FALSE(r.point(last, r.p.steps_per_epoch).dropped);
-  EXPECT_EQ(r.p.controller->cut(), 0u);
+  EXPECT_EQ(r.p.controller->frozen_cut(), 0u);
   EXPECT_EQ(r.state->held_cut, 4u);
   EXPECT_FALSE(r.state->held_reason.empty());
   r.point(last, r.p.steps_per_epoch);
@@ -163,18 +163,18 @@ TEST(DropSequence, ACutAtOrBelowTheCurrentOneChangesNothing) {
   EXPECT_TRUE(r.point(0, 8).dropped);
   EXPECT_FALSE(r.point(1, 8).dropped);
   EXPECT_FALSE(r.point(2, 8).dropped);
-  EXPECT_EQ(r.p.controller->cut(), 3u);
+  EXPECT_EQ(r.p.controller->frozen_cut(), 3u);
   EXPECT_DOUBLE_EQ(r.state->last_drop_epoch, 1.0) << "only the applied drop counts";
 }
 
 TEST(DropSequence, ModelFreezeFreezesBeforeTheFirstStepWithoutAPolicyCall) {
   TinyRun r({}, {});
   r.drops->freeze_from_start(2, "model.freeze: 2");
-  EXPECT_EQ(r.p.controller->cut(), 2u);
+  EXPECT_EQ(r.p.controller->frozen_cut(), 2u);
   EXPECT_EQ(r.p.controller->cache_cut(), 0u);
   EXPECT_TRUE(r.policy.seen.empty());
   r.drops->freeze_from_start(0, "nothing");
-  EXPECT_EQ(r.p.controller->cut(), 2u);
+  EXPECT_EQ(r.p.controller->frozen_cut(), 2u);
 }
 
 }  // namespace

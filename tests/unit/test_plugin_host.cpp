@@ -159,6 +159,18 @@ TEST(PluginHost, NewerAbiIsRefusedWithBothVersions) {
   EXPECT_NE(e.find("this host has SDK ABI " + std::to_string(kSdkAbiVersion)), std::string::npos) << e;
 }
 
+TEST(PluginHost, ALibraryOfTheOldestSdkAbiStillLoadsAndItsPolicyWorks) {
+  // ABI 12 only added ValueType::kPath, which an ABI 11 library cannot use.
+  ASSERT_EQ(kSdkAbiVersion, 12u);
+  ASSERT_EQ(kOldestSdkAbiVersion, 11u);
+  auto host = test::builtin_host();
+  host->load_library(test::test_plugin("older_abi"));
+  auto policy = host->create_policy("older-abi", Options(), PolicyContext{});
+  EXPECT_EQ(policy->decide(PolicyInput{}).cut, 0u);
+  // The refusal of a newer one names the range this host loads.
+  EXPECT_NE(load_error("newer_abi").find("(it loads 11 to 12)"), std::string::npos) << load_error("newer_abi");
+}
+
 TEST(PluginHost, APluginLoadsWhenOnlyAnotherExtensionPointsInterfaceChanged) {
   // The library was built against an SDK whose cache interface was one
   // version older: its policy loads and decides, its cache is refused by name.

@@ -52,5 +52,25 @@ TEST(Schedule, TheWarmUpIsOneFormulaForARunAndForAStreamsRestarts) {
   EXPECT_EQ(s.steps_in(0), steps_for(25, 10, 1));
 }
 
+TEST(Schedule, TheStreamsEpochRuleIsOneRuleForConfigScheduleAndBudgets) {
+  StreamSettings none;
+  EXPECT_EQ(none.epochs_per_part(12), 12);
+  EXPECT_EQ(none.total_epochs(12), 12);
+  StreamSettings five;
+  five.parts = 5;
+  five.epochs = 3;
+  EXPECT_EQ(five.epochs_per_part(15), 3);
+  EXPECT_EQ(five.total_epochs(2), 10) << "a budget of 2 epochs per part";
+  // The schedule's parts follow it: epoch 14 is the last of part 4.
+  RunConfig cfg;
+  cfg.train.epochs = 15;
+  cfg.stream = five;
+  const Schedule s(cfg, 100, 10);
+  EXPECT_EQ(s.part_of(14), 4);
+  EXPECT_TRUE(s.last_of_part(14));
+  EXPECT_FALSE(s.last_of_part(13));
+  EXPECT_EQ(s.samples_after(0), 20);
+}
+
 }  // namespace
 }  // namespace ld::core

@@ -6,6 +6,7 @@
 #include <numeric>
 
 #include <sys/statvfs.h>
+#include <unistd.h>
 
 #include <ATen/ATen.h>
 #include <tbb/global_control.h>
@@ -36,6 +37,16 @@ std::int64_t free_space(std::filesystem::path dir) {
   return static_cast<std::int64_t>(s.f_bavail) * static_cast<std::int64_t>(s.f_frsize);
 }
 
+// Why a run could not create its cache files in `dir` ("" when it could):
+// the nearest existing folder on the way must be a writable folder.
+std::string unusable(std::filesystem::path dir) {
+  while (!dir.empty() && !std::filesystem::exists(dir)) dir = dir.parent_path();
+  if (dir.empty()) dir = ".";
+  if (!std::filesystem::is_directory(dir)) return dir.string() + " is not a folder";
+  if (::access(dir.c_str(), W_OK | X_OK) != 0) return dir.string() + " is not writable";
+  return "";
+}
+
 }  // namespace
 
 int cache_plan(const core::PluginHost& host, const core::RunConfig& cfg, const std::string& run_dir, bool json) {
@@ -52,7 +63,10 @@ int cache_plan(const core::PluginHost& host, const core::RunConfig& cfg, const s
   const std::int64_t full = profile.flops_from(0);
   const std::int64_t memory = ld::available_memory();
   const std::filesystem::path& dir = plan.dir;
-  const std::int64_t disk = free_space(dir);
+  // A folder the run cannot create its files in holds nothing: auto then
+  // falls back to RAM where the cut fits, as a run does.
+  const std::string disk_unusable = unusable(dir);
+  const std::int64_t disk = disk_unusable.empty() ? free_space(dir) : 0;
   // The tiers of cache.plugin=auto: GPU memory (CUDA runs), RAM, disk.
   const at::Device device = core::resolve_device(cfg.device);
   const std::string device_setting =
@@ -70,12 +84,19 @@ int cache_plan(const core::PluginHost& host, const core::RunConfig& cfg, const s
     const std::int64_t total = row * n * views;
     const std::int64_t saved = n * profile.stage_range_flops(0, k);
     std::string fits = ld::auto_tier(total, device, device_budget, ram_budget);
-    if (fits == "disk" && total > disk) fits = "neither";
+    if (fits == "disk" && total > disk) fits = ld::ram_fallback_fits(total, memory) ? "ram (disk fallback)" : "neither";
+    // A stream's cache grows with its arrivals: in RAM, with spare room, and
+    // for a moment the old and the new allocation at once.
+    const core::StreamGrowth growth = core::stream_growth(plan.rows_after_part);
+    const std::int64_t ram_peak = plan.rows_after_part.empty() ? total : growth.peak * row;
+    const std::int64_t ram_capacity = plan.rows_after_part.empty() ? total : growth.capacity * row;
     rows.push_back({{"cut", k},
                     {"stage", model->stage_name(k - 1)},
                     {"shape", out},
                     {"bytes_per_sample", row * views},
                     {"cache_bytes", total},
+                    {"ram_capacity_bytes", ram_capacity},
+                    {"ram_peak_bytes", ram_peak},
                     {"forward_flops_saved_per_epoch", saved},
                     {"forward_saved_fraction", static_cast<double>(profile.stage_range_flops(0, k)) / full},
                     {"auto_backend", fits}});
@@ -92,7 +113,9 @@ int cache_plan(const core::PluginHost& host, const core::RunConfig& cfg, const s
                         {"device_budget", device_budget},
                         {"ram_budget", ram_budget},
                         {"cache_dir", dir.string()},
+                        {"cache_dir_unusable", disk_unusable},
                         {"free_disk", disk},
+                        {"stream_rows_after_part", plan.rows_after_part},
                         {"cuts", rows}};
     std::printf("%s\n", j.dump(2).c_str());
     return 0;
@@ -102,17 +125,26 @@ int cache_plan(const core::PluginHost& host, const core::RunConfig& cfg, const s
       (model->label().empty() ? cfg.model.plugin : model->label()).c_str(),
       cfg.dataset.plugin.c_str(), static_cast<long long>(n), static_cast<long long>(views), views == 1 ? "" : "s",
       cfg.cache_dtype.c_str());
-  std::printf("%4s  %-12s %-16s %12s %12s %16s %7s  %s\n", "cut", "last stage", "shape [C,H,W]", "per sample",
-              "cache size", "FLOPs saved/ep", "of fwd", "auto");
+  const bool stream = !plan.rows_after_part.empty();
+  std::printf("%4s  %-12s %-16s %12s %12s %s%16s %7s  %s\n", "cut", "last stage", "shape [C,H,W]", "per sample",
+              "cache size", stream ? "  RAM growing " : "", "FLOPs saved/ep", "of fwd", "auto");
   for (const auto& r : rows) {
     std::string shape_text;
     for (auto d : r["shape"]) shape_text += (shape_text.empty() ? "" : ",") + std::to_string(d.get<std::int64_t>());
-    std::printf("%4lld  %-12s %-16s %12s %12s %16s %6.1f%%  %s\n", static_cast<long long>(r["cut"].get<std::int64_t>()),
+    const std::string peak = stream ? " " + core::format_bytes(r["ram_peak_bytes"].get<double>()) : "";
+    std::printf("%4lld  %-12s %-16s %12s %12s %s%16s %6.1f%%  %s\n", static_cast<long long>(r["cut"].get<std::int64_t>()),
                 r["stage"].get<std::string>().c_str(), shape_text.c_str(),
                 core::format_bytes(r["bytes_per_sample"].get<double>()).c_str(),
                 core::format_bytes(r["cache_bytes"].get<double>()).c_str(),
+                stream ? (std::string(13 - std::min<std::size_t>(13, peak.size()), ' ') + peak + " ").c_str() : "",
                 core::format_flops(r["forward_flops_saved_per_epoch"].get<double>()).c_str(),
                 100.0 * r["forward_saved_fraction"].get<double>(), r["auto_backend"].get<std::string>().c_str());
+  }
+  if (stream) {
+    std::printf("stream of %zu parts: a cache built in the first part grows with each arrival; in RAM it holds spare "
+                "room (half again when it runs out) and, while it grows, the old and the new allocation at once: "
+                "'RAM growing' is that peak\n",
+                plan.rows_after_part.size());
   }
   if (device.is_cuda()) {
     std::printf("tier device: %s, %s free; the auto column puts a cut there up to device_budget %s (%s)\n",
@@ -126,8 +158,14 @@ int cache_plan(const core::PluginHost& host, const core::RunConfig& cfg, const s
               core::format_bytes(static_cast<double>(memory)).c_str(),
               core::format_bytes(static_cast<double>(ram_budget)).c_str(),
               ram_setting == "auto" ? "auto: half of the available memory" : ram_setting.c_str());
-  std::printf("tier disk: %s free in %s\n", core::format_bytes(static_cast<double>(disk)).c_str(),
-              dir.string().c_str());
+  if (!disk_unusable.empty()) {
+    std::printf("tier disk: unusable, %s (a run cannot create cache.dir %s; auto keeps a cut in RAM when it fits 4/5 "
+                "of the available memory)\n",
+                disk_unusable.c_str(), dir.c_str());
+  } else {
+    std::printf("tier disk: %s free in %s\n", core::format_bytes(static_cast<double>(disk)).c_str(),
+                dir.string().c_str());
+  }
   std::printf(
       "FLOPs saved/ep: forward FLOPs of the dropped stages per epoch once the cut is reached (%s per epoch "
       "for the full model)\n",
@@ -147,13 +185,13 @@ int cache_bench(const core::PluginHost& host, const CacheBenchArgs& a) {
   std::map<std::string, Value> values;
   for (const auto& k : info.manifest.keys) {
     std::string v = k.default_value;
-    if (k.name == "dir") v = a.dir;
     if (k.name == "prefetch") v = std::to_string(a.prefetch);
     if (k.name == "drop_page_cache") v = "true";
     values[k.name] = core::parse_value(k, v, "cache." + k.name);
   }
   CacheContext ctx;
   ctx.run_dir = a.dir;
+  ctx.dir = a.dir;
   ctx.threads = a.threads;
   auto cache = host.create_cache(a.plugin, Options("cache", values), ctx);
   const std::int64_t floats = a.row_bytes / 4;

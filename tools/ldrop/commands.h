@@ -94,6 +94,11 @@ int data_bench(const core::PluginHost& host, const core::RunConfig& cfg, int thr
 /// size for the training set and the forward FLOPs each epoch would save.
 int cache_plan(const core::PluginHost& host, const core::RunConfig& cfg, const std::string& run_dir, bool json);
 
+/// `ldrop check`: prints the effective config and its hash, then opens the
+/// dataset and creates the model and the policy as a run would (a policy
+/// file is read and its class built). Throws what a run would throw.
+int check_config(const core::PluginHost& host, const core::RunConfig& cfg);
+
 /// Arguments of `ldrop cache bench`.
 struct CacheBenchArgs {
   std::string plugin = "disk";

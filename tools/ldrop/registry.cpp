@@ -202,14 +202,11 @@ void add_run(CLI::App& app, std::vector<Command>& out) {
                  }});
 
   auto checked = std::make_shared<ConfigArgs>();
-  CLI::App* check = app.add_subcommand("check", "validate a config and print the effective config");
+  CLI::App* check = app.add_subcommand(
+      "check", "validate a config, print the effective config, and create its dataset, model and policy as a run would");
   checked->add_to(check);
   out.push_back({check, [checked](core::PluginHost& host) { return checked->load(host); },
-                 [checked](core::PluginHost&) {
-                   std::cout << checked->cfg.effective_yaml();
-                   std::printf("# config hash %s\n", checked->cfg.hash().c_str());
-                   return 0;
-                 }});
+                 [checked](core::PluginHost& host) { return check_config(host, checked->cfg); }});
 }
 
 void add_keys(CLI::App& app, std::vector<Command>& out) {

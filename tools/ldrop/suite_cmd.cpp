@@ -343,7 +343,7 @@ int suite_run(const core::PluginHost& host, const SuiteRunArgs& a) {
           full_budget = b->second["forward_flops"].get<double>();
         }
         const core::RunConfig& full = base->second->config;
-        const std::int64_t epochs = core::budget_epochs(full.stream.enabled() ? full.stream.epochs : full.train.epochs,
+        const std::int64_t epochs = core::budget_epochs(full.stream.epochs_per_part(full.train.epochs),
                                                         run_budget, full_budget);
         core::SuiteRun budget = core::budget_run(*base->second, epochs);
         db->set_budget(r.hash, version, budget.hash);

@@ -39,7 +39,7 @@ constexpr std::size_t kMaxConfigBytes = std::size_t{1} << 20;
 // Plugin keys that say where or how fast, never what a run computes: out of
 // the config hash, so that a resume may change them (a full cache disk
 // swapped for another). The host's own such keys say so in their row.
-const std::set<std::string> kNotIdentity = {"cache.dir", "cache.prefetch", "cache.drop_page_cache"};
+const std::set<std::string> kNotIdentity = {"cache.prefetch", "cache.drop_page_cache"};
 
 PluginKind kind_of(const std::string& section) {
   if (section == "model") return PluginKind::kModel;
@@ -143,6 +143,7 @@ Value parse_value(const ConfigKey& key, const std::string& text, const std::stri
       break;
     }
     case ValueType::kString:
+    case ValueType::kPath:
       if (!key.choices.empty() && std::find(key.choices.begin(), key.choices.end(), text) == key.choices.end()) {
         throw Error(where_text + ": expected one of " + quoted_list(key.choices) + ", got '" + clipped(text) + "'" +
                     did_you_mean(text, key.choices));
@@ -299,7 +300,7 @@ ConfigTree load_config(const std::string& file) {
   return parse_config(text, file);
 }
 
-void apply_override(ConfigTree& tree, const std::string& assignment) {
+void apply_override(ConfigTree& tree, const std::string& assignment, const std::string& relative_to) {
   auto eq = assignment.find('=');
   if (eq == std::string::npos || eq == 0) {
     throw Error("--set " + assignment + ": expected KEY=VALUE, e.g. --set train.epochs=3");
@@ -332,10 +333,11 @@ void apply_override(ConfigTree& tree, const std::string& assignment) {
       throw Error("--set " + assignment + ": invalid value: " + e.msg);
     }
   }
-  set_value(tree, parts[0] + "." + parts[1], value, "--set " + assignment);
+  set_value(tree, parts[0] + "." + parts[1], value, "--set " + assignment, relative_to);
 }
 
-void set_value(ConfigTree& tree, const std::string& key, const YAML::Node& value, const std::string& origin) {
+void set_value(ConfigTree& tree, const std::string& key, const YAML::Node& value, const std::string& origin,
+               const std::string& relative_to) {
   const auto dot = key.find('.');
   if (dot == std::string::npos || dot == 0 || dot + 1 == key.size() || key.find('.', dot + 1) != std::string::npos) {
     throw Error(origin + ": expected SECTION.KEY, got key '" + key + "'");
@@ -347,6 +349,7 @@ void set_value(ConfigTree& tree, const std::string& key, const YAML::Node& value
   }
   tree.root[section_name][name] = value;
   tree.overrides.push_back(key);
+  tree.relative_to[key] = relative_to;
 }
 
 namespace {
@@ -422,7 +425,7 @@ const HostTable& host_table() {
          field<&RunConfig::dist_timeout>(), false}}},
       {"model",
        {{ConfigKey("plugin", ValueType::kString, "vgg", "model plugin"), field<&RunConfig::model, &PluginChoice::plugin>()},
-        {ConfigKey("weights", ValueType::kString, "",
+        {ConfigKey("weights", ValueType::kPath, "",
                    "start from trained weights: a LearnDrop run folder, its model.pt, or a torchvision state dict "
                    "saved with torch.save (docs/finetune.md)"),
          field<&RunConfig::model_weights>()},
@@ -546,7 +549,13 @@ const HostTable& host_table() {
                    "views = cache `views` draws of the transform; auto = feature when the dataset allows it and "
                    "views is 1, else views")
              .one_of({"auto", "feature", "views"}),
-         field<&RunConfig::cache_augment>()}}},
+         field<&RunConfig::cache_augment>()},
+        // Where the files of a cache that stores files go: the host's, so
+        // that the plan, the plugin and the clean-up read one setting.
+        {ConfigKey("dir", ValueType::kPath, "",
+                   "folder for the files of a cache that stores them (disk, auto's disk tier); default <run "
+                   "folder>/cache; put it on a fast local disk"),
+         field<&RunConfig::cache_dir>(), false}}},
       {"plugins", {}},  // plugins.paths: read by plugin_paths(), before any plugin is loaded
   };
   return table;
@@ -668,6 +677,23 @@ nlohmann::json yaml_to_json(const YAML::Node& node) {
 
 }  // namespace
 
+// A path key's value as the plugin receives it: absolute, a relative one
+// resolved against the folder of the file that set it (the config, a suite)
+// or, set on the command line, the working directory. "" (unset) and a
+// suite's "@stage" reference stay as written.
+std::string resolve_path(const ConfigTree& tree, const std::string& dotted, const std::string& value) {
+  if (value.empty() || value[0] == '@') return value;
+  const fs::path p(value);
+  if (p.is_absolute()) return p.lexically_normal().string();
+  fs::path base;
+  if (auto it = tree.relative_to.find(dotted); it != tree.relative_to.end()) {
+    base = it->second.empty() ? fs::current_path() : fs::absolute(it->second);
+  } else {
+    base = tree.file.empty() ? fs::current_path() : fs::absolute(tree.file).parent_path();
+  }
+  return (base / p).lexically_normal().string();
+}
+
 Options validate_section(const ConfigTree& tree, const std::string& section, const YAML::Node& node,
                          const std::vector<ConfigKey>& keys, const std::string& label,
                          const std::vector<std::string>& skip) {
@@ -710,11 +736,12 @@ Options validate_section(const ConfigTree& tree, const std::string& section, con
                                             : "null"));
       }
       values[name] = parse_value(*key, kv.second.Scalar(), where(tree, kv.second, dotted));
+      if (key->type == ValueType::kPath) values[name] = resolve_path(tree, dotted, kv.second.Scalar());
     }
   }
   for (const auto& k : keys) {
     if (values.count(k.name)) continue;
-    if (k.default_value.empty() && k.type != ValueType::kString) {
+    if (k.default_value.empty() && k.type != ValueType::kString && k.type != ValueType::kPath) {
       throw Error(where(tree, node, section + "." + k.name) + ": required key is missing for " + label + " (" +
                   k.meaning + ")");
     }
@@ -817,7 +844,7 @@ void resolve_stream(const ConfigTree& tree, RunConfig& rc) {
     throw Error(where(tree, epochs_node, "stream.epochs") + ": required with stream.parts " +
                 std::to_string(st.parts) + ": the epochs trained after each arrival (expected an int in [1, 100000])");
   }
-  const std::int64_t total = st.parts * st.epochs;
+  const std::int64_t total = st.total_epochs(st.epochs);
   const YAML::Node train = tree.root["train"];
   const YAML::Node train_epochs = train.IsDefined() && train.IsMap() ? train["epochs"] : YAML::Node(YAML::NodeType::Undefined);
   if (train_epochs.IsDefined() && rc.train.epochs != total) {

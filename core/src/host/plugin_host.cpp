@@ -34,9 +34,10 @@ std::string stamp_torch(const AbiStamp& s) {
 void check_stamp(const AbiStamp& plugin, const std::string& library) {
   const AbiStamp host = current_abi_stamp();
   // Only sdk_abi is read before it matches: an older stamp is shorter.
-  if (plugin.sdk_abi != host.sdk_abi) {
+  if (plugin.sdk_abi < kOldestSdkAbiVersion || plugin.sdk_abi > host.sdk_abi) {
     throw Error("plugin library " + library + " was built for LearnDrop SDK ABI " + std::to_string(plugin.sdk_abi) +
-                ", but this host has SDK ABI " + std::to_string(host.sdk_abi) +
+                ", but this host has SDK ABI " + std::to_string(host.sdk_abi) + " (it loads " +
+                std::to_string(kOldestSdkAbiVersion) + " to " + std::to_string(host.sdk_abi) + ")" +
                 (plugin.sdk_abi < 11 ? " (ABI 11 introduced one version per extension point)" : "") +
                 "; rebuild the plugin against this SDK");
   }

@@ -216,6 +216,7 @@ void load_stage(const YAML::Node& root, const std::string& file, const std::stri
   stage.name = stage_name;
   const std::string where_prefix = stage_name.empty() ? "" : "stage " + stage_name + ": ";
   const ConfigTree base = base_tree(root["base"], file);
+  const std::string suite_dir = fs::absolute(file).parent_path().string();
 
   Assignment fixed;
   if (root["set"].IsDefined()) fixed = assignments(root["set"], file, "set");
@@ -338,7 +339,7 @@ void load_stage(const YAML::Node& root, const std::string& file, const std::stri
         if (resolved != v) {
           set_value(t, k, YAML::Node(resolved), file + ": " + k);
         } else {
-          apply_override(t, k + "=" + v);
+          apply_override(t, k + "=" + v, suite_dir);  // a relative path: against the suite file's folder
         }
       };
       for (const auto& [k, v] : fixed) set(k, v);
@@ -521,14 +522,12 @@ std::int64_t budget_epochs(std::int64_t epochs, double run, double full) {
 
 SuiteRun budget_run(const SuiteRun& baseline, std::int64_t epochs) {
   SuiteRun r = baseline;
+  // A stream trains fewer epochs after each arrival.
   if (r.config.stream.enabled()) {
-    // A stream trains fewer epochs after each arrival.
     r.config.stream.epochs = epochs;
-    r.config.train.epochs = r.config.stream.parts * epochs;
     r.values.emplace_back("stream.epochs", std::to_string(epochs));
-  } else {
-    r.config.train.epochs = epochs;
   }
+  r.config.train.epochs = r.config.stream.total_epochs(epochs);
   r.values.emplace_back("train.epochs", std::to_string(r.config.train.epochs));
   r.label = baseline.label + ".budget" + std::to_string(epochs);
   r.hash = r.config.hash();

@@ -20,7 +20,13 @@ namespace ld {
 // 10: PolicyInput::last_drop_epoch; DropGuards::clamp is const and keeps no state (save/load removed)
 // 11: one version per extension point (below); from here on a change to one
 //     interface bumps that interface's version only
-constexpr std::uint32_t kSdkAbiVersion = 11;
+// 12: ValueType::kPath (a path key the host resolves against the config's
+//     folder). Nothing else changed: the host still loads ABI 11 libraries
+//     (kOldestSdkAbiVersion), which cannot declare a path key.
+constexpr std::uint32_t kSdkAbiVersion = 12;
+/// The oldest SDK ABI whose libraries this host loads: 11 and 12 share the
+/// stamp's layout and every shared type's layout.
+constexpr std::uint32_t kOldestSdkAbiVersion = 11;
 
 /// The version of each extension point's interface: its classes (layout and
 /// virtual functions), the context its factory receives and the structs its
@@ -31,7 +37,7 @@ constexpr std::uint32_t kSdkAbiVersion = 11;
 constexpr std::uint32_t kModelInterfaceVersion = 1;    ///< StagedModel, ModelContext
 constexpr std::uint32_t kDatasetInterfaceVersion = 2;  ///< Dataset, DatasetContext, Batch, ShiftFlip
 constexpr std::uint32_t kPolicyInterfaceVersion = 2;   ///< DropPolicy, PolicyInput, StageStats, Decision, PolicyContext, PolicyState
-constexpr std::uint32_t kCacheInterfaceVersion = 1;    ///< FeatureCache, BatchReader, CacheLayout, CacheContext
+constexpr std::uint32_t kCacheInterfaceVersion = 2;    ///< FeatureCache, BatchReader, CacheLayout, CacheContext
 
 /// What a plugin library was built against. Plain integers only, so that the
 /// host can read it before it trusts any C++ type from the library. The

@@ -23,6 +23,11 @@ struct CacheContext {
   /// The device the run trains on: a cache that keeps its rows in device
   /// memory (tier `device`) allocates them there.
   at::Device device = at::Device(at::kCPU);
+  /// The folder for cache files (host key `cache.dir`, absolute; by default
+  /// `<run folder>/cache`). A cache that stores files puts them here and
+  /// nowhere else: the host plans disk space, and removes what `retain`
+  /// kept, in this folder (cache interface 2).
+  std::string dir;
 };
 
 /// What one cache holds, fixed by `begin`.
@@ -134,9 +139,10 @@ class LEARNDROP_VISIBLE FeatureCache {
   /// Keeps the stored rows after this object is destroyed, for `reopen` by a
   /// resumed run. The host calls it, after `finish`, when a run stops with a
   /// checkpoint (SIGINT/SIGTERM). Default: nothing is kept (the resumed run
-  /// rebuilds the cache). A file kept in the run folder's `cache/` is named
-  /// with kept_cache_file (below), so that a new run in the folder, which
-  /// removes the old checkpoint, removes it too: nothing could reopen it.
+  /// rebuilds the cache). A kept file goes in CacheContext::dir, named with
+  /// kept_cache_file (below): the host notes which kept files appeared there
+  /// and removes them with the checkpoint they belong to (a new run in the
+  /// folder, a finished run), since nothing else would reopen them.
   virtual void retain() {}
 
   /// Instead of begin/put/finish: adopts stored rows of `layout` (the same

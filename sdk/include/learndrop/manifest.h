@@ -26,10 +26,13 @@ inline const char* to_string(PluginKind kind) {
   return "?";
 }
 
-/// Type of a config value.
-enum class ValueType { kBool, kInt, kFloat, kString };
+/// Type of a config value. A path is a string that names a file or folder:
+/// the host resolves a relative one against the folder of the config file
+/// that sets it (a `--set` one against the working directory), so the
+/// plugin receives an absolute path (kPath: SDK ABI 12).
+enum class ValueType { kBool, kInt, kFloat, kString, kPath };
 
-/// Returns "bool", "int", "float" or "string".
+/// Returns "bool", "int", "float", "string" or "path".
 inline const char* to_string(ValueType type) {
   switch (type) {
     case ValueType::kBool:
@@ -40,6 +43,8 @@ inline const char* to_string(ValueType type) {
       return "float";
     case ValueType::kString:
       return "string";
+    case ValueType::kPath:
+      return "path";
   }
   return "?";
 }

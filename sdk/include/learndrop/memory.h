@@ -4,6 +4,7 @@
 // units, and the tier `cache.plugin: auto` gives a cut. Moved out of cache.h
 // (issue 22), which holds the cache interface alone.
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <dlfcn.h>
@@ -95,6 +96,20 @@ inline std::string auto_tier(std::int64_t bytes, const at::Device& device, std::
                              std::int64_t ram_budget) {
   if (device.is_cuda() && bytes <= device_budget) return "device";
   return bytes <= ram_budget ? "ram" : "disk";
+}
+
+/// Whether `auto` keeps `bytes` of rows in RAM when its disk tier fails (a
+/// full disk, an unusable cache.dir): when they take at most 4/5 of the
+/// `available` memory. One rule for the auto plugin and `ldrop cache plan`.
+inline bool ram_fallback_fits(std::int64_t bytes, std::int64_t available) { return bytes <= available / 5 * 4; }
+
+/// The rows a RAM cache allocates to grow from `capacity` to hold `count`
+/// (a stream's arrivals): at least half again what it had, so that a
+/// stream's P arrivals copy its rows O(log P) times, not P. While it grows,
+/// the old and the new allocation exist at once. One rule for the ram cache
+/// and `ldrop cache plan`.
+inline std::int64_t grown_capacity(std::int64_t capacity, std::int64_t count) {
+  return count <= capacity ? capacity : std::max(count, capacity + capacity / 2);
 }
 
 }  // namespace ld

@@ -43,7 +43,7 @@ class OptionTable {
         [&](auto m) {
           using V = std::decay_t<decltype(std::declval<T&>().*m)>;
           if constexpr (std::is_same_v<V, bool>) return key.type == ValueType::kBool;
-          if constexpr (std::is_same_v<V, std::string>) return key.type == ValueType::kString;
+          if constexpr (std::is_same_v<V, std::string>) return key.type == ValueType::kString || key.type == ValueType::kPath;
           if constexpr (std::is_floating_point_v<V>) return key.type == ValueType::kFloat;
           if constexpr (std::is_integral_v<V> && !std::is_same_v<V, bool>) return key.type == ValueType::kInt;
         },

@@ -36,10 +36,28 @@ struct CachePlan {
   std::string augmentation_after_drop;
   /// Said once, when the config asks for something the dataset makes moot.
   std::string warning;
+  /// A stream's cached rows after each part has arrived (samples x views),
+  /// the first part first; empty without a stream.
+  std::vector<std::int64_t> rows_after_part;
 
   /// Bytes of one cached row of a stage output of `shape` (C, H, W).
   std::int64_t row_bytes(const std::vector<std::int64_t>& shape) const;
 };
+
+/// How a stream's cache grows in RAM when a drop comes in its first part
+/// (the most growth): each arrival adds its rows, and a RAM cache that runs
+/// out of room allocates ld::grown_capacity rows and copies the old ones.
+struct StreamGrowth {
+  std::int64_t final_rows = 0;  ///< Rows once every part has arrived.
+  std::int64_t capacity = 0;    ///< Rows the RAM cache has allocated at the end (spare room included).
+  std::int64_t peak = 0;        ///< Rows allocated at once, the old and the new buffer during a copy.
+};
+StreamGrowth stream_growth(const std::vector<std::int64_t>& rows_after_part);
+
+/// The folder for cache files of a run of `cfg` in `run_dir`: cache.dir, or
+/// `<run_dir>/cache`. The plan, the cache plugin (CacheContext::dir) and the
+/// clean-up of kept files all read it here.
+std::filesystem::path cache_folder(const RunConfig& cfg, const std::filesystem::path& run_dir);
 
 /// The plan of `cfg` with its dataset. Throws ld::Error when cache.augment:
 /// feature meets a dataset whose transform is not a shift or flip.

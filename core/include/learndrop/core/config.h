@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -18,6 +19,9 @@ struct ConfigTree {
   YAML::Node root;
   std::string file;                    ///< Path of the YAML file ("" for a string).
   std::vector<std::string> overrides;  ///< Dotted keys set with --set.
+  /// Of each key in `overrides`: the folder a relative path value resolves
+  /// against ("" = the working directory: `--set` on the command line).
+  std::map<std::string, std::string> relative_to;
 };
 
 /// Loads a YAML config file. Throws ld::Error naming the file and line.
@@ -27,12 +31,14 @@ ConfigTree load_config(const std::string& file);
 ConfigTree parse_config(const std::string& text, const std::string& origin);
 
 /// Applies `KEY=VALUE` (KEY dotted) to the tree: VALUE as written, in YAML
-/// syntax only when it is a list, a mapping or a quoted string.
-void apply_override(ConfigTree& tree, const std::string& assignment);
+/// syntax only when it is a list, a mapping or a quoted string. A relative
+/// path value resolves against `relative_to` ("" = the working directory).
+void apply_override(ConfigTree& tree, const std::string& assignment, const std::string& relative_to = "");
 
 /// Sets SECTION.KEY to `value` as it is (no text parsed as YAML: a path
 /// stays the path); `origin` names the setting in errors.
-void set_value(ConfigTree& tree, const std::string& key, const YAML::Node& value, const std::string& origin);
+void set_value(ConfigTree& tree, const std::string& key, const YAML::Node& value, const std::string& origin,
+               const std::string& relative_to = "");
 
 /// A plugin section: which plugin, and its validated options.
 struct PluginChoice {
@@ -66,6 +72,11 @@ struct StreamSettings {
   std::int64_t epochs = 0;          ///< Epochs after each arrival (0 when parts is 1: train.epochs).
   std::string lr = "restart";       ///< restart | continue: the schedule per arrival or over the stream.
   bool enabled() const { return parts > 1; }
+  /// The stream's epoch rule, in one place: a stream trains `epochs` after
+  /// each arrival and parts x epochs in all; a run without one trains
+  /// train.epochs as one part.
+  std::int64_t epochs_per_part(std::int64_t train_epochs) const { return enabled() ? epochs : train_epochs; }
+  std::int64_t total_epochs(std::int64_t per_part) const { return enabled() ? parts * per_part : per_part; }
 };
 
 /// A validated config: every key known, typed and in range, defaults filled.
@@ -95,6 +106,7 @@ struct RunConfig {
   std::int64_t probe_samples = 0;         ///< policy.probe_samples: the feature probe's batch (0 = when asked).
   std::string cache_dtype;                ///< float32 | float16 | bfloat16 (auto resolved from train.precision)
   std::int64_t cache_views = 1;           ///< Augmented views cached per training sample (augment: views).
+  std::string cache_dir;                  ///< cache.dir, absolute ("" = <run folder>/cache): cache_folder().
   std::string cache_augment = "auto";     ///< auto | feature | views
   std::vector<std::string> plugin_paths;  ///< Absolute paths from plugins.paths.
   std::vector<std::string> warnings;      ///< Keys left out (see resolve_config).

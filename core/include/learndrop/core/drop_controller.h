@@ -129,8 +129,12 @@ struct DropOutcome {
 /// (eval mode, no gradients), and a new cut is built from the previous cache
 /// through the newly dropped stages only.
 ///
-/// Two cuts: `cut()` stages are frozen (dropped from training), and the
+/// Two cuts: `frozen_cut()` stages are frozen (dropped from training), and the
 /// first `cache_cut()` of them are cached (the feed reads their output).
+/// A "drop" removes stages from training (backward pass and optimizer);
+/// only a cached one (DropMode::kCache) also removes them from the forward
+/// pass. A freeze-only one removes nothing from the forward pass, and the
+/// log says "freeze at epoch", not "drop at epoch".
 /// Stages [cache_cut, cut) were dropped in DropMode::kFreeze and still run
 /// forward, without gradients.
 ///
@@ -148,7 +152,7 @@ class DropController {
                  const DropSettings& settings);
 
   /// Stages frozen: dropped from training, cached or not.
-  std::size_t cut() const { return frozen_; }
+  std::size_t frozen_cut() const { return frozen_; }
   /// Stages whose output the cache holds (the feed's batches are their output); 0 = raw data.
   std::size_t cache_cut() const { return cache_cut_; }
 
@@ -273,7 +277,7 @@ class DropController {
   /// the cached samples' labels (undefined without a cache); `optimizer`
   /// (may be null) loses the frozen stages. A stream's order must be set
   /// first (set_stream). Returns what it did, for the log.
-  std::string restore(const std::vector<DropEvent>& history, const at::Tensor& labels, StagedOptimizer* optimizer);
+  std::string resume_drops(const std::vector<DropEvent>& history, const at::Tensor& labels, StagedOptimizer* optimizer);
 
  private:
   DropReport advance(std::size_t new_cut);

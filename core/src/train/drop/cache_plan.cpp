@@ -1,6 +1,10 @@
 #include "learndrop/core/cache_plan.h"
 
+#include <algorithm>
+
 #include "learndrop/error.h"
+#include "learndrop/memory.h"
+#include "loop/schedule.h"
 
 namespace ld::core {
 
@@ -14,6 +18,21 @@ at::ScalarType storage_type(const std::string& name) {
 
 }  // namespace
 
+StreamGrowth stream_growth(const std::vector<std::int64_t>& rows_after_part) {
+  StreamGrowth g;
+  for (const std::int64_t rows : rows_after_part) {
+    const std::int64_t capacity = g.capacity == 0 ? rows : ld::grown_capacity(g.capacity, rows);
+    g.peak = std::max(g.peak, capacity == g.capacity ? capacity : g.capacity + capacity);
+    g.capacity = capacity;
+    g.final_rows = rows;
+  }
+  return g;
+}
+
+std::filesystem::path cache_folder(const RunConfig& cfg, const std::filesystem::path& run_dir) {
+  return cfg.cache_dir.empty() ? run_dir / "cache" : std::filesystem::path(cfg.cache_dir);
+}
+
 std::int64_t CachePlan::row_bytes(const std::vector<std::int64_t>& shape) const {
   std::int64_t bytes = static_cast<std::int64_t>(c10::elementSize(dtype));
   for (auto d : shape) bytes *= d;
@@ -23,10 +42,7 @@ std::int64_t CachePlan::row_bytes(const std::vector<std::int64_t>& shape) const 
 CachePlan plan_cache(const RunConfig& cfg, const Dataset& dataset, const std::filesystem::path& run_dir) {
   CachePlan p;
   p.dtype = storage_type(cfg.cache_dtype);
-  p.dir = run_dir / "cache";
-  if (cfg.cache.options.has("dir") && !cfg.cache.options.get_string("dir").empty()) {
-    p.dir = cfg.cache.options.get_string("dir");
-  }
+  p.dir = cache_folder(cfg, run_dir);
   p.views = cfg.cache_views;
   const bool transforms = dataset.random_train_transform();
   const bool can_shift = transforms && dataset.shift_flip(p.shift_flip);
@@ -56,6 +72,12 @@ CachePlan plan_cache(const RunConfig& cfg, const Dataset& dataset, const std::fi
     p.augmentation_after_drop = "frozen: 1 cached view per sample, every epoch after a drop sees the same draw";
   } else {
     p.augmentation_after_drop = std::to_string(p.views) + " cached views per sample, one drawn per epoch";
+  }
+  if (cfg.stream.enabled()) {
+    const Schedule schedule(cfg, dataset.size(Split::kTrain), cfg.train.batch_size);
+    for (std::int64_t part = 0; part < schedule.parts(); ++part) {
+      p.rows_after_part.push_back(schedule.samples_after(part) * p.views);
+    }
   }
   return p;
 }

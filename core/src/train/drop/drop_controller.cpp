@@ -452,7 +452,7 @@ ArrivalReport DropController::add_rows(std::int64_t from, std::int64_t to) {
   return report;
 }
 
-std::string DropController::restore(const std::vector<DropEvent>& history, const at::Tensor& labels,
+std::string DropController::resume_drops(const std::vector<DropEvent>& history, const at::Tensor& labels,
                                     StagedOptimizer* optimizer) {
   if (frozen_ != 0 || !history_.empty()) throw Error("internal: restore on a controller that has dropped already");
   if (history.empty()) return "";

@@ -72,7 +72,7 @@ Decision DropSequence::decide(PolicyInput& in) {
 }
 
 DropEffect DropSequence::at_point(PolicyInput in, const EpochSoFar& so_far) {
-  const std::size_t cut = p_.controller.cut();
+  const std::size_t cut = p_.controller.frozen_cut();
   const std::vector<StageStats> measured = in.stages;
   if (cfg_.policy_shadow) {
     // The policy sees the run as if its drops had happened.
@@ -88,7 +88,7 @@ DropEffect DropSequence::at_point(PolicyInput in, const EpochSoFar& so_far) {
   PointAhead ahead;
   ahead.images_ahead = p_.schedule.images_ahead(state_.epoch, state_.step_in_epoch);
   ahead.cached_samples = p_.controller.samples();
-  ahead.arriving = dp_.active() ? 0 : p_.schedule.arrivals_after(state_.epoch);
+  ahead.arriving = dp_.active() ? 0 : p_.schedule.samples_arriving_after(state_.epoch);
   DropEffect effect;
   if (cfg_.policy_shadow) {
     const std::size_t target = std::min(d.cut, p_.stages);
@@ -110,7 +110,7 @@ DropEffect DropSequence::at_point(PolicyInput in, const EpochSoFar& so_far) {
 
 json DropSequence::drop(const Decision& d, double epoch, const PointAhead& ahead, const EpochSoFar& so_far,
                         DropEffect& effect) {
-  const std::size_t frozen = p_.controller.cut(), cache_cut = p_.controller.cache_cut();
+  const std::size_t frozen = p_.controller.frozen_cut(), cache_cut = p_.controller.cache_cut();
   const std::size_t target = std::min(d.cut, p_.stages);
   if (target <= frozen) {
     // Nothing to weigh: DropController::apply explains a cut below the current one.

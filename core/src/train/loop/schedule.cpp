@@ -12,7 +12,7 @@ Schedule::Schedule(const RunConfig& cfg, std::int64_t n_train, std::int64_t batc
       batch_(batch_size),
       world_(world),
       parts_(cfg.stream.parts),
-      per_part_(cfg.stream.parts > 1 ? cfg.stream.epochs : cfg.train.epochs),
+      per_part_(cfg.stream.epochs_per_part(cfg.train.epochs)),
       epochs_(cfg.train.epochs),
       restart_(cfg.stream.parts > 1 && cfg.stream.lr == "restart") {}
 
@@ -44,7 +44,7 @@ std::int64_t Schedule::images_ahead(std::int64_t epoch, std::int64_t step) const
   return images;
 }
 
-std::int64_t Schedule::arrivals_after(std::int64_t epoch) const {
+std::int64_t Schedule::samples_arriving_after(std::int64_t epoch) const {
   return samples_after(parts_ - 1) - samples_in(epoch);
 }
 

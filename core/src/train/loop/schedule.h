@@ -29,8 +29,9 @@ class Schedule {
   std::int64_t part_of(std::int64_t epoch) const { return epoch / per_part_; }
   /// Whether `epoch` is the last of its arrival (the test set is evaluated after it).
   bool last_of_part(std::int64_t epoch) const { return (epoch + 1) % per_part_ == 0; }
-  /// Samples the run has once part `part` (0-based) has arrived: equal
-  /// parts, the remainder spread over the first ones.
+  /// Samples the run has once part `part` (0-based) has arrived:
+  /// floor(n x (part + 1) / parts), so parts differ by at most one sample
+  /// (256 in 5 parts: 51, 102, 153, 204, 256).
   std::int64_t samples_after(std::int64_t part) const;
   /// Samples the run trains on in `epoch`.
   std::int64_t samples_in(std::int64_t epoch) const { return samples_after(part_of(epoch)); }
@@ -46,7 +47,7 @@ class Schedule {
   /// Training images from step `step` of `epoch` to the end of the run.
   std::int64_t images_ahead(std::int64_t epoch, std::int64_t step) const;
   /// Samples that arrive after `epoch` (0 without a stream).
-  std::int64_t arrivals_after(std::int64_t epoch) const;
+  std::int64_t samples_arriving_after(std::int64_t epoch) const;
 
  private:
   const TrainSettings& train_;

@@ -82,7 +82,7 @@ void Trainer::train_epoch() {
   steps_ = dp_.active() ? p_.steps_per_epoch : p_.schedule->steps_in(epoch);
   flops_full_at_start_ = state_.totals.flops_full;
   epoch_build_seconds_ = 0;
-  epoch_full_ = p_.controller->cut() == 0;
+  epoch_full_ = p_.controller->frozen_cut() == 0;
   p_.model->train();
   p_.controller->keep_dropped_in_eval();
   // A run resumed within this epoch goes on with the tally its checkpoint saved.
@@ -103,7 +103,7 @@ void Trainer::train_epoch() {
       // Stop at this step with a checkpoint; the cache stays for the resume.
       p_.feed->stop();
       const std::string where = save_checkpoint(true);
-      p_.controller->retain_cache();
+      keep_cache_for_resume(p_);
       throw Interrupted(pending_signal(),
                         "checkpoint " + where + " written; go on with: ldrop run --resume " + p_.out->dir().string());
     }
@@ -119,7 +119,7 @@ void Trainer::train_step(const at::Tensor& x, const at::Tensor& y, Clock::time_p
   std::int64_t& s = state_.step_in_epoch;
   state_.last_lr = p_.schedule->learning_rate(static_cast<double>(epoch) + static_cast<double>(s) / steps_);
   p_.optimizer->set_lr(state_.last_lr);
-  const std::size_t cut = p_.controller->cut();
+  const std::size_t cut = p_.controller->frozen_cut();
   at::Tensor logits, loss;
   {
     AutocastGuard autocast(p_.device, p_.precision);
@@ -198,7 +198,7 @@ void Trainer::end_epoch(Clock::time_point epoch_start) {
 
 void Trainer::evaluation_point() {
   PolicyInput in = state_.point_input(steps_);
-  in.cut = p_.controller->cut();
+  in.cut = p_.controller->frozen_cut();
   in.samples = p_.schedule->samples_in(state_.epoch);
   in.arrivals = p_.schedule->stream() ? state_.arrivals : 1;
   dp_.reduce_point(state_.loss_since_point);

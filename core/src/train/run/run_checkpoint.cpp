@@ -2,14 +2,18 @@
 // besides the RunState, and how a run resumes from one.
 #include "run/run_checkpoint.h"
 
+#include <map>
 #include <mutex>
 #include <utility>
 #include <vector>
+
+#include <sys/stat.h>
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <spdlog/spdlog.h>
 
+#include "learndrop/cache.h"
 #include "learndrop/core/interrupt.h"
 
 namespace ld::core {
@@ -95,7 +99,7 @@ std::string write_run_checkpoint(const RunConfig& cfg, const RunParts& p, const 
   m["scaler"] = {{"good_steps", scaler.good_steps}, {"skipped", scaler.skipped}};
   c.tensors["scaler/scale"] = at::scalar_tensor(scaler.scale, at::kDouble);
   m["device"] = device_text(p.device);
-  const std::size_t cut = p.controller->cut();
+  const std::size_t cut = p.controller->frozen_cut();
   m["cache"] = {{"plugin", cfg.cache.plugin},
                 {"key", p.controller->current_cache_key()},
                 {"dtype", cfg.cache_dtype},
@@ -160,7 +164,7 @@ void restore_run(const Checkpoint& c, const RunConfig& cfg, RunParts& p, RunStat
   if (!history.empty()) {
     DeferInterrupts defer(defer_interrupts);
     const at::Tensor labels = c.tensors.count("labels") ? c.tensor("labels") : at::Tensor();
-    cache_how = p.controller->restore(history, labels, p.optimizer.get());
+    cache_how = p.controller->resume_drops(history, labels, p.optimizer.get());
     p.feed->resume(p.controller->source());
     if (p.controller->current_cache_key() != m.at("cache").at("key").get<std::string>()) {
       throw Error("checkpoint " + from + ": the restored cache key differs from the checkpoint's");
@@ -186,15 +190,43 @@ void restore_run(const Checkpoint& c, const RunConfig& cfg, RunParts& p, RunStat
     std::lock_guard<std::mutex> lock(gen.mutex());
     gen.set_state(c.tensor(name));
   }
-  report.restore(m.at("report"));
+  report.load_state(m.at("report"));
   report.resumed({{"checkpoint", from},
                    {"epoch", state.epoch + 1},
                    {"step_in_epoch", state.step_in_epoch},
                    {"step", state.step},
-                   {"cut", p.controller->cut()},
+                   {"cut", p.controller->frozen_cut()},
                    {"cache", cache_how}});
   spdlog::info("resumed from {} at epoch {}, step {} of {} (cut {}){}", from, state.epoch + 1, state.step_in_epoch,
-               p.steps_per_epoch, p.controller->cut(), cache_how.empty() ? "" : "; " + cache_how);
+               p.steps_per_epoch, p.controller->frozen_cut(), cache_how.empty() ? "" : "; " + cache_how);
+}
+
+namespace {
+// The kept cache files in `folder`, by inode: a file renamed over an older
+// one of the same name is a new one.
+std::map<std::filesystem::path, ino_t> kept_files(const std::filesystem::path& folder) {
+  std::map<std::filesystem::path, ino_t> out;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(folder, ec)) {
+    if (!ld::is_kept_cache_file(e.path().filename().string())) continue;
+    struct stat st {};
+    if (::stat(e.path().c_str(), &st) == 0) out[e.path()] = st.st_ino;
+  }
+  return out;
+}
+}  // namespace
+
+void keep_cache_for_resume(RunParts& p) {
+  // Which files the plugin kept is seen in the folder it was given, not
+  // asked of it: the cache interface stays as it is.
+  const auto before = kept_files(p.cache.dir);
+  p.controller->retain_cache();
+  std::vector<std::filesystem::path> kept;
+  for (const auto& [file, inode] : kept_files(p.cache.dir)) {
+    const auto it = before.find(file);
+    if (it == before.end() || it->second != inode) kept.push_back(file);
+  }
+  p.out->note_kept_caches(kept);
 }
 
 }  // namespace ld::core

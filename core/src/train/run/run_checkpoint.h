@@ -24,6 +24,11 @@ void check_resumable(const Checkpoint& c, const RunConfig& config, const std::fi
 std::string write_run_checkpoint(const RunConfig& cfg, const RunParts& p, const RunReporter& report, RunState saved,
                                  Clock::time_point start);
 
+/// Keeps the run's cache for a resume (FeatureCache::retain) and notes the
+/// files kept in its folder (RunOutput::note_kept_caches), so that they go
+/// with the checkpoint they belong to.
+void keep_cache_for_resume(RunParts& p);
+
 /// Restores the run from `c` into its parts, `state` and `report`: the
 /// model, drops and cache (built or reopened; `defer_interrupts` holds a
 /// signal until the cache is whole), optimizer, statistics, policy,

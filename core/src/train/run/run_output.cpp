@@ -83,9 +83,29 @@ void RunOutput::lock() {
   }
 }
 
+void RunOutput::note_kept_caches(const std::vector<fs::path>& files) {
+  if (files.empty()) return;
+  std::string list;
+  if (fs::exists(dir_ / "kept-caches")) list = read_file(dir_ / "kept-caches");
+  for (const auto& f : files) list += fs::absolute(f).string() + "\n";
+  atomic_write(dir_ / "kept-caches", list);
+}
+
 void RunOutput::remove_checkpoints() {
   std::error_code ec;
   for (const char* name : {"checkpoint", "checkpoint.prev"}) fs::remove_all(dir_ / name, ec);
+  if (fs::exists(dir_ / "kept-caches")) {
+    std::istringstream list(read_file(dir_ / "kept-caches"));
+    for (std::string line; std::getline(list, line);) {
+      // Only what the list names, and only a kept cache file: the list is
+      // in the run folder, where anyone may edit it.
+      if (!line.empty() && ld::is_kept_cache_file(fs::path(line).filename().string())) {
+        std::error_code rm;
+        fs::remove(line, rm);
+      }
+    }
+    fs::remove(dir_ / "kept-caches", ec);
+  }
   // A cache kept for a resume in the run folder's cache/ (the disk cache's
   // default place) belongs to the checkpoint: without it nothing would ever
   // reopen it. The SDK names such files (ld::kept_cache_file).

@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <vector>
 #include <fstream>
 #include <memory>
 #include <string>
@@ -42,8 +43,15 @@ class RunOutput {
   Resume sizes() const;
 
   /// Removes checkpoint/ and checkpoint.prev/ (a finished run, or a new run
-  /// in the folder), and the disk cache files kept for them in cache/.
+  /// in the folder), and the cache files kept for them: those noted by
+  /// note_kept_caches (wherever cache.dir put them) and kept files in cache/.
   void remove_checkpoints();
+
+  /// Notes cache files kept for a resume (FeatureCache::retain) in the
+  /// folder's `kept-caches` list, so that remove_checkpoints removes them
+  /// too: outside the run folder, or of a checkpoint a resume passed over
+  /// for checkpoint.prev, nothing else would.
+  void note_kept_caches(const std::vector<std::filesystem::path>& files);
 
   const std::filesystem::path& dir() const { return dir_; }
 

@@ -58,7 +58,7 @@ void RunReporter::live(std::int64_t epoch, std::int64_t step, std::int64_t steps
   std::printf("\r\033[Kepoch %lld/%lld  step %lld/%lld  loss %.4f  cut %zu/%zu  %.0f img/s",
               static_cast<long long>(epoch + 1), static_cast<long long>(cfg_.train.epochs),
               static_cast<long long>(step), static_cast<long long>(steps), t.loss(),
-              parts_.controller->cut(), parts_.model->num_stages(), t.seen / seconds_since(epoch_start));
+              parts_.controller->frozen_cut(), parts_.model->num_stages(), t.seen / seconds_since(epoch_start));
   std::fflush(stdout);
 }
 
@@ -160,7 +160,7 @@ void RunReporter::drop(const DropReport& r, double epoch, std::int64_t step, con
         saving, reason.empty() ? "" : "; " + reason);
   } else {
     spdlog::info(
-        "drop at epoch {:.2f} (step {}): {} frozen ({} -> {}), not cached: {} forward on the real "
+        "freeze at epoch {:.2f} (step {}): {} frozen ({} -> {}), not cached: {} forward on the real "
         "inputs, without backward or optimizer{}{}",
         epoch, step, which, r.from_cut, r.to_cut, r.to_cut - r.from_cut == 1 ? "it runs" : "they run", saving,
         reason.empty() ? "" : "; " + reason);
@@ -243,7 +243,7 @@ void RunReporter::epoch_done(std::int64_t epoch, std::int64_t steps, const Epoch
                               {"train_accuracy", t.accuracy()},
                               {"test_loss", evaluated ? json(totals.last_eval.loss) : json(nullptr)},
                               {"test_accuracy", evaluated ? json(totals.last_eval.accuracy) : json(nullptr)},
-                              {"cut", parts_.controller->cut()},
+                              {"cut", parts_.controller->frozen_cut()},
                               {"train_seconds_total", totals.train_seconds},
                               {"lr_end", learning_rate(cfg_.train, static_cast<double>(epoch + 1))},
                               {"epoch_seconds", epoch_seconds},
@@ -269,7 +269,7 @@ void RunReporter::epoch_done(std::int64_t epoch, std::int64_t steps, const Epoch
       arrivals > 0 ? fmt::format("part {}/{}  ", arrivals, parts_.schedule->parts()) : std::string();
   std::printf("%sepoch %3lld/%lld  loss %.4f  train %5.2f%%  test %s  cut %zu/%zu  %6.0f img/s  %5.1fs  ETA %s\n",
               part.c_str(), static_cast<long long>(epoch + 1), static_cast<long long>(cfg_.train.epochs), t.loss(),
-              100.0 * t.accuracy(), test, parts_.controller->cut(), parts_.model->num_stages(),
+              100.0 * t.accuracy(), test, parts_.controller->frozen_cut(), parts_.model->num_stages(),
               t.seen / train_seconds, epoch_seconds,
               format_duration(mean_epoch * static_cast<double>(cfg_.train.epochs - epoch - 1)).c_str());
   std::fflush(stdout);
@@ -283,7 +283,7 @@ json RunReporter::state() const {
           {"cached_before", cached_before_}};
 }
 
-void RunReporter::restore(const json& state) {
+void RunReporter::load_state(const json& state) {
   drops_ = state.at("drops");
   shadow_drops_ = state.at("shadow_drops");
   resumes_ = state.at("resumes");
@@ -298,12 +298,12 @@ json RunReporter::finish(const RunTotals& totals, double wall_seconds, double fu
   parts_.out->write_summary(s);
   parts_.out->remove_checkpoints();  // a finished run is not resumed
   std::string speed;
-  if (!s["self_speedup"].is_null() && parts_.controller->cut() > 0) {
+  if (!s["self_speedup"].is_null() && parts_.controller->frozen_cut() > 0) {
     speed = fmt::format(" ({:.2f}x its own full-training speed)", s["self_speedup"].get<double>());
   }
   spdlog::info(
       "done: test accuracy {:.2f}%, {} stages dropped of {}, forward {} vs {} full ({:.1f}% less), train {:.1f}s{}",
-      100.0 * totals.last_eval.accuracy, parts_.controller->cut(), parts_.model->num_stages(),
+      100.0 * totals.last_eval.accuracy, parts_.controller->frozen_cut(), parts_.model->num_stages(),
       format_flops(static_cast<double>(totals.flops)), format_flops(static_cast<double>(totals.flops_full)),
       100.0 * s["flops_reduction"].get<double>(), totals.train_seconds, speed);
   return s;
@@ -372,7 +372,7 @@ json RunReporter::summary(const RunTotals& t, double wall_seconds, double full_s
           {"classes", cfg_.dataset_classes},
           {"class_names", parts_.dataset->class_names()},
           {"num_stages", parts_.model->num_stages()},
-          {"dropped_stages", parts_.controller->cut()},
+          {"dropped_stages", parts_.controller->frozen_cut()},
           {"drops", drops_},
           {"policy_shadow", cfg_.policy_shadow},
           {"shadow_drops", shadow_drops_},

@@ -78,7 +78,7 @@ class RunReporter {
 
   /// What a checkpoint keeps of the report (the summary's drops), and back.
   nlohmann::json state() const;
-  void restore(const nlohmann::json& state);
+  void load_state(const nlohmann::json& state);
   /// A resume, recorded in the summary's `resumes`.
   void resumed(const nlohmann::json& entry) { resumes_.push_back(entry); }
 

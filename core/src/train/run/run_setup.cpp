@@ -123,6 +123,7 @@ RunParts set_up_run(const RunConfig& cfg, const PluginHost& host, const RunOptio
   cctx.run_dir = opts.out_dir;
   cctx.threads = cfg.threads;
   cctx.device = p.device;
+  cctx.dir = plan.dir.string();
   auto prepared = std::make_shared<std::shared_ptr<FeatureCache>>(
       host.create_cache(cfg.cache.plugin, cfg.cache.options, cctx));
   p.out = std::make_unique<RunOutput>(opts.out_dir, resume ? &*resume : nullptr);
