@@ -9,7 +9,7 @@ it to this class's answer as to any built-in policy's.
 
     policy:
       plugin: python
-      file: examples/python-policy/learn_drop.py
+      file: learn_drop.py    # relative to the config file's folder
       class: LearnDrop
       options: '{"threshold": 0.5}'
 """
