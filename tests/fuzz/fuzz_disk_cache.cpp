@@ -28,8 +28,8 @@ void build() {
   fs::create_directories(dir);
   CacheContext ctx;
   ctx.run_dir = dir.string();
-  cache = fuzz::host().create_cache("disk", fuzz::plugin_options(PluginKind::kCache, "disk", {{"dir", dir.string()}}),
-                                    ctx);
+  ctx.dir = dir.string();  // the host's cache.dir (cache interface 2)
+  cache = fuzz::host().create_cache("disk", fuzz::plugin_options(PluginKind::kCache, "disk", {}), ctx);
   CacheLayout layout;
   layout.cut = 2;
   layout.count = static_cast<std::int64_t>(kAll.size());
