@@ -29,19 +29,23 @@ namespace ld::cli {
 
 namespace {
 
-// Free bytes on the file system holding `dir` (or its nearest existing parent).
-std::int64_t free_space(std::filesystem::path dir) {
+// `dir`, or its nearest existing parent: where a run would create it.
+std::filesystem::path nearest_existing(std::filesystem::path dir) {
   while (!dir.empty() && !std::filesystem::exists(dir)) dir = dir.parent_path();
+  return dir.empty() ? std::filesystem::path(".") : dir;
+}
+
+// Free bytes on the file system holding `dir` (or its nearest existing parent).
+std::int64_t free_space(const std::filesystem::path& dir) {
   struct statvfs s {};
-  if (statvfs(dir.empty() ? "." : dir.c_str(), &s) != 0) return 0;
+  if (statvfs(nearest_existing(dir).c_str(), &s) != 0) return 0;
   return static_cast<std::int64_t>(s.f_bavail) * static_cast<std::int64_t>(s.f_frsize);
 }
 
 // Why a run could not create its cache files in `dir` ("" when it could):
 // the nearest existing folder on the way must be a writable folder.
-std::string unusable(std::filesystem::path dir) {
-  while (!dir.empty() && !std::filesystem::exists(dir)) dir = dir.parent_path();
-  if (dir.empty()) dir = ".";
+std::string unusable(const std::filesystem::path& folder) {
+  const std::filesystem::path dir = nearest_existing(folder);
   if (!std::filesystem::is_directory(dir)) return dir.string() + " is not a folder";
   if (::access(dir.c_str(), W_OK | X_OK) != 0) return dir.string() + " is not writable";
   return "";

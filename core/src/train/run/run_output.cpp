@@ -106,9 +106,9 @@ void RunOutput::remove_checkpoints() {
     }
     fs::remove(dir_ / "kept-caches", ec);
   }
-  // A cache kept for a resume in the run folder's cache/ (the disk cache's
-  // default place) belongs to the checkpoint: without it nothing would ever
-  // reopen it. The SDK names such files (ld::kept_cache_file).
+  // A cache kept in the run folder's cache/ (the default cache.dir) by a
+  // run stopped before kept-caches was written: it belongs to the
+  // checkpoint too. The SDK names such files (ld::kept_cache_file).
   for (const auto& e : fs::directory_iterator(dir_ / "cache", ec)) {
     if (ld::is_kept_cache_file(e.path().filename().string())) {
       std::error_code rm;
