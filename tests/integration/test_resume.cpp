@@ -37,7 +37,8 @@ const char* const kTimingFields[] = {"epoch_seconds",          "train_seconds", 
 json strip(json j) {
   if (j.is_object()) {
     for (const char* f : kTimingFields) j.erase(f);
-    j.erase("resumes");  // where the run was resumed: the one field meant to differ
+    j.erase("resumes");        // where the run was resumed: the one field meant to differ
+    j.erase("branched_from");  // and where it branched from another run
     j.erase("cache");    // the cache's description names its file (with the pid)
     for (auto& [k, v] : j.items()) v = strip(v);
   } else if (j.is_array()) {
@@ -476,4 +477,104 @@ TEST_F(Resume, CheckpointEveryZeroWritesNone) {
   EXPECT_FALSE(fs::exists(out / "checkpoint"));
   EXPECT_FALSE(fs::exists(out / "checkpoint.prev"));
   EXPECT_TRUE(fs::is_empty(out / "cache"));  // removed as before checkpoints existed
+}
+
+// Issue 30, part 2: every criterion trains as full training until its first
+// drop, so a run that differs from another only in its policy starts from
+// that run's kept checkpoint before its first drop, and ends exactly as the
+// run from the start: metrics, stats (its own policy's answers, replayed),
+// summary and model.pt.
+TEST_F(Resume, ABranchedRunEndsAsTheRunFromTheStartForACachedAFreezeAndAStreamDrop) {
+  // Cut 2 at point 10 (step 30), cut 4 at point 13 (step 39).
+  const std::string late = " --set policy.cuts=0,0,0,0,0,0,0,0,0,2,2,2,4";
+  struct Case {
+    std::string name, sets;
+    std::int64_t epoch;  // the last kept epoch before step 30
+  };
+  const Case cases[] = {
+      {"cache", " --set policy.drop_mode=cache --set policy.cost_guard=false", 3},
+      {"freeze", " --set policy.drop_mode=freeze --set policy.cost_guard=false", 3},
+      // 4 parts, 2 epochs after each: epochs 5-6 end at step 24, epoch 7 has steps 25-32.
+      {"stream",
+       " --set stream.parts=4 --set stream.epochs=2 --set train.epochs=8 --set policy.drop_mode=cache"
+       " --set policy.cost_guard=false",
+       6},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    const fs::path ref = dir_.path() / ("branch-ref-" + c.name), scratch = dir_.path() / ("branch-scratch-" + c.name),
+                   branched = dir_.path() / ("branched-" + c.name);
+    Result r = ld::test::run_ldrop("run " + config_ + " --out " + ref.string() + sets("ram") + c.sets +
+                                       " --set policy.cuts=0 --set train.checkpoint_keep=all",
+                                   env());
+    ASSERT_EQ(r.code, 0) << r.output;
+    // Every epoch's checkpoint but the last's stays; the rolling one goes.
+    EXPECT_TRUE(fs::exists(ref / "checkpoints" / "epoch-1" / "MANIFEST.json"));
+    EXPECT_TRUE(fs::exists(ref / "checkpoints" / ("epoch-" + std::to_string(c.epoch))));
+    EXPECT_FALSE(fs::exists(ref / "checkpoint"));
+    r = ld::test::run_ldrop("run " + config_ + " --out " + scratch.string() + sets("ram") + c.sets + late, env());
+    ASSERT_EQ(r.code, 0) << r.output;
+    r = ld::test::run_ldrop(
+        "run " + config_ + " --out " + branched.string() + sets("ram") + c.sets + late + " --branch-from " + ref.string(),
+        env());
+    ASSERT_EQ(r.code, 0) << r.output;
+    EXPECT_NE(r.output.find("branched from " + ref.string() + " at the end of epoch " + std::to_string(c.epoch)),
+              std::string::npos)
+        << r.output;
+    expect_identical(scratch, branched);
+    const json summary = json::parse(slurp(branched / "summary.json"));
+    EXPECT_EQ(summary["branched_from"]["epoch"], c.epoch);
+    EXPECT_EQ(summary["drops"].size(), 2u);
+  }
+}
+
+TEST_F(Resume, ABranchIsRefusedNamingWhyAndCanStartFromTheBeginningInstead) {
+  const fs::path ref = dir_.path() / "refuse-ref", plain = dir_.path() / "refuse-plain";
+  const std::string base = sets("ram") + " --set policy.cost_guard=false";  // every cut asked for is a drop
+  Result r = ld::test::run_ldrop(
+      "run " + config_ + " --out " + ref.string() + base + " --set policy.cuts=0 --set train.checkpoint_keep=all",
+      env());
+  ASSERT_EQ(r.code, 0) << r.output;
+  r = ld::test::run_ldrop("run " + config_ + " --out " + plain.string() + base + " --set policy.cuts=0", env());
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_FALSE(fs::exists(plain / "checkpoints"));
+  const std::string late = " --set policy.cuts=0,0,0,0,0,0,0,0,0,2";
+  struct Case {
+    std::string args, error;
+  };
+  const Case cases[] = {
+      {late + " --set train.lr=0.1 --branch-from " + ref.string(),
+       "its config differs in train.lr (0.05 there, 0.1 here); a run branches only from one that differs in the "
+       "policy section"},
+      {late + " --branch-from " + plain.string(),
+       "it kept no epoch checkpoints (a reference run needs train.checkpoint_keep: all)"},
+      {late + " --branch-from " + ref.string() + " --branch-epoch 4",
+       "its checkpoint of epoch 4 comes after its first drop, at step 30 (epoch 3.75)"},
+      {" --set policy.cuts=2 --branch-from " + ref.string(), "it kept no checkpoint before its first drop, at step 3"},
+      {late + " --set policy.period=4 --branch-from " + ref.string(),
+       "its policy evaluated every 3 steps, policy 'scripted' evaluates every 4"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.args);
+    const fs::path out = dir_.path() / "refused";
+    r = ld::test::run_ldrop("run " + config_ + " --out " + out.string() + base + c.args, env());
+    EXPECT_EQ(r.code, 1) << r.output;
+    EXPECT_NE(r.output.find("--branch-from "), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find(c.error), std::string::npos) << r.output;
+    EXPECT_FALSE(fs::exists(out / "summary.json"));
+  }
+  // --branch-or-start: the same refusal, said, and a run from the start.
+  const fs::path scratch = dir_.path() / "refuse-scratch", started = dir_.path() / "refuse-started";
+  r = ld::test::run_ldrop("run " + config_ + " --out " + scratch.string() + base + " --set policy.cuts=2", env());
+  ASSERT_EQ(r.code, 0) << r.output;
+  r = ld::test::run_ldrop("run " + config_ + " --out " + started.string() + base +
+                              " --set policy.cuts=2 --branch-or-start --branch-from " + ref.string(),
+                          env());
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("it kept no checkpoint before its first drop, at step 3 (epoch 0.375) (kept: epochs 1, 2, "
+                          "3, 4, 5); training from the start"),
+            std::string::npos)
+      << r.output;
+  expect_identical(scratch, started);
+  EXPECT_TRUE(json::parse(slurp(started / "summary.json"))["branched_from"].is_null());
 }

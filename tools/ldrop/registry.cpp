@@ -1,10 +1,12 @@
 // The ldrop command table: every subcommand with its options and what it
 // does, in two phases with their own exit codes (commands.h, Command).
 
+#include <cstdint>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
 #include <map>
+#include <limits>
 #include <memory>
 #include <set>
 
@@ -127,7 +129,9 @@ std::string changed_keys(const std::string& before, const std::string& after) {
 // ldrop run [CONFIG] [--resume RUN_DIR]: the config file, or the run folder's
 // config.yaml; a config given with --resume must hash as the run's did.
 struct RunArgs {
-  std::string file, resume, out_dir;
+  std::string file, resume, out_dir, branch_from;
+  std::int64_t branch_epoch = -1;
+  bool branch_or_start = false;
   std::vector<std::string> sets;
   bool quiet = false;
   int nproc = 1;
@@ -136,6 +140,16 @@ struct RunArgs {
   int load(core::PluginHost& host) {
     if (nproc > 1 && !resume.empty()) {
       throw Error("--nproc with --resume: distributed runs do not write checkpoints yet (docs/distributed.md)");
+    }
+    if (!branch_from.empty() && !resume.empty()) {
+      throw Error("--branch-from with --resume: a resumed run goes on from its own checkpoint");
+    }
+    if (!branch_from.empty() && nproc > 1) {
+      throw Error("--branch-from with --nproc: data-parallel runs do not branch (they write no checkpoints yet)");
+    }
+    if (branch_from.empty() && (branch_epoch >= 0 || branch_or_start)) {
+      throw Error(std::string(branch_epoch >= 0 ? "--branch-epoch" : "--branch-or-start") +
+                  " without --branch-from REF_RUN_DIR");
     }
     if (resume.empty()) {
       if (file.empty()) throw Error("run: a config file is needed (or --resume RUN_DIR)");
@@ -178,6 +192,14 @@ void add_run(CLI::App& app, std::vector<Command>& out) {
   run->add_option("--out", args->out_dir, "run folder (default runs/<experiment.name>-<config hash>)");
   run->add_option("--resume", args->resume,
                   "go on with the interrupted run in RUN_DIR from its checkpoint (docs/checkpoints.md)");
+  run->add_option("--branch-from", args->branch_from,
+                  "start from a kept epoch checkpoint of the run in REF_RUN_DIR, before this run's first drop: the "
+                  "configs may differ only in the policy section (docs/suites.md)");
+  run->add_option("--branch-epoch", args->branch_epoch,
+                  "with --branch-from: the epoch to branch at (default: the latest before the first drop)")
+      ->check(CLI::Range(std::int64_t{1}, std::numeric_limits<std::int64_t>::max()));
+  run->add_flag("--branch-or-start", args->branch_or_start,
+                "with --branch-from: if the run cannot branch, say why and train from the start (suites do)");
   run->add_flag("--quiet", args->quiet, "no per-epoch progress lines");
   run->add_option("--nproc", args->nproc,
                   "train data-parallel on N local ranks (c10d Gloo; rank r > 0 logs to RUN_DIR/ranks/r/; "
@@ -191,6 +213,9 @@ void add_run(CLI::App& app, std::vector<Command>& out) {
                                                              : args->out_dir;
                    options.progress = !args->quiet;
                    options.resume = !args->resume.empty();
+                   options.branch_from = args->branch_from;
+                   options.branch_epoch = args->branch_epoch;
+                   options.branch_or_start = args->branch_or_start;
                    core::install_interrupt_handlers();
                    if (args->nproc > 1) {
                      return launch_local_ranks(args->nproc, options.out_dir, args->cfg.dist_timeout);

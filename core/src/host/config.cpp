@@ -482,6 +482,12 @@ const HostTable& host_table() {
                  "never; a resumed run ends bit-identical to one not interrupted: docs/checkpoints.md)")
            .range(0, 100000),
        field<&RunConfig::train, &TrainSettings::checkpoint_every>(), false},
+      {ConfigKey("checkpoint_keep", ValueType::kString, "last",
+                 "last = the newest epoch checkpoint only (removed when the run finishes) | all = also keep each "
+                 "epoch's in checkpoints/epoch-N, for runs that branch from this one (ldrop run --branch-from; "
+                 "docs/suites.md); not part of the config hash")
+           .one_of({"last", "all"}),
+       field<&RunConfig::train, &TrainSettings::checkpoint_keep>(), false},
 }},
       {"stream",
        {{ConfigKey("parts", ValueType::kInt, "1",
@@ -985,6 +991,16 @@ std::string value_text(const HostKey& row, RunConfig& rc) {
   return out;
 }
 }  // namespace
+
+bool is_identity_key(const std::string& dotted) {
+  if (kNotIdentity.count(dotted)) return false;
+  for (const auto& [section, rows] : host_table()) {
+    for (const auto& row : rows) {
+      if (section + "." + row.key.name == dotted) return row.identity;
+    }
+  }
+  return true;
+}
 
 std::string RunConfig::effective_yaml() const { return emit_yaml(true); }
 

@@ -2,6 +2,7 @@
 // A run's checkpoint folder: what a resumed run needs to go on exactly as
 // the run would have (docs/checkpoints.md).
 
+#include <cstdint>
 #include <filesystem>
 #include <map>
 #include <string>
@@ -40,5 +41,18 @@ bool has_checkpoint(const std::filesystem::path& run_dir);
 /// names the bad file. Throws ld::Error naming the file at fault when neither
 /// is usable.
 Checkpoint read_checkpoint(const std::filesystem::path& run_dir);
+
+/// train.checkpoint_keep: all: the checkpoint just written (RUN_DIR/checkpoint/,
+/// at the end of epoch `epochs_done`) also as RUN_DIR/checkpoints/epoch-N/
+/// (hard links where the file system allows, copies elsewhere; made under a
+/// temporary name and renamed). Another run branches from it.
+void keep_epoch_checkpoint(const std::filesystem::path& run_dir, std::int64_t epochs_done);
+
+/// The kept epoch checkpoints of RUN_DIR (checkpoints/epoch-N), by N.
+std::map<std::int64_t, std::filesystem::path> kept_epoch_checkpoints(const std::filesystem::path& run_dir);
+
+/// Reads one checkpoint folder (a kept epoch checkpoint), checking each file
+/// against its manifest. Throws ld::Error naming the file at fault.
+Checkpoint read_checkpoint_folder(const std::filesystem::path& folder);
 
 }  // namespace ld::core

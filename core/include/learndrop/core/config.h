@@ -63,6 +63,7 @@ struct TrainSettings {
   std::int64_t eval_every = 1;  ///< Test evaluation every N epochs (and after the last).
   std::string precision = "fp32";  ///< fp32 | bf16 | fp16 (autocast).
   std::int64_t checkpoint_every = 1;  ///< Epochs between checkpoints (0 = none; not part of the hash).
+  std::string checkpoint_keep = "last";  ///< last | all: keep each epoch's checkpoint (checkpoints/epoch-N).
 };
 
 /// Data that arrive over time (the `stream` section; docs/online.md).
@@ -131,6 +132,10 @@ const std::vector<ConfigKey>& host_section_keys(const std::string& section);
 /// meaning): `ldrop keys` prints it and docs/config.md holds it (a test
 /// compares them).
 std::string host_keys_markdown();
+
+/// Whether the dotted key (e.g. "train.checkpoint_every") changes what a run
+/// computes: false for the keys that stay out of the config hash.
+bool is_identity_key(const std::string& dotted);
 
 /// Reads `plugins.paths` (resolved against the config file's folder).
 std::vector<std::string> plugin_paths(const ConfigTree& tree);

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -18,6 +19,16 @@ struct RunOptions {
   /// Go on with the run in `out_dir` from its checkpoint (ldrop run
   /// --resume): the config must hash as the run's did.
   bool resume = false;
+  /// Start from a kept epoch checkpoint of this run folder (ldrop run
+  /// --branch-from; docs/suites.md): a run whose config differs from it only
+  /// in the policy section trains exactly as it did up to its own first drop.
+  std::string branch_from;
+  /// The epoch to branch at (-1: the latest the policy's replay allows).
+  std::int64_t branch_epoch = -1;
+  /// When the run cannot branch (no checkpoint before its first drop, no
+  /// feature probe in the reference, ...): train from the start, saying why,
+  /// instead of stopping with the error (suites).
+  bool branch_or_start = false;
   /// A data-parallel run's group (run_training connects it from RANK,
   /// WORLD_SIZE, MASTER_ADDR, MASTER_PORT; docs/distributed.md); null alone.
   ProcessGroup* group = nullptr;

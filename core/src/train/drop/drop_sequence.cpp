@@ -23,6 +23,20 @@ namespace ld::core {
 
 using json = nlohmann::json;
 
+json plan_record(const DropPlan& plan, std::size_t target, std::int64_t images_ahead) {
+  json record = {{"target", target},
+                 {"mode", to_string(plan.mode)},
+                 {"drop", plan.drop},
+                 {"images_ahead", images_ahead},
+                 {"saved_work", plan.chosen.saved},
+                 {"cost_work", plan.chosen.cost}};
+  for (const auto& o : plan.options) {
+    record["options"][to_string(o.mode)] = {{"saved_work", o.saved}, {"cost_work", o.cost}};
+  }
+  if (!plan.drop) record["held"] = plan.held;
+  return record;
+}
+
 DropSequence::DropSequence(const RunConfig& cfg, DropParts parts, RunState& state, DataParallel& dp,
                            RunReporter& report, bool defer_interrupts)
     : cfg_(cfg), p_(parts), state_(state), dp_(dp), report_(report), defer_interrupts_(defer_interrupts) {}
@@ -125,22 +139,13 @@ json DropSequence::drop(const Decision& d, double epoch, const PointAhead& ahead
   const DropPlan plan =
       dp_.agree(plan_drop(p_.cost, effective_drop_mode(cfg_.drop_mode, d.mode), cfg_.cost_guard, cache_cut, frozen,
                           target, ahead.images_ahead, ahead.cached_samples, ahead.arriving));
-  json record = {{"target", target},
-                 {"mode", to_string(plan.mode)},
-                 {"drop", plan.drop},
-                 {"images_ahead", ahead.images_ahead},
-                 {"saved_work", plan.chosen.saved},
-                 {"cost_work", plan.chosen.cost}};
-  for (const auto& o : plan.options) {
-    record["options"][to_string(o.mode)] = {{"saved_work", o.saved}, {"cost_work", o.cost}};
-  }
+  json record = plan_record(plan, target, ahead.images_ahead);
   // For people: the net saving as seconds at this epoch's speed so far (in
   // the log and summary, not in stats.jsonl; the decision uses no clock).
   json shown = record;
   const double work_now = p_.cost.step_work(cache_cut, frozen) * static_cast<double>(so_far.images);
   if (work_now > 0) shown["predicted_seconds"] = plan.chosen.net() * so_far.seconds / work_now;
   if (!plan.drop) {
-    record["held"] = plan.held;
     state_.held_cut = target;
     state_.held_reason = plan.held;
     spdlog::debug("{}", plan.held);

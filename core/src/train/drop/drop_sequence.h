@@ -53,6 +53,12 @@ struct DropEffect {
   std::int64_t flops = 0;   ///< The build's forward FLOPs.
 };
 
+struct DropPlan;
+
+/// A drop plan as stats.jsonl records it (`drop_plan`): the cost guard's
+/// options and choice for `target`, and why it held the drop back.
+nlohmann::json plan_record(const DropPlan& plan, std::size_t target, std::int64_t images_ahead);
+
 class DropSequence {
  public:
   /// `defer_interrupts`: a SIGINT/SIGTERM during a build waits for its end

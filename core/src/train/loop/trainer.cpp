@@ -23,6 +23,7 @@
 #include "learndrop/core/plugin_host.h"
 #include "learndrop/core/seeds.h"
 #include "loop/trainer.h"
+#include "run/branch.h"
 
 namespace ld::core {
 
@@ -39,7 +40,9 @@ Trainer::Trainer(const RunConfig& cfg, const PluginHost& host, const RunOptions&
       drops_(cfg, {*p_.policy, *p_.controller, *p_.optimizer, *p_.feed, *p_.schedule, *p_.cost, p_.model->num_stages()},
              state_, dp_, report_, checkpoints_),
       faults_(TestFaults::from_environment()),
-      resume_(resume) {}
+      resume_(resume),
+      host_(host),
+      opts_(opts) {}
 
 json Trainer::run() {
   run_start_ = Clock::now();
@@ -47,6 +50,9 @@ json Trainer::run() {
   if (resume_) {
     restore_run(*resume_, cfg_, p_, state_, report_, checkpoints_);
     resumed_mid_epoch_ = state_.step_in_epoch > 0;
+  } else if (!opts_.branch_from.empty() &&
+             branch_run(cfg_, host_, opts_, p_, state_, report_, checkpoints_, branch_checkpoint_)) {
+    // At the start of an epoch of the reference run, as this run would be.
   } else {
     if (p_.probe) p_.probe->measure(nullptr);  // the reference: the model at step 0
     drops_.freeze_from_start(p_.freeze_stages, "model.freeze: " + cfg_.model_freeze + " stages frozen from the start");
@@ -152,6 +158,7 @@ std::string Trainer::save_checkpoint(bool mid_epoch) {
   const auto start = Clock::now();
   RunState saved = state_.to_save(mid_epoch, reads_.so_far(*p_.controller, state_.read_carry), seconds_since(run_start_));
   const std::string where = write_run_checkpoint(cfg_, p_, report_, std::move(saved), start);
+  if (!mid_epoch && cfg_.train.checkpoint_keep == "all") keep_epoch_checkpoint(p_.out->dir(), state_.epoch + 1);
   state_.totals.checkpoint_seconds += seconds_since(start);
   return where;
 }

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -87,6 +88,9 @@ class Trainer {
   DropSequence drops_;
   const TestFaults faults_;
   const Checkpoint* resume_;
+  const PluginHost& host_;
+  const RunOptions& opts_;
+  std::optional<Checkpoint> branch_checkpoint_;  // ldrop run --branch-from: the reference's, once read
   Clock::time_point run_start_ = Clock::now();
 };
 

@@ -1,6 +1,7 @@
 #include "learndrop/core/checkpoint.h"
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <sstream>
 
@@ -201,5 +202,52 @@ Checkpoint read_checkpoint(const fs::path& run_dir) {
   }
   throw Error("no usable checkpoint in " + run_dir.string() + ": " + latest_error);
 }
+
+void keep_epoch_checkpoint(const fs::path& run_dir, std::int64_t epochs_done) {
+  const fs::path from = run_dir / "checkpoint", kept = run_dir / "checkpoints";
+  const fs::path to = kept / ("epoch-" + std::to_string(epochs_done));
+  const fs::path tmp = kept / (".epoch-" + std::to_string(epochs_done) + ".tmp-" + std::to_string(::getpid()));
+  std::error_code ec;
+  fs::create_directories(kept, ec);
+  fs::remove_all(tmp, ec);
+  try {
+    if (!fs::create_directory(tmp, ec) || ec) {
+      throw Error("cannot create " + tmp.string() + ": " + (ec ? ec.message() : "it exists"));
+    }
+    // The checkpoint's files are never written again (the next one is a new
+    // folder): a hard link shares them at no cost.
+    for (const char* name : {"state.json", "tensors.pt", "optimizer.pt", "MANIFEST.json"}) {
+      fs::create_hard_link(from / name, tmp / name, ec);
+      if (ec) {
+        ec.clear();
+        fs::copy_file(from / name, tmp / name, ec);
+        if (ec) throw Error("cannot keep " + (from / name).string() + " in " + tmp.string() + ": " + ec.message());
+      }
+    }
+    sync_folder(tmp);
+    fs::remove_all(to, ec);
+    fs::rename(tmp, to, ec);
+    if (ec) throw Error("cannot rename " + tmp.string() + " to " + to.string() + ": " + ec.message());
+    sync_folder(kept);
+  } catch (...) {
+    fs::remove_all(tmp, ec);
+    throw;
+  }
+}
+
+std::map<std::int64_t, fs::path> kept_epoch_checkpoints(const fs::path& run_dir) {
+  std::map<std::int64_t, fs::path> out;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(run_dir / "checkpoints", ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.rfind("epoch-", 0) != 0 || !e.is_directory()) continue;
+    char* end = nullptr;
+    const long long n = std::strtoll(name.c_str() + 6, &end, 10);
+    if (end != nullptr && *end == '\0' && n > 0) out[n] = e.path();
+  }
+  return out;
+}
+
+Checkpoint read_checkpoint_folder(const fs::path& folder) { return read_folder(folder); }
 
 }  // namespace ld::core

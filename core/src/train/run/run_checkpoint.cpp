@@ -142,7 +142,7 @@ std::string write_run_checkpoint(const RunConfig& cfg, const RunParts& p, const 
 }
 
 void restore_run(const Checkpoint& c, const RunConfig& cfg, RunParts& p, RunState& state, RunReporter& report,
-                 bool defer_interrupts) {
+                 bool defer_interrupts, RestoreFor what) {
   const json& m = c.meta;
   const std::string from = c.from.string();
   if (m.at("steps_per_epoch").get<std::int64_t>() != p.steps_per_epoch) {
@@ -173,14 +173,16 @@ void restore_run(const Checkpoint& c, const RunConfig& cfg, RunParts& p, RunStat
   p.optimizer->load(c.optimizer);
   p.tracker->load(c);
   if (p.probe) p.probe->load(c);
-  PolicyState policy;
-  for (const auto& name : m.at("policy").at("names")) {
-    policy.values[name.get<std::string>()] = to_doubles(c.tensor("policy/" + name.get<std::string>()));
-  }
-  try {
-    p.policy->load_state(policy);
-  } catch (const std::exception& e) {
-    throw Error("policy '" + cfg.policy.plugin + "' cannot restore its state from " + from + ": " + e.what());
+  if (what == RestoreFor::kResume) {
+    PolicyState policy;
+    for (const auto& name : m.at("policy").at("names")) {
+      policy.values[name.get<std::string>()] = to_doubles(c.tensor("policy/" + name.get<std::string>()));
+    }
+    try {
+      p.policy->load_state(policy);
+    } catch (const std::exception& e) {
+      throw Error("policy '" + cfg.policy.plugin + "' cannot restore its state from " + from + ": " + e.what());
+    }
   }
   p.scaler->restore({c.tensor("scaler/scale").item<double>(), m.at("scaler").at("good_steps").get<std::int64_t>(),
                       m.at("scaler").at("skipped").get<std::int64_t>()});
@@ -191,6 +193,7 @@ void restore_run(const Checkpoint& c, const RunConfig& cfg, RunParts& p, RunStat
     gen.set_state(c.tensor(name));
   }
   report.load_state(m.at("report"));
+  if (what == RestoreFor::kBranch) return;
   report.resumed({{"checkpoint", from},
                    {"epoch", state.epoch + 1},
                    {"step_in_epoch", state.step_in_epoch},

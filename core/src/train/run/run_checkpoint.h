@@ -33,7 +33,10 @@ void keep_cache_for_resume(RunParts& p);
 /// model, drops and cache (built or reopened; `defer_interrupts` holds a
 /// signal until the cache is whole), optimizer, statistics, policy,
 /// generators. Throws ld::Error naming the checkpoint and what does not fit.
+/// A branch (`kBranch`: another run's checkpoint, branch.h) leaves the
+/// policy as it is (its state is the replay's) and records no resume.
+enum class RestoreFor { kResume, kBranch };
 void restore_run(const Checkpoint& c, const RunConfig& cfg, RunParts& p, RunState& state, RunReporter& report,
-                 bool defer_interrupts);
+                 bool defer_interrupts, RestoreFor what = RestoreFor::kResume);
 
 }  // namespace ld::core

@@ -60,6 +60,7 @@ RunOutput::RunOutput(fs::path dir, const Resume* resume) : dir_(std::move(dir)) 
           dir_.string(), dir_.string());
     }
     remove_checkpoints();
+    fs::remove_all(dir_ / "checkpoints", ec);  // an earlier run's kept epoch checkpoints
     metrics_.open(dir_ / "metrics.jsonl", std::ios::trunc);
     stats_.open(dir_ / "stats.jsonl", std::ios::trunc);
   }

@@ -45,6 +45,8 @@ class RunOutput {
   /// Removes checkpoint/ and checkpoint.prev/ (a finished run, or a new run
   /// in the folder), and the cache files kept for them: those noted by
   /// note_kept_caches (wherever cache.dir put them) and kept files in cache/.
+  /// The kept epoch checkpoints (checkpoints/, train.checkpoint_keep: all)
+  /// stay: other runs branch from them. A new run in the folder removes them.
   void remove_checkpoints();
 
   /// Notes cache files kept for a resume (FeatureCache::retain) in the

@@ -279,8 +279,10 @@ json RunReporter::state() const {
   return {{"drops", drops_},
           {"shadow_drops", shadow_drops_},
           {"resumes", resumes_},
+          {"branched_from", branched_},
           {"arrivals", arrivals_},
-          {"cached_before", cached_before_}};
+          {"cached_before", cached_before_},
+          {"branched_from", branched_}};
 }
 
 void RunReporter::load_state(const json& state) {
@@ -289,6 +291,7 @@ void RunReporter::load_state(const json& state) {
   resumes_ = state.at("resumes");
   arrivals_ = state.at("arrivals");
   cached_before_ = state.at("cached_before").get<bool>();
+  branched_ = state.value("branched_from", nlohmann::json(nullptr));  // checkpoints before branches had none
 }
 
 json RunReporter::finish(const RunTotals& totals, double wall_seconds, double full_seconds_per_image) {
@@ -392,6 +395,7 @@ json RunReporter::summary(const RunTotals& t, double wall_seconds, double full_s
           {"stage_forward_flops", parts_.profile.stage_flops},
           {"head_forward_flops", parts_.profile.head_flops},
           {"resumes", resumes_},
+          {"branched_from", branched_},
           {"world_size", opts_.group ? opts_.group->world() : 1},
           {"dist_backend", opts_.group ? opts_.group->backend() : "none"},
           {"allreduce_bytes_per_step", {{"first", t.allreduce_bytes_first}, {"last", t.allreduce_bytes_last}}}};

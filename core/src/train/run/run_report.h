@@ -81,6 +81,14 @@ class RunReporter {
   void load_state(const nlohmann::json& state);
   /// A resume, recorded in the summary's `resumes`.
   void resumed(const nlohmann::json& entry) { resumes_.push_back(entry); }
+  /// A branch from another run's checkpoint (branch.h), recorded as the
+  /// summary's `branched_from`: that run's drops in shadow and resumes are
+  /// not this run's.
+  void branched(const nlohmann::json& entry) {
+    shadow_drops_ = nlohmann::json::array();
+    resumes_ = nlohmann::json::array();
+    branched_ = entry;
+  }
 
  private:
   nlohmann::json summary(const RunTotals& totals, double wall_seconds, double full_seconds_per_image) const;
@@ -96,6 +104,7 @@ class RunReporter {
   nlohmann::json shadow_drops_ = nlohmann::json::array();
   nlohmann::json resumes_ = nlohmann::json::array();
   nlohmann::json arrivals_ = nlohmann::json::array();
+  nlohmann::json branched_ = nullptr;
   bool cached_before_ = false;  // a cached drop happened (the one-view warning is given once)
 };
 
