@@ -25,27 +25,7 @@ namespace fs = std::filesystem;
 using json = nlohmann::json;
 using Result = ld::test::LdropResult;
 
-// Fields that measure time or the I/O of the processes that ran: a resumed
-// epoch re-reads the batches read ahead before the interruption. Everything
-// else must be identical.
-const char* const kTimingFields[] = {"epoch_seconds",          "train_seconds",         "train_seconds_total",
-                                     "images_per_second",      "cache_wait_seconds",    "cache_read_bytes",
-                                     "wall_seconds",           "cache_build_seconds",   "checkpoint_seconds",
-                                     "predicted_saving_seconds", "full_images_per_second", "self_speedup",
-                                     "measured_saving_seconds", "cache_seconds"};
-
-json strip(json j) {
-  if (j.is_object()) {
-    for (const char* f : kTimingFields) j.erase(f);
-    j.erase("resumes");        // where the run was resumed: the one field meant to differ
-    j.erase("branched_from");  // and where it branched from another run
-    j.erase("cache");    // the cache's description names its file (with the pid)
-    for (auto& [k, v] : j.items()) v = strip(v);
-  } else if (j.is_array()) {
-    for (auto& v : j) v = strip(v);
-  }
-  return j;
-}
+json strip(const json& j) { return ld::test::without_timing(j); }
 
 std::string slurp(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);

@@ -495,6 +495,71 @@ TEST_F(Suites, ReportPairsRunsWithTheirBaselinesAndAveragesSeeds) {
       << r.output;
 }
 
+// Issue 30, part 2: runs that differ from their baseline only in the policy
+// branch from the baseline's kept checkpoint before their first drop, and
+// their results are those of the same suite run with every run from its start.
+TEST_F(Suites, RunsThatDifferOnlyInThePolicyBranchFromTheirBaselineWithTheSameResults) {
+  const std::string matrix =
+      "set: {train.epochs: 4}\nmatrix:\n  policy:\n"
+      "    - {label: full, policy.plugin: none}\n"
+      "    - {label: cut4, policy.plugin: fixed, policy.epoch: 3, policy.cut: 4, policy.cost_guard: false}\n"
+      "    - {label: freeze2, policy.plugin: fixed, policy.epoch: 2, policy.cut: 2, policy.drop_mode: freeze}\n"
+      "    - {label: first, policy.plugin: fixed, policy.epoch: 1, policy.cut: 2}\n"
+      "  experiment.seed: [1, 2]\nbaseline: {policy.plugin: none}\n";
+  const std::string shared = write_suite(matrix);
+  const std::string plain = (dir_.path() / "plain.yaml").string();
+  std::ofstream(plain) << "base: base.yaml\noutput: plain\n" << matrix;
+
+  test::LdropResult dry = test::run_ldrop("suite run " + shared + " --dry-run");
+  ASSERT_EQ(dry.code, 0) << dry.output;
+  EXPECT_NE(dry.output.find("cut4.1 "), std::string::npos) << dry.output;
+  EXPECT_NE(dry.output.find("to run  (branches from 1)"), std::string::npos) << dry.output;
+  test::LdropResult r = test::run_ldrop("suite run " + shared + " --jobs 2");
+  ASSERT_EQ(r.code, 0) << r.output;
+  for (const char* label : {"cut4.1", "cut4.2", "freeze2.1", "first.2"}) {
+    EXPECT_NE(r.output.find(std::string(label) + ": started, branching from full."), std::string::npos) << r.output;
+  }
+  test::LdropResult p = test::run_ldrop("suite run " + plain + " --jobs 2 --no-share");
+  ASSERT_EQ(p.code, 0) << p.output;
+  EXPECT_EQ(p.output.find("branching from"), std::string::npos) << p.output;
+
+  // The same results, run by run; what each branched run took over.
+  std::map<std::string, json> branched_from;
+  auto results = [&](const std::string& out) {
+    std::map<std::string, std::pair<json, std::vector<json>>> by_label;
+    ResultsDb db(dir_.str() + "/" + out + "/results.db");
+    for (const auto& rec : db.runs()) {
+      EXPECT_EQ(rec.status, "finished") << rec.label;
+      const json summary = json::parse(rec.summary_json);
+      if (out == "out") branched_from[rec.label] = summary["branched_from"];
+      std::vector<json> epochs;
+      for (const auto& line : rec.epochs_json) epochs.push_back(test::without_timing(json::parse(line)));
+      by_label[rec.label] = {test::without_timing(summary), epochs};
+    }
+    return by_label;
+  };
+  const auto a = results("out"), b = results("plain");
+  ASSERT_EQ(a.size(), 8u);
+  ASSERT_EQ(b.size(), 8u);
+  for (const auto& [label, result] : a) {
+    ASSERT_TRUE(b.count(label)) << label;
+    EXPECT_EQ(result.first, b.at(label).first) << label;
+    EXPECT_EQ(result.second, b.at(label).second) << label;
+  }
+  // cut 4 at epoch 3's end: from epoch 2's checkpoint; freeze at epoch 2's:
+  // from epoch 1's; a drop at epoch 1's end has none before it.
+  EXPECT_EQ(branched_from["cut4.1"]["epoch"], 2);
+  EXPECT_EQ(branched_from["freeze2.2"]["epoch"], 1);
+  EXPECT_TRUE(branched_from["first.1"].is_null());
+  EXPECT_TRUE(branched_from["full.1"].is_null());
+  EXPECT_TRUE(fs::exists(dir_.path() / "out" / "runs"));
+  const std::string log = shell("cat " + dir_.str() + "/out/logs/first.1-*.log");
+  EXPECT_NE(log.find("it kept no checkpoint before its first drop, at step 8 (epoch 1) (kept: epochs 1, 2, 3); "
+                     "training from the start"),
+            std::string::npos)
+      << log;
+}
+
 TEST_F(Suites, BudgetMatchedBaselinesTrainTheBaselineForThePairsBudget) {
   // FLOPs make the budget exact: a drop of 4 of 8 stages after epoch 1 of 4.
   const std::string file =

@@ -111,4 +111,23 @@ std::string tiny_config(const std::string& data_dir, const std::string& extra) {
          extra;
 }
 
+nlohmann::json without_timing(nlohmann::json j) {
+  // A resumed epoch re-reads the batches read ahead before the interruption.
+  static const char* const kTimingFields[] = {
+      "epoch_seconds",          "train_seconds",         "train_seconds_total",     "images_per_second",
+      "cache_wait_seconds",     "cache_read_bytes",      "wall_seconds",            "cache_build_seconds",
+      "checkpoint_seconds",     "predicted_saving_seconds", "full_images_per_second", "self_speedup",
+      "measured_saving_seconds", "cache_seconds"};
+  if (j.is_object()) {
+    for (const char* f : kTimingFields) j.erase(f);
+    j.erase("resumes");        // where the run was resumed
+    j.erase("branched_from");  // and where it branched from another run
+    j.erase("cache");          // the cache's description names its file (with the pid)
+    for (auto& [k, v] : j.items()) v = without_timing(v);
+  } else if (j.is_array()) {
+    for (auto& v : j) v = without_timing(v);
+  }
+  return j;
+}
+
 }  // namespace ld::test

@@ -6,6 +6,8 @@
 #include <memory>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
 #include "learndrop/core/plugin_host.h"
 
 namespace ld::test {
@@ -66,5 +68,10 @@ std::string error_of(const std::function<void()>& f);
 
 /// A config for a tiny VGG on the idx fixture in `data_dir` (YAML text).
 std::string tiny_config(const std::string& data_dir, const std::string& extra = "");
+
+/// A run's summary or metrics line without what measures time or the I/O of
+/// the processes that ran it, and without where it was resumed or branched
+/// from: what two runs of one config and seed must have equal.
+nlohmann::json without_timing(nlohmann::json j);
 
 }  // namespace ld::test

@@ -121,6 +121,9 @@ struct SuiteRunArgs {
   int jobs = 1;
   bool dry_run = false;
   bool stop_on_failure = false;
+  /// Train every run from its start, also those that could branch from their
+  /// baseline's kept checkpoints (docs/suites.md, "Shared prefixes").
+  bool no_share = false;
 };
 
 /// `ldrop suite run`: expands the suite, skips runs finished with this code

@@ -394,6 +394,9 @@ void add_suite(CLI::App& app, std::vector<Command>& out) {
       ->check(CLI::Range(1, 256));
   run->add_flag("--dry-run", args->dry_run, "print the plan only");
   run->add_flag("--stop-on-failure", args->stop_on_failure, "start no new run after a failure");
+  run->add_flag("--no-share", args->no_share,
+                "train every run from its start (by default a run that differs from its baseline only in the "
+                "policy branches from the baseline's checkpoint before its first drop: docs/suites.md)");
   out.push_back({run,
                  [args](core::PluginHost& host) {
                    load_suite_plugins(host, args->file);

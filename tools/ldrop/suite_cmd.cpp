@@ -23,6 +23,7 @@
 #include "learndrop/core/files.h"
 #include "learndrop/core/plugin_host.h"
 #include "learndrop/core/results_db.h"
+#include "learndrop/core/run.h"
 #include "learndrop/core/suite.h"
 #include "learndrop/core/text.h"
 #include "learndrop/error.h"
@@ -122,12 +123,31 @@ int suite_run(const core::PluginHost& host, const SuiteRunArgs& a) {
     done[i] = db && db->finished(suite.runs[i].hash, version);
     skipped += done[i];
   }
+  // Shared prefixes: a run that differs from its baseline only in the policy
+  // trains exactly as the baseline until its first drop, so it branches from
+  // the baseline's kept epoch checkpoint before that drop (ldrop run
+  // --branch-from), and the baseline keeps its epoch checkpoints.
+  std::vector<std::ptrdiff_t> branch_of(suite.runs.size(), -1);
+  std::vector<bool> keeps(suite.runs.size(), false);
+  if (!a.no_share) {
+    std::map<std::string, std::size_t> index_of;
+    for (std::size_t i = 0; i < suite.runs.size(); ++i) index_of[suite.runs[i].hash] = i;
+    for (std::size_t i = 0; i < suite.runs.size(); ++i) {
+      const core::SuiteRun& r = suite.runs[i];
+      if (r.is_baseline || r.baseline_hash.empty() || !index_of.count(r.baseline_hash) || done[i]) continue;
+      const std::size_t b = index_of[r.baseline_hash];
+      if (!core::difference_outside_policy(suite.runs[b].effective_yaml, r.config).empty()) continue;
+      branch_of[i] = static_cast<std::ptrdiff_t>(b);
+      keeps[b] = true;
+    }
+  }
   std::printf("suite %s: %zu runs (%zu excluded), %zu already finished with code %s; output %s\n", suite.name.c_str(),
               suite.runs.size(), suite.excluded, skipped, version.c_str(), suite.output.string().c_str());
   for (std::size_t i = 0; i < suite.runs.size(); ++i) {
     const auto& r = suite.runs[i];
-    std::printf("  %3zu  %-48s %s  %s%s\n", i + 1, r.label.c_str(), short_hash(r.hash).c_str(),
-                done[i] ? "finished, skipped" : "to run", r.is_baseline ? "  (baseline)" : "");
+    std::printf("  %3zu  %-48s %s  %s%s%s\n", i + 1, r.label.c_str(), short_hash(r.hash).c_str(),
+                done[i] ? "finished, skipped" : "to run", r.is_baseline ? "  (baseline)" : "",
+                branch_of[i] >= 0 ? ("  (branches from " + std::to_string(branch_of[i] + 1) + ")").c_str() : "");
   }
   for (const auto& stage : suite.stages) {
     const std::string in = stage.name.empty() ? "" : " in stage " + stage.name;
@@ -157,14 +177,20 @@ int suite_run(const core::PluginHost& host, const SuiteRunArgs& a) {
   const std::string exe = self_exe();
   std::map<pid_t, Active> active;
   std::vector<core::SuiteRun> runs = suite.runs;  // budget-matched baselines are appended once their pairs finished
+  for (std::size_t b = 0; b < runs.size(); ++b) {
+    if (!keeps[b]) continue;  // not part of the config hash: the baseline's identity stays
+    runs[b].config.train.checkpoint_keep = "all";
+    runs[b].effective_yaml = runs[b].config.effective_yaml();
+  }
   std::vector<std::string> roles(runs.size());
-  std::vector<bool> failed_run(runs.size(), false);
+  std::vector<bool> failed_run(runs.size(), false), launched(runs.size(), false);
   std::size_t next = 0, finished = 0, failed = 0, total_to_run = suite.runs.size() - skipped, started = 0, in_use = 0,
               unrecorded = 0;
   bool stop_launching = false;
   const auto suite_start = std::chrono::steady_clock::now();
 
   auto launch = [&](std::size_t i, bool fresh) {
+    launched[i] = true;
     const core::SuiteRun& r = runs[i];
     const fs::path out_dir = core::run_folder(suite, r);
     const std::string name = out_dir.filename().string();
@@ -219,8 +245,18 @@ int suite_run(const core::PluginHost& host, const SuiteRunArgs& a) {
       return;
     }
     ++started;
-    std::printf("[%zu/%zu] %s: %s (log %s)\n", started, total_to_run, r.label.c_str(),
-                resume ? "resumed from its checkpoint" : "started", log.string().c_str());
+    // Its baseline's folder, when it finished (here or earlier): the run
+    // branches from it, or says why not and starts from the beginning.
+    fs::path branch;
+    if (!resume && i < branch_of.size() && branch_of[i] >= 0 && done[static_cast<std::size_t>(branch_of[i])]) {
+      branch = core::run_folder(suite, runs[static_cast<std::size_t>(branch_of[i])]);
+    }
+    const std::string how = resume            ? "resumed from its checkpoint"
+                            : branch.empty() ? "started"
+                                             : "started, branching from " +
+                                                   runs[static_cast<std::size_t>(branch_of[i])].label;
+    std::printf("[%zu/%zu] %s: %s (log %s)\n", started, total_to_run, r.label.c_str(), how.c_str(),
+                log.string().c_str());
     std::fflush(stdout);
     run_lock.reset();
     pid_t pid = fork();
@@ -237,6 +273,9 @@ int suite_run(const core::PluginHost& host, const SuiteRunArgs& a) {
       if (resume) {
         execl(exe.c_str(), exe.c_str(), "run", config.c_str(), "--resume", out_dir.c_str(), "--quiet",
               static_cast<char*>(nullptr));
+      } else if (!branch.empty()) {
+        execl(exe.c_str(), exe.c_str(), "run", config.c_str(), "--out", out_dir.c_str(), "--quiet", "--branch-from",
+              branch.c_str(), "--branch-or-start", static_cast<char*>(nullptr));
       } else {
         execl(exe.c_str(), exe.c_str(), "run", config.c_str(), "--out", out_dir.c_str(), "--quiet",
               static_cast<char*>(nullptr));
@@ -319,6 +358,7 @@ int suite_run(const core::PluginHost& host, const SuiteRunArgs& a) {
       roles.push_back(role);
       done.push_back(false);
       failed_run.push_back(false);
+      launched.push_back(false);
       ++added;
     };
     for (const auto& r : suite.runs) {
@@ -420,13 +460,22 @@ int suite_run(const core::PluginHost& host, const SuiteRunArgs& a) {
       }
       stop_launching = true;
     }
-    while (!stop_launching && active.size() < static_cast<std::size_t>(a.jobs) && next < runs.size()) {
-      if (!done[next] && !failed_run[next]) {
-        if (blocked(next)) break;  // an earlier stage's run it needs is still running
-        if (!failed_run[next]) launch(next, false);
+    // In order, passing over runs that wait: for an earlier stage's run they
+    // need, or for the baseline they branch from (which a failure of the
+    // baseline ends: they start from the beginning).
+    for (std::size_t i = next; !stop_launching && active.size() < static_cast<std::size_t>(a.jobs) && i < runs.size();
+         ++i) {
+      if (launched[i] || done[i] || failed_run[i]) continue;
+      if (blocked(i) || failed_run[i]) continue;
+      if (i < branch_of.size() && branch_of[i] >= 0) {
+        const auto b = static_cast<std::size_t>(branch_of[i]);
+        bool running = false;  // (a baseline whose folder was in use ran nowhere: nothing to wait for)
+        for (const auto& kv : active) running = running || kv.second.index == b;
+        if (!done[b] && !failed_run[b] && (!launched[b] || running)) continue;
       }
-      ++next;
+      launch(i, false);
     }
+    while (next < runs.size() && (launched[next] || done[next] || failed_run[next])) ++next;
     if (active.empty() && !stop_launching && !baselines_added) {
       add_baseline_runs();
       continue;

@@ -34,6 +34,12 @@ struct RunOptions {
   ProcessGroup* group = nullptr;
 };
 
+/// Why a run of `config` cannot branch from a run whose effective config is
+/// `reference_yaml` (its config.yaml): the first key, outside the policy
+/// section, experiment.name and the keys outside the config hash, whose
+/// values differ, as "KEY (A there, B here)"; "" when none does.
+std::string difference_outside_policy(const std::string& reference_yaml, const RunConfig& config);
+
 /// Trains the model of `config` with its policy, writing config.yaml,
 /// metrics.jsonl, summary.json and model.pt to `options.out_dir`. Returns the
 /// summary. Throws ld::Error on bad input or a failing plugin, and

@@ -61,7 +61,7 @@ std::map<std::string, std::string> flat_config(const std::string& yaml, const st
   try {
     flatten(YAML::Load(yaml), "", out);
   } catch (const YAML::Exception& e) {
-    throw Refused(origin + " cannot be read: " + e.what());
+    throw Error(origin + " cannot be read: " + e.what());
   }
   return out;
 }
@@ -72,18 +72,14 @@ std::map<std::string, std::string> flat_config(const std::string& yaml, const st
 void check_same_run(const RunConfig& cfg, const fs::path& ref) {
   const fs::path file = ref / "config.yaml";
   if (!fs::exists(file)) throw Refused(file.string() + " is missing (not a run folder)");
-  const auto theirs = flat_config(read_file(file), file.string());
-  const auto ours = flat_config(cfg.effective_yaml(), "this run's config");
-  std::set<std::string> keys;
-  for (const auto& kv : theirs) keys.insert(kv.first);
-  for (const auto& kv : ours) keys.insert(kv.first);
-  for (const auto& key : keys) {
-    if (key.rfind("policy.", 0) == 0 || key == "experiment.name" || !is_identity_key(key)) continue;
-    const auto a = theirs.find(key), b = ours.find(key);
-    const std::string va = a == theirs.end() ? "(absent)" : a->second, vb = b == ours.end() ? "(absent)" : b->second;
-    if (va == vb) continue;
-    throw Refused("its config differs in " + key + " (" + shown(va) + " there, " + shown(vb) +
-                  " here); a run branches only from one that differs in the policy section");
+  std::string why;
+  try {
+    why = difference_outside_policy(read_file(file), cfg);
+  } catch (const Error& e) {
+    throw Refused(file.string() + ": " + e.what());
+  }
+  if (!why.empty()) {
+    throw Refused("its config differs in " + why + "; a run branches only from one that differs in the policy section");
   }
 }
 
@@ -192,6 +188,21 @@ void copy_metrics(const fs::path& ref, std::int64_t bytes, RunOutput& out) {
 }
 
 }  // namespace
+
+std::string difference_outside_policy(const std::string& reference_yaml, const RunConfig& config) {
+  const auto theirs = flat_config(reference_yaml, "the reference config");
+  const auto ours = flat_config(config.effective_yaml(), "this run's config");
+  std::set<std::string> keys;
+  for (const auto& kv : theirs) keys.insert(kv.first);
+  for (const auto& kv : ours) keys.insert(kv.first);
+  for (const auto& key : keys) {
+    if (key.rfind("policy.", 0) == 0 || key == "experiment.name" || !is_identity_key(key)) continue;
+    const auto a = theirs.find(key), b = ours.find(key);
+    const std::string va = a == theirs.end() ? "(absent)" : a->second, vb = b == ours.end() ? "(absent)" : b->second;
+    if (va != vb) return key + " (" + shown(va) + " there, " + shown(vb) + " here)";
+  }
+  return "";
+}
 
 bool branch_run(const RunConfig& cfg, const PluginHost& host, const RunOptions& opts, RunParts& p, RunState& state,
                 RunReporter& report, bool defer_interrupts, std::optional<Checkpoint>& checkpoint) {
