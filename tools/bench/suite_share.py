@@ -48,12 +48,13 @@ def copy_suite(src, out, name):
 
 
 def results(db):
+    """label -> (summary, [epoch metrics]) of the finished runs in results.db."""
     con = sqlite3.connect("file:" + db + "?mode=ro", uri=True)
-    rows = con.execute("SELECT label, status, summary_json FROM runs").fetchall()
     out = {}
-    for label, status, summary in rows:
-        s = json.loads(summary) if summary else {}
-        out[label] = (status, s)
+    for run_id, label, summary in con.execute("SELECT id, label, summary FROM runs WHERE status = 'finished'"):
+        epochs = [json.loads(m) for (m,) in
+                  con.execute("SELECT metrics FROM epochs WHERE run_id = ? ORDER BY epoch", (run_id,))]
+        out[label] = (json.loads(summary), epochs)
     return out
 
 
@@ -63,12 +64,17 @@ def main():
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--out", default="bench-runs/suite-share")
     ap.add_argument("--ldrop", default="build/bin/ldrop")
+    ap.add_argument("--compare-only", action="store_true", help="compare the two suites OUT holds, run nothing")
     a = ap.parse_args()
     out = os.path.abspath(a.out)
-    shutil.rmtree(out, ignore_errors=True)
-    os.makedirs(out)
     wall = {}
-    for name, extra in (("shared", []), ("plain", ["--no-share"])):
+    if a.compare_only:
+        with open(os.path.join(out, "wall.json")) as f:
+            wall = json.load(f)
+    else:
+        shutil.rmtree(out, ignore_errors=True)
+        os.makedirs(out)
+    for name, extra in () if a.compare_only else (("shared", []), ("plain", ["--no-share"])):
         suite = copy_suite(a.suite, out, name)
         start = time.monotonic()
         with open(os.path.join(out, name + ".log"), "w") as log:
@@ -78,14 +84,16 @@ def main():
         print(f"{name}: exit {code}, {wall[name]:.0f} s (log {out}/{name}.log)", flush=True)
         if code != 0:
             sys.exit(f"suite run ({name}) failed")
+        with open(os.path.join(out, "wall.json"), "w") as f:
+            json.dump(wall, f)
     shared, plain = results(os.path.join(out, "shared", "results.db")), results(os.path.join(out, "plain", "results.db"))
     print()
     print("| run | branched at epoch | test accuracy % | drops | equal to the run from the start |")
     print("| --- | --- | --- | --- | --- |")
     equal = 0
     for label in sorted(plain):
-        s, p = shared.get(label, ("missing", {}))[1], plain[label][1]
-        same = strip(s) == strip(p)
+        s, p = shared.get(label, ({}, []))[0], plain[label][0]
+        same = strip(list(shared.get(label, ({}, [])))) == strip(list(plain[label]))  # the summary and every epoch's metrics
         equal += same
         b = s.get("branched_from")
         drops = ", ".join(f"{d.get('from_cut', '?')}->{d.get('to_cut', '?')} {d.get('mode', '')} @{d.get('epoch', 0):g}" for d in s.get("drops", []))
