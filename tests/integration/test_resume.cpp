@@ -530,6 +530,8 @@ TEST_F(Resume, ABranchIsRefusedNamingWhyAndCanStartFromTheBeginningInstead) {
        "it kept no epoch checkpoints (a reference run needs train.checkpoint_keep: all)"},
       {late + " --branch-from " + ref.string() + " --branch-epoch 4",
        "its checkpoint of epoch 4 comes after its first drop, at step 30 (epoch 3.75)"},
+      {late + " --branch-from " + ref.string() + " --branch-epoch 9",
+       "its checkpoint of epoch 9 was not kept (kept: epochs 1, 2, 3, 4, 5)"},
       {" --set policy.cuts=2 --branch-from " + ref.string(), "it kept no checkpoint before its first drop, at step 3"},
       {late + " --set policy.period=4 --branch-from " + ref.string(),
        "its policy evaluated every 3 steps, policy 'scripted' evaluates every 4"},

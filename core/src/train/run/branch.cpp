@@ -265,10 +265,11 @@ bool branch_run(const RunConfig& cfg, const PluginHost& host, const RunOptions& 
       }
     }
     if (chosen.empty()) {
-      throw Refused((opts.branch_epoch >= 0 ? "its checkpoint of epoch " + std::to_string(opts.branch_epoch) +
-                                                  (kept.count(opts.branch_epoch) ? " comes after " : " was not kept; ")
-                                            : "it kept no checkpoint before ") +
-                    until + " (kept: epochs " + epoch_list(kept) + ")");
+      const std::string which = "its checkpoint of epoch " + std::to_string(opts.branch_epoch);
+      const std::string why = opts.branch_epoch < 0              ? "it kept no checkpoint before " + until
+                              : kept.count(opts.branch_epoch) == 0 ? which + " was not kept"
+                                                                   : which + " comes after " + until;
+      throw Refused(why + " (kept: epochs " + epoch_list(kept) + ")");
     }
     try {
       checkpoint = read_checkpoint_folder(chosen);
