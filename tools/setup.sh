@@ -22,6 +22,7 @@ packages=(
   libsqlite3-dev                   # suite results database (results.db)
   pybind11-dev python3-dev         # drop criteria in Python (plugins/policies/python.cpp embeds CPython)
   python3-matplotlib               # suite report plots (tools/plot_suite.py)
+  python3-yaml                     # tools/bench/suite_share.py copies a suite file
   python3-torch python3-torchvision  # ldrop export checked against torchvision (tools/export/check_torchvision.py)
   libgtest-dev libgmock-dev        # tests
   clang-14 libclang-rt-14-dev      # fuzz targets (tools/fuzz.sh: libFuzzer, ASan, UBSan)
