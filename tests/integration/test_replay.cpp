@@ -23,13 +23,16 @@ const PluginHost& host() {
   return *h;
 }
 
-json train(const std::string& data, const std::string& out, const std::vector<std::string>& sets) {
+// A tiny run; with `branch_from`, started from that run's kept checkpoint.
+json train(const std::string& data, const std::string& out, const std::vector<std::string>& sets,
+           const std::string& branch_from = "") {
   ConfigTree tree = parse_config(test::tiny_config(data), "tiny.yaml");
   for (const auto& s : sets) apply_override(tree, s);
   const RunConfig cfg = resolve_config(tree, host());
   RunOptions opts;
   opts.out_dir = out;
   opts.progress = false;
+  opts.branch_from = branch_from;
   return run_training(cfg, host(), opts);
 }
 
@@ -132,6 +135,41 @@ TEST_F(Replay, ThePythonLearnDropExampleDecidesAsTheBuiltInOne) {
   auto again = host().create_policy("python", o, run.context);
   again->load_state(python->save_state());
   EXPECT_EQ(again->save_state().values, python->save_state().values);
+}
+
+// Issue 30: a Python criterion branches from a recorded run like any other
+// policy: from the full run's (here a shadow run's) kept checkpoint before
+// its first drop, its state rebuilt by feeding it the recorded points, and
+// it ends as its run from the start.
+TEST_F(Replay, APythonCriterionBranchesFromARecordedRunAndEndsAsItsRunFromTheStart) {
+  const std::vector<std::string> python = {
+      "train.epochs=6",
+      "policy.plugin=python",
+      "policy.file=" + std::string(LEARNDROP_SOURCE_DIR) + "/examples/python-policy/learn_drop.py",
+      "policy.class=LearnDrop",
+      R"(policy.options='{"threshold": 2, "warmup": 0}')",
+      "policy.period=4",
+      "policy.min_progress=0.5",
+      "policy.keep_stages=2",
+      "policy.stagger=true"};
+  test::TempDir ref, scratch, branched;
+  train(data_.str(), ref.str(),
+        {"train.epochs=6", "policy.plugin=learn-drop", "policy.period=4", "policy.shadow=true",
+         "train.checkpoint_keep=all"});
+  const json from_start = train(data_.str(), scratch.str(), python);
+  ASSERT_FALSE(from_start["drops"].empty()) << from_start.dump();
+  const json summary = train(data_.str(), branched.str(), python, ref.str());
+  ASSERT_TRUE(summary["branched_from"].is_object()) << summary.dump();
+  EXPECT_GE(summary["branched_from"]["epoch"].get<int>(), 1);
+  EXPECT_EQ(test::without_timing(summary), test::without_timing(from_start));
+  auto lines = [](const std::string& dir, const char* name) {
+    std::ifstream in(dir + "/" + name);
+    std::vector<json> out;
+    for (std::string line; std::getline(in, line);) out.push_back(test::without_timing(json::parse(line)));
+    return out;
+  };
+  EXPECT_EQ(lines(branched.str(), "metrics.jsonl"), lines(scratch.str(), "metrics.jsonl"));
+  EXPECT_EQ(lines(branched.str(), "stats.jsonl"), lines(scratch.str(), "stats.jsonl"));
 }
 
 // A mistake in the user's code stops the run with the file, the line and
