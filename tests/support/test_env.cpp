@@ -113,11 +113,20 @@ std::string tiny_config(const std::string& data_dir, const std::string& extra) {
 
 nlohmann::json without_timing(nlohmann::json j) {
   // A resumed epoch re-reads the batches read ahead before the interruption.
-  static const char* const kTimingFields[] = {
-      "epoch_seconds",          "train_seconds",         "train_seconds_total",     "images_per_second",
-      "cache_wait_seconds",     "cache_read_bytes",      "wall_seconds",            "cache_build_seconds",
-      "checkpoint_seconds",     "predicted_saving_seconds", "full_images_per_second", "self_speedup",
-      "measured_saving_seconds", "cache_seconds"};
+  static const char* const kTimingFields[] = {"epoch_seconds",
+                                              "train_seconds",
+                                              "train_seconds_total",
+                                              "images_per_second",
+                                              "cache_wait_seconds",
+                                              "cache_read_bytes",
+                                              "wall_seconds",
+                                              "cache_build_seconds",
+                                              "checkpoint_seconds",
+                                              "predicted_saving_seconds",
+                                              "full_images_per_second",
+                                              "self_speedup",
+                                              "measured_saving_seconds",
+                                              "cache_seconds"};
   if (j.is_object()) {
     for (const char* f : kTimingFields) j.erase(f);
     j.erase("resumes");        // where the run was resumed

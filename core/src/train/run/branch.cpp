@@ -39,8 +39,7 @@ struct Refused : Error {
 void flatten(const YAML::Node& node, const std::string& prefix, std::map<std::string, std::string>& out) {
   if (node.IsMap()) {
     for (const auto& kv : node) {
-      flatten(kv.second, prefix.empty() ? kv.first.as<std::string>() : prefix + "." + kv.first.as<std::string>(),
-              out);
+      flatten(kv.second, prefix.empty() ? kv.first.as<std::string>() : prefix + "." + kv.first.as<std::string>(), out);
     }
     return;
   }
@@ -266,7 +265,7 @@ bool branch_run(const RunConfig& cfg, const PluginHost& host, const RunOptions& 
     }
     if (chosen.empty()) {
       const std::string which = "its checkpoint of epoch " + std::to_string(opts.branch_epoch);
-      const std::string why = opts.branch_epoch < 0              ? "it kept no checkpoint before " + until
+      const std::string why = opts.branch_epoch < 0                ? "it kept no checkpoint before " + until
                               : kept.count(opts.branch_epoch) == 0 ? which + " was not kept"
                                                                    : which + " comes after " + until;
       throw Refused(why + " (kept: epochs " + epoch_list(kept) + ")");

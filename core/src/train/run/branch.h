@@ -16,9 +16,9 @@
 #include "learndrop/core/checkpoint.h"
 #include "learndrop/core/config.h"
 #include "learndrop/core/run.h"
+#include "loop/run_state.h"
 #include "run/run_report.h"
 #include "run/run_setup.h"
-#include "loop/run_state.h"
 
 namespace ld::core {
 
