@@ -42,6 +42,14 @@ TEST(Config, UnknownKeyNamesFileLineKeyAndSuggestion) {
   EXPECT_NE(e.find("did you mean 'threshold'?"), std::string::npos) << e;
 }
 
+// Found by fuzz_config: a structured option (the python policy's `options`)
+// with bytes that are not UTF-8 escaped as a JSON exception, not an ld::Error.
+TEST(Config, AStructuredOptionThatIsNotUtf8IsNamed) {
+  const std::string e = error_of("policy:\n  plugin: python\n  options: {a: \"\xff\xfe\"}\n");
+  EXPECT_NE(e.find("policy.options: expected"), std::string::npos) << e;
+  EXPECT_NE(e.find("got bytes that are not UTF-8"), std::string::npos) << e;
+}
+
 TEST(Config, WrongTypeNamesExpectedType) {
   std::string e = error_of("train:\n  epochs: many\n");
   EXPECT_NE(e.find("cfg.yaml:2: train.epochs"), std::string::npos) << e;

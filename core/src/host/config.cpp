@@ -732,7 +732,12 @@ Options validate_section(const ConfigTree& tree, const std::string& section, con
       if (key->type == ValueType::kString && (kv.second.IsMap() || kv.second.IsSequence())) {
         // A plugin's structured option (the python policy's `options: {...}`):
         // the plugin receives it as JSON text.
-        values[name] = Value(yaml_to_json(kv.second).dump());
+        try {
+          values[name] = Value(yaml_to_json(kv.second).dump());
+        } catch (const nlohmann::json::exception&) {  // JSON text is UTF-8; the YAML's bytes need not be
+          throw Error(where(tree, kv.second, dotted) + ": expected " + describe_expected(*key) +
+                      " in UTF-8, got bytes that are not UTF-8");
+        }
         continue;
       }
       if (!kv.second.IsScalar()) {
