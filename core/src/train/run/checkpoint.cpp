@@ -3,7 +3,9 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <iterator>
 #include <sstream>
+#include <vector>
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -216,7 +218,9 @@ void keep_epoch_checkpoint(const fs::path& run_dir, std::int64_t epochs_done) {
     }
     // The checkpoint's files are never written again (the next one is a new
     // folder): a hard link shares them at no cost.
-    for (const char* name : {"state.json", "tensors.pt", "optimizer.pt", "MANIFEST.json"}) {
+    std::vector<std::string> names(std::begin(kFiles), std::end(kFiles));
+    names.emplace_back("MANIFEST.json");
+    for (const std::string& name : names) {
       fs::create_hard_link(from / name, tmp / name, ec);
       if (ec) {
         ec.clear();
