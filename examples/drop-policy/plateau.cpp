@@ -4,8 +4,10 @@
 // - its keys are declared once, in an ld::OptionTable, with the member of
 //   its options struct each one sets (the manifest and the factory both use
 //   the table);
-// - ld::DropGuards puts the usual limits around its answer (min_progress,
-//   keep_stages, max_fraction, cooldown, stagger);
+// - it declares the drop guards (min_progress, keep_stages, max_fraction,
+//   cooldown, stagger) only to give them its own defaults: the host applies
+//   them to its answer, as to every policy's, and tells it at the next point
+//   when they held it back (PolicyInput::held_cut, held_reason);
 // - it saves and restores its state, so a run with it can be resumed from a
 //   checkpoint bit-identically.
 //
@@ -14,7 +16,7 @@
 // look like convergence) has stayed below `threshold` for `patience`
 // evaluation points in a row. The leading run of such stages drops.
 
-#include <learndrop/drop_guards.h>
+#include <learndrop/drop_guards.h>  // drop_guard_keys
 #include <learndrop/sdk.h>
 
 namespace {
@@ -40,8 +42,7 @@ const ld::OptionTable<PlateauOptions>& table() {
 
 class Plateau : public ld::DropPolicy {
  public:
-  Plateau(PlateauOptions o, ld::DropGuards guards, std::size_t stages)
-      : o_(o), guards_(guards), still_for_(stages, 0) {}
+  Plateau(PlateauOptions o, std::size_t stages) : o_(o), still_for_(stages, 0) {}
 
   ld::Decision decide(const ld::PolicyInput& in) override {
     std::size_t wanted = in.cut;
@@ -54,13 +55,12 @@ class Plateau : public ld::DropPolicy {
       leading = leading && still_for_[i] >= o_.patience;
       if (leading) wanted = i + 1;
     }
-    std::string held;
-    const std::size_t cut = guards_.clamp(in, wanted, &held);
-    if (cut <= in.cut) return {in.cut, held.empty() ? "" : "held by " + held};
-    return {cut, "stages 1-" + std::to_string(cut) + " still for " + std::to_string(o_.patience) + " points"};
+    if (wanted <= in.cut) return {in.cut, ""};
+    // The host's guards may let fewer stages go (and say so in stats.jsonl).
+    return {wanted, "stages 1-" + std::to_string(wanted) + " still for " + std::to_string(o_.patience) + " points"};
   }
 
-  // What decide() remembers: how long each stage has been still, and when the guards last let a drop through.
+  // What decide() remembers: how long each stage has been still.
   bool has_state() const override { return true; }
   ld::PolicyState save_state() const override {
     ld::PolicyState state;
@@ -74,7 +74,6 @@ class Plateau : public ld::DropPolicy {
 
  private:
   PlateauOptions o_;
-  ld::DropGuards guards_;
   std::vector<std::int64_t> still_for_;
 };
 
@@ -86,7 +85,7 @@ void register_plugins(ld::Registrar& registrar) {
   m.description = "example: drops the leading stages whose change per unit of learning rate stays below a threshold";
   m.keys = table().keys();
   registrar.add_policy(m, [](const ld::Options& o, const ld::PolicyContext& ctx) {
-    return std::make_unique<Plateau>(table().read(o), ld::DropGuards::from(o, ctx), ctx.num_stages);
+    return std::make_unique<Plateau>(table().read(o), ctx.num_stages);
   });
 }
 

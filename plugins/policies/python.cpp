@@ -1,10 +1,12 @@
 // Policy plugin `python`: a drop criterion written in Python (issue 30). It
 // embeds CPython (pybind11) and loads a class from the file the config
 // names; the class sees the same PolicyInput as a C++ policy (plain Python
-// objects) and answers a cut. The host's cost guard and shadow mode apply
-// unchanged; the drop guards (min_progress, keep_stages, ...) are this
-// plugin's keys and clamp the class's answer as they clamp any built-in
-// policy's. See docs/policies/python.md.
+// objects) and answers a cut. The host's drop guards, cost guard and shadow
+// mode apply unchanged. This plugin declares the guards (min_progress,
+// keep_stages, ...) to give its defaults and applies them itself too, so
+// that its reason names what held the class's answer back, as a built-in
+// policy's does (the host's clamp after it then changes nothing). See
+// docs/policies/python.md.
 //
 // A criterion file runs with the user's rights, like a plugin library.
 

@@ -40,7 +40,7 @@ json train(const std::string& data, const std::string& out, const std::vector<st
 ReplayResult replay_own(const RecordedRun& run) {
   const RunConfig cfg = resolve_config(load_config((run.dir / "config.yaml").string()), host());
   auto policy = host().create_policy(cfg.policy.plugin, cfg.policy.options, run.context);
-  return replay(run, *policy, cfg.drop_mode, cfg.cost_guard);
+  return replay(run, *policy, cfg.drop_mode, cfg.cost_guard, DropGuards::from(cfg.policy.options, run.context));
 }
 
 class Replay : public ::testing::Test {
@@ -123,7 +123,7 @@ TEST_F(Replay, ThePythonLearnDropExampleDecidesAsTheBuiltInOne) {
        {"keep_stages", "2"},
        {"stagger", "true"}});
   auto python = host().create_policy("python", o, run.context);
-  const ReplayResult py = replay(run, *python, "auto", true);
+  const ReplayResult py = replay(run, *python, "auto", true, DropGuards::from(o, run.context));
   ASSERT_EQ(py.decisions.size(), cpp.decisions.size());
   for (std::size_t i = 0; i < cpp.decisions.size(); ++i) {
     EXPECT_EQ(py.decisions[i].cut, cpp.decisions[i].cut) << "point " << i + 1;
@@ -253,6 +253,45 @@ TEST_F(Replay, ARecordWithoutTheFieldsItNeedsIsNamed) {
             std::string::npos);
   EXPECT_NE(test::error_of([&] { read_recorded_run(out_.path() / "nothing"); }).find("no such run folder"),
             std::string::npos);
+}
+
+// Issue 30: the host applies the drop guards to every policy's answer.
+// `fixed` applies none itself; it asks for its cut from the first point,
+// and min_progress and keep_stages hold it, in a live run, in shadow mode
+// and in replay alike. The policy is told why at the next point.
+TEST_F(Replay, TheHostsDropGuardsHoldAPolicyThatAppliesNoneLiveAndInReplay) {
+  for (const bool shadow : {false, true}) {
+    SCOPED_TRACE(shadow ? "shadow" : "live");
+    test::TempDir out;
+    const json summary = train(data_.str(), out.str(),
+                               {"policy.plugin=fixed", "policy.cut=6", "policy.epoch=0", "train.epochs=4",
+                                "policy.min_progress=0.5", "policy.keep_stages=3", "policy.cost_guard=false",
+                                std::string("policy.shadow=") + (shadow ? "true" : "false")});
+    const RecordedRun run = read_recorded_run(out.path());
+    const std::size_t allowed = run.context.num_stages - 3;
+    ASSERT_GE(run.points.size(), 2u);
+    ASSERT_LT(allowed, 6u) << "keep_stages must hold the cut back for this test";
+    // Epoch 1 of 4: min_progress 0.5 holds the whole answer.
+    std::ifstream stats(out.path() / "stats.jsonl");
+    std::string line;
+    ASSERT_TRUE(std::getline(stats, line));
+    const json first = json::parse(line);
+    EXPECT_EQ(first["decision"], 6) << "the policy's own answer is logged";
+    EXPECT_EQ(first["guarded"], json({{"cut", 0}, {"by", "min_progress"}})) << first.dump();
+    EXPECT_EQ(run.points[1].input.held_cut, 6u);
+    EXPECT_EQ(run.points[1].input.held_reason, "held by min_progress");
+    // Epoch 2: keep_stages lets `allowed` stages go.
+    const auto& drops = summary[shadow ? "shadow_drops" : "drops"];
+    ASSERT_EQ(drops.size(), 1u) << summary.dump();
+    EXPECT_DOUBLE_EQ(drops[0]["epoch"].get<double>(), 2.0);
+    EXPECT_EQ(drops[0]["to_cut"].get<std::size_t>(), allowed);
+    const ReplayResult r = replay_own(run);
+    ASSERT_TRUE(r.drop.has_value());
+    EXPECT_DOUBLE_EQ(r.drop->epoch, 2.0);
+    EXPECT_EQ(r.drop->cut, allowed);
+    ASSERT_FALSE(r.held.empty());
+    EXPECT_EQ(r.held[0], "point 1: held by min_progress");
+  }
 }
 
 TEST_F(Replay, HeldAnswersReachThePolicyAndReplayHoldsThemToo) {

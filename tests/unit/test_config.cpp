@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include "learndrop/drop_guards.h"
+
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -48,6 +50,30 @@ TEST(Config, AStructuredOptionThatIsNotUtf8IsNamed) {
   const std::string e = error_of("policy:\n  plugin: python\n  options: {a: \"\xff\xfe\"}\n");
   EXPECT_NE(e.find("policy.options: expected"), std::string::npos) << e;
   EXPECT_NE(e.find("got bytes that are not UTF-8"), std::string::npos) << e;
+}
+
+// Issue 30: the drop guards are the host's. Every policy takes them; one
+// that does not declare them gets their neutral values, which stay out of
+// the config hash (older configs keep theirs), while a value set enters it.
+TEST(Config, EveryPolicyTakesTheDropGuardsAndTheirNeutralValuesKeepTheHash) {
+  const RunConfig fixed = resolve("policy:\n  plugin: fixed\n");
+  for (const auto& k : ld::host_guard_keys()) EXPECT_TRUE(fixed.policy.options.has(k.name)) << k.name;
+  EXPECT_DOUBLE_EQ(fixed.policy.options.get_float("min_progress"), 0.0);
+  EXPECT_EQ(fixed.policy.options.get_int("keep_stages"), 0);
+  EXPECT_DOUBLE_EQ(fixed.policy.options.get_float("max_fraction"), 1.0);
+  EXPECT_EQ(fixed.identity_yaml().find("min_progress"), std::string::npos) << fixed.identity_yaml();
+  EXPECT_NE(fixed.effective_yaml().find("min_progress"), std::string::npos) << fixed.effective_yaml();
+  EXPECT_EQ(resolve(fixed.effective_yaml()).hash(), fixed.hash());
+  const RunConfig held = resolve("policy:\n  plugin: fixed\n  min_progress: 0.5\n");
+  EXPECT_NE(held.hash(), fixed.hash());
+  EXPECT_EQ(resolve(held.effective_yaml()).hash(), held.hash());
+  // A policy that declares a guard gives its default, and it is hashed as before.
+  const RunConfig learn_drop = resolve("policy:\n  plugin: learn-drop\n");
+  EXPECT_DOUBLE_EQ(learn_drop.policy.options.get_float("min_progress"), 0.4);
+  EXPECT_NE(learn_drop.identity_yaml().find("min_progress"), std::string::npos);
+  // A bad value is named like any key's.
+  const std::string e = error_of("policy:\n  plugin: fixed\n  cooldown: 2\n");
+  EXPECT_NE(e.find("cfg.yaml:3: policy.cooldown"), std::string::npos) << e;
 }
 
 TEST(Config, WrongTypeNamesExpectedType) {

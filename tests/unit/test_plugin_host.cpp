@@ -59,6 +59,18 @@ TEST(PluginHost, APluginKeyWithAHostKeysNameIsRefusedNamingBoth) {
   EXPECT_NE(e.find("the plugin would never see its value; rename the plugin's key"), std::string::npos) << e;
 }
 
+// Issue 30: the drop guards are the host's, applied to every policy; a
+// policy may declare one only to give its default, with the host's type.
+TEST(PluginHost, APolicyDeclaringADropGuardWithAnotherTypeIsRefusedNamingBoth) {
+  const std::string e = load_error("guard_key_clash");
+  EXPECT_NE(e.find("ldp_guard_key_clash.so: policy 'guard-clash' declares key 'cooldown' as int, which is the host's "
+                   "drop guard policy.cooldown (a float: "),
+            std::string::npos)
+      << e;
+  EXPECT_NE(e.find("declare it as a float to give its default, or rename the plugin's key"), std::string::npos) << e;
+  // The built-in policies declare guards with the host's types: they load (LoadsEveryBuiltinPlugin).
+}
+
 TEST(PluginHost, MissingEntrySymbolIsNamed) {
   std::string e = load_error("missing_symbol");
   EXPECT_NE(e.find("ldp_missing_symbol.so"), std::string::npos) << e;

@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 
@@ -6,6 +7,7 @@
 #include "commands.h"
 #include "learndrop/core/plugin_host.h"
 #include "learndrop/core/text.h"
+#include "learndrop/drop_guards.h"
 #include "learndrop/error.h"
 
 namespace ld::cli {
@@ -63,22 +65,38 @@ int plugins_describe(const core::PluginHost& host, const std::string& name, bool
     const Manifest& m = p.manifest;
     std::printf("%s %s %s\n  %s\n  library: %s\n", to_string(m.kind), m.name.c_str(), m.version.c_str(),
                 m.description.c_str(), p.library.c_str());
+    auto print_keys = [](const std::vector<ConfigKey>& keys) {
+      for (const auto& k : keys) {
+        std::string type = to_string(k.type);
+        if (!k.choices.empty()) type = core::quoted_list(k.choices);
+        std::string range;
+        if (k.min && k.max) {
+          char buf[96];
+          std::snprintf(buf, sizeof buf, " in [%g, %g]", *k.min, *k.max);
+          range = buf;
+        }
+        std::printf("    %-14s %s%s, default %s\n      %s\n", k.name.c_str(), type.c_str(), range.c_str(),
+                    k.default_value.empty() ? "(none)" : k.default_value.c_str(), k.meaning.c_str());
+      }
+    };
     if (m.keys.empty()) {
       std::printf("  config keys: none\n");
-      continue;
+    } else {
+      std::printf("  config keys (section '%s'):\n", to_string(m.kind));
+      print_keys(m.keys);
     }
-    std::printf("  config keys (section '%s'):\n", to_string(m.kind));
-    for (const auto& k : m.keys) {
-      std::string type = to_string(k.type);
-      if (!k.choices.empty()) type = core::quoted_list(k.choices);
-      std::string range;
-      if (k.min && k.max) {
-        char buf[96];
-        std::snprintf(buf, sizeof buf, " in [%g, %g]", *k.min, *k.max);
-        range = buf;
+    // The drop guards the policy does not declare: the host's, at neutral values.
+    std::vector<ConfigKey> guards;
+    if (m.kind == PluginKind::kPolicy) {
+      for (const auto& g : host_guard_keys()) {
+        if (std::none_of(m.keys.begin(), m.keys.end(), [&](const ConfigKey& k) { return k.name == g.name; })) {
+          guards.push_back(g);
+        }
       }
-      std::printf("    %-14s %s%s, default %s\n      %s\n", k.name.c_str(), type.c_str(), range.c_str(),
-                  k.default_value.empty() ? "(none)" : k.default_value.c_str(), k.meaning.c_str());
+    }
+    if (!guards.empty()) {
+      std::printf("  drop guards the host applies to its answer (docs/plugins.md#drop-guards):\n");
+      print_keys(guards);
     }
   }
   return 0;

@@ -98,7 +98,7 @@ RunOutcome replay_one(const core::PluginHost& host, const core::RecordedRun& run
   }
   RunOutcome o;
   o.run = run.dir.string();
-  o.result = core::replay(run, *p, cfg.drop_mode, cfg.cost_guard);
+  o.result = core::replay(run, *p, cfg.drop_mode, cfg.cost_guard, DropGuards::from(cfg.policy.options, run.context));
   if (own) {
     for (std::size_t i = 0; i < o.result.decisions.size(); ++i) {
       const auto& rec = run.points[i];

@@ -23,6 +23,7 @@
 #include "learndrop/core/files.h"
 #include "learndrop/core/plugin_host.h"
 #include "learndrop/core/text.h"
+#include "learndrop/drop_guards.h"
 #include "learndrop/error.h"
 
 namespace ld::core {
@@ -905,8 +906,11 @@ void resolve_plugin_section(const ConfigTree& tree, const PluginHost& host, cons
       std::find(tree.overrides.begin(), tree.overrides.end(), section + ".plugin") != tree.overrides.end();
   std::vector<std::string> ignored = host_names;
   for (const auto& k : plugin_keys) {
+    const auto& guards = host_guard_keys();
     bool known = std::any_of(info->manifest.keys.begin(), info->manifest.keys.end(),
-                             [&](const ConfigKey& m) { return m.name == k; });
+                             [&](const ConfigKey& m) { return m.name == k; }) ||
+                 (section == "policy" &&
+                  std::any_of(guards.begin(), guards.end(), [&](const ConfigKey& m) { return m.name == k; }));
     bool overridden =
         std::find(tree.overrides.begin(), tree.overrides.end(), section + "." + k) != tree.overrides.end();
     if (switched && !known && !overridden) {
@@ -915,8 +919,21 @@ void resolve_plugin_section(const ConfigTree& tree, const PluginHost& host, cons
                             plugin + "' (the plugin was changed with --set)");
     }
   }
+  // Every policy takes the drop guards, which the host applies to its
+  // answer (drop_guards.h): a manifest that declares one gives its default,
+  // the others come at their neutral values.
+  std::vector<ConfigKey> plugin_keys_all = info->manifest.keys;
+  if (section == "policy") {
+    for (const auto& g : host_guard_keys()) {
+      if (std::none_of(plugin_keys_all.begin(), plugin_keys_all.end(),
+                       [&](const ConfigKey& k) { return k.name == g.name; })) {
+        plugin_keys_all.push_back(g);
+        rc.policy_guards_added.push_back(g.name);
+      }
+    }
+  }
   Options plugin_options =
-      validate_section(tree, section, node, info->manifest.keys, section + " '" + plugin + "'", ignored);
+      validate_section(tree, section, node, plugin_keys_all, section + " '" + plugin + "'", ignored);
   read_host_keys(section, host_opts, rc);  // `plugin` and the host's keys of the section
   plugin_choice(rc, section)->options = std::move(plugin_options);
   if (section == "model") {
@@ -997,6 +1014,19 @@ std::string value_text(const HostKey& row, RunConfig& rc) {
 }
 }  // namespace
 
+namespace {
+// A drop guard the host added to a policy that does not declare it, at its
+// neutral value: it holds nothing back, as before guards were the host's.
+bool is_neutral_added_guard(const RunConfig& rc, const std::string& key, const Value& v) {
+  const auto& added = rc.policy_guards_added;
+  if (std::find(added.begin(), added.end(), key) == added.end()) return false;
+  for (const auto& g : host_guard_keys()) {
+    if (g.name == key) return v == parse_value(g, g.default_value, "policy." + key);
+  }
+  return false;
+}
+}  // namespace
+
 bool is_identity_key(const std::string& dotted) {
   if (kNotIdentity.count(dotted)) return false;
   for (const auto& [section, rows] : host_table()) {
@@ -1029,6 +1059,7 @@ std::string RunConfig::emit_yaml(bool all_keys) const {
     if (const PluginChoice* choice = plugin_choice(self, section)) {
       for (const auto& [k, v] : choice->options.values()) {
         if (!all_keys && kNotIdentity.count(section + "." + k)) continue;
+        if (!all_keys && section == "policy" && is_neutral_added_guard(self, k, v)) continue;
         e << YAML::Key << k << YAML::Value;
         std::visit([&](const auto& x) { e << x; }, v);
       }

@@ -14,6 +14,7 @@
 
 #include "learndrop/core/config.h"
 #include "learndrop/core/text.h"
+#include "learndrop/drop_guards.h"
 #include "learndrop/plugin.h"
 #include "plugin_guard.h"
 
@@ -288,6 +289,19 @@ void PluginHost::load_library(const fs::path& file) {
         throw Error("plugin library " + path + ": " + section + " '" + m.name + "' declares key '" + key.name +
                     "', which is the host's " + section + "." + key.name + " (" + host_key.meaning +
                     "): the plugin would never see its value; rename the plugin's key");
+      }
+    }
+    // The drop guards are the host's too, applied to every policy's answer;
+    // a policy may declare one to give its default, with the host's type.
+    if (m.kind == PluginKind::kPolicy) {
+      for (const auto& key : m.keys) {
+        for (const auto& guard : host_guard_keys()) {
+          if (key.name != guard.name || key.type == guard.type) continue;
+          throw Error("plugin library " + path + ": policy '" + m.name + "' declares key '" + key.name + "' as " +
+                      to_string(key.type) + ", which is the host's drop guard policy." + key.name + " (a " +
+                      to_string(guard.type) + ": " + guard.meaning +
+                      "): declare it as a " + to_string(guard.type) + " to give its default, or rename the plugin's key");
+        }
       }
     }
     for (const auto& existing : impl_->plugins) {

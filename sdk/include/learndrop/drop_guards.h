@@ -20,14 +20,23 @@ inline double linear_freeze_point(double start, std::size_t i, std::size_t n) {
   return start + (1.0 - start) * static_cast<double>(i) / static_cast<double>(n - 1);
 }
 
-/// Limits any drop criterion can put around its own answer: no drop before a
+/// Limits put around every drop criterion's answer: no drop before a
 /// fraction of the training, the last stages always trained, a pause between
-/// successive drops. Policies declare the keys with `drop_guard_keys` and
-/// apply them with `DropGuards::clamp`, which keeps no state: the pause
-/// counts from the last drop the host applied (PolicyInput::last_drop_epoch),
-/// not from the last answer, which the host may have held back.
+/// successive drops. The host applies them to every policy's answer, after
+/// `decide` (issue 30): every policy accepts the five keys of
+/// `drop_guard_keys` in its config section, at the neutral defaults of
+/// `host_guard_keys` unless its manifest declares a key to give it its own
+/// default. A policy needs no code for them; one that wants to name in its
+/// reason what held it back may apply the same `clamp` itself, which changes
+/// nothing after it (clamp is idempotent). The host tells a policy whose
+/// answer a guard held back at the next point (PolicyInput::held_cut,
+/// held_reason "held by <guard>").
 ///
-/// Example:
+/// `clamp` keeps no state: the pause counts from the last drop the host
+/// applied (PolicyInput::last_drop_epoch), not from the last answer, which
+/// the host may have held back.
+///
+/// Example (a policy that names the guard in its reason):
 /// ```
 /// DropGuards g = DropGuards::from(options, ctx);
 /// std::size_t cut = g.clamp(input, my_cut, &reason);
@@ -35,7 +44,7 @@ inline double linear_freeze_point(double start, std::size_t i, std::size_t n) {
 class DropGuards {
  public:
   double min_progress = 0;       ///< No drop before this fraction of the training.
-  std::int64_t keep_stages = 1;  ///< Never drop the last `keep_stages` stages.
+  std::int64_t keep_stages = 0;  ///< Never drop the last `keep_stages` stages.
   double max_fraction = 1;       ///< Never drop more than this fraction of the stages.
   double cooldown = 0;           ///< Fraction of the training between two drops.
   /// Deeper stages wait longer: stage i of n may not drop before
@@ -43,14 +52,15 @@ class DropGuards {
   /// (FreezeOut's linear schedule as a lower bound).
   bool stagger = false;
 
-  /// Reads the keys declared by drop_guard_keys.
+  /// Reads the keys declared by drop_guard_keys; a key `o` lacks keeps its
+  /// neutral value (host_guard_keys: it holds nothing back).
   static DropGuards from(const Options& o, const PolicyContext& ctx) {
     DropGuards g;
-    g.min_progress = o.get_float("min_progress");
-    g.keep_stages = o.get_int("keep_stages");
-    g.max_fraction = o.get_float("max_fraction");
-    g.cooldown = o.get_float("cooldown");
-    g.stagger = o.get_bool("stagger");
+    if (o.has("min_progress")) g.min_progress = o.get_float("min_progress");
+    if (o.has("keep_stages")) g.keep_stages = o.get_int("keep_stages");
+    if (o.has("max_fraction")) g.max_fraction = o.get_float("max_fraction");
+    if (o.has("cooldown")) g.cooldown = o.get_float("cooldown");
+    if (o.has("stagger")) g.stagger = o.get_bool("stagger");
     g.stages_ = ctx.num_stages;
     g.epochs_ = static_cast<double>(std::max<std::int64_t>(1, ctx.epochs));
     return g;
@@ -116,5 +126,11 @@ inline std::vector<ConfigKey> drop_guard_keys(const std::string& min_progress, c
                 "of the training"),
   };
 }
+
+/// The guard keys at their neutral values, which hold nothing back: what
+/// the host adds to the section of a policy whose manifest does not declare
+/// them. A manifest that declares one must give it the type it has here
+/// (the host refuses the library otherwise).
+inline std::vector<ConfigKey> host_guard_keys() { return drop_guard_keys("0", "0", "1", "0", "false"); }
 
 }  // namespace ld

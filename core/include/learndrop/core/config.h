@@ -105,6 +105,10 @@ struct RunConfig {
   std::string drop_mode = "auto";         ///< policy.drop_mode: auto | cache | freeze.
   bool cost_guard = true;                 ///< policy.cost_guard: drop only when it pays.
   std::int64_t probe_samples = 0;         ///< policy.probe_samples: the feature probe's batch (0 = when asked).
+  /// The drop guards (ld::host_guard_keys) the host added to policy.options
+  /// because the policy's manifest does not declare them: at their neutral
+  /// value they stay out of the config hash, which older configs keep.
+  std::vector<std::string> policy_guards_added;
   std::string cache_dtype;                ///< float32 | float16 | bfloat16 (auto resolved from train.precision)
   std::int64_t cache_views = 1;           ///< Augmented views cached per training sample (augment: views).
   std::string cache_dir;                  ///< cache.dir, absolute ("" = <run folder>/cache): cache_folder().

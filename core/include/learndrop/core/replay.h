@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "learndrop/core/drop_cost.h"
+#include "learndrop/drop_guards.h"
 #include "learndrop/policy.h"
 
 namespace ld::core {
@@ -68,13 +69,15 @@ struct ReplayDrop {
 struct ReplayResult {
   std::optional<ReplayDrop> drop;
   std::vector<Decision> decisions;        ///< The policy's answer at each point fed.
-  std::vector<std::string> held;          ///< "point N: ..." for each answer the cost guard held back.
+  std::vector<std::string> held;          ///< "point N: ..." for each answer the cost guard or a drop guard held back.
   std::int64_t not_judged = 0;            ///< Recorded points after the first drop (or after the shared ones).
 };
 
 /// Feeds `run`'s shared points to `policy` (created with `run.context`) as
-/// a live run of it would see them, weighing each cut it asks for with the
-/// cost guard (`drop_mode`, `cost_guard`), until its first applied drop.
-ReplayResult replay(const RecordedRun& run, DropPolicy& policy, const std::string& drop_mode, bool cost_guard);
+/// a live run of it would see them, judging each answer as the live run
+/// does (judge_point: the drop `guards`, then the cost guard with
+/// `drop_mode` and `cost_guard`), until its first applied drop.
+ReplayResult replay(const RecordedRun& run, DropPolicy& policy, const std::string& drop_mode, bool cost_guard,
+                    const DropGuards& guards);
 
 }  // namespace ld::core

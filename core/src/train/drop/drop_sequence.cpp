@@ -103,30 +103,33 @@ DropEffect DropSequence::at_point(PolicyInput in, const EpochSoFar& so_far) {
   ahead.images_ahead = p_.schedule.images_ahead(state_.epoch, state_.step_in_epoch);
   ahead.cached_samples = p_.controller.samples();
   ahead.arriving = dp_.active() ? 0 : p_.schedule.samples_arriving_after(state_.epoch);
+  // Guards and cost plan as replay and a branch judge them; the plan is rank 0's.
+  const Judgment j = judge_point(p_.judge, in, d, cut, p_.controller.cache_cut(), ahead,
+                                 [this](DropPlan plan) { return dp_.agree(std::move(plan)); });
+  state_.held_cut = j.held_cut;
+  state_.held_reason = j.held_reason;
+  if (!j.held_reason.empty()) spdlog::debug("{}", j.held_reason);
   DropEffect effect;
   if (cfg_.policy_shadow) {
-    const std::size_t target = std::min(d.cut, p_.stages);
-    const std::size_t after = std::max(state_.shadow_cut, target);
-    report_.evaluation_point(in, measured, d, state_.step, cut, &after, nullptr, ahead);
-    if (target > state_.shadow_cut) {
-      report_.shadow_drop(in.epoch, state_.step, state_.shadow_cut, target, d.reason);
-      state_.shadow_cut = target;
+    const std::size_t after = std::max(state_.shadow_cut, j.target);
+    report_.evaluation_point(in, measured, d, state_.step, cut, &after, nullptr, ahead, guard_record(j));
+    if (j.drops) {
+      report_.shadow_drop(in.epoch, state_.step, state_.shadow_cut, j.target, d.reason);
+      state_.shadow_cut = j.target;
       state_.last_drop_epoch = in.epoch;
     }
     return effect;
   }
-  state_.held_cut = 0;
-  state_.held_reason.clear();
-  const json plan = drop(d, in.epoch, ahead, so_far, effect);
-  report_.evaluation_point(in, measured, d, state_.step, cut, nullptr, plan.is_null() ? nullptr : &plan, ahead);
+  const json plan = drop(d, j, in.epoch, ahead, so_far, effect);
+  report_.evaluation_point(in, measured, d, state_.step, cut, nullptr, plan.is_null() ? nullptr : &plan, ahead,
+                           guard_record(j));
   return effect;
 }
 
-json DropSequence::drop(const Decision& d, double epoch, const PointAhead& ahead, const EpochSoFar& so_far,
-                        DropEffect& effect) {
+json DropSequence::drop(const Decision& d, const Judgment& j, double epoch, const PointAhead& ahead,
+                        const EpochSoFar& so_far, DropEffect& effect) {
   const std::size_t frozen = p_.controller.frozen_cut(), cache_cut = p_.controller.cache_cut();
-  const std::size_t target = std::min(d.cut, p_.stages);
-  if (target <= frozen) {
+  if (!j.plan) {
     // Nothing to weigh: DropController::apply explains a cut below the current one.
     if (d.cut < frozen) {
       const DropOutcome outcome = p_.controller.apply(d);
@@ -135,32 +138,27 @@ json DropSequence::drop(const Decision& d, double epoch, const PointAhead& ahead
     return nullptr;
   }
   // Does it pay, and how: the work it saves over the rest of the schedule
-  // against what it costs. The same on every rank (no clock in it).
-  const DropPlan plan =
-      dp_.agree(plan_drop(p_.cost, effective_drop_mode(cfg_.drop_mode, d.mode), cfg_.cost_guard, cache_cut, frozen,
-                          target, ahead.images_ahead, ahead.cached_samples, ahead.arriving));
-  json record = plan_record(plan, target, ahead.images_ahead);
+  // against what it costs (judge_point). The same on every rank (no clock in it).
+  const DropPlan& plan = *j.plan;
+  json record = plan_record(plan, j.target, ahead.images_ahead);
   // For people: the net saving as seconds at this epoch's speed so far (in
   // the log and summary, not in stats.jsonl; the decision uses no clock).
   json shown = record;
   const double work_now = p_.cost.step_work(cache_cut, frozen) * static_cast<double>(so_far.images);
   if (work_now > 0) shown["predicted_seconds"] = plan.chosen.net() * so_far.seconds / work_now;
-  if (!plan.drop) {
-    state_.held_cut = target;
-    state_.held_reason = plan.held;
-    spdlog::debug("{}", plan.held);
-    return record;
-  }
-  if (plan.mode == DropMode::kCache) dp_.shard_before_first_drop(state_.epoch, target);
+  if (!plan.drop) return record;
+  if (plan.mode == DropMode::kCache) dp_.shard_before_first_drop(state_.epoch, j.target);
   // The drop itself is one call: DropController::apply checks the decision,
   // builds the cache (or only freezes), trims the optimizer and returns the
   // source for the rest of the epoch. The feed's producer may be reading the
   // cache the build reads and releases: it is stopped around the call.
+  // (The policy's own cut when no guard held it back: apply names a cut past the last stage.)
+  const Decision applied{j.target < j.wanted ? j.target : d.cut, d.reason, d.mode};
   DropOutcome outcome;
   {
     DeferInterrupts defer(defer_interrupts_);  // the cache is built; the next step checkpoints
     p_.feed.stop();
-    outcome = p_.controller.apply(d, &p_.optimizer, plan.mode);
+    outcome = p_.controller.apply(applied, &p_.optimizer, plan.mode);
     p_.feed.resume(std::move(outcome.source));
   }
   if (!outcome.note.empty()) spdlog::warn("policy '{}': {}", cfg_.policy.plugin, outcome.note);

@@ -12,13 +12,13 @@
 
 #include <nlohmann/json.hpp>
 
+#include "learndrop/core/judge.h"
 #include "learndrop/policy.h"
 #include "loop/run_state.h"
 
 namespace ld::core {
 
 class BatchFeed;
-struct PointAhead;
 class DataParallel;
 class DropController;
 class DropCost;
@@ -35,7 +35,8 @@ struct DropParts {
   BatchFeed& feed;
   const Schedule& schedule;
   const DropCost& cost;
-  std::size_t stages;  ///< The model's stage count.
+  const JudgeRules& judge;  ///< Drop guards, cost guard, shadow mode.
+  std::size_t stages;       ///< The model's stage count.
 };
 
 /// The epoch the loop is in, so far: training seconds without cache builds
@@ -80,11 +81,11 @@ class DropSequence {
  private:
   /// The policy's decision (rank 0's, broadcast).
   Decision decide(PolicyInput& in);
-  /// Weighs `d` against what lies `ahead` (the cost guard reads the same
-  /// numbers the stats line records) and applies it; returns the plan for
-  /// the stats line (null when the cut is not above the current one).
-  nlohmann::json drop(const Decision& d, double epoch, const PointAhead& ahead, const EpochSoFar& so_far,
-                      DropEffect& effect);
+  /// Applies the judged answer `d` (the cut `j` let through) and returns
+  /// the plan for the stats line (null when the cut is not above the
+  /// current one).
+  nlohmann::json drop(const Decision& d, const Judgment& j, double epoch, const PointAhead& ahead,
+                      const EpochSoFar& so_far, DropEffect& effect);
 
   const RunConfig& cfg_;
   DropParts p_;

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "learndrop/core/files.h"
+#include "learndrop/core/judge.h"
 #include "learndrop/error.h"
 
 namespace ld::core {
@@ -141,10 +142,16 @@ RecordedRun read_recorded_run(const fs::path& dir) {
   return run;
 }
 
-ReplayResult replay(const RecordedRun& run, DropPolicy& policy, const std::string& drop_mode, bool cost_guard) {
+ReplayResult replay(const RecordedRun& run, DropPolicy& policy, const std::string& drop_mode, bool cost_guard,
+                    const DropGuards& guards) {
   ReplayResult r;
-  const std::size_t n = run.context.num_stages;
   const double full_work = static_cast<double>(run.images_total) * run.cost.step_work(0, run.freeze);
+  JudgeRules rules;
+  rules.guards = guards;
+  rules.cost = &run.cost;
+  rules.drop_mode = drop_mode;
+  rules.cost_guard = cost_guard;
+  rules.stages = run.context.num_stages;
   std::size_t held_cut = 0;
   std::string held_reason;
   for (std::size_t i = 0; i < run.shared; ++i) {
@@ -158,22 +165,22 @@ ReplayResult replay(const RecordedRun& run, DropPolicy& policy, const std::strin
     for (std::size_t s = 0; s < in.stages.size(); ++s) in.stages[s].dropped = s < run.freeze;
     const Decision d = policy.decide(in);
     r.decisions.push_back(d);
-    held_cut = 0;
-    held_reason.clear();
-    const std::size_t target = std::min(d.cut, n);
-    if (target <= in.cut) continue;
-    const DropPlan plan = plan_drop(run.cost, effective_drop_mode(drop_mode, d.mode), cost_guard, 0, in.cut, target,
-                                    p.images_ahead, p.cached_samples, p.arriving);
-    if (!plan.drop) {
-      held_cut = target;
-      held_reason = plan.held;
-      r.held.push_back("point " + std::to_string(in.eval_point) + ": " + plan.held);
+    PointAhead ahead;
+    ahead.images_ahead = p.images_ahead;
+    ahead.cached_samples = p.cached_samples;
+    ahead.arriving = p.arriving;
+    const Judgment j = judge_point(rules, in, d, run.freeze, 0, ahead);
+    held_cut = j.held_cut;
+    held_reason = j.held_reason;
+    if (!j.drops) {
+      if (held_cut > 0) r.held.push_back("point " + std::to_string(in.eval_point) + ": " + held_reason);
       continue;
     }
+    const DropPlan& plan = *j.plan;
     ReplayDrop drop;
     drop.eval_point = in.eval_point;
     drop.epoch = in.epoch;
-    drop.cut = target;
+    drop.cut = j.target;
     drop.mode = to_string(plan.mode);
     drop.saved = plan.chosen.saved;
     drop.cost = plan.chosen.cost;

@@ -93,11 +93,10 @@ struct Scan {
 // Feeds the reference's shared points up to step `max_step` to `policy` as
 // DropSequence::at_point would in a run of `cfg` that has not dropped yet:
 // the same input (held answers its own, the feature probe's readings only
-// when this run has one), the same cost guard; stops at the point it would
-// drop. With `report`, writes each point's stats.jsonl line.
+// when this run has one), judged alike (judge_point); stops at the point it
+// would drop. With `report`, writes each point's stats.jsonl line.
 Scan scan(const RecordedRun& rec, DropPolicy& policy, const RunConfig& cfg, const RunParts& p, std::int64_t max_step,
           RunReporter* report) {
-  const std::size_t stages = p.model->num_stages(), frozen = p.freeze_stages;
   Scan r;
   for (std::size_t i = 0; i < rec.shared && rec.points[i].input.step <= max_step; ++i) {
     const RecordedRun::Point& pt = rec.points[i];
@@ -123,34 +122,18 @@ Scan scan(const RecordedRun& rec, DropPolicy& policy, const RunConfig& cfg, cons
     ahead.images_ahead = pt.images_ahead;
     ahead.cached_samples = pt.cached_samples;
     ahead.arriving = pt.arriving;
-    const std::size_t target = std::min(d.cut, stages);
-    if (cfg.policy_shadow) {
-      if (target > 0) {
-        r.drop_at = i;
-        return r;
-      }
-      const std::size_t after = 0;
-      if (report) report->evaluation_point(in, measured, d, pt.input.step, pt.input.cut, &after, nullptr, ahead);
-      ++r.points;
-      continue;
+    const Judgment j = judge_point(p.judge, in, d, p.freeze_stages, 0, ahead);
+    if (j.drops) {
+      r.drop_at = i;
+      return r;
     }
-    r.held_cut = 0;
-    r.held_reason.clear();
-    json plan;
-    if (target > frozen) {
-      const DropPlan dp = plan_drop(*p.cost, effective_drop_mode(cfg.drop_mode, d.mode), cfg.cost_guard, 0, frozen,
-                                    target, ahead.images_ahead, ahead.cached_samples, ahead.arriving);
-      if (dp.drop) {
-        r.drop_at = i;
-        return r;
-      }
-      plan = plan_record(dp, target, ahead.images_ahead);
-      r.held_cut = target;
-      r.held_reason = dp.held;
-    }
+    r.held_cut = j.held_cut;
+    r.held_reason = j.held_reason;
     if (report) {
-      report->evaluation_point(in, measured, d, pt.input.step, pt.input.cut, nullptr, plan.is_null() ? nullptr : &plan,
-                               ahead);
+      const json plan = j.plan ? plan_record(*j.plan, j.target, ahead.images_ahead) : json();
+      const std::size_t after = j.target;
+      report->evaluation_point(in, measured, d, pt.input.step, pt.input.cut, cfg.policy_shadow ? &after : nullptr,
+                               plan.is_null() ? nullptr : &plan, ahead, guard_record(j));
     }
     ++r.points;
   }
@@ -234,12 +217,7 @@ bool branch_run(const RunConfig& cfg, const PluginHost& host, const RunOptions& 
     }
     // Where does this policy first drop on the reference's points? A fresh
     // instance answers: the run's own starts from nothing below.
-    PolicyContext ctx;
-    ctx.num_stages = p.model->num_stages();
-    ctx.steps_per_epoch = p.steps_per_epoch;
-    ctx.epochs = cfg.train.epochs;
-    ctx.lr_warmup_epochs = cfg.train.warmup_epochs;
-    const auto probe_policy = host.create_policy(cfg.policy.plugin, cfg.policy.options, ctx);
+    const auto probe_policy = host.create_policy(cfg.policy.plugin, cfg.policy.options, p.policy_context);
     const Scan first = scan(rec, *probe_policy, cfg, p, std::numeric_limits<std::int64_t>::max(), nullptr);
     // The checkpoint must come before that drop, and before the reference's
     // own first drop (after which it trained another network).

@@ -64,7 +64,7 @@ void RunReporter::live(std::int64_t epoch, std::int64_t step, std::int64_t steps
 
 void RunReporter::evaluation_point(const PolicyInput& in, const std::vector<StageStats>& measured, const Decision& d,
                                    std::int64_t step, std::size_t cut, const std::size_t* shadow_cut,
-                                   const json* plan, const PointAhead& ahead) {
+                                   const json* plan, const PointAhead& ahead, const json& guarded) {
   json stages = json::array();
   for (const auto& st : measured) {
     json j = {{"name", st.name},
@@ -111,6 +111,7 @@ void RunReporter::evaluation_point(const PolicyInput& in, const std::vector<Stag
   line["cached_samples"] = ahead.cached_samples;
   line["arriving"] = ahead.arriving;
   if (plan != nullptr) line["drop_plan"] = *plan;
+  if (!guarded.is_null()) line["guarded"] = guarded;  // a drop guard held the decision back (judge.h)
   if (in.eval_point == 1) {
     // Once: what the policy was created with and what weighs its drops.
     line["format"] = kStatsFormat;

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "learndrop/cache.h"
+#include "learndrop/core/judge.h"
 #include "learndrop/policy.h"
 #include "run/run_setup.h"
 #include "loop/run_state.h"
@@ -22,13 +23,6 @@ using Clock = std::chrono::steady_clock;
 inline double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
-
-/// What lies ahead of an evaluation point for the cost guard (plan_drop).
-struct PointAhead {
-  std::int64_t images_ahead = 0;    ///< Training images still to come.
-  std::int64_t cached_samples = 0;  ///< Samples a cache built now would hold.
-  std::int64_t arriving = 0;        ///< Samples of a stream still to arrive.
-};
 
 /// The version of stats.jsonl's records: 2 records every PolicyInput field,
 /// the policy's context and the cost model (`ldrop policy replay`).
@@ -49,9 +43,10 @@ class RunReporter {
   /// `plan` is the host's weighing of the drop (drop_cost.h), if there was one.
   /// `ahead` is what the host's cost guard reads at this point, recorded so
   /// that `ldrop policy replay` can weigh drops as the run would have.
+  /// `guarded` (guard_record): a drop guard held the decision back.
   void evaluation_point(const PolicyInput& in, const std::vector<StageStats>& measured, const Decision& d,
                         std::int64_t step, std::size_t cut, const std::size_t* shadow_cut,
-                        const nlohmann::json* plan, const PointAhead& ahead);
+                        const nlohmann::json* plan, const PointAhead& ahead, const nlohmann::json& guarded = nullptr);
   /// A drop: the log lines and the summary's record of it.
   /// `plan`: the cost model's prediction (null for model.freeze).
   void drop(const DropReport& r, double epoch, std::int64_t step, const std::string& reason,

@@ -98,7 +98,7 @@ RunParts set_up_run(const RunConfig& cfg, const PluginHost& host, const RunOptio
     }
   }
   p.schedule = std::make_unique<Schedule>(cfg, p.n_train, batch, world);
-  PolicyContext policy_ctx;
+  PolicyContext& policy_ctx = p.policy_context;
   policy_ctx.num_stages = p.model->num_stages();
   policy_ctx.steps_per_epoch = p.steps_per_epoch;
   policy_ctx.epochs = cfg.train.epochs;
@@ -157,6 +157,12 @@ RunParts set_up_run(const RunConfig& cfg, const PluginHost& host, const RunOptio
     p.controller->set_stream(std::move(order));  // nothing has arrived yet
   }
   p.cost = std::make_unique<DropCost>(p.profile, shape, plan);
+  p.judge.guards = DropGuards::from(cfg.policy.options, policy_ctx);
+  p.judge.cost = p.cost.get();
+  p.judge.drop_mode = cfg.drop_mode;
+  p.judge.cost_guard = cfg.cost_guard;
+  p.judge.shadow = cfg.policy_shadow;
+  p.judge.stages = p.model->num_stages();
   p.optimizer = std::make_unique<StagedOptimizer>(*p.model, cfg.train);
   p.tracker = std::make_unique<StageStatsTracker>(*p.model);
   if (cfg.probe_samples > 0 || p.policy->wants_feature_similarity()) {

@@ -20,6 +20,7 @@
 #include "run/run_output.h"
 #include "drop/stage_stats.h"
 #include "learndrop/core/run.h"
+#include "learndrop/core/judge.h"
 #include "learndrop/policy.h"
 #include "learndrop/core/drop_cost.h"
 #include "loop/schedule.h"
@@ -48,6 +49,10 @@ struct RunParts {
   /// What model.weights loaded ("" without).
   std::string weights_loaded;
   std::shared_ptr<DropPolicy> policy;
+  PolicyContext policy_context;  ///< What the policy was created with.
+  /// How the host takes the policy's answers: its drop guards, the cost
+  /// guard, shadow mode (judge.h). Points at `cost`.
+  JudgeRules judge;
   std::unique_ptr<RunOutput> out;
   std::unique_ptr<DropController> controller;
   std::unique_ptr<StagedOptimizer> optimizer;
