@@ -34,6 +34,7 @@ struct PythonOptions {
   std::string options;
   std::int64_t period = 0;
   bool feature_similarity = false;
+  bool freeze_probe = false;
 };
 
 const ld::OptionTable<PythonOptions>& options_table() {
@@ -57,6 +58,10 @@ const ld::OptionTable<PythonOptions>& options_table() {
                              "ask the host for StageStats.feature_similarity(_start) (CKA on a probe batch); also "
                              "when the class has wants_feature_similarity = True"),
                &PythonOptions::feature_similarity)
+          .add(ld::ConfigKey("freeze_probe", ld::ValueType::kBool, "false",
+                             "ask the host for the freeze probe (input.probe_loss, StageStats.frozen_probe_loss); "
+                             "also when the class has wants_freeze_probe = True"),
+               &PythonOptions::freeze_probe)
           .add_unbound(ld::drop_guard_keys("0", "1", "1", "0", "false"));
   return table;
 }
@@ -122,6 +127,7 @@ class PythonPolicy : public ld::DropPolicy {
       if (py::hasattr(obj, "wants_feature_similarity")) {
         wants_similarity_ = py::bool_(obj.attr("wants_feature_similarity"));
       }
+      if (py::hasattr(obj, "wants_freeze_probe")) wants_freeze_probe_ = py::bool_(obj.attr("wants_freeze_probe"));
     } catch (py::error_already_set& e) {
       fail(e, o_.cls + "(context, options)");
     }
@@ -143,6 +149,7 @@ class PythonPolicy : public ld::DropPolicy {
 
   std::int64_t period_steps() const override { return o_.period; }
   bool wants_feature_similarity() const override { return o_.feature_similarity || wants_similarity_; }
+  bool wants_freeze_probe() const override { return o_.freeze_probe || wants_freeze_probe_; }
 
   ld::Decision decide(const ld::PolicyInput& in) override {
     py::gil_scoped_acquire gil;
@@ -152,14 +159,16 @@ class PythonPolicy : public ld::DropPolicy {
                                "param_norm"_a = s.param_norm, "relative_change"_a = s.relative_change,
                                "grad_norm"_a = s.grad_norm, "mean_grad_norm"_a = s.mean_grad_norm,
                                "feature_similarity"_a = s.feature_similarity,
-                               "feature_similarity_start"_a = s.feature_similarity_start));
+                               "feature_similarity_start"_a = s.feature_similarity_start,
+                               "frozen_probe_loss"_a = s.frozen_probe_loss));
     }
     py::object input =
         namespace_("eval_point"_a = in.eval_point, "step"_a = in.step, "epoch"_a = in.epoch, "cut"_a = in.cut,
                    "train_loss"_a = in.train_loss, "lr"_a = in.lr, "lr_sum"_a = in.lr_sum,
                    "steps_since_point"_a = in.steps_since_point, "samples"_a = in.samples,
                    "arrivals"_a = in.arrivals, "last_drop_epoch"_a = in.last_drop_epoch,
-                   "held_cut"_a = in.held_cut, "held_reason"_a = in.held_reason, "stages"_a = stages);
+                   "held_cut"_a = in.held_cut, "held_reason"_a = in.held_reason, "probe_loss"_a = in.probe_loss,
+                   "stages"_a = stages);
     py::object answer;
     try {
       answer = obj_.attr("decide")(input);
@@ -292,6 +301,7 @@ class PythonPolicy : public ld::DropPolicy {
   py::object obj_, namespace_;
   bool has_state_ = false;
   bool wants_similarity_ = false;
+  bool wants_freeze_probe_ = false;
 };
 
 void register_plugins(ld::Registrar& r) {

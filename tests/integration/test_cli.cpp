@@ -338,7 +338,7 @@ TEST(CliPlugins, ListAsJsonHasEveryManifest) {
   }
   EXPECT_EQ(names, (std::set<std::string>{"model/vgg", "model/resnet", "dataset/mnist", "dataset/cifar10",
                                           "dataset/imagenette", "policy/none", "policy/learn-drop", "policy/fixed",
-                                          "policy/freezeout", "policy/autofreeze", "policy/cka", "policy/python",
+                                          "policy/freezeout", "policy/autofreeze", "policy/cka", "policy/freeze-probe", "policy/python",
                                           "cache/ram", "cache/disk", "cache/auto", "cache/device"}));
 }
 

@@ -60,6 +60,7 @@ const std::vector<std::pair<std::string, std::vector<std::string>>>& policies() 
       {"freezeout", {"policy.plugin=freezeout", "policy.period=4"}},
       {"autofreeze", {"policy.plugin=autofreeze", "policy.period=4"}},
       {"cka", {"policy.plugin=cka", "policy.period=4", "policy.threshold=0.5"}},
+      {"freeze-probe", {"policy.plugin=freeze-probe", "policy.period=4", "policy.tolerance=100"}},
   };
   return all;
 }

@@ -1,6 +1,8 @@
-// The feature probe's linear CKA and the `cka` policy that reads it.
+// The feature probe's linear CKA and freeze probe, and the `cka` and
+// `freeze-probe` policies that read them.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <map>
 #include <numeric>
 
@@ -8,6 +10,7 @@
 
 #include "idx_fixture.h"
 #include "drop/feature_probe.h"
+#include "learndrop/core/checkpoint.h"
 #include "learndrop/registrar.h"
 #include "test_env.h"
 
@@ -49,7 +52,7 @@ TEST(FeatureProbe, AnUnchangedStageReadsOneAndAChangeShowsFromItsStageOn) {
       ModelContext::of(dataset->sample_shape(), dataset->num_classes()));
   std::vector<std::int64_t> samples(32);
   std::iota(samples.begin(), samples.end(), 0);
-  FeatureProbe probe(*model, *dataset, samples, at::Device(at::kCPU), Precision::kFp32);
+  FeatureProbe probe(*model, *dataset, samples, at::Device(at::kCPU), Precision::kFp32, false);
   EXPECT_EQ(probe.samples(), 32);
   probe.measure(nullptr);
   std::vector<StageStats> stages(model->num_stages());
@@ -71,6 +74,110 @@ TEST(FeatureProbe, AnUnchangedStageReadsOneAndAChangeShowsFromItsStageOn) {
   probe.measure(&stages);
   EXPECT_NEAR(stages[3].feature_similarity, 1.0, 1e-12);
   EXPECT_LT(stages[3].feature_similarity_start, 0.999);
+}
+
+// Issue 29: the freeze probe. With nothing changed since the start freezing
+// any prefix costs nothing (the losses are equal); after stage 3 moves,
+// freezing stages 0-2 from the start still costs nothing, and freezing from
+// stage 3 on gives the loss of the model as it started, at every later point.
+TEST(FeatureProbe, TheFreezeProbesLossIsTheModelsWhereThePrefixDidNotMoveAndTheStartModelsWhereAllDid) {
+  test::TempDir data;
+  test::write_idx_fixture(data.str());
+  auto host = test::builtin_host();
+  auto dataset = host->create_dataset(
+      "mnist", test::plugin_options(*host, PluginKind::kDataset, "mnist", {{"root", data.str()}}), DatasetContext{});
+  auto model = host->create_model(
+      "vgg",
+      test::plugin_options(*host, PluginKind::kModel, "vgg",
+                           {{"variant", "vgg11_bn"}, {"width", "0.0625"}, {"classifier", "compact"}}),
+      ModelContext::of(dataset->sample_shape(), dataset->num_classes()));
+  std::vector<std::int64_t> samples(32);
+  std::iota(samples.begin(), samples.end(), 0);
+  FeatureProbe probe(*model, *dataset, samples, at::Device(at::kCPU), Precision::kFp32, true);
+  ASSERT_TRUE(probe.losses());
+  probe.measure(nullptr);
+  const std::size_t n = model->num_stages();
+  std::vector<StageStats> stages(n);
+  double loss = -1;
+  probe.measure(&stages, &loss);
+  ASSERT_GT(loss, 0.0);
+  for (std::size_t i = 0; i < n; ++i) EXPECT_NEAR(stages[i].frozen_probe_loss, loss, 1e-7) << i;
+  {
+    at::NoGradGuard no_grad;
+    for (auto& p : model->stage_module(3)->parameters()) p.add_(3 * at::randn_like(p));
+  }
+  const double before = loss;
+  probe.measure(&stages, &loss);
+  EXPECT_GT(std::abs(loss - before), 1e-5) << "stage 3 moved: the model's loss changed";
+  for (std::size_t i = 0; i < 3; ++i) EXPECT_NEAR(stages[i].frozen_probe_loss, loss, 1e-7) << i;
+  for (std::size_t i = 3; i < n; ++i) EXPECT_NEAR(stages[i].frozen_probe_loss, before, 1e-7) << i;
+  // Against the start, not the previous point: unchanged since then, the moved stage still reads its move.
+  const double moved = loss;
+  probe.measure(&stages, &loss);
+  EXPECT_EQ(loss, moved);
+  for (std::size_t i = 3; i < n; ++i) EXPECT_NEAR(stages[i].frozen_probe_loss, before, 1e-7) << i;
+  // Saved and loaded, a probe measures the next point as the original does.
+  Checkpoint ckpt;
+  probe.save(ckpt);
+  FeatureProbe again(*model, *dataset, samples, at::Device(at::kCPU), Precision::kFp32, true);
+  again.load(ckpt);
+  std::vector<StageStats> a(n), b(n);
+  double la = -1, lb = -1;
+  probe.measure(&a, &la);
+  again.measure(&b, &lb);
+  EXPECT_EQ(la, lb);
+  for (std::size_t i = 0; i < n; ++i) EXPECT_EQ(a[i].frozen_probe_loss, b[i].frozen_probe_loss) << i;
+  // A checkpoint without the probe's outputs is named when the losses are asked for.
+  Checkpoint old;
+  FeatureProbe no_losses(*model, *dataset, samples, at::Device(at::kCPU), Precision::kFp32, false);
+  no_losses.measure(nullptr);
+  no_losses.save(old);
+  EXPECT_NE(test::error_of([&] { again.load(old); }).find("no probe/output/0 (written without the freeze probe"),
+            std::string::npos);
+}
+
+TEST(FreezeProbePolicy, DropsThePrefixWhoseFreezingCostsWithinTheToleranceAndKeepsTheLastStages) {
+  auto host = test::builtin_host();
+  PolicyContext ctx;
+  ctx.num_stages = 6;
+  ctx.steps_per_epoch = 10;
+  ctx.epochs = 10;
+  auto p = host->create_policy(
+      "freeze-probe",
+      test::plugin_options(*host, PluginKind::kPolicy, "freeze-probe", {{"patience", "2"}, {"tolerance", "0.05"}}),
+      ctx);
+  EXPECT_TRUE(p->wants_freeze_probe());
+  EXPECT_FALSE(p->wants_feature_similarity());
+  auto point = [&](std::int64_t k, const std::vector<double>& frozen) {
+    PolicyInput in;
+    in.eval_point = k;
+    in.epoch = static_cast<double>(k);
+    in.probe_loss = 1.0;
+    for (std::size_t i = 0; i < frozen.size(); ++i) {
+      StageStats s;
+      s.name = "s" + std::to_string(i);
+      s.frozen_probe_loss = frozen[i];
+      in.stages.push_back(s);
+    }
+    return p->decide(in);
+  };
+  // Freezing stages 0-1 costs under 5 %, stage 2 not at the first point: patience 2.
+  EXPECT_EQ(point(1, {1.01, 1.04, 1.2, 1.0, 1.0, 1.0}).cut, 0u);
+  Decision d = point(2, {1.0, 1.03, 1.04, 1.02, 1.0, 1.0});
+  EXPECT_EQ(d.cut, 2u) << "stage 2 has been within the tolerance for one point only";
+  EXPECT_EQ(d.mode, DropModeHint::kCache);
+  EXPECT_NE(d.reason.find("+3.00% of the probe loss"), std::string::npos) << d.reason;
+  d = point(3, {1.0, 1.0, 1.0, 1.01, 1.0, 1.0});
+  EXPECT_EQ(d.cut, 4u) << "keep_stages 2 holds back the last two";
+  EXPECT_NE(d.reason.find("keep_stages/max_fraction holds back the rest"), std::string::npos) << d.reason;
+  // Its state round-trips.
+  auto q = host->create_policy("freeze-probe", test::plugin_options(*host, PluginKind::kPolicy, "freeze-probe", {}), ctx);
+  q->load_state(p->save_state());
+  EXPECT_EQ(q->save_state().values, p->save_state().values);
+  // Without a measurement it says so.
+  PolicyInput bare;
+  bare.stages.resize(6);
+  EXPECT_NE(test::error_of([&] { p->decide(bare); }).find("no freeze probe"), std::string::npos);
 }
 
 TEST(CkaPolicy, DropsTheSettledPrefixAsksForACacheAndKeepsTheLastStages) {

@@ -37,7 +37,7 @@ TEST(PluginHost, LoadsEveryBuiltinPlugin) {
     names.push_back(std::string(to_string(p.manifest.kind)) + "/" + p.manifest.name);
   std::vector<std::string> expected = {"model/resnet",      "model/vgg",        "dataset/cifar10",
                                        "dataset/imagenette", "dataset/mnist",    "policy/autofreeze",
-                                       "policy/cka",         "policy/fixed",     "policy/freezeout",
+                                       "policy/cka",         "policy/fixed",     "policy/freeze-probe", "policy/freezeout",
                                        "policy/learn-drop",  "policy/none",      "policy/python",
                                        "cache/auto",         "cache/device",     "cache/disk",
                                        "cache/ram"};
@@ -256,7 +256,7 @@ TEST(PluginHost, UnknownNameListsKnownOnes) {
   } catch (const Error& e) {
     std::string m = e.what();
     EXPECT_NE(m.find("did you mean 'learn-drop'?"), std::string::npos) << m;
-    EXPECT_NE(m.find("known: 'autofreeze', 'cka', 'fixed', 'freezeout', 'learn-drop', 'none', 'python'"), std::string::npos) << m;
+    EXPECT_NE(m.find("known: 'autofreeze', 'cka', 'fixed', 'freeze-probe', 'freezeout', 'learn-drop', 'none', 'python'"), std::string::npos) << m;
   }
 }
 
@@ -334,6 +334,10 @@ TEST(PluginHost, EveryBuiltinPluginCreatesFromItsDefaults) {
         in.stages.resize(8);
         if (p->wants_feature_similarity())  // what the host measures for such a policy
           for (auto& s : in.stages) s.feature_similarity = s.feature_similarity_start = 0.5;
+        if (p->wants_freeze_probe()) {  // freezing any prefix would have doubled the probe's loss
+          in.probe_loss = 1.0;
+          for (auto& s : in.stages) s.frozen_probe_loss = 2.0;
+        }
         EXPECT_EQ(p->decide(in).cut, 0u);  // nothing has stopped learning at the first point
         break;
       }

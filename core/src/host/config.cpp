@@ -532,9 +532,10 @@ const HostTable& host_table() {
          field<&RunConfig::cost_guard>()},
         {ConfigKey("probe_samples", ValueType::kInt, "0",
                    "training samples whose features the host compares between evaluation points (linear CKA per "
-                   "stage: feature_similarity in stats.jsonl and PolicyInput); 0 = 128 when the policy asks for "
-                   "it, else none. Recording it in a full-training run lets `ldrop policy replay` judge criteria "
-                   "that read it")
+                   "stage: feature_similarity in stats.jsonl and PolicyInput) and, when set or asked for, whose "
+                   "loss it measures with each prefix of stages as at the start (the freeze probe: "
+                   "frozen_probe_loss); 0 = 128 when the policy asks for it, else none. Recording it in a "
+                   "full-training run lets `ldrop policy replay` judge criteria that read them")
              .range(0, 4096),
          field<&RunConfig::probe_samples>(), false}}},
       {"cache",

@@ -151,6 +151,9 @@ class Policy final : public DropPolicy {
   bool wants_feature_similarity() const override {
     return call(who_, "wants_feature_similarity", [&] { return inner_->wants_feature_similarity(); });
   }
+  bool wants_freeze_probe() const override {
+    return call(who_, "wants_freeze_probe", [&] { return inner_->wants_freeze_probe(); });
+  }
   bool has_state() const override {
     return call(who_, "has_state", [&] { return inner_->has_state(); });
   }

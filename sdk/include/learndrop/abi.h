@@ -36,7 +36,7 @@ constexpr std::uint32_t kOldestSdkAbiVersion = 11;
 /// history of each is in docs/plugins.md#versions.
 constexpr std::uint32_t kModelInterfaceVersion = 1;    ///< StagedModel, ModelContext
 constexpr std::uint32_t kDatasetInterfaceVersion = 2;  ///< Dataset, DatasetContext, Batch, ShiftFlip
-constexpr std::uint32_t kPolicyInterfaceVersion = 2;   ///< DropPolicy, PolicyInput, StageStats, Decision, PolicyContext, PolicyState
+constexpr std::uint32_t kPolicyInterfaceVersion = 3;   ///< DropPolicy, PolicyInput, StageStats, Decision, PolicyContext, PolicyState
 constexpr std::uint32_t kCacheInterfaceVersion = 2;    ///< FeatureCache, BatchReader, CacheLayout, CacheContext
 
 /// What a plugin library was built against. Plain integers only, so that the

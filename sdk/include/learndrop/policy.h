@@ -35,6 +35,15 @@ struct StageStats {
   /// The same against the model the run started from (its step 0): how far
   /// fine-tuning has moved the stage's function from the trained weights.
   double feature_similarity_start = -1;
+  /// The freeze probe: the probe batch's loss (mean cross-entropy, eval
+  /// mode) with this stage and every one before it computing what they
+  /// computed at the run's start (their outputs at step 0), the later stages
+  /// and the head as they are now. Against PolicyInput::probe_loss it says
+  /// what freezing the prefix up to here from the start would have cost, on
+  /// the probe (an estimate: the later stages adapted to the prefix that
+  /// moved). -1 when not measured: the host measures it when the policy's
+  /// `wants_freeze_probe()` is true or `policy.probe_samples` > 0.
+  double frozen_probe_loss = -1;
 };
 
 /// Everything a drop policy sees at an evaluation point.
@@ -66,6 +75,9 @@ struct PolicyInput {
   /// predicted that the drop would not pay.
   std::size_t held_cut = 0;
   std::string held_reason;
+  /// The probe batch's loss (mean cross-entropy, eval mode) with the model as
+  /// it is now; -1 when the freeze probe is not measured (StageStats::frozen_probe_loss).
+  double probe_loss = -1;
   std::vector<StageStats> stages;
 };
 
@@ -132,6 +144,11 @@ class LEARNDROP_VISIBLE DropPolicy {
   /// feature_similarity_start (a forward pass of the probe batch at every
   /// evaluation point).
   virtual bool wants_feature_similarity() const { return false; }
+
+  /// Whether the host should fill PolicyInput::probe_loss and
+  /// StageStats::frozen_probe_loss (the freeze probe: forward passes of the
+  /// probe batch from each stage's output at the run's start).
+  virtual bool wants_freeze_probe() const { return false; }
 
   /// Whether this policy saves and restores its state (save_state and
   /// load_state). A policy that does not cannot be resumed from a checkpoint.

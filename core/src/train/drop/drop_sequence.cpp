@@ -96,6 +96,8 @@ DropEffect DropSequence::at_point(PolicyInput in, const EpochSoFar& so_far) {
       in.stages[i].relative_change = in.stages[i].grad_norm = in.stages[i].mean_grad_norm = 0;
       // A frozen stage computes what it computed: its representation is unchanged.
       if (in.stages[i].feature_similarity >= 0) in.stages[i].feature_similarity = 1;
+      // Frozen then, it computes now what it computed then: no loss from freezing it.
+      if (in.stages[i].frozen_probe_loss >= 0) in.stages[i].frozen_probe_loss = in.probe_loss;
     }
   }
   const Decision d = decide(in);

@@ -39,6 +39,7 @@ StageStats stage_from(const json& s, const std::string& where) {
     st.feature_similarity = field<double>(s, "feature_similarity", where);
     st.feature_similarity_start = field<double>(s, "feature_similarity_start", where);
   }
+  if (s.contains("frozen_probe_loss")) st.frozen_probe_loss = field<double>(s, "frozen_probe_loss", where);
   return st;
 }
 
@@ -121,6 +122,7 @@ RecordedRun read_recorded_run(const fs::path& dir) {
     in_.last_drop_epoch = field<double>(j, "last_drop_epoch", where);
     in_.held_cut = field<std::size_t>(j, "held_cut", where);
     in_.held_reason = field<std::string>(j, "held_reason", where);
+    if (j.contains("probe_loss")) in_.probe_loss = field<double>(j, "probe_loss", where);
     for (const auto& s : field<json>(j, "stages", where)) in_.stages.push_back(stage_from(s, where + ": stages"));
     if (in_.stages.size() != run.context.num_stages) {
       throw Error(where + ": " + std::to_string(in_.stages.size()) + " stages, but the run's model has " +

@@ -218,7 +218,8 @@ void Trainer::evaluation_point() {
   }
   if (p_.probe) {
     const bool training = p_.model->is_training();
-    p_.probe->measure(&in.stages);
+    p_.probe->measure(&in.stages, &in.probe_loss);
+    if (p_.probe->losses()) check_finite(in.probe_loss, "the probe batch's loss");
     if (training) {
       p_.model->train();
       p_.controller->keep_dropped_in_eval();

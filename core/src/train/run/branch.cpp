@@ -101,10 +101,14 @@ Scan scan(const RecordedRun& rec, DropPolicy& policy, const RunConfig& cfg, cons
   for (std::size_t i = 0; i < rec.shared && rec.points[i].input.step <= max_step; ++i) {
     const RecordedRun::Point& pt = rec.points[i];
     std::vector<StageStats> measured = pt.input.stages;
+    PolicyInput in = pt.input;
     if (!p.probe) {
       for (auto& st : measured) st.feature_similarity = st.feature_similarity_start = -1;
     }
-    PolicyInput in = pt.input;
+    if (!p.probe || !p.probe->losses()) {
+      for (auto& st : measured) st.frozen_probe_loss = -1;
+      in.probe_loss = -1;
+    }
     in.stages = measured;
     in.last_drop_epoch = -1;
     in.held_cut = r.held_cut;
@@ -266,6 +270,10 @@ bool branch_run(const RunConfig& cfg, const PluginHost& host, const RunOptions& 
       if (!checkpoint->tensors.count("probe/start/0")) {
         throw Refused("policy '" + cfg.policy.plugin +
                       "' reads the feature probe, which that run did not measure (set policy.probe_samples there)");
+      }
+      if (p.probe->losses() && !checkpoint->tensors.count("probe/output/0")) {
+        throw Refused("policy '" + cfg.policy.plugin +
+                      "' reads the freeze probe, which that run did not measure (set policy.probe_samples there)");
       }
       const std::int64_t n = checkpoint->tensors.at("probe/start/0").size(0);
       if (n != p.probe->samples()) {

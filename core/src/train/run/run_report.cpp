@@ -78,6 +78,7 @@ void RunReporter::evaluation_point(const PolicyInput& in, const std::vector<Stag
       j["feature_similarity"] = st.feature_similarity;
       j["feature_similarity_start"] = st.feature_similarity_start;
     }
+    if (st.frozen_probe_loss >= 0) j["frozen_probe_loss"] = st.frozen_probe_loss;
     stages.push_back(std::move(j));
   }
   // `lr`: the learning rate of the point's last step, as in PolicyInput.
@@ -106,6 +107,7 @@ void RunReporter::evaluation_point(const PolicyInput& in, const std::vector<Stag
   line["last_drop_epoch"] = in.last_drop_epoch;
   line["held_cut"] = in.held_cut;
   line["held_reason"] = in.held_reason;
+  if (in.probe_loss >= 0) line["probe_loss"] = in.probe_loss;  // the freeze probe's
   line["decision_mode"] = d.mode == DropModeHint::kAny ? "any" : d.mode == DropModeHint::kCache ? "cache" : "freeze";
   line["images_ahead"] = ahead.images_ahead;
   line["cached_samples"] = ahead.cached_samples;

@@ -165,7 +165,7 @@ RunParts set_up_run(const RunConfig& cfg, const PluginHost& host, const RunOptio
   p.judge.stages = p.model->num_stages();
   p.optimizer = std::make_unique<StagedOptimizer>(*p.model, cfg.train);
   p.tracker = std::make_unique<StageStatsTracker>(*p.model);
-  if (cfg.probe_samples > 0 || p.policy->wants_feature_similarity()) {
+  if (cfg.probe_samples > 0 || p.policy->wants_feature_similarity() || p.policy->wants_freeze_probe()) {
     // A fixed set of training samples: of the first part in a stream (the
     // only samples there at the start), else of the whole set.
     std::vector<std::int64_t> pool =
@@ -173,7 +173,10 @@ RunParts set_up_run(const RunConfig& cfg, const PluginHost& host, const RunOptio
     const auto n = std::min<std::size_t>(cfg.probe_samples > 0 ? static_cast<std::size_t>(cfg.probe_samples) : 128,
                                          pool.size());
     pool.resize(n);
-    p.probe = std::make_unique<FeatureProbe>(*p.model, *p.dataset, pool, p.device, p.precision);
+    // The freeze probe when the policy reads it, or in a recording run
+    // (probe_samples set) for `ldrop policy replay`.
+    const bool losses = cfg.probe_samples > 0 || p.policy->wants_freeze_probe();
+    p.probe = std::make_unique<FeatureProbe>(*p.model, *p.dataset, pool, p.device, p.precision, losses);
   }
   p.feed = std::make_unique<BatchFeed>(p.controller->source(),
                                        FeedSettings{batch / world, cfg.prefetch, p.device});
