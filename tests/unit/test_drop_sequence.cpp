@@ -72,7 +72,7 @@ struct TinyRun {
     dp = std::make_unique<DataParallel>(
         nullptr, cfg, ParallelParts{*p.model, *p.controller, *p.feed, *p.out, p.n_train, p.steps_per_epoch});
     drops = std::make_unique<DropSequence>(
-        cfg, DropParts{policy, *p.controller, *p.optimizer, *p.feed, *p.schedule, *p.cost, p.judge, p.model->num_stages()},
+        cfg, DropParts{policy, *p.controller, *p.optimizer, *p.feed, *p.schedule, p.judge, p.model->num_stages()},
         *state, *dp, *report, false);
     std::vector<std::int64_t> order(static_cast<std::size_t>(p.n_train));
     std::iota(order.begin(), order.end(), 0);

@@ -146,7 +146,7 @@ json DropSequence::drop(const Decision& d, const Judgment& j, double epoch, cons
   // For people: the net saving as seconds at this epoch's speed so far (in
   // the log and summary, not in stats.jsonl; the decision uses no clock).
   json shown = record;
-  const double work_now = p_.cost.step_work(cache_cut, frozen) * static_cast<double>(so_far.images);
+  const double work_now = p_.judge.cost->step_work(cache_cut, frozen) * static_cast<double>(so_far.images);
   if (work_now > 0) shown["predicted_seconds"] = plan.chosen.net() * so_far.seconds / work_now;
   if (!plan.drop) return record;
   if (plan.mode == DropMode::kCache) dp_.shard_before_first_drop(state_.epoch, j.target);

@@ -21,7 +21,6 @@ namespace ld::core {
 class BatchFeed;
 class DataParallel;
 class DropController;
-class DropCost;
 class RunReporter;
 class Schedule;
 class StagedOptimizer;
@@ -34,8 +33,7 @@ struct DropParts {
   StagedOptimizer& optimizer;
   BatchFeed& feed;
   const Schedule& schedule;
-  const DropCost& cost;
-  const JudgeRules& judge;  ///< Drop guards, cost guard, shadow mode.
+  const JudgeRules& judge;  ///< Drop guards, cost guard (with the run's DropCost), shadow mode.
   std::size_t stages;       ///< The model's stage count.
 };
 

@@ -37,7 +37,7 @@ Trainer::Trainer(const RunConfig& cfg, const PluginHost& host, const RunOptions&
       state_(p_.device),
       dp_(opts.group, cfg, {*p_.model, *p_.controller, *p_.feed, *p_.out, p_.n_train, p_.steps_per_epoch}),
       checkpoints_(cfg.train.checkpoint_every > 0 && opts.group == nullptr),
-      drops_(cfg, {*p_.policy, *p_.controller, *p_.optimizer, *p_.feed, *p_.schedule, *p_.cost, p_.judge, p_.model->num_stages()},
+      drops_(cfg, {*p_.policy, *p_.controller, *p_.optimizer, *p_.feed, *p_.schedule, p_.judge, p_.model->num_stages()},
              state_, dp_, report_, checkpoints_),
       faults_(TestFaults::from_environment()),
       resume_(resume),
