@@ -144,6 +144,10 @@ TEST_F(Stream, ARowIsComputedOnceAndEveryCacheTierGivesTheSameMetrics) {
   EXPECT_EQ(arrivals[3]["cache_flops"].get<std::int64_t>(), 64 * (stage[0] + stage[1]));
   EXPECT_EQ(ram.summary["drops"][0]["cache_build_flops"].get<std::int64_t>(), 128 * (stage[0] + stage[1]));
   EXPECT_EQ(ram.summary["drops"][1]["cache_build_flops"].get<std::int64_t>(), 256 * (stage[2] + stage[3]));
+  for (const json& d : ram.summary["drops"]) {  // a part of the build's time
+    EXPECT_GE(d["cache_allocate_seconds"].get<double>(), 0.0);
+    EXPECT_LE(d["cache_allocate_seconds"].get<double>(), d["cache_build_seconds"].get<double>());
+  }
   for (const std::string plugin : {"device", "disk", "auto", "auto-copy"}) {
     SCOPED_TRACE(plugin);
     test::TempDir out, cache_dir;

@@ -121,6 +121,7 @@ nlohmann::json without_timing(nlohmann::json j) {
                                               "cache_read_bytes",
                                               "wall_seconds",
                                               "cache_build_seconds",
+                                              "cache_allocate_seconds",
                                               "checkpoint_seconds",
                                               "predicted_saving_seconds",
                                               "full_images_per_second",

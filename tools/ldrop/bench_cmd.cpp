@@ -141,7 +141,7 @@ int model_bench(const core::PluginHost& host, const ModelSummaryArgs& a, const M
   const double flops = static_cast<double>(profile.flops_from(0));
   // The host's cost model (drop_cost.h) predicts each cut's speedup from
   // FLOPs and bytes; the build column is the forward-only pass a cache build
-  // runs (DropSettings::build_batch_for, eval, no gradients) against a training step's rate
+  // runs (DropSettings::build_batch_for or --build-batch, eval, no gradients) against a training step's rate
   // (3x forward FLOPs per image: forward and backward), over the whole model
   // ("vs step") and over the same stages ("vs prefix": their 3x forward
   // FLOPs per image over the time they take in a step, the full step's
@@ -165,7 +165,8 @@ int model_bench(const core::PluginHost& host, const ModelSummaryArgs& a, const M
     }
     const double t = step_seconds(*model, profile.stage_output_shapes[cut - 1], cut, a.num_classes, s, device,
                                   precision);
-    const std::int64_t build_batch = core::DropSettings::build_batch_for(s.batch);  // as a run builds
+    const std::int64_t build_batch =
+        s.build_batch > 0 ? s.build_batch : core::DropSettings::build_batch_for(s.batch, device.is_cuda());  // as a run builds
     const double b = build_seconds(*model, input, cut, build_batch, std::max<std::int64_t>(8, s.steps), device, precision);
     const double prefix_flops = static_cast<double>(profile.stage_range_flops(0, cut));
     const double build_rate = prefix_flops * static_cast<double>(build_batch) / b;

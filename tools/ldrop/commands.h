@@ -78,6 +78,9 @@ struct ModelBenchSettings {
   std::string tier = "device";     ///< Where the cached batch lives at a cut: device | host (pinned staging).
   bool all_cuts = false;           ///< Every cut 1..stages-1.
   std::vector<std::size_t> cuts;   ///< These cuts.
+  /// Samples per forward pass of a cut's build (0: as a run builds,
+  /// DropSettings::build_batch_for(batch)).
+  std::int64_t build_batch = 0;
 };
 
 /// `ldrop model bench`: training images/s of the model on random data; at

@@ -307,6 +307,10 @@ void add_model(CLI::App& app, std::vector<Command>& out) {
   bench->add_flag("--cuts", b.all_cuts,
                   "time a training step from every cut (stages before it dropped) against the full model");
   bench->add_option("--cut", b.cuts, "time a training step from this cut (repeatable)");
+  bench->add_option("--build-batch", b.build_batch,
+                    "samples per forward pass of a cut's cache build (default: as a run builds, the training batch "
+                    "but at least 256)")
+      ->check(CLI::Range(0, 1 << 20));
   out.push_back({bench, with_plugins([bench_args, bench_settings](core::PluginHost& host) {
                    return model_bench(host, *bench_args, *bench_settings);
                  }),

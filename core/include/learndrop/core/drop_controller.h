@@ -32,14 +32,17 @@ at::Tensor from_storage_layout(const at::Tensor& stored, const std::vector<std::
 struct DropSettings {
   at::ScalarType dtype = at::kFloat;  ///< Storage type of cached features.
   /// Samples per forward pass while building (a run: build_batch_for).
-  /// On this 2-core CPU `ldrop model bench --cuts` ran a forward-only prefix at batch 64 1.1-2x faster per FLOP than at 256
-  /// (random inputs), but the quickstart's cut-2 build, which loads and
-  /// decodes its inputs per batch, took 8.3 s at 64 against 5.1-5.6 s at
-  /// 256: the default stays. Rows do not depend on it.
+  /// Rows do not depend on it.
   std::int64_t build_batch = 256;
   /// The build batch of a run training with batches of `training_batch`.
-  static std::int64_t build_batch_for(std::int64_t training_batch) {
-    return std::max<std::int64_t>(training_batch, 256);
+  /// On a CPU, 128: a smaller batch keeps the prefix's activations in the
+  /// processor's caches, and the cut-3 build of ResNet-18 (width 0.25, CIFAR)
+  /// ran its forward pass in 1.7 s at 128 and 64 against 2.0-2.7 s at 256;
+  /// loading a batch costs 2 % of a build, so the number of batches does
+  /// not matter (docs/results.md#builds-at-training-speed). On a GPU, the
+  /// training batch but at least 256.
+  static std::int64_t build_batch_for(std::int64_t training_batch, bool cuda) {
+    return cuda ? std::max<std::int64_t>(training_batch, 256) : 128;
   }
   std::uint64_t seed = 0;             ///< The run seed (augmented views draw from it).
   /// Augmented views per training sample. View v of sample i is the training
@@ -83,6 +86,9 @@ struct DropReport {
   DropMode mode = DropMode::kCache;
   std::int64_t flops = 0;  ///< Forward FLOPs spent building the cache.
   double seconds = 0;
+  /// Of `seconds`, the new cache's FeatureCache::begin: its memory made
+  /// ready (the ram cache faults its pages in; docs/results.md#builds-at-training-speed).
+  double allocate_seconds = 0;
   std::int64_t cache_bytes = 0;
   std::string cache_description;
   FeatureShift shift;  ///< Feature-space shifts at the new cut (feature augmentation).

@@ -364,7 +364,9 @@ DropReport DropController::advance(std::size_t new_cut) {
     const std::int64_t n = samples();
     layout = layout_at(new_cut);
     next = make_cache_();
+    const auto allocating = std::chrono::steady_clock::now();
     next->begin(layout);
+    report.allocate_seconds = seconds_since(allocating);
     const std::int64_t per_sample =
         std::accumulate(stage_flops_.begin() + static_cast<std::ptrdiff_t>(cache_cut_),
                         stage_flops_.begin() + static_cast<std::ptrdiff_t>(new_cut), std::int64_t{0});

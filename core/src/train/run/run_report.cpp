@@ -154,11 +154,12 @@ void RunReporter::drop(const DropReport& r, double epoch, std::int64_t step, con
   }
   if (cached) {
     spdlog::info(
-        "drop at epoch {:.2f} (step {}): {} frozen ({} -> {}), cache {} ({}{}) built in {:.1f}s, {} ({:.1f} "
-        "GFLOP/s){}{}",
+        "drop at epoch {:.2f} (step {}): {} frozen ({} -> {}), cache {} ({}{}) built in {:.1f}s ({:.1f}s of it "
+        "allocating), {} ({:.1f} GFLOP/s){}{}",
         epoch, step, which, r.from_cut, r.to_cut,
         format_bytes(static_cast<double>(r.cache_bytes)), r.cache_description,
         parts_.cache.views > 1 ? ", " + std::to_string(parts_.cache.views) + " views per sample" : "", r.seconds,
+        r.allocate_seconds,
         format_flops(static_cast<double>(r.flops)), r.seconds > 0 ? static_cast<double>(r.flops) / r.seconds / 1e9 : 0.0,
         saving, reason.empty() ? "" : "; " + reason);
   } else {
@@ -176,6 +177,7 @@ void RunReporter::drop(const DropReport& r, double epoch, std::int64_t step, con
                 {"cache_bytes", r.cache_bytes},
                 {"cache", r.cache_description},
                 {"cache_build_seconds", r.seconds},
+                {"cache_allocate_seconds", r.allocate_seconds},
                 {"cache_build_flops", r.flops},
                 {"reason", reason}};
   if (plan != nullptr) {

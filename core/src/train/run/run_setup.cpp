@@ -130,7 +130,7 @@ RunParts set_up_run(const RunConfig& cfg, const PluginHost& host, const RunOptio
   p.out->write_config(cfg.effective_yaml());
   DropSettings drop;
   drop.dtype = plan.dtype;
-  drop.build_batch = DropSettings::build_batch_for(batch);
+  drop.build_batch = DropSettings::build_batch_for(batch, p.device.is_cuda());
   drop.seed = cfg.seed;
   drop.views = plan.views;
   drop.feature_augment = plan.feature_augment;
