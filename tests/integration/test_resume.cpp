@@ -295,23 +295,42 @@ TEST_F(Resume, EveryBuiltInPolicyOptimizerAndAugmentationResumesBitIdentical) {
 
 // Issue 31, defect 6: a resume reloaded model.weights although the checkpoint
 // holds every tensor, so a fine-tune could not resume once its source moved.
-// From weights the default policy is cka, whose state resumes as well.
+// From weights the default policy is cka, whose state resumes as well; so
+// does freeze-probe's, whose probe keeps the stages' outputs at step 0 in the
+// checkpoint: its readings after the resume (stats.jsonl) must be the
+// uninterrupted run's.
 TEST_F(Resume, AFineTuneResumesFromItsCheckpointAloneAfterItsSourceMoved) {
   const fs::path source = dir_.path() / "pretrained", moved = dir_.path() / "pretrained-moved";
   Result r = ld::test::run_ldrop(
       "run " + config_ + " --quiet --out " + source.string() + " --set policy.plugin=none --set train.epochs=2");
   ASSERT_EQ(r.code, 0) << r.output;
-  const std::string sets = " --quiet --set model.weights=" + source.string() + " --set train.epochs=4";
-  const fs::path full = dir_.path() / "finetune-full", part = dir_.path() / "finetune-resumed";
-  r = ld::test::run_ldrop("run " + config_ + " --out " + full.string() + sets);
-  ASSERT_EQ(r.code, 0) << r.output;
-  EXPECT_EQ(json::parse(slurp(full / "summary.json"))["policy"], "cka");
-  r = ld::test::run_ldrop("run " + config_ + " --out " + part.string() + sets, "LEARNDROP_TEST_SIGTERM_AT_STEP=20 ");
-  ASSERT_EQ(r.code, 143) << r.output;
-  fs::rename(source, moved);
-  r = ld::test::run_ldrop("run --resume " + part.string() + " --quiet");
-  ASSERT_EQ(r.code, 0) << r.output;
-  expect_identical(full, part);
+  struct Case {
+    std::string policy, sets;
+  };
+  // A tolerance that lets freeze-probe drop at its first point, before the
+  // interruption, so that its counters and the frozen prefix resume too.
+  for (const Case& c : {Case{"cka", ""}, Case{"freeze-probe", " --set policy.plugin=freeze-probe"
+                                                              " --set policy.tolerance=10"}}) {
+    SCOPED_TRACE(c.policy);
+    if (fs::exists(moved)) fs::rename(moved, source);
+    const std::string sets = " --quiet --set model.weights=" + source.string() + " --set train.epochs=4" + c.sets;
+    const fs::path full = dir_.path() / (c.policy + "-full"), part = dir_.path() / (c.policy + "-resumed");
+    r = ld::test::run_ldrop("run " + config_ + " --out " + full.string() + sets);
+    ASSERT_EQ(r.code, 0) << r.output;
+    const json summary = json::parse(slurp(full / "summary.json"));
+    EXPECT_EQ(summary["policy"], c.policy);
+    if (c.policy == "freeze-probe") {
+      ASSERT_FALSE(summary["drops"].empty());
+      EXPECT_LT(summary["drops"][0]["step"].get<std::int64_t>(), 20);  // before the SIGTERM
+      EXPECT_NE(slurp(full / "stats.jsonl").find("frozen_probe_loss"), std::string::npos);
+    }
+    r = ld::test::run_ldrop("run " + config_ + " --out " + part.string() + sets, "LEARNDROP_TEST_SIGTERM_AT_STEP=20 ");
+    ASSERT_EQ(r.code, 143) << r.output;
+    fs::rename(source, moved);
+    r = ld::test::run_ldrop("run --resume " + part.string() + " --quiet");
+    ASSERT_EQ(r.code, 0) << r.output;
+    expect_identical(full, part);
+  }
 }
 
 TEST_F(Resume, AStreamResumesBitIdenticalBetweenArrivalsDropsAndAddedRows) {
