@@ -8,8 +8,9 @@
 //   cooldown, stagger) only to give them its own defaults: the host applies
 //   them to its answer, as to every policy's, and tells it at the next point
 //   when they held it back (PolicyInput::held_cut, held_reason);
-// - it saves and restores its state, so a run with it can be resumed from a
-//   checkpoint bit-identically.
+// - it counts each stage's points in a row with an ld::StageStreaks, which
+//   also saves and restores that count, so a run with it can be resumed
+//   from a checkpoint bit-identically.
 //
 // `plateau`: a stage may drop once its parameter change per unit of learning
 // rate (relative_change / lr_sum, so that a decaying schedule alone does not
@@ -18,6 +19,7 @@
 
 #include <learndrop/drop_guards.h>  // drop_guard_keys
 #include <learndrop/sdk.h>
+#include <learndrop/stage_streaks.h>  // StageStreaks
 
 namespace {
 
@@ -42,19 +44,16 @@ const ld::OptionTable<PlateauOptions>& table() {
 
 class Plateau : public ld::DropPolicy {
  public:
-  Plateau(PlateauOptions o, std::size_t stages) : o_(o), still_for_(stages, 0) {}
+  Plateau(PlateauOptions o, std::size_t stages) : o_(o), still_("still_for", stages) {}
 
   ld::Decision decide(const ld::PolicyInput& in) override {
-    std::size_t wanted = in.cut;
-    bool leading = true;
     for (std::size_t i = 0; i < in.stages.size(); ++i) {
       const auto& s = in.stages[i];
       if (s.dropped) continue;
       const double change = in.lr_sum > 0 ? s.relative_change / in.lr_sum : s.relative_change;
-      still_for_[i] = change < o_.threshold ? still_for_[i] + 1 : 0;
-      leading = leading && still_for_[i] >= o_.patience;
-      if (leading) wanted = i + 1;
+      still_.record(i, change < o_.threshold);
     }
+    const std::size_t wanted = still_.leading(in.cut, o_.patience);  // the leading run of still stages
     if (wanted <= in.cut) return {in.cut, ""};
     // The host's guards may let fewer stages go (and say so in stats.jsonl).
     return {wanted, "stages 1-" + std::to_string(wanted) + " still for " + std::to_string(o_.patience) + " points"};
@@ -64,17 +63,14 @@ class Plateau : public ld::DropPolicy {
   bool has_state() const override { return true; }
   ld::PolicyState save_state() const override {
     ld::PolicyState state;
-    state.values["still_for"] = std::vector<double>(still_for_.begin(), still_for_.end());
+    still_.save(state);
     return state;
   }
-  void load_state(const ld::PolicyState& state) override {
-    const auto& still = state.at("still_for", static_cast<std::int64_t>(still_for_.size()));
-    for (std::size_t i = 0; i < still.size(); ++i) still_for_[i] = static_cast<std::int64_t>(still[i]);
-  }
+  void load_state(const ld::PolicyState& state) override { still_.load(state); }
 
  private:
   PlateauOptions o_;
-  std::vector<std::int64_t> still_for_;
+  ld::StageStreaks still_;
 };
 
 void register_plugins(ld::Registrar& registrar) {

@@ -12,6 +12,7 @@
 
 #include "learndrop/drop_guards.h"
 #include "learndrop/sdk.h"
+#include "learndrop/stage_streaks.h"
 
 namespace {
 
@@ -64,20 +65,19 @@ const ld::OptionTable<CkaOptions>& options_table() {
 class CkaPolicy : public ld::DropPolicy {
  public:
   CkaPolicy(const CkaOptions& o, ld::DropGuards guards, const ld::PolicyContext& ctx)
-      : o_(o), guards_(guards), settled_for_(ctx.num_stages, 0) {}
+      : o_(o), guards_(guards), settled_("settled_for", ctx.num_stages) {}
 
   std::int64_t period_steps() const override { return o_.period; }
   bool wants_feature_similarity() const override { return true; }
 
   ld::Decision decide(const ld::PolicyInput& in) override {
     const std::size_t n = in.stages.size();
-    for (std::size_t i = 0; i < n && i < settled_for_.size(); ++i) {
+    for (std::size_t i = 0; i < n; ++i) {
       const ld::StageStats& s = in.stages[i];
       if (s.dropped) continue;
       if (s.feature_similarity < 0) throw ld::Error("cka: the host measured no feature similarity");
-      const bool settled = (o_.threshold < 1 && s.feature_similarity >= o_.threshold) ||
-                           (o_.start_threshold < 1 && s.feature_similarity_start >= o_.start_threshold);
-      settled_for_[i] = settled ? settled_for_[i] + 1 : 0;
+      settled_.record(i, (o_.threshold < 1 && s.feature_similarity >= o_.threshold) ||
+                             (o_.start_threshold < 1 && s.feature_similarity_start >= o_.start_threshold));
     }
     // Evidence first: early on (the first epoch of a stream's first part) no
     // stage has moved, so all look settled; the deepest trained one moving
@@ -94,18 +94,15 @@ class CkaPolicy : public ld::DropPolicy {
       char buf[160];
       std::snprintf(buf, sizeof buf, "moved: the deepest trained stage's CKA against the start is %.4f > %.4f", deepest,
                     o_.moved);
-      if (in.cut < n && settled_for_[in.cut] >= o_.patience) d.reason = buf;
+      if (settled_.leading(in.cut, o_.patience) > in.cut) d.reason = buf;
       return d;
     }
-    std::size_t wanted = in.cut;
-    while (wanted < n && settled_for_[wanted] >= o_.patience) ++wanted;
+    const std::size_t wanted = std::min(n, settled_.leading(in.cut, o_.patience));
     std::string held;
     const std::size_t cut = guards_.clamp(in, wanted, &held);
     ld::Decision d;
     d.cut = cut;
-    d.mode = o_.prefer == "cache" ? ld::DropModeHint::kCache
-             : o_.prefer == "freeze" ? ld::DropModeHint::kFreeze
-                                     : ld::DropModeHint::kAny;
+    d.mode = ld::drop_mode_hint(o_.prefer);
     if (cut == in.cut) {
       d.reason = wanted > in.cut ? "stages up to " + std::to_string(wanted) + " settled; held by " + held : "";
       return d;
@@ -128,18 +125,15 @@ class CkaPolicy : public ld::DropPolicy {
   bool has_state() const override { return true; }
   ld::PolicyState save_state() const override {
     ld::PolicyState s;
-    s.values["settled_for"].assign(settled_for_.begin(), settled_for_.end());
+    settled_.save(s);
     return s;
   }
-  void load_state(const ld::PolicyState& state) override {
-    const auto& v = state.at("settled_for", static_cast<std::int64_t>(settled_for_.size()));
-    for (std::size_t i = 0; i < v.size(); ++i) settled_for_[i] = static_cast<std::int64_t>(v[i]);
-  }
+  void load_state(const ld::PolicyState& state) override { settled_.load(state); }
 
  private:
   CkaOptions o_;
   ld::DropGuards guards_;
-  std::vector<std::int64_t> settled_for_;
+  ld::StageStreaks settled_;  // points each stage has looked settled
 };
 
 void register_plugins(ld::Registrar& r) {

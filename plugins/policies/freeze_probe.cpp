@@ -14,6 +14,7 @@
 
 #include "learndrop/drop_guards.h"
 #include "learndrop/sdk.h"
+#include "learndrop/stage_streaks.h"
 
 namespace {
 
@@ -54,30 +55,27 @@ const ld::OptionTable<FreezeProbeOptions>& options_table() {
 class FreezeProbePolicy : public ld::DropPolicy {
  public:
   FreezeProbePolicy(const FreezeProbeOptions& o, ld::DropGuards guards, const ld::PolicyContext& ctx)
-      : o_(o), guards_(guards), within_for_(ctx.num_stages, 0) {}
+      : o_(o), guards_(guards), within_("within_for", ctx.num_stages) {}
 
   std::int64_t period_steps() const override { return o_.period; }
   bool wants_freeze_probe() const override { return true; }
 
   ld::Decision decide(const ld::PolicyInput& in) override {
     if (in.probe_loss < 0) throw ld::Error("freeze-probe: the host measured no freeze probe (probe_loss)");
-    const std::size_t n = std::min(in.stages.size(), within_for_.size());
+    const std::size_t n = std::min(in.stages.size(), within_.size());
     const double base = std::max(in.probe_loss, 1e-12);
     for (std::size_t i = 0; i < n; ++i) {
       const ld::StageStats& s = in.stages[i];
       if (s.dropped) continue;
       if (s.frozen_probe_loss < 0) throw ld::Error("freeze-probe: the host measured no frozen_probe_loss");
-      within_for_[i] = (s.frozen_probe_loss - in.probe_loss) / base <= o_.tolerance ? within_for_[i] + 1 : 0;
+      within_.record(i, (s.frozen_probe_loss - in.probe_loss) / base <= o_.tolerance);
     }
-    std::size_t wanted = in.cut;
-    while (wanted < n && within_for_[wanted] >= o_.patience) ++wanted;
+    const std::size_t wanted = std::min(n, within_.leading(in.cut, o_.patience));
     std::string held;
     const std::size_t cut = guards_.clamp(in, wanted, &held);
     ld::Decision d;
     d.cut = cut;
-    d.mode = o_.prefer == "cache"    ? ld::DropModeHint::kCache
-             : o_.prefer == "freeze" ? ld::DropModeHint::kFreeze
-                                     : ld::DropModeHint::kAny;
+    d.mode = ld::drop_mode_hint(o_.prefer);
     if (cut == in.cut) {
       d.reason = wanted > in.cut ? "freezing up to " + std::to_string(wanted) + " costs nothing; held by " + held : "";
       return d;
@@ -97,18 +95,15 @@ class FreezeProbePolicy : public ld::DropPolicy {
   bool has_state() const override { return true; }
   ld::PolicyState save_state() const override {
     ld::PolicyState s;
-    s.values["within_for"].assign(within_for_.begin(), within_for_.end());
+    within_.save(s);
     return s;
   }
-  void load_state(const ld::PolicyState& state) override {
-    const auto& v = state.at("within_for", static_cast<std::int64_t>(within_for_.size()));
-    for (std::size_t i = 0; i < v.size(); ++i) within_for_[i] = static_cast<std::int64_t>(v[i]);
-  }
+  void load_state(const ld::PolicyState& state) override { within_.load(state); }
 
  private:
   FreezeProbeOptions o_;
   ld::DropGuards guards_;
-  std::vector<std::int64_t> within_for_;
+  ld::StageStreaks within_;  // points each stage has been within the tolerance
 };
 
 void register_plugins(ld::Registrar& r) {

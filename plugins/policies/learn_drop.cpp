@@ -9,6 +9,7 @@
 
 #include "learndrop/drop_guards.h"
 #include "learndrop/sdk.h"
+#include "learndrop/stage_streaks.h"
 
 namespace {
 
@@ -105,7 +106,7 @@ class ChangeScorePolicy : public ld::DropPolicy {
         reference_(ctx.num_stages, 0.0),
         recent_(ctx.num_stages),
         scores_(ctx.num_stages),
-        stopped_for_(ctx.num_stages, 0) {}
+        stopped_("stopped_for", ctx.num_stages) {}
 
   std::int64_t period_steps() const override { return o_.period; }
 
@@ -137,15 +138,14 @@ class ChangeScorePolicy : public ld::DropPolicy {
       const auto keep = static_cast<std::size_t>(o_.window) + 1;
       if (scores_[i].size() > keep) scores_[i].erase(scores_[i].begin(), scores_[i].end() - static_cast<std::ptrdiff_t>(keep));
       const bool stopped = score < o_.threshold && !still_falling(scores_[i]);
-      stopped_for_[i] = stopped ? stopped_for_[i] + 1 : 0;
+      stopped_.record(i, stopped);
     }
     // policy.warmup holds drops; it is not the learning-rate warm-up
     // (train.warmup_epochs, lr_warmup_ above), and the reason says which.
     if (in.epoch + 1e-9 < o_.warmup) {
       return {in.cut, "policy.warmup: no drop before epoch " + format_epochs(o_.warmup)};
     }
-    std::size_t wanted = in.cut;
-    while (wanted < n && stopped_for_[wanted] >= o_.patience) ++wanted;
+    const std::size_t wanted = std::min(n, stopped_.leading(in.cut, o_.patience));
     std::string held;
     const std::size_t cut = guards_.clamp(in, wanted, &held);
     if (cut == in.cut)
@@ -168,7 +168,7 @@ class ChangeScorePolicy : public ld::DropPolicy {
   ld::PolicyState save_state() const override {
     ld::PolicyState state;
     state.values["reference"] = reference_;
-    state.values["stopped_for"].assign(stopped_for_.begin(), stopped_for_.end());
+    stopped_.save(state);
     for (std::size_t i = 0; i < scores_.size(); ++i) {
       state.values["recent." + std::to_string(i)].assign(recent_[i].begin(), recent_[i].end());
       state.values["scores." + std::to_string(i)] = scores_[i];
@@ -178,8 +178,7 @@ class ChangeScorePolicy : public ld::DropPolicy {
   void load_state(const ld::PolicyState& state) override {
     const auto n = static_cast<std::int64_t>(reference_.size());
     reference_ = state.at("reference", n);
-    const auto& stopped = state.at("stopped_for", n);
-    for (std::size_t i = 0; i < stopped_for_.size(); ++i) stopped_for_[i] = static_cast<std::int64_t>(stopped[i]);
+    stopped_.load(state);
     for (std::size_t i = 0; i < scores_.size(); ++i) {
       const auto& recent = state.at("recent." + std::to_string(i));
       recent_[i].assign(recent.begin(), recent.end());
@@ -204,7 +203,7 @@ class ChangeScorePolicy : public ld::DropPolicy {
   std::vector<double> reference_;
   std::vector<std::deque<double>> recent_;
   std::vector<std::vector<double>> scores_;
-  std::vector<std::int64_t> stopped_for_;
+  ld::StageStreaks stopped_;  // points each stage has been stopped
 };
 
 ld::Manifest manifest() {

@@ -14,6 +14,7 @@
 #include "drop/stage_stats.h"
 #include "learndrop/drop_guards.h"
 #include "learndrop/registrar.h"
+#include "learndrop/stage_streaks.h"
 #include "test_env.h"
 
 namespace ld::core {
@@ -251,6 +252,55 @@ TEST(LearnDropPolicy, GuardsHoldBackProgressStagesAndSuccessiveDrops) {
 // drop the host held back (its cost guard) still started the cool-down. It
 // is now a pure function of the input: the cool-down counts from the drop
 // the host last applied (PolicyInput::last_drop_epoch).
+TEST(StageStreaks, CountsPointsInARowAndResumesFromItsSavedList) {
+  ld::StageStreaks s("settled_for", 4);
+  for (int point = 0; point < 3; ++point) {
+    s.record(0, true);
+    s.record(1, true);
+    s.record(2, point != 1);  // broken at the second point: counts again from 0
+    s.record(3, true);
+    s.record(7, true);  // past the model's stages: ignored
+  }
+  EXPECT_EQ(s[0], 3);
+  EXPECT_EQ(s[2], 1);
+  EXPECT_EQ(s.leading(0, 2), 2u);  // stage 2 has held for 1 point only
+  EXPECT_EQ(s.leading(0, 1), 4u);
+  EXPECT_EQ(s.leading(3, 3), 4u);  // from the current cut on
+  EXPECT_EQ(s.leading(0, 4), 0u);
+  ld::PolicyState state;
+  s.save(state);
+  ld::StageStreaks t("settled_for", 4);
+  t.load(state);
+  for (std::size_t i = 0; i < 4; ++i) EXPECT_EQ(t[i], s[i]) << i;
+  ld::StageStreaks other_model("settled_for", 5);
+  EXPECT_NE(ld::test::error_of([&] { other_model.load(state); }).find("'settled_for' has 4 values, expected 5"),
+            std::string::npos);
+  ld::StageStreaks other_name("stopped_for", 4);
+  EXPECT_NE(ld::test::error_of([&] { other_name.load(state); }).find("no 'stopped_for'"), std::string::npos);
+  EXPECT_EQ(ld::drop_mode_hint("cache"), ld::DropModeHint::kCache);
+  EXPECT_EQ(ld::drop_mode_hint("freeze"), ld::DropModeHint::kFreeze);
+  EXPECT_EQ(ld::drop_mode_hint("auto"), ld::DropModeHint::kAny);
+  EXPECT_NE(ld::test::error_of([] { ld::drop_mode_hint("fast"); })
+                .find("policy.prefer: expected cache, freeze or auto, got 'fast'"),
+            std::string::npos);
+}
+
+TEST(DropGuards, UndeclaredGuardKeysAreTheHostsLessThoseAManifestDeclares) {
+  const auto all = ld::undeclared_guard_keys({});
+  ASSERT_EQ(all.size(), ld::host_guard_keys().size());
+  const auto some = ld::undeclared_guard_keys(ld::drop_guard_keys("0.4", "2", "1", "0"));
+  EXPECT_TRUE(some.empty());
+  const auto rest = ld::undeclared_guard_keys({ld::ConfigKey("cooldown", ld::ValueType::kFloat, "0.1", "mine"),
+                                               ld::ConfigKey("threshold", ld::ValueType::kFloat, "0.5", "mine")});
+  ASSERT_EQ(rest.size(), all.size() - 1);
+  for (const auto& k : rest) {
+    EXPECT_NE(k.name, "cooldown");
+    for (const auto& g : ld::host_guard_keys()) {
+      if (g.name == k.name) EXPECT_EQ(k.default_value, g.default_value) << k.name;  // the neutral value
+    }
+  }
+}
+
 TEST(DropGuards, TheCooldownCountsFromTheLastAppliedDropNotTheLastAnswer) {
   PolicyContext ctx;
   ctx.num_stages = 6;

@@ -86,14 +86,8 @@ int plugins_describe(const core::PluginHost& host, const std::string& name, bool
       print_keys(m.keys);
     }
     // The drop guards the policy does not declare: the host's, at neutral values.
-    std::vector<ConfigKey> guards;
-    if (m.kind == PluginKind::kPolicy) {
-      for (const auto& g : host_guard_keys()) {
-        if (std::none_of(m.keys.begin(), m.keys.end(), [&](const ConfigKey& k) { return k.name == g.name; })) {
-          guards.push_back(g);
-        }
-      }
-    }
+    const std::vector<ConfigKey> guards =
+        m.kind == PluginKind::kPolicy ? undeclared_guard_keys(m.keys) : std::vector<ConfigKey>{};
     if (!guards.empty()) {
       std::printf("  drop guards the host applies to its answer (docs/plugins.md#drop-guards):\n");
       print_keys(guards);

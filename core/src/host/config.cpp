@@ -905,32 +905,26 @@ void resolve_plugin_section(const ConfigTree& tree, const PluginHost& host, cons
   // previous plugin that X does not accept are left out, with a warning.
   const bool switched =
       std::find(tree.overrides.begin(), tree.overrides.end(), section + ".plugin") != tree.overrides.end();
+  // Every policy takes the drop guards, which the host applies to its
+  // answer (drop_guards.h): a manifest that declares one gives its default,
+  // the others come at their neutral values.
+  std::vector<ConfigKey> plugin_keys_all = info->manifest.keys;
+  if (section == "policy") {
+    for (auto& g : undeclared_guard_keys(info->manifest.keys)) {
+      rc.policy_guards_added.push_back(g.name);
+      plugin_keys_all.push_back(std::move(g));
+    }
+  }
   std::vector<std::string> ignored = host_names;
   for (const auto& k : plugin_keys) {
-    const auto& guards = host_guard_keys();
-    bool known = std::any_of(info->manifest.keys.begin(), info->manifest.keys.end(),
-                             [&](const ConfigKey& m) { return m.name == k; }) ||
-                 (section == "policy" &&
-                  std::any_of(guards.begin(), guards.end(), [&](const ConfigKey& m) { return m.name == k; }));
+    bool known = std::any_of(plugin_keys_all.begin(), plugin_keys_all.end(),
+                             [&](const ConfigKey& m) { return m.name == k; });
     bool overridden =
         std::find(tree.overrides.begin(), tree.overrides.end(), section + "." + k) != tree.overrides.end();
     if (switched && !known && !overridden) {
       ignored.push_back(k);
       rc.warnings.push_back(where(tree, node[k], section + "." + k) + ": ignored, not a key of " + section + " '" +
                             plugin + "' (the plugin was changed with --set)");
-    }
-  }
-  // Every policy takes the drop guards, which the host applies to its
-  // answer (drop_guards.h): a manifest that declares one gives its default,
-  // the others come at their neutral values.
-  std::vector<ConfigKey> plugin_keys_all = info->manifest.keys;
-  if (section == "policy") {
-    for (const auto& g : host_guard_keys()) {
-      if (std::none_of(plugin_keys_all.begin(), plugin_keys_all.end(),
-                       [&](const ConfigKey& k) { return k.name == g.name; })) {
-        plugin_keys_all.push_back(g);
-        rc.policy_guards_added.push_back(g.name);
-      }
     }
   }
   Options plugin_options =

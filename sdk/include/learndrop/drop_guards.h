@@ -133,4 +133,16 @@ inline std::vector<ConfigKey> drop_guard_keys(const std::string& min_progress, c
 /// (the host refuses the library otherwise).
 inline std::vector<ConfigKey> host_guard_keys() { return drop_guard_keys("0", "0", "1", "0", "false"); }
 
+/// The guard keys a policy whose manifest declares `declared` does not
+/// declare, at their neutral values: the ones the host adds to its section.
+inline std::vector<ConfigKey> undeclared_guard_keys(const std::vector<ConfigKey>& declared) {
+  std::vector<ConfigKey> out;
+  for (auto& g : host_guard_keys()) {
+    bool found = false;
+    for (const auto& k : declared) found = found || k.name == g.name;
+    if (!found) out.push_back(std::move(g));
+  }
+  return out;
+}
+
 }  // namespace ld
