@@ -50,12 +50,7 @@ const ld::OptionTable<CkaOptions>& options_table() {
                              "until the network has adapted, every stage looks settled (1 = no such hold)")
                    .range(0, 1),
                &CkaOptions::moved)
-          .add(ld::ConfigKey("prefer", ld::ValueType::kString, "cache",
-                             "the drop mode asked of the host when policy.drop_mode is auto: cache (the prefix's "
-                             "output computed once; the host's cost guard still weighs it) | freeze | auto (the "
-                             "host's cost model picks)")
-                   .one_of({"cache", "freeze", "auto"}),
-               &CkaOptions::prefer)
+          .add(ld::drop_mode_prefer_key(), &CkaOptions::prefer)
           // For trained weights: a drop may come at the first point, every
           // stage but the last two may go, no stagger (docs/policies/cka.md).
           .add_unbound(ld::drop_guard_keys("0", "2", "1", "0", "false"));

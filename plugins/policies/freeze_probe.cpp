@@ -41,11 +41,7 @@ const ld::OptionTable<FreezeProbeOptions>& options_table() {
                              "consecutive points within the tolerance before a prefix may drop")
                    .range(1, 1000),
                &FreezeProbeOptions::patience)
-          .add(ld::ConfigKey("prefer", ld::ValueType::kString, "cache",
-                             "the drop mode asked of the host when policy.drop_mode is auto: cache | freeze | auto "
-                             "(the host's cost model picks)")
-                   .one_of({"cache", "freeze", "auto"}),
-               &FreezeProbeOptions::prefer)
+          .add(ld::drop_mode_prefer_key(), &FreezeProbeOptions::prefer)
           // As cka, for trained weights: a drop may come at the first point,
           // every stage but the last two may go, no stagger.
           .add_unbound(ld::drop_guard_keys("0", "2", "1", "0", "false"));

@@ -39,19 +39,34 @@ TEST(LinearCka, IsOneForTheSameRepresentationUpToRotationAndScaleAndLowForAnUnre
   EXPECT_EQ(linear_cka(zero, k), 0.0);
 }
 
-TEST(FeatureProbe, AnUnchangedStageReadsOneAndAChangeShowsFromItsStageOn) {
+namespace {
+// What both probe tests measure: a narrow VGG-11-BN on an MNIST fixture and
+// a probe batch of its first 32 samples.
+struct TinyVgg {
   test::TempDir data;
-  test::write_idx_fixture(data.str());
-  auto host = test::builtin_host();
-  auto dataset = host->create_dataset(
-      "mnist", test::plugin_options(*host, PluginKind::kDataset, "mnist", {{"root", data.str()}}), DatasetContext{});
-  auto model = host->create_model(
-      "vgg",
-      test::plugin_options(*host, PluginKind::kModel, "vgg",
-                           {{"variant", "vgg11_bn"}, {"width", "0.0625"}, {"classifier", "compact"}}),
-      ModelContext::of(dataset->sample_shape(), dataset->num_classes()));
-  std::vector<std::int64_t> samples(32);
-  std::iota(samples.begin(), samples.end(), 0);
+  std::unique_ptr<PluginHost> host = test::builtin_host();
+  std::shared_ptr<Dataset> dataset;
+  std::shared_ptr<StagedModel> model;
+  std::vector<std::int64_t> samples = std::vector<std::int64_t>(32);
+  TinyVgg() {
+    test::write_idx_fixture(data.str());
+    dataset = host->create_dataset(
+        "mnist", test::plugin_options(*host, PluginKind::kDataset, "mnist", {{"root", data.str()}}), DatasetContext{});
+    model = host->create_model(
+        "vgg",
+        test::plugin_options(*host, PluginKind::kModel, "vgg",
+                             {{"variant", "vgg11_bn"}, {"width", "0.0625"}, {"classifier", "compact"}}),
+        ModelContext::of(dataset->sample_shape(), dataset->num_classes()));
+    std::iota(samples.begin(), samples.end(), 0);
+  }
+};
+}  // namespace
+
+TEST(FeatureProbe, AnUnchangedStageReadsOneAndAChangeShowsFromItsStageOn) {
+  const TinyVgg t;
+  StagedModel* model = t.model.get();
+  Dataset* dataset = t.dataset.get();
+  const std::vector<std::int64_t>& samples = t.samples;
   FeatureProbe probe(*model, *dataset, samples, at::Device(at::kCPU), Precision::kFp32, false);
   EXPECT_EQ(probe.samples(), 32);
   probe.measure(nullptr);
@@ -81,18 +96,10 @@ TEST(FeatureProbe, AnUnchangedStageReadsOneAndAChangeShowsFromItsStageOn) {
 // freezing stages 0-2 from the start still costs nothing, and freezing from
 // stage 3 on gives the loss of the model as it started, at every later point.
 TEST(FeatureProbe, TheFreezeProbesLossIsTheModelsWhereThePrefixDidNotMoveAndTheStartModelsWhereAllDid) {
-  test::TempDir data;
-  test::write_idx_fixture(data.str());
-  auto host = test::builtin_host();
-  auto dataset = host->create_dataset(
-      "mnist", test::plugin_options(*host, PluginKind::kDataset, "mnist", {{"root", data.str()}}), DatasetContext{});
-  auto model = host->create_model(
-      "vgg",
-      test::plugin_options(*host, PluginKind::kModel, "vgg",
-                           {{"variant", "vgg11_bn"}, {"width", "0.0625"}, {"classifier", "compact"}}),
-      ModelContext::of(dataset->sample_shape(), dataset->num_classes()));
-  std::vector<std::int64_t> samples(32);
-  std::iota(samples.begin(), samples.end(), 0);
+  const TinyVgg t;
+  StagedModel* model = t.model.get();
+  Dataset* dataset = t.dataset.get();
+  const std::vector<std::int64_t>& samples = t.samples;
   FeatureProbe probe(*model, *dataset, samples, at::Device(at::kCPU), Precision::kFp32, true);
   ASSERT_TRUE(probe.losses());
   probe.measure(nullptr);

@@ -4,7 +4,8 @@
 // falling, its representation settled, freezing it cost nothing), and the
 // leading run of stages whose count reached the policy's patience. Saved and
 // loaded as one list of the policy's state, so a resumed run goes on
-// counting where it stopped.
+// counting where it stopped. Beside it, the `prefer` option with which a
+// policy asks the host for a drop mode (drop_mode_prefer_key, drop_mode_hint).
 //
 //   ld::StageStreaks settled_{"settled_for", ctx.num_stages};
 //   ...
@@ -17,6 +18,7 @@
 #include <utility>
 #include <vector>
 
+#include "learndrop/manifest.h"  // ConfigKey
 #include "learndrop/error.h"
 #include "learndrop/policy.h"
 
@@ -57,6 +59,16 @@ class StageStreaks {
   std::string key_;
   std::vector<std::int64_t> count_;
 };
+
+/// A policy's `prefer` key, read with drop_mode_hint: the drop mode it asks
+/// of the host when policy.drop_mode is auto (default cache).
+inline ConfigKey drop_mode_prefer_key() {
+  return ConfigKey("prefer", ValueType::kString, "cache",
+                   "the drop mode asked of the host when policy.drop_mode is auto: cache (the prefix's output "
+                   "computed once; the host's cost guard still weighs it) | freeze | auto (the host's cost model "
+                   "picks)")
+      .one_of({"cache", "freeze", "auto"});
+}
 
 /// A policy's `prefer` option as the drop mode it asks of the host when
 /// policy.drop_mode is auto: "cache", "freeze", or "auto" (the host's cost
