@@ -88,8 +88,7 @@ void register_plugins(ld::Registrar& r) {
                     "a stage may freeze when its gradient-norm change is below this percentile of the trained "
                     "stages' changes")
           .range(0, 100),
-      ld::ConfigKey("period", ld::ValueType::kInt, "0", "evaluation period in optimizer steps (0 = once per epoch)")
-          .range(0, 1e9),
+      ld::period_key(),
   };
   auto guards = ld::drop_guard_keys("0", "1", "1", "0");
   m.keys.insert(m.keys.end(), guards.begin(), guards.end());

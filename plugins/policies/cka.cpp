@@ -28,9 +28,7 @@ struct CkaOptions {
 const ld::OptionTable<CkaOptions>& options_table() {
   static const auto table =
       ld::OptionTable<CkaOptions>()
-          .add(ld::ConfigKey("period", ld::ValueType::kInt, "0",
-                             "evaluation period in optimizer steps (0 = once per epoch)")
-                   .range(0, 1e9),
+          .add(ld::period_key(),
                &CkaOptions::period)
           .add(ld::ConfigKey("threshold", ld::ValueType::kFloat, "1",
                              "a stage has also settled when the CKA of its output between two evaluation points is "

@@ -28,9 +28,7 @@ struct FreezeProbeOptions {
 const ld::OptionTable<FreezeProbeOptions>& options_table() {
   static const auto table =
       ld::OptionTable<FreezeProbeOptions>()
-          .add(ld::ConfigKey("period", ld::ValueType::kInt, "0",
-                             "evaluation period in optimizer steps (0 = once per epoch)")
-                   .range(0, 1e9),
+          .add(ld::period_key(),
                &FreezeProbeOptions::period)
           .add(ld::ConfigKey("tolerance", ld::ValueType::kFloat, "0.02",
                              "a prefix may drop when freezing it from the start would have raised the probe batch's "

@@ -74,8 +74,7 @@ void register_plugins(ld::Registrar& r) {
       ld::ConfigKey("scaling", ld::ValueType::kString, "linear",
                     "how the freeze points of later stages spread from t0 to 1: linear or cubic")
           .one_of({"linear", "cubic"}),
-      ld::ConfigKey("period", ld::ValueType::kInt, "0", "evaluation period in optimizer steps (0 = once per epoch)")
-          .range(0, 1e9),
+      ld::period_key(),
   };
   auto guards = ld::drop_guard_keys("0", "1", "1", "0");
   m.keys.insert(m.keys.end(), guards.begin(), guards.end());

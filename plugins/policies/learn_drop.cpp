@@ -42,9 +42,7 @@ struct LearnDropOptions {
 const ld::OptionTable<LearnDropOptions>& options_table() {
   static const auto table =
       ld::OptionTable<LearnDropOptions>()
-          .add(ld::ConfigKey("period", ld::ValueType::kInt, "0",
-                             "evaluation period in optimizer steps (0 = once per epoch)")
-                   .range(0, 1e9),
+          .add(ld::period_key(),
                &LearnDropOptions::period)
           .add(ld::ConfigKey("threshold", ld::ValueType::kFloat, "0.5",
                              "a stage may stop once its change score (change / reference change) is below this")

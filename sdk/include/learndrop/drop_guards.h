@@ -105,6 +105,13 @@ class DropGuards {
   double epochs_ = 1;
 };
 
+/// The `period` key every built-in policy declares: how often the host asks
+/// it (DropPolicy::period_steps), in optimizer steps, 0 = once per epoch.
+inline ConfigKey period_key() {
+  return ConfigKey("period", ValueType::kInt, "0", "evaluation period in optimizer steps (0 = once per epoch)")
+      .range(0, 1e9);
+}
+
 /// The keys DropGuards::from reads, with the given defaults (text as in a
 /// config file).
 inline std::vector<ConfigKey> drop_guard_keys(const std::string& min_progress, const std::string& keep_stages,
