@@ -25,6 +25,11 @@ import re
 import statistics
 
 
+def is_fixed(run):
+    """A fixed freezing run (freeze_all3, freeze3, ...), not a criterion whose name starts alike (freeze-probe)."""
+    return re.match(r"freeze(_all)?\d+$", run) is not None
+
+
 def label_of(folder):
     """(model, run, seed) from a suite run folder or a bench run folder name."""
     name = os.path.basename(folder.rstrip("/"))
@@ -95,13 +100,13 @@ def main():
                   "| criterion − fixed [points] | targets (≥ 1.5x, within 0.5 point, ≥ fixed) |",
                   "| --- | --- | --- | --- | --- | --- | --- | --- |"]
         for src, run, diff, rel in points:
-            if run == "full" or run.startswith("freeze") or run in ("probe",) or run.startswith("budget"):
+            if run == "full" or is_fixed(run) or run in ("probe",) or run.startswith("budget"):
                 continue
-            fixed = [(d, r, n) for s, n, d, r in points if s == src and (n.startswith("freeze") or n == "full")
+            fixed = [(d, r, n) for s, n, d, r in points if s == src and (is_fixed(n) or n == "full")
                      and r <= rel * 1.02]
             slower = ""
             if not fixed:  # no K is as fast: the fastest one, which still takes longer
-                fixed = [min(((d, r, n) for s, n, d, r in points if s == src and n.startswith("freeze")),
+                fixed = [min(((d, r, n) for s, n, d, r in points if s == src and is_fixed(n)),
                              key=lambda x: x[1])]
                 slower = ", slower"
             d, r, n = max(fixed)
@@ -119,12 +124,12 @@ def main():
             fig, ax = plt.subplots(figsize=(7, 4.5))
             for src, marker in (("suite", "o"), ("bench", "s")):
                 pts = [(1 / r, d, n) for s, n, d, r in points if s == src]
-                fx = sorted((x, y) for x, y, n in pts if n.startswith("freeze") or n == "full")
+                fx = sorted((x, y) for x, y, n in pts if is_fixed(n) or n == "full")
                 if fx:
                     ax.plot([x for x, _ in fx], [y for _, y in fx], marker + ":", color="tab:gray",
                             label="fixed freezing K (%s)" % src)
                 for x, y, n in pts:
-                    if n.startswith("freeze") or n == "full" or n == "probe" or n.startswith("budget"):
+                    if is_fixed(n) or n == "full" or n == "probe" or n.startswith("budget"):
                         continue
                     ax.plot([x], [y], marker, markersize=8)
                     ax.annotate(n, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=7)
