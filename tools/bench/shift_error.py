@@ -13,28 +13,36 @@ difference to the truth (the prefix run on the shifted, padded crop) of
 For a LearnDrop ResNet with the CIFAR stem (stages 0..cut-1: the stem and
 layer1's blocks, stride 1):
 
-  /usr/bin/python3 tools/bench/shift_error.py RUN/model.pt $LEARNDROP_DATA/cifar10/cifar-10-batches-bin/test_batch.bin [--cut 3]
+  /usr/bin/python3 tools/bench/shift_error.py RUN/model.pt $LEARNDROP_DATA [--cut 3]
+
+The data, the black padding and the shift with a fill are those of
+tools/reference/ld_reference.py, the plain-PyTorch reference.
 """
 import argparse
+import os
+import sys
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-MEAN = torch.tensor([0.4914, 0.4822, 0.4465]).view(1, 3, 1, 1)  # as plugins/datasets/cifar10.cpp
-STD = torch.tensor([0.2470, 0.2435, 0.2616]).view(1, 3, 1, 1)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "reference"))
+from ld_reference import load_cifar, pad_value, translate  # noqa: E402
+
 PAD = 4
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("model", help="model.pt of a finished ResNet run with model.stem: cifar")
-    ap.add_argument("batch", help="a CIFAR-10 binary batch (test_batch.bin)")
+    ap.add_argument("data", help="the data root ($LEARNDROP_DATA): its cifar10/cifar-10-batches-bin/test_batch.bin")
     ap.add_argument("--cut", type=int, default=3, help="stages in the prefix: 1 (stem) to 3 (stem, layer1.0, layer1.1)")
     ap.add_argument("--images", type=int, default=128)
     a = ap.parse_args()
     if not 1 <= a.cut <= 3:
         raise SystemExit("shift_error.py: --cut %d: expected 1 to 3 (the stride-1 stages of the CIFAR stem)" % a.cut)
+    for path in (a.model, os.path.join(a.data, "cifar10", "cifar-10-batches-bin", "test_batch.bin")):
+        if not os.path.isfile(path):
+            raise SystemExit("shift_error.py: %s: no such file" % path)
     torch.set_num_threads(1)
     module = torch.jit.load(a.model)
     p, b = dict(module.named_parameters()), dict(module.named_buffers())
@@ -50,22 +58,21 @@ def main():
             x = F.relu(bn(F.conv2d(h, p["stage%d.conv2.weight" % s], padding=1), "stage%d.bn2" % s) + x)
         return x
 
-    raw = np.fromfile(a.batch, dtype=np.uint8).reshape(-1, 3073)[: a.images]
-    x = (torch.tensor(raw[:, 1:]).float().view(-1, 3, 32, 32) / 255 - MEAN) / STD
-    black = -MEAN / STD  # padding is black in pixel space
-    padded = black.expand(x.size(0), 3, 32 + 2 * PAD, 32 + 2 * PAD).clone()
+    x = load_cifar(a.data, 0, a.images)[2]
+    black = pad_value(x.device)  # black in pixel space, what the crop pads with
+    padded = black.view(1, 3, 1, 1).expand(x.size(0), 3, 32 + 2 * PAD, 32 + 2 * PAD).clone()
     padded[:, :, PAD:PAD + 32, PAD:PAD + 32] = x
     err = {"feature shift (built)": 0.0, "window of the padded map (not built)": 0.0}
     norm = 0.0
     with torch.no_grad():
         plain, big = prefix(x), prefix(padded)
-        fill = prefix(black.expand(1, 3, 32, 32))[:, :, 16, 16].view(1, -1, 1, 1)
+        fill = prefix(black.view(1, 3, 1, 1).expand(1, 3, 32, 32))[0, :, 16, 16]
+        n = x.size(0)
         for dy in range(-PAD, PAD + 1):
             for dx in range(-PAD, PAD + 1):
-                truth = prefix(padded[:, :, PAD + dy:PAD + dy + 32, PAD + dx:PAD + dx + 32])
-                shifted = fill.expand_as(plain).clone()
-                y0, y1, x0, x1 = max(0, -dy), min(32, 32 - dy), max(0, -dx), min(32, 32 - dx)
-                shifted[:, :, y0:y1, x0:x1] = plain[:, :, y0 + dy:y1 + dy, x0 + dx:x1 + dx]
+                sy, sx = torch.full((n,), dy), torch.full((n,), dx)
+                truth = prefix(translate(x, sy, sx, PAD, black))  # crop_flip's crop, without the flip
+                shifted = translate(plain, sy, sx, PAD, fill)
                 window = big[:, :, PAD + dy:PAD + dy + 32, PAD + dx:PAD + dx + 32]
                 err["feature shift (built)"] += ((shifted - truth) ** 2).sum().item()
                 err["window of the padded map (not built)"] += ((window - truth) ** 2).sum().item()
