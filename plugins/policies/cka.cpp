@@ -28,8 +28,7 @@ struct CkaOptions {
 const ld::OptionTable<CkaOptions>& options_table() {
   static const auto table =
       ld::OptionTable<CkaOptions>()
-          .add(ld::period_key(),
-               &CkaOptions::period)
+          .add(ld::period_key(), &CkaOptions::period)
           .add(ld::ConfigKey("threshold", ld::ValueType::kFloat, "1",
                              "a stage has also settled when the CKA of its output between two evaluation points is "
                              "at least this (1 = off: as the learning rate decays every stage settles this way)")

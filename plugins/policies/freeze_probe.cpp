@@ -28,8 +28,7 @@ struct FreezeProbeOptions {
 const ld::OptionTable<FreezeProbeOptions>& options_table() {
   static const auto table =
       ld::OptionTable<FreezeProbeOptions>()
-          .add(ld::period_key(),
-               &FreezeProbeOptions::period)
+          .add(ld::period_key(), &FreezeProbeOptions::period)
           .add(ld::ConfigKey("tolerance", ld::ValueType::kFloat, "0.02",
                              "a prefix may drop when freezing it from the start would have raised the probe batch's "
                              "loss by at most this fraction (0.02 = 2%)")

@@ -42,8 +42,7 @@ struct LearnDropOptions {
 const ld::OptionTable<LearnDropOptions>& options_table() {
   static const auto table =
       ld::OptionTable<LearnDropOptions>()
-          .add(ld::period_key(),
-               &LearnDropOptions::period)
+          .add(ld::period_key(), &LearnDropOptions::period)
           .add(ld::ConfigKey("threshold", ld::ValueType::kFloat, "0.5",
                              "a stage may stop once its change score (change / reference change) is below this")
                    .range(0, 100),

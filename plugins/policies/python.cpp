@@ -50,8 +50,7 @@ const ld::OptionTable<PythonOptions>& options_table() {
           .add(ld::ConfigKey("options", ld::ValueType::kString, "{}",
                              "the class's own options: a mapping ({threshold: 0.5}) or the same as JSON text"),
                &PythonOptions::options)
-          .add(ld::period_key(),
-               &PythonOptions::period)
+          .add(ld::period_key(), &PythonOptions::period)
           .add(ld::ConfigKey("feature_similarity", ld::ValueType::kBool, "false",
                              "ask the host for StageStats.feature_similarity(_start) (CKA on a probe batch); also "
                              "when the class has wants_feature_similarity = True"),
