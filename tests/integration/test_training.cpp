@@ -1,6 +1,8 @@
 // Training runs through run_training on a generated idx data set.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <fstream>
 
 #include <torch/cuda.h>
@@ -138,6 +140,45 @@ TEST_F(TrainingRun, DeviceDiskAndAutoCachesGiveTheSameMetricsAsRam) {
               std::string::npos);
     EXPECT_TRUE(std::filesystem::is_empty(cache_dir.path())) << "cache files left after the run";
   }
+}
+
+TEST_F(TrainingRun, ACachedDropTrainsAsAFreezeOnlyDropWhereNothingIsAugmented) {
+  // The cache is a speed-up and nothing else: without augmentation (idx data
+  // have none) the stages after a cached cut see the maps the frozen prefix
+  // would compute on every step, so the run is a freeze-only run that skips
+  // the prefix's forward pass. Where a cached run and a freeze-only run of an
+  // augmenting dataset differ, the difference is the cached augmentation
+  // (docs/transfer.md#caching-early-where-a-cache-loses-to-fixed-freezing).
+  const std::vector<std::string> sets = {"policy.plugin=scripted", "policy.cuts=3,5", "train.epochs=4",
+                                         "policy.period=4", "policy.cost_guard=false"};
+  auto with = [&](const std::string& mode) {
+    auto s = sets;
+    s.push_back("policy.drop_mode=" + mode);
+    return s;
+  };
+  RunResult cached = train(data_.str(), out_.str(), with("cache"));
+  test::TempDir out2;
+  RunResult frozen = train(data_.str(), out2.str(), with("freeze"));
+  ASSERT_EQ(cached.summary["drops"].size(), 2u);
+  ASSERT_EQ(frozen.summary["drops"].size(), 2u);
+  EXPECT_EQ(cached.summary["drops"][1]["mode"], "cache");
+  EXPECT_EQ(frozen.summary["drops"][1]["mode"], "freeze");
+  ASSERT_EQ(cached.metrics.size(), frozen.metrics.size());
+  for (std::size_t i = 0; i < cached.metrics.size(); ++i) {
+    SCOPED_TRACE("epoch " + std::to_string(i + 1));
+    EXPECT_EQ(cached.metrics[i]["cut"], frozen.metrics[i]["cut"]);
+    // Equal up to the rounding of batches of another size (the build's).
+    for (const char* key : {"train_loss", "test_loss"}) {
+      const double a = cached.metrics[i][key], b = frozen.metrics[i][key];
+      EXPECT_NEAR(a, b, 1e-5 * std::max(1.0, std::abs(b))) << key;
+    }
+    EXPECT_NEAR(cached.metrics[i]["test_accuracy"].get<double>(), frozen.metrics[i]["test_accuracy"].get<double>(),
+                1.5 / 64)
+        << "at most one of the 64 test images decided otherwise";
+  }
+  // ... and it did skip the prefix: fewer forward FLOPs after the first drop.
+  EXPECT_LT(cached.metrics.back()["forward_flops"].get<std::int64_t>(),
+            frozen.metrics.back()["forward_flops"].get<std::int64_t>());
 }
 
 // Both branches of the CPU's bf16 switch run on every machine: without native
