@@ -11,6 +11,7 @@ the issue's targets. Writes tradeoff-<model>.png (accuracy against relative
 time) next to the table when python3-matplotlib is installed.
 
   /usr/bin/python3 tools/transfer_report.py runs/transfer-fit [bench-runs/transfer-*] [--out DIR]
+  /usr/bin/python3 tools/transfer_report.py bench-runs/transfer-online-* --setting "training online (class order)"
 
 Times of one suite are taken with its --jobs runs beside each other: the
 relative time of a run is against its own seed's full run of the same
@@ -62,6 +63,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("sources", nargs="+", help="suite output folder(s) and bench-runs/transfer-* folders")
     ap.add_argument("--out", default=None, help="where table.md and the plots go (default: SOURCE/transfer-report)")
+    ap.add_argument("--setting", default="fine-tuning",
+                    help="what the runs did, for the plots' titles and axes (e.g. 'online, class order')")
     ap.add_argument("--label", action="append", default=[],
                     help="suite:RUN=NAME or bench:RUN=NAME: show a run under another name (e.g. suite runs made "
                          "with older defaults), repeatable")
@@ -135,9 +138,9 @@ def main():
                     ax.annotate(n, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=7)
             ax.axhline(-0.5, color="tab:red", lw=0.8, ls="--")
             ax.axvline(1.5, color="tab:red", lw=0.8, ls="--")
-            ax.set_xlabel("speedup against full fine-tuning of the same seed")
-            ax.set_ylabel("test accuracy − full fine-tuning [points]")
-            ax.set_title("%s: fine-tuning from a backbone that fits (mean of seeds)" % model)
+            ax.set_xlabel("speedup against full training of the same seed")
+            ax.set_ylabel("test accuracy − full training [points]")
+            ax.set_title("%s: %s from a backbone that fits (mean of seeds)" % (model, a.setting))
             ax.legend(fontsize=7)
             ax.grid(alpha=0.3)
             png = os.path.join(out, "tradeoff-%s.png" % model)
