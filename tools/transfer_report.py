@@ -64,7 +64,7 @@ def main():
     ap.add_argument("sources", nargs="+", help="suite output folder(s) and bench-runs/transfer-* folders")
     ap.add_argument("--out", default=None, help="where table.md and the plots go (default: SOURCE/transfer-report)")
     ap.add_argument("--setting", default="fine-tuning",
-                    help="what the runs did, for the plots' titles and axes (e.g. 'online, class order')")
+                    help="what the runs did, for the plots' titles (e.g. 'training online (class order)')")
     ap.add_argument("--label", action="append", default=[],
                     help="suite:RUN=NAME or bench:RUN=NAME: show a run under another name (e.g. suite runs made "
                          "with older defaults), repeatable")
