@@ -15,7 +15,8 @@ layer1's blocks, stride 1):
 
   /usr/bin/python3 tools/bench/shift_error.py RUN/model.pt $LEARNDROP_DATA [--cut 3]
 
-The data, the black padding and the shift with a fill are those of
+The data, the black padding, the shift with a fill and the ResNet-18 stages
+(loaded with the run's weights) are those of
 tools/reference/ld_reference.py, the plain-PyTorch reference.
 """
 import argparse
@@ -23,12 +24,37 @@ import os
 import sys
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "reference"))
-from ld_reference import load_cifar, pad_value, translate  # noqa: E402
+from ld_reference import load_cifar, pad_value, resnet18, translate  # noqa: E402
 
 PAD = 4
+
+
+def reference_stages(module, path):
+    """The stages of the reference's ResNet-18 (tools/reference/ld_reference.py) holding the weights of
+    LearnDrop's model.pt (stage0.conv1, stage0.bn1, stageS.{conv1,bn1,conv2,bn2,downsample.0,downsample.1}), in
+    eval mode."""
+    state = {k: v for k, v in list(module.named_parameters()) + list(module.named_buffers())
+             if k.startswith("stage")}
+    if "stage0.conv1.weight" not in state:
+        raise SystemExit("shift_error.py: %s: not a ResNet with model.stem: cifar (no stage0.conv1.weight)" % path)
+    stages, _, _, _ = resnet18(state["stage0.conv1.weight"].shape[0] / 64)
+    stem = {"stage0.conv1.": "0.0.", "stage0.bn1.": "0.1."}  # the reference's stem is Sequential(conv, bn, relu)
+
+    def rename(k):
+        for old, new in stem.items():
+            if k.startswith(old):
+                return new + k[len(old):]
+        return k[len("stage"):].replace("downsample.", "down.")
+
+    renamed = {rename(k): v for k, v in state.items()}
+    model = torch.nn.ModuleList(stages)
+    try:
+        model.load_state_dict(renamed)
+    except RuntimeError as e:
+        raise SystemExit("shift_error.py: %s: does not match the reference ResNet-18: %s" % (path, e))
+    return list(model.eval())
 
 
 def main():
@@ -44,18 +70,11 @@ def main():
         if not os.path.isfile(path):
             raise SystemExit("shift_error.py: %s: no such file" % path)
     torch.set_num_threads(1)
-    module = torch.jit.load(a.model)
-    p, b = dict(module.named_parameters()), dict(module.named_buffers())
-
-    def bn(x, n):
-        return F.batch_norm(x, b[n + ".running_mean"], b[n + ".running_var"], p[n + ".weight"], p[n + ".bias"],
-                            False, 0.0, 1e-5)
+    stages = reference_stages(torch.jit.load(a.model), a.model)[:a.cut]
 
     def prefix(x):
-        x = F.relu(bn(F.conv2d(x, p["stage0.conv1.weight"], padding=1), "stage0.bn1"))
-        for s in range(1, a.cut):
-            h = F.relu(bn(F.conv2d(x, p["stage%d.conv1.weight" % s], padding=1), "stage%d.bn1" % s))
-            x = F.relu(bn(F.conv2d(h, p["stage%d.conv2.weight" % s], padding=1), "stage%d.bn2" % s) + x)
+        for stage in stages:
+            x = stage(x)
         return x
 
     x = load_cifar(a.data, 0, a.images)[2]
