@@ -3,6 +3,7 @@
 // generated idx data sets.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 
@@ -247,6 +248,85 @@ TEST_F(Stream, FineTuningFromARunResetsTheHeadForAnotherClassCountAndAProbeKeeps
     for (const auto& p : ab) EXPECT_TRUE(p.value().equal(bb[p.key()])) << "stage " << i << " " << p.key();
   }
   EXPECT_EQ(probe.summary["drops"][0]["reason"], "model.freeze: all stages frozen from the start");
+}
+
+TEST_F(Stream, AProbedHeadIsFittedToTheLoadedStagesBeforeTheFirstStepAndLeavesThemAsTheyWere) {
+  // A 4-class model (trained long enough for its features to tell the classes
+  // apart), then a new head for a 3-class set: reset, or probe (LP-FT).
+  train(data_.str(), out_.str(), {"train.epochs=6"});
+  test::TempDir three;
+  test::IdxFixture f;
+  f.classes = 3;
+  test::write_idx_fixture(three.str(), f);
+  const std::vector<std::string> from = {"model.weights=" + out_.str(), "train.epochs=1"};
+  auto with = [&](std::vector<std::string> sets, const std::vector<std::string>& more) {
+    sets.insert(sets.end(), more.begin(), more.end());
+    return sets;
+  };
+  test::TempDir reset_out, probe_out, again_out, frozen_out;
+  const RunFiles reset = train(three.str(), reset_out.str(), with(from, {"model.head=reset"}));
+  const RunFiles probe = train(three.str(), probe_out.str(), with(from, {"model.head=probe"}));
+  EXPECT_TRUE(reset.summary["head_fit"].is_null());
+  const json& fit = probe.summary["head_fit"];
+  ASSERT_TRUE(fit.is_object()) << probe.summary.dump();
+  EXPECT_EQ(probe.summary["model_head"], "probe");
+  EXPECT_EQ(fit["samples"], f.train);
+  EXPECT_EQ(fit["views"], 1);  // the idx set does not augment: one view, its image
+  EXPECT_EQ(fit["epochs"], 5);
+  EXPECT_DOUBLE_EQ(fit["lr"].get<double>(), 0.1);
+  // The fit learned the new classes from the old stages' features: better
+  // than the uniform guess, and the fine-tuning's first epoch starts lower.
+  EXPECT_LT(fit["train_loss"].get<double>(), std::log(3.0));
+  EXPECT_LT(probe.metrics[0]["train_loss"].get<double>(), reset.metrics[0]["train_loss"].get<double>());
+  // Its work is the run's: one forward pass of the whole model per sample.
+  std::int64_t per_sample = probe.summary["head_forward_flops"].get<std::int64_t>();
+  for (const auto& v : probe.summary["stage_forward_flops"]) per_sample += v.get<std::int64_t>();
+  EXPECT_EQ(fit["forward_flops"].get<std::int64_t>(), f.train * per_sample);
+  EXPECT_EQ(probe.summary["forward_flops"].get<std::int64_t>() - reset.summary["forward_flops"].get<std::int64_t>(),
+            fit["forward_flops"].get<std::int64_t>());
+  EXPECT_GE(probe.summary["train_seconds"].get<double>(), fit["fit_seconds"].get<double>());
+  // The same config and seed fit the same head.
+  const RunFiles again = train(three.str(), again_out.str(), with(from, {"model.head=probe"}));
+  EXPECT_EQ(test::without_timing(again.summary), test::without_timing(probe.summary));
+  // With every stage frozen after the fit, the stages are the first run's bit
+  // for bit: the features pass ran in eval mode and left the batch norms' statistics.
+  const std::string stages = std::to_string(probe.summary["num_stages"].get<int>());
+  const RunFiles frozen = train(three.str(), frozen_out.str(), with(from, {"model.head=probe", "model.freeze=" + stages}));
+  EXPECT_TRUE(frozen.summary["head_fit"].is_object());
+  test::IdxFixture shape;
+  auto load = [&](const fs::path& dir, std::int64_t classes) {
+    auto model = host().create_model(
+        "vgg", test::plugin_options(host(), PluginKind::kModel, "vgg",
+                                    {{"variant", "vgg11_bn"}, {"width", "0.0625"}, {"classifier", "compact"}}),
+        ModelContext{1, shape.size, shape.size, classes});
+    torch::serialize::InputArchive archive;
+    archive.load_from((dir / "model.pt").string());
+    model->load(archive);
+    return model;
+  };
+  auto before = load(out_.path(), 4), after = load(frozen_out.path(), 3);
+  for (std::size_t i = 0; i < before->num_stages(); ++i) {
+    auto ab = before->stage_module(i)->named_buffers(), bb = after->stage_module(i)->named_buffers();
+    for (const auto& p : ab) EXPECT_TRUE(p.value().equal(bb[p.key()])) << "stage " << i << " " << p.key();
+    auto a = before->stage_module(i)->named_parameters(), b = after->stage_module(i)->named_parameters();
+    for (const auto& p : a) EXPECT_TRUE(p.value().equal(b[p.key()])) << "stage " << i << " " << p.key();
+  }
+}
+
+TEST_F(Stream, AProbedHeadNeedsWeightsAndIsNotALinearProbeTwice) {
+  auto error = [&](const std::vector<std::string>& sets) {
+    return test::error_of([&] { config(data_.str(), sets); });
+  };
+  EXPECT_NE(error({"model.head=probe"}).find("model.head (from --set): probe applies to a model started from "
+                                             "model.weights"),
+            std::string::npos)
+      << error({"model.head=probe"});
+  const std::string twice = error({"model.weights=" + out_.str(), "model.head=probe", "model.freeze=all"});
+  EXPECT_NE(twice.find("probe with model.freeze: all fits the head twice"), std::string::npos) << twice;
+  const std::string epochs = error({"model.weights=" + out_.str(), "model.head=probe", "model.head_epochs=0"});
+  EXPECT_NE(epochs.find("model.head_epochs"), std::string::npos) << epochs;
+  const std::string other = error({"model.weights=" + out_.str(), "model.head=fit"});
+  EXPECT_NE(other.find("probe"), std::string::npos) << other;  // the allowed values are listed
 }
 
 }  // namespace ld::core

@@ -127,7 +127,8 @@ nlohmann::json without_timing(nlohmann::json j) {
                                               "full_images_per_second",
                                               "self_speedup",
                                               "measured_saving_seconds",
-                                              "cache_seconds"};
+                                              "cache_seconds",
+                                              "fit_seconds"};
   if (j.is_object()) {
     for (const char* f : kTimingFields) j.erase(f);
     j.erase("resumes");        // where the run was resumed

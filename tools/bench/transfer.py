@@ -11,7 +11,11 @@ next to it, then the means over seeds. Separate runs here drift by up to
 
   LEARNDROP_DATA=../shared/data /usr/bin/python3 tools/bench/transfer.py runs/transfer-fit \\
       [--models resnet18,vgg11_bn] [--seeds 1,2,3] [--threads 2] \\
-      [--run cka] [--run "cka:policy.start_threshold=0.99"] [--freeze 2,3] [--online shuffle|classes]
+      [--run cka] [--run "cka:policy.start_threshold=0.99"] [--freeze 2,3] [--online shuffle|classes] \
+      [--set model.head=probe]
+
+--set applies to every run, full training included. LDROP names another
+ldrop executable (a copy, so that a rebuild does not replace it mid-bench).
 
 Writes the runs and table.md under bench-runs/transfer-DATE/.
 """
@@ -47,12 +51,14 @@ def main():
     ap.add_argument("--threads", default="2")
     ap.add_argument("--run", action="append", default=[], help="POLICY[:KEY=V,...], repeatable (default: cka)")
     ap.add_argument("--freeze", default="", help="fixed freezing K values to run, e.g. 2,3")
+    ap.add_argument("--set", action="append", default=[], dest="sets",
+                    help="KEY=V for every run, full training included (repeatable), e.g. model.head=probe")
     ap.add_argument("--online", choices=["shuffle", "classes"], default=None,
                     help="the suite's online stage instead: the classes arrive in 5 parts, 4 epochs after each")
     a = ap.parse_args()
     runs = [parse_run(r) for r in (a.run or ["cka"])]
     runs += [("freeze%s" % k, ["policy.plugin=none", "model.freeze=%s" % k]) for k in a.freeze.split(",") if k]
-    ldrop = os.path.join(ROOT, "build", "bin", "ldrop")
+    ldrop = os.environ.get("LDROP") or os.path.join(ROOT, "build", "bin", "ldrop")
     config = os.path.join(ROOT, "configs", "transfer", "finetune-cifar5.yaml")
     online = []
     if a.online:  # as configs/paper/transfer.yaml's online stage
@@ -73,7 +79,7 @@ def main():
                 folder = os.path.join(out, "%s.%s.%s" % (model, label, seed))
                 cmd = [ldrop, "run", config, "--out", folder, "--quiet"]
                 for s in NETS[model] + ["model.weights=" + found[0], "experiment.seed=" + seed,
-                                        "runtime.threads=" + a.threads] + online + sets:
+                                        "runtime.threads=" + a.threads] + online + a.sets + sets:
                     cmd += ["--set", s]
                 print("%s seed %s: %s" % (model, seed, label), flush=True)
                 r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

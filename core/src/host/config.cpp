@@ -431,9 +431,20 @@ const HostTable& host_table() {
                    "saved with torch.save (docs/finetune.md)"),
          field<&RunConfig::model_weights>()},
         {ConfigKey("head", ValueType::kString, "keep",
-                   "with weights: keep = load the classifier too; reset = train a new one (another class count)")
-             .one_of({"keep", "reset"}),
+                   "with weights: keep = load the classifier too; reset = train a new one (another class count); "
+                   "probe = a new one, first fitted to the loaded stages' features as a linear probe, then "
+                   "fine-tuned with them (LP-FT, docs/finetune.md)")
+             .one_of({"keep", "reset", "probe"}),
          field<&RunConfig::model_head>()},
+        {ConfigKey("head_epochs", ValueType::kInt, "5",
+                   "head: probe: epochs of fitting the head over the stages' cached features")
+             .range(1, 1000),
+         field<&RunConfig::model_head_epochs>(), true, true},
+        {ConfigKey("head_lr", ValueType::kFloat, "0.1",
+                   "head: probe: learning rate of that fit (SGD with train.momentum, nesterov and weight_decay, "
+                   "cosine to 0)")
+             .range(0.0001, 100),
+         field<&RunConfig::model_head_lr>(), true, true},
         {ConfigKey("freeze", ValueType::kString, "0",
                    "the first N stages (or all) frozen from the first step: no gradients, eval mode, the forward "
                    "still runs (fixed partial freezing; all = a linear probe of the head)"),
@@ -937,9 +948,13 @@ void resolve_plugin_section(const ConfigTree& tree, const PluginHost& host, cons
       throw Error(where(tree, node["freeze"], "model.freeze") +
                   ": expected a number of stages or 'all', got '" + clipped(rc.model_freeze) + "'");
     }
-    if (rc.model_head == "reset" && rc.model_weights.empty()) {
+    if (rc.model_head != "keep" && rc.model_weights.empty()) {
+      throw Error(where(tree, node["head"], "model.head") + ": " + rc.model_head +
+                  " applies to a model started from model.weights (a new model's head is new anyway)");
+    }
+    if (rc.model_head == "probe" && rc.model_freeze == "all") {
       throw Error(where(tree, node["head"], "model.head") +
-                  ": reset applies to a model started from model.weights (a new model's head is new anyway)");
+                  ": probe with model.freeze: all fits the head twice; model.freeze: all alone is a linear probe");
     }
   }
   if (section == "dataset") {

@@ -96,7 +96,9 @@ struct RunConfig {
   TrainSettings train;
   PluginChoice model, dataset, policy, cache;
   std::string model_weights;              ///< model.weights: trained weights to start from ("" = none).
-  std::string model_head = "keep";        ///< model.head: keep | reset.
+  std::string model_head = "keep";        ///< model.head: keep | reset | probe.
+  std::int64_t model_head_epochs = 5;     ///< model.head_epochs: epochs of the probe fit (head: probe).
+  double model_head_lr = 0.1;             ///< model.head_lr: learning rate of the probe fit (head: probe).
   std::string model_freeze = "0";         ///< model.freeze: stages frozen from the start ("all" or a number).
   std::string dataset_classes_setting;    ///< dataset.classes as "5,6,7" ("" = every class).
   std::vector<std::int64_t> dataset_classes;  ///< dataset.classes parsed (empty = every class).

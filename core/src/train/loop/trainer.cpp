@@ -24,6 +24,7 @@
 #include "learndrop/core/seeds.h"
 #include "loop/trainer.h"
 #include "run/branch.h"
+#include "run/head_fit.h"
 
 namespace ld::core {
 
@@ -54,6 +55,7 @@ json Trainer::run() {
              branch_run(cfg_, host_, opts_, p_, state_, report_, checkpoints_, branch_checkpoint_)) {
     // At the start of an epoch of the reference run, as this run would be.
   } else {
+    if (cfg_.model_head == "probe") fit_head_first();
     if (p_.probe) p_.probe->measure(nullptr);  // the reference: the model at step 0
     drops_.freeze_from_start(p_.freeze_stages, "model.freeze: " + cfg_.model_freeze + " stages frozen from the start");
   }
@@ -64,6 +66,19 @@ json Trainer::run() {
   }
   dp_.sync_buffers();
   return report_.finish(state_.totals, state_.wall_before + seconds_since(run_start_), state_.full_seconds_per_image());
+}
+
+void Trainer::fit_head_first() {
+  // The samples the run has at its start: a stream's first part, else all.
+  std::vector<std::int64_t> samples(static_cast<std::size_t>(p_.schedule->samples_in(0)));
+  for (std::size_t i = 0; i < samples.size(); ++i) samples[i] = p_.controller->sample_of(static_cast<std::int64_t>(i));
+  const HeadFit fit =
+      fit_head(*p_.model, *p_.dataset, samples, cfg_, p_.device, p_.precision, p_.profile.flops_from(0));
+  // Its time and forward work are the run's, as a full-training run of the same config pays them too.
+  state_.totals.train_seconds += fit.seconds;
+  state_.totals.flops += fit.feature_flops;
+  state_.totals.flops_full += fit.feature_flops;
+  report_.head_fitted(fit);
 }
 
 void Trainer::arrive(std::int64_t part) {

@@ -52,6 +52,8 @@ class Trainer {
 
  private:
   /// Part `part` of a stream arrives (before its first epoch).
+  /// model.head: probe: fits the new head to the loaded stages before the first step.
+  void fit_head_first();
   void arrive(std::int64_t part);
   void train_epoch();
   /// One optimizer step on batch (x, y).

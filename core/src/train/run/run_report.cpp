@@ -280,8 +280,22 @@ void RunReporter::epoch_done(std::int64_t epoch, std::int64_t steps, const Epoch
   std::fflush(stdout);
 }
 
+void RunReporter::head_fitted(const HeadFit& fit) {
+  spdlog::info("head: fitted alone for {} epochs (lr {}) on the stages' features of {} training samples x {} view{} "
+               "({:.1f} MiB, {} forward): loss {:.4f}, train accuracy {:.2f}%, {:.1f}s (counted as training time)",
+               fit.epochs, fit.lr, fit.samples, fit.views, fit.views == 1 ? "" : "s", fit.feature_bytes / 1048576.0,
+               format_flops(static_cast<double>(fit.feature_flops)), fit.train_loss, 100.0 * fit.train_accuracy,
+               fit.seconds);
+  head_fit_ = {{"epochs", fit.epochs},          {"lr", fit.lr},
+               {"samples", fit.samples},        {"views", fit.views},
+               {"fit_seconds", fit.seconds},    {"forward_flops", fit.feature_flops},
+               {"feature_bytes", fit.feature_bytes}, {"train_loss", fit.train_loss},
+               {"train_accuracy", fit.train_accuracy}};
+}
+
 json RunReporter::state() const {
-  return {{"drops", drops_},
+  return {{"head_fit", head_fit_},
+          {"drops", drops_},
           {"shadow_drops", shadow_drops_},
           {"resumes", resumes_},
           {"branched_from", branched_},
@@ -291,6 +305,7 @@ json RunReporter::state() const {
 }
 
 void RunReporter::load_state(const json& state) {
+  head_fit_ = state.value("head_fit", nlohmann::json(nullptr));  // checkpoints before model.head: probe had none
   drops_ = state.at("drops");
   shadow_drops_ = state.at("shadow_drops");
   resumes_ = state.at("resumes");
@@ -347,6 +362,7 @@ json RunReporter::summary(const RunTotals& t, double wall_seconds, double full_s
   return {{"model", parts_.model_label},
           {"model_weights", cfg_.model_weights},
           {"model_head", cfg_.model_head},
+          {"head_fit", head_fit_},
           {"frozen_from_start", parts_.freeze_stages},
           {"stream", stream},
           {"arrivals", arrivals_},

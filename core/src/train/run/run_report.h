@@ -13,6 +13,7 @@
 #include "learndrop/cache.h"
 #include "learndrop/core/judge.h"
 #include "learndrop/policy.h"
+#include "run/head_fit.h"
 #include "run/run_setup.h"
 #include "loop/run_state.h"
 
@@ -71,6 +72,8 @@ class RunReporter {
   /// in its epochs at cut 0 (0 when it had none), for the self-normalised speedup.
   nlohmann::json finish(const RunTotals& totals, double wall_seconds, double full_seconds_per_image);
 
+  /// model.head: probe fitted the head (the log line; summary.json's `head_fit`).
+  void head_fitted(const HeadFit& fit);
   /// What a checkpoint keeps of the report (the summary's drops), and back.
   nlohmann::json state() const;
   void load_state(const nlohmann::json& state);
@@ -100,6 +103,7 @@ class RunReporter {
   nlohmann::json resumes_ = nlohmann::json::array();
   nlohmann::json arrivals_ = nlohmann::json::array();
   nlohmann::json branched_ = nullptr;
+  nlohmann::json head_fit_ = nullptr;
   bool cached_before_ = false;  // a cached drop happened (the one-view warning is given once)
 };
 

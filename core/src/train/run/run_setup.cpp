@@ -57,7 +57,7 @@ RunParts set_up_run(const RunConfig& cfg, const PluginHost& host, const RunOptio
   p.model_label = p.model->label().empty() ? cfg.model.plugin : p.model->label();
   // A resumed run's checkpoint holds every tensor: its source may have moved.
   if (!cfg.model_weights.empty() && !checkpoint) {
-    p.weights_loaded = load_start_weights(*p.model, cfg.model_weights, cfg.model_head == "reset");
+    p.weights_loaded = load_start_weights(*p.model, cfg.model_weights, cfg.model_head != "keep");
   }
   if (cfg.model_freeze == "all") {
     p.freeze_stages = p.model->num_stages();
@@ -81,6 +81,10 @@ RunParts set_up_run(const RunConfig& cfg, const PluginHost& host, const RunOptio
                 " ranks: the batch stays the config's global batch, each rank trains on batch_size / ranks of it "
                 "(use a multiple of " +
                 std::to_string(world) + ")");
+  }
+  if (cfg.model_head == "probe" && world > 1) {
+    throw Error("model.head: probe: fitting the head in a data-parallel run is not built (fit it in one process: "
+                "a run with model.head: probe, then model.weights from it with model.head: keep)");
   }
   p.steps_per_epoch = steps_for(p.n_train, batch, world);
   if (p.steps_per_epoch == 0) {
