@@ -325,6 +325,10 @@ TEST_F(Stream, AProbedHeadNeedsWeightsAndIsNotALinearProbeTwice) {
   EXPECT_NE(twice.find("probe with model.freeze: all fits the head twice"), std::string::npos) << twice;
   const std::string epochs = error({"model.weights=" + out_.str(), "model.head=probe", "model.head_epochs=0"});
   EXPECT_NE(epochs.find("model.head_epochs"), std::string::npos) << epochs;
+  const std::string unused = error({"model.weights=" + out_.str(), "model.head=reset", "model.head_lr=0.5"});
+  EXPECT_NE(unused.find("model.head_lr (from --set): applies to model.head: probe (model.head is reset)"),
+            std::string::npos)
+      << unused;
   const std::string other = error({"model.weights=" + out_.str(), "model.head=fit"});
   EXPECT_NE(other.find("probe"), std::string::npos) << other;  // the allowed values are listed
 }

@@ -952,6 +952,12 @@ void resolve_plugin_section(const ConfigTree& tree, const PluginHost& host, cons
       throw Error(where(tree, node["head"], "model.head") + ": " + rc.model_head +
                   " applies to a model started from model.weights (a new model's head is new anyway)");
     }
+    if (rc.model_head != "probe" && (rc.model_head_epochs != 5 || rc.model_head_lr != 0.1)) {
+      const bool epochs = rc.model_head_epochs != 5;
+      throw Error(where(tree, node[epochs ? "head_epochs" : "head_lr"],
+                        epochs ? "model.head_epochs" : "model.head_lr") +
+                  ": applies to model.head: probe (model.head is " + rc.model_head + ")");
+    }
     if (rc.model_head == "probe" && rc.model_freeze == "all") {
       throw Error(where(tree, node["head"], "model.head") +
                   ": probe with model.freeze: all fits the head twice; model.freeze: all alone is a linear probe");

@@ -84,7 +84,8 @@ RunParts set_up_run(const RunConfig& cfg, const PluginHost& host, const RunOptio
   }
   if (cfg.model_head == "probe" && world > 1) {
     throw Error("model.head: probe: fitting the head in a data-parallel run is not built (fit it in one process: "
-                "a run with model.head: probe, then model.weights from it with model.head: keep)");
+                "a linear probe, model.head: reset with model.freeze: all, then model.weights from that run with "
+                "model.head: keep)");
   }
   p.steps_per_epoch = steps_for(p.n_train, batch, world);
   if (p.steps_per_epoch == 0) {
