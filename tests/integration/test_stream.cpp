@@ -61,6 +61,33 @@ const std::vector<std::string> kStream = {"stream.parts=4",          "stream.epo
                                           "policy.cuts=0,0,0,2,2,2,2,2,4", "policy.drop_mode=cache",
                                           "policy.cost_guard=false"};
 
+// The tiny config's model (vgg11_bn, width 1/16, compact classifier) for
+// `classes` classes, with the weights of the run in `dir`.
+std::shared_ptr<StagedModel> load_tiny_model(const fs::path& dir, std::int64_t classes) {
+  test::IdxFixture shape;
+  auto model = host().create_model(
+      "vgg", test::plugin_options(host(), PluginKind::kModel, "vgg",
+                                  {{"variant", "vgg11_bn"}, {"width", "0.0625"}, {"classifier", "compact"}}),
+      ModelContext{1, shape.size, shape.size, classes});
+  torch::serialize::InputArchive archive;
+  archive.load_from((dir / "model.pt").string());
+  model->load(archive);
+  return model;
+}
+
+// Every stage's parameters and buffers of the run in `after` are those of
+// the run in `before`, bit for bit (the heads may differ in class count).
+void expect_same_stages(const fs::path& before_dir, std::int64_t before_classes, const fs::path& after_dir,
+                        std::int64_t after_classes) {
+  auto before = load_tiny_model(before_dir, before_classes), after = load_tiny_model(after_dir, after_classes);
+  for (std::size_t i = 0; i < before->num_stages(); ++i) {
+    auto a = before->stage_module(i)->named_parameters(), b = after->stage_module(i)->named_parameters();
+    for (const auto& p : a) EXPECT_TRUE(p.value().equal(b[p.key()])) << "stage " << i << " " << p.key();
+    auto ab = before->stage_module(i)->named_buffers(), bb = after->stage_module(i)->named_buffers();
+    for (const auto& p : ab) EXPECT_TRUE(p.value().equal(bb[p.key()])) << "stage " << i << " " << p.key();
+  }
+}
+
 class Stream : public ::testing::Test {
  protected:
   void SetUp() override { test::write_idx_fixture(data_.str()); }
@@ -229,24 +256,7 @@ TEST_F(Stream, FineTuningFromARunResetsTheHeadForAnotherClassCountAndAProbeKeeps
   EXPECT_EQ(probe.summary["model_weights"], out_.str());
   // A linear probe trains the head alone: every stage's parameters and
   // buffers are the first run's, bit for bit.
-  auto load = [&](const fs::path& dir, std::int64_t classes) {
-    test::IdxFixture shape;
-    auto model = host().create_model(
-        "vgg", test::plugin_options(host(), PluginKind::kModel, "vgg",
-                                    {{"variant", "vgg11_bn"}, {"width", "0.0625"}, {"classifier", "compact"}}),
-        ModelContext{1, shape.size, shape.size, classes});
-    torch::serialize::InputArchive archive;
-    archive.load_from((dir / "model.pt").string());
-    model->load(archive);
-    return model;
-  };
-  auto before = load(out_.path(), 4), after = load(probe_out.path(), 3);
-  for (std::size_t i = 0; i < before->num_stages(); ++i) {
-    auto a = before->stage_module(i)->named_parameters(), b = after->stage_module(i)->named_parameters();
-    for (const auto& p : a) EXPECT_TRUE(p.value().equal(b[p.key()])) << "stage " << i << " " << p.key();
-    auto ab = before->stage_module(i)->named_buffers(), bb = after->stage_module(i)->named_buffers();
-    for (const auto& p : ab) EXPECT_TRUE(p.value().equal(bb[p.key()])) << "stage " << i << " " << p.key();
-  }
+  expect_same_stages(out_.path(), 4, probe_out.path(), 3);
   EXPECT_EQ(probe.summary["drops"][0]["reason"], "model.freeze: all stages frozen from the start");
 }
 
@@ -293,24 +303,7 @@ TEST_F(Stream, AProbedHeadIsFittedToTheLoadedStagesBeforeTheFirstStepAndLeavesTh
   const std::string stages = std::to_string(probe.summary["num_stages"].get<int>());
   const RunFiles frozen = train(three.str(), frozen_out.str(), with(from, {"model.head=probe", "model.freeze=" + stages}));
   EXPECT_TRUE(frozen.summary["head_fit"].is_object());
-  test::IdxFixture shape;
-  auto load = [&](const fs::path& dir, std::int64_t classes) {
-    auto model = host().create_model(
-        "vgg", test::plugin_options(host(), PluginKind::kModel, "vgg",
-                                    {{"variant", "vgg11_bn"}, {"width", "0.0625"}, {"classifier", "compact"}}),
-        ModelContext{1, shape.size, shape.size, classes});
-    torch::serialize::InputArchive archive;
-    archive.load_from((dir / "model.pt").string());
-    model->load(archive);
-    return model;
-  };
-  auto before = load(out_.path(), 4), after = load(frozen_out.path(), 3);
-  for (std::size_t i = 0; i < before->num_stages(); ++i) {
-    auto ab = before->stage_module(i)->named_buffers(), bb = after->stage_module(i)->named_buffers();
-    for (const auto& p : ab) EXPECT_TRUE(p.value().equal(bb[p.key()])) << "stage " << i << " " << p.key();
-    auto a = before->stage_module(i)->named_parameters(), b = after->stage_module(i)->named_parameters();
-    for (const auto& p : a) EXPECT_TRUE(p.value().equal(b[p.key()])) << "stage " << i << " " << p.key();
-  }
+  expect_same_stages(out_.path(), 4, frozen_out.path(), 3);
 }
 
 TEST_F(Stream, AProbedHeadNeedsWeightsAndIsNotALinearProbeTwice) {

@@ -11,6 +11,7 @@
 #include "learndrop/core/interrupt.h"
 #include "learndrop/core/seeds.h"
 #include "learndrop/error.h"
+#include "loop/optimizer.h"
 
 namespace ld::core {
 
@@ -80,7 +81,12 @@ HeadFit fit_head(StagedModel& model, const Dataset& dataset, const std::vector<s
                                     .nesterov(cfg.train.nesterov && cfg.train.momentum > 0)
                                     .weight_decay(cfg.train.weight_decay));
   const std::int64_t steps_per_epoch = (rows + batch - 1) / batch;
-  const double total = static_cast<double>(steps_per_epoch * cfg.model_head_epochs);
+  // The run's schedule function, set to the fit's epochs and rate: cosine to 0, no warm-up.
+  TrainSettings schedule = cfg.train;
+  schedule.epochs = cfg.model_head_epochs;
+  schedule.lr = cfg.model_head_lr;
+  schedule.lr_schedule = "cosine";
+  schedule.warmup_epochs = 0;
   const std::uint64_t order_seed = mix_seed(cfg.seed, 0x6865616470ULL);  // "headp"
   std::int64_t step = 0;
   for (std::int64_t e = 0; e < cfg.model_head_epochs; ++e) {
@@ -93,7 +99,7 @@ HeadFit fit_head(StagedModel& model, const Dataset& dataset, const std::vector<s
       const at::Tensor pick = perm.slice(0, begin, std::min(rows, begin + batch));
       const at::Tensor x = all_x.index_select(0, pick);
       const at::Tensor y = all_y.index_select(0, pick);
-      const double lr = cfg.model_head_lr * 0.5 * (1.0 + std::cos(M_PI * static_cast<double>(step) / total));
+      const double lr = learning_rate(schedule, static_cast<double>(step) / static_cast<double>(steps_per_epoch));
       for (auto& g : sgd.param_groups()) g.options().set_lr(lr);
       sgd.zero_grad();
       const at::Tensor logits = model.forward_head(x);
