@@ -22,6 +22,7 @@ struct CkaOptions {
   double start_threshold = 0;
   std::int64_t patience = 0;
   double moved = 0;
+  double confirm = 0;
   std::string prefer;
 };
 
@@ -47,6 +48,12 @@ const ld::OptionTable<CkaOptions>& options_table() {
                              "until the network has adapted, every stage looks settled (1 = no such hold)")
                    .range(0, 1),
                &CkaOptions::moved)
+          .add(ld::ConfigKey("confirm", ld::ValueType::kFloat, "0.85",
+                             "while the deepest trained stage's CKA against the start is above this, a stage must "
+                             "have settled at one point more than patience: a network that has moved little cannot "
+                             "yet tell its stages apart (1 = never ask for the extra point)")
+                   .range(0, 1),
+               &CkaOptions::confirm)
           .add(ld::drop_mode_prefer_key(), &CkaOptions::prefer)
           // For trained weights: a drop may come at the first point, every
           // stage but the last two may go, no stagger (docs/policies/cka.md).
@@ -89,7 +96,13 @@ class CkaPolicy : public ld::DropPolicy {
       if (settled_.leading(in.cut, o_.patience) > in.cut) d.reason = buf;
       return d;
     }
-    const std::size_t wanted = std::min(n, settled_.leading(in.cut, o_.patience));
+    // Moved past `moved` but not past `confirm`: early stages of a network
+    // that has moved little read settled before they have moved apart
+    // (VGG-11-BN on a class split: docs/transfer.md), so a stage must read
+    // settled at one point more.
+    const bool unconfirmed = o_.confirm < 1 && deepest > o_.confirm;
+    const std::int64_t patience = o_.patience + (unconfirmed ? 1 : 0);
+    const std::size_t wanted = std::min(n, settled_.leading(in.cut, patience));
     std::string held;
     const std::size_t cut = guards_.clamp(in, wanted, &held);
     ld::Decision d;
@@ -97,6 +110,14 @@ class CkaPolicy : public ld::DropPolicy {
     d.mode = ld::drop_mode_hint(o_.prefer);
     if (cut == in.cut) {
       d.reason = wanted > in.cut ? "stages up to " + std::to_string(wanted) + " settled; held by " + held : "";
+      if (wanted == in.cut && unconfirmed && settled_.leading(in.cut, o_.patience) > in.cut) {
+        char buf[192];
+        std::snprintf(buf, sizeof buf,
+                      "confirm: the deepest trained stage's CKA against the start is %.4f > %.4f; stages up to %zu "
+                      "settled, waiting for one more point",
+                      deepest, o_.confirm, settled_.leading(in.cut, o_.patience));
+        d.reason = buf;
+      }
       return d;
     }
     d.reason = "representation settled (CKA against the start / between points:";
@@ -106,9 +127,9 @@ class CkaPolicy : public ld::DropPolicy {
                     in.stages[i].feature_similarity);
       d.reason += buf;
     }
-    char tail[128];
-    std::snprintf(tail, sizeof tail, "; thresholds %.4f/%.4f, %lld points)", o_.start_threshold, o_.threshold,
-                  static_cast<long long>(o_.patience));
+    char tail[160];
+    std::snprintf(tail, sizeof tail, "; thresholds %.4f/%.4f, %lld points%s)", o_.start_threshold, o_.threshold,
+                  static_cast<long long>(patience), unconfirmed ? ", one more as the deepest stage moved little" : "");
     d.reason += tail;
     if (cut < wanted) d.reason += " (" + held + " holds back the rest)";
     return d;
