@@ -110,12 +110,13 @@ class CkaPolicy : public ld::DropPolicy {
     d.mode = ld::drop_mode_hint(o_.prefer);
     if (cut == in.cut) {
       d.reason = wanted > in.cut ? "stages up to " + std::to_string(wanted) + " settled; held by " + held : "";
-      if (wanted == in.cut && unconfirmed && settled_.leading(in.cut, o_.patience) > in.cut) {
+      const std::size_t settled_once = settled_.leading(in.cut, o_.patience);
+      if (wanted == in.cut && unconfirmed && settled_once > in.cut) {
         char buf[192];
         std::snprintf(buf, sizeof buf,
                       "confirm: the deepest trained stage's CKA against the start is %.4f > %.4f; stages up to %zu "
                       "settled, waiting for one more point",
-                      deepest, o_.confirm, settled_.leading(in.cut, o_.patience));
+                      deepest, o_.confirm, settled_once);
         d.reason = buf;
       }
       return d;

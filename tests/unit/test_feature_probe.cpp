@@ -16,6 +16,18 @@
 
 namespace ld::core {
 
+namespace {
+// The context the policy tests create their policies with: `stages` stages,
+// 10 epochs of 10 steps.
+PolicyContext ten_epochs_of(std::size_t stages) {
+  PolicyContext ctx;
+  ctx.num_stages = stages;
+  ctx.steps_per_epoch = 10;
+  ctx.epochs = 10;
+  return ctx;
+}
+}  // namespace
+
 TEST(LinearCka, IsOneForTheSameRepresentationUpToRotationAndScaleAndLowForAnUnrelatedOne) {
   at::manual_seed(3);
   const at::Tensor x = at::randn({96, 24}, at::kDouble);
@@ -145,10 +157,7 @@ TEST(FeatureProbe, TheFreezeProbesLossIsTheModelsWhereThePrefixDidNotMoveAndTheS
 
 TEST(FreezeProbePolicy, DropsThePrefixWhoseFreezingCostsWithinTheToleranceAndKeepsTheLastStages) {
   auto host = test::builtin_host();
-  PolicyContext ctx;
-  ctx.num_stages = 6;
-  ctx.steps_per_epoch = 10;
-  ctx.epochs = 10;
+  const PolicyContext ctx = ten_epochs_of(6);
   auto p = host->create_policy(
       "freeze-probe",
       test::plugin_options(*host, PluginKind::kPolicy, "freeze-probe", {{"patience", "2"}, {"tolerance", "0.05"}}),
@@ -189,12 +198,12 @@ TEST(FreezeProbePolicy, DropsThePrefixWhoseFreezingCostsWithinTheToleranceAndKee
 
 TEST(CkaPolicy, DropsTheSettledPrefixAsksForACacheAndKeepsTheLastStages) {
   auto host = test::builtin_host();
-  PolicyContext ctx;
-  ctx.num_stages = 6;
-  ctx.steps_per_epoch = 10;
-  ctx.epochs = 10;
-  auto p = host->create_policy("cka", test::plugin_options(*host, PluginKind::kPolicy, "cka", {{"patience", "2"}, {"start_threshold", "0.99"}, {"moved", "1"}, {"confirm", "1"}}),
-                               ctx);
+  const PolicyContext ctx = ten_epochs_of(6);
+  auto p = host->create_policy(
+      "cka",
+      test::plugin_options(*host, PluginKind::kPolicy, "cka",
+                           {{"patience", "2"}, {"start_threshold", "0.99"}, {"moved", "1"}, {"confirm", "1"}}),
+      ctx);
   EXPECT_TRUE(p->wants_feature_similarity());
   auto point = [&](std::int64_t k, const std::vector<double>& sim) {
     PolicyInput in;
@@ -232,10 +241,7 @@ TEST(CkaPolicy, DropsTheSettledPrefixAsksForACacheAndKeepsTheLastStages) {
 // every stage settles as the learning rate decays (docs/policies/cka.md).
 TEST(CkaPolicy, ByDefaultOnlyTheSimilarityToTheStartSettlesAStage) {
   auto host = test::builtin_host();
-  PolicyContext ctx;
-  ctx.num_stages = 4;
-  ctx.steps_per_epoch = 10;
-  ctx.epochs = 10;
+  const PolicyContext ctx = ten_epochs_of(4);
   // Every stage at `between` and `start`, the deepest at `deepest` against the start.
   auto decide = [&](std::map<std::string, std::string> keys, double between, double start, double deepest = 0.5) {
     auto p = host->create_policy("cka", test::plugin_options(*host, PluginKind::kPolicy, "cka", keys), ctx);
@@ -271,10 +277,7 @@ TEST(CkaPolicy, ByDefaultOnlyTheSimilarityToTheStartSettlesAStage) {
 // `confirm`) a stage must read settled at one point more (docs/transfer.md).
 TEST(CkaPolicy, ANetworkThatMovedLittleConfirmsAReadingAtOneMorePoint) {
   auto host = test::builtin_host();
-  PolicyContext ctx;
-  ctx.num_stages = 5;
-  ctx.steps_per_epoch = 10;
-  ctx.epochs = 10;
+  const PolicyContext ctx = ten_epochs_of(5);
   auto policy = [&](std::map<std::string, std::string> keys) {
     return host->create_policy("cka", test::plugin_options(*host, PluginKind::kPolicy, "cka", keys), ctx);
   };
