@@ -66,10 +66,10 @@ def main():
     ap.add_argument("--setting", default="fine-tuning",
                     help="what the runs did, for the plots' titles (e.g. 'training online (class order)')")
     ap.add_argument("--label", action="append", default=[],
-                    help="suite:RUN=NAME or bench:RUN=NAME: show a run under another name (e.g. suite runs made "
+                    help="suite:RUN=NAME or bench:RUN=NAME (split at the last =): show a run under another name (e.g. suite runs made "
                          "with older defaults), repeatable")
     a = ap.parse_args()
-    rename = dict(x.split("=", 1) for x in a.label)
+    rename = dict(x.rsplit("=", 1) for x in a.label)  # a bench run name may hold "=" itself
     out = a.out or os.path.join(a.sources[0], "transfer-report")
     os.makedirs(out, exist_ok=True)
     rows = collections.defaultdict(list)  # (model, source label, run) -> [(acc diff, rel time, acc)]
