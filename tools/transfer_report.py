@@ -7,7 +7,8 @@ every criterion and every fixed freezing K with its test accuracy (mean over
 seeds), its difference to full training and its time relative to the full
 run of the same seed; then for each criterion the most accurate fixed
 freezing K whose relative time is at most the criterion's (equal time), and
-the issue's targets. Writes tradeoff-<model>.png (accuracy against relative
+the issue's targets; for runs of a stream, the test accuracy after each
+part. Writes tradeoff-<model>.png (accuracy against relative
 time) next to the table when python3-matplotlib is installed.
 
   /usr/bin/python3 tools/transfer_report.py runs/transfer-fit [bench-runs/transfer-*] [--out DIR]
@@ -44,6 +45,17 @@ def label_of(folder):
     return None
 
 
+def arrival_accuracies(path):
+    """[test accuracy % after each arrival] of a stream run (its last evaluation in each), [] otherwise."""
+    last = {}
+    if os.path.exists(path):
+        for line in open(path):
+            m = json.loads(line)
+            if m.get("arrival") is not None and m.get("test_accuracy") is not None:
+                last[m["arrival"]] = 100 * m["test_accuracy"]
+    return [last[k] for k in sorted(last)]
+
+
 def load(source):
     folders = glob.glob(os.path.join(source, "runs", "finetune.*")) or glob.glob(os.path.join(source, "*"))
     runs = []
@@ -55,7 +67,8 @@ def load(source):
         s = json.load(open(path))
         model, run, seed = lab
         runs.append({"source": source, "model": model, "run": run, "seed": seed,
-                     "accuracy": 100 * s["test_accuracy"], "seconds": s["train_seconds"]})
+                     "accuracy": 100 * s["test_accuracy"], "seconds": s["train_seconds"],
+                     "arrivals": arrival_accuracies(os.path.join(f, "metrics.jsonl"))})
     return runs
 
 
@@ -73,6 +86,7 @@ def main():
     out = a.out or os.path.join(a.sources[0], "transfer-report")
     os.makedirs(out, exist_ok=True)
     rows = collections.defaultdict(list)  # (model, source label, run) -> [(acc diff, rel time, acc)]
+    parts = collections.defaultdict(list)  # the same key -> [[accuracy after each arrival] per seed]
     for source in a.sources:
         runs = load(source)
         full = {(r["model"], r["seed"]): r for r in runs if r["run"] == "full"}
@@ -83,6 +97,7 @@ def main():
                 continue
             rows[(r["model"], tag, rename.get(tag + ":" + r["run"], r["run"]))].append(
                 (r["accuracy"] - f["accuracy"], r["seconds"] / f["seconds"], r["accuracy"]))
+            parts[(r["model"], tag, rename.get(tag + ":" + r["run"], r["run"]))].append(r["arrivals"])
     lines = []
     for model in sorted({k[0] for k in rows}):
         lines += ["## " + model, "",
@@ -97,6 +112,15 @@ def main():
             acc = statistics.mean(x[2] for x in v)
             lines.append("| %s | %s | %d | %.2f | %+.2f | %.2f | %.2fx |" % (k[1], k[2], len(v), acc, diff, rel, 1 / rel))
             points.append((k[1], k[2], diff, rel))
+        streams = [k for k in keys if parts[k] and all(p and len(p) == len(parts[k][0]) for p in parts[k])]
+        if streams:
+            n = len(parts[streams[0]][0])
+            lines += ["", "Test accuracy % after each part (mean over seeds):", "",
+                      "| source | run | " + " | ".join("part %d" % (i + 1) for i in range(n)) + " |",
+                      "| --- | --- |" + " --- |" * n]
+            for k in streams:
+                lines.append("| %s | %s | %s |" % (k[1], k[2], " | ".join(
+                    "%.2f" % statistics.mean(p[i] for p in parts[k]) for i in range(n))))
         lines += ["", "Against the most accurate fixed freezing at equal time (K with time / full at most the "
                   "criterion's, from the same source):", "",
                   "| source | criterion | vs full [points] | speedup | best K at equal time | its vs full [points] "

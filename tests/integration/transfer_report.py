@@ -6,7 +6,9 @@ and times and checks the report's equal-time row: the criterion is compared
 with the most accurate K whose time is at most its own (2 % slack), never
 with a slower K while one as fast exists; and a run renamed with --label
 whose bench name holds "=" itself (none(epochs=3,...)) is shown under its
-new name and, named budget..., is not compared as a criterion.
+new name and, named budget..., is not compared as a criterion; for a stream,
+the accuracy after each part is the mean of each seed's last evaluation in
+that part.
 
 usage: transfer_report.py SOURCE_DIR
 """
@@ -36,6 +38,10 @@ def main() -> int:
                 d = bench / f"resnet18.{run}.{seed}"
                 d.mkdir(parents=True)
                 (d / "summary.json").write_text(json.dumps({"test_accuracy": acc, "train_seconds": sec}))
+                # a stream of 2 parts: the last evaluation of each part counts (0.6 / 0.7 after part 1)
+                evals = [(1, 0.1), (1, 0.5 + 0.1 * seed), (1, None), (2, acc)]
+                (d / "metrics.jsonl").write_text("".join(
+                    json.dumps({"arrival": a, "test_accuracy": t}) + "\n" for a, t in evals))
         out = subprocess.run(
             [sys.executable, str(source / "tools/transfer_report.py"), str(bench), "--out", str(Path(tmp) / "rep"),
              "--label", "bench:none(epochs=3,epochs=15,eval_every=3)=budget-3ep"],
@@ -55,6 +61,9 @@ def main() -> int:
             errors.append("the run was not renamed (its name holds '=')")
         if any(l.startswith("| bench | budget-3ep |") and "freeze" in l for l in rows):
             errors.append("a budget run was compared as a criterion")
+        if "| bench | cka | 65.00 | 87.50 |" not in text:
+            errors.append("the per-part table should show cka at 65.00 after part 1 (the mean of each seed's last "
+                          "evaluation, 60 and 70) and 87.50 after part 2")
         for e in errors:
             print("transfer_report: " + e)
         if errors:
