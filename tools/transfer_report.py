@@ -95,9 +95,9 @@ def main():
             f = full.get((r["model"], r["seed"]))
             if not f:
                 continue
-            rows[(r["model"], tag, rename.get(tag + ":" + r["run"], r["run"]))].append(
-                (r["accuracy"] - f["accuracy"], r["seconds"] / f["seconds"], r["accuracy"]))
-            parts[(r["model"], tag, rename.get(tag + ":" + r["run"], r["run"]))].append(r["arrivals"])
+            key = (r["model"], tag, rename.get(tag + ":" + r["run"], r["run"]))
+            rows[key].append((r["accuracy"] - f["accuracy"], r["seconds"] / f["seconds"], r["accuracy"]))
+            parts[key].append(r["arrivals"])
     lines = []
     for model in sorted({k[0] for k in rows}):
         lines += ["## " + model, "",
@@ -112,9 +112,9 @@ def main():
             acc = statistics.mean(x[2] for x in v)
             lines.append("| %s | %s | %d | %.2f | %+.2f | %.2f | %.2fx |" % (k[1], k[2], len(v), acc, diff, rel, 1 / rel))
             points.append((k[1], k[2], diff, rel))
-        streams = [k for k in keys if parts[k] and all(p and len(p) == len(parts[k][0]) for p in parts[k])]
+        n = max((len(p) for k in keys for p in parts[k]), default=0)
+        streams = [k for k in keys if all(len(p) == n for p in parts[k])] if n else []
         if streams:
-            n = len(parts[streams[0]][0])
             lines += ["", "Test accuracy % after each part (mean over seeds):", "",
                       "| source | run | " + " | ".join("part %d" % (i + 1) for i in range(n)) + " |",
                       "| --- | --- |" + " --- |" * n]
