@@ -88,12 +88,15 @@ class CkaPolicy : public ld::DropPolicy {
         break;
       }
     }
+    // The leading run of stages settled at `patience` points: what `moved`
+    // holds, what `confirm` waits on, and without `confirm` what is wanted.
+    const std::size_t settled_once = settled_.leading(in.cut, o_.patience);
     if (o_.moved < 1 && deepest > o_.moved) {
       ld::Decision d{in.cut, "", ld::DropModeHint::kAny};
       char buf[160];
       std::snprintf(buf, sizeof buf, "moved: the deepest trained stage's CKA against the start is %.4f > %.4f", deepest,
                     o_.moved);
-      if (settled_.leading(in.cut, o_.patience) > in.cut) d.reason = buf;
+      if (settled_once > in.cut) d.reason = buf;
       return d;
     }
     // Moved past `moved` but not past `confirm`: early stages of a network
@@ -102,7 +105,7 @@ class CkaPolicy : public ld::DropPolicy {
     // settled at one point more.
     const bool unconfirmed = o_.confirm < 1 && deepest > o_.confirm;
     const std::int64_t patience = o_.patience + (unconfirmed ? 1 : 0);
-    const std::size_t wanted = std::min(n, settled_.leading(in.cut, patience));
+    const std::size_t wanted = std::min(n, unconfirmed ? settled_.leading(in.cut, patience) : settled_once);
     std::string held;
     const std::size_t cut = guards_.clamp(in, wanted, &held);
     ld::Decision d;
@@ -110,7 +113,6 @@ class CkaPolicy : public ld::DropPolicy {
     d.mode = ld::drop_mode_hint(o_.prefer);
     if (cut == in.cut) {
       d.reason = wanted > in.cut ? "stages up to " + std::to_string(wanted) + " settled; held by " + held : "";
-      const std::size_t settled_once = settled_.leading(in.cut, o_.patience);
       if (wanted == in.cut && unconfirmed && settled_once > in.cut) {
         char buf[192];
         std::snprintf(buf, sizeof buf,
